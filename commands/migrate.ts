@@ -1,0 +1,73 @@
+/**
+ * `feedline migrate`: apply pending `sql/` migrations, or list them with `--status`.
+ * Safe to run from several processes at once (advisory lock, one transaction per file).
+ */
+import { databaseOptions, logOptions } from "../src/config.ts";
+import { openDatabase } from "../src/database.ts";
+import { FeedlineError } from "../src/errors.ts";
+import { applyMigrations, migrationStatus } from "../src/migrate.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
+
+/** Options of `migrate`. */
+export const migrateOptions = {
+  status: option({
+    flag: "status",
+    schema: zs.bool().default(false),
+    defaultText: "off",
+    doc: "List applied and pending migrations instead of applying them.",
+    boolean: true,
+  }),
+  ...databaseOptions,
+  verbose: logOptions.verbose,
+};
+
+/** Parses flags and environment. Pure. */
+export function parseMigrateArgs(args: string[], env: Record<string, string | undefined>) {
+  const { values, positionals } = resolveOptions(migrateOptions, args, env, "migrate");
+  if (positionals.length > 0) {
+    throw new FeedlineError("USAGE", `migrate takes no arguments (got "${positionals[0]}")`);
+  }
+  return values;
+}
+
+/** Help text of `migrate`. */
+export const help = `feedline migrate — apply the sql/ migrations
+
+Usage: feedline migrate [--status] [options]
+
+Options (flag, [environment variable], default):
+${formatOptionsHelp(migrateOptions)}
+`;
+
+/** Runs `migrate`; prints what it did. */
+export async function run(args: string[]): Promise<void> {
+  const config = parseMigrateArgs(args, Deno.env.toObject());
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    embeddedPort: config.embeddedDbPort,
+    poolSize: 2,
+    migrate: false,
+  });
+  try {
+    if (config.status) {
+      const status = await migrationStatus(db.sql);
+      console.log(`database: ${db.where}`);
+      for (const m of status.applied) {
+        const changed = status.changed.includes(m.name) ? "  CHANGED since applied" : "";
+        console.log(`applied  ${m.name}  ${m.appliedAt?.toISOString()}${changed}`);
+      }
+      for (const m of status.pending) console.log(`pending  ${m.name}`);
+      if (status.applied.length + status.pending.length === 0) console.log("no migrations");
+      return;
+    }
+    const { applied } = await applyMigrations(db.sql);
+    console.log(
+      applied.length === 0
+        ? `database is up to date (${db.where})`
+        : `applied ${applied.join(", ")} (${db.where})`,
+    );
+  } finally {
+    await db.close();
+  }
+}

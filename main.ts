@@ -1,0 +1,73 @@
+/**
+ * feedline: MQTT sensor data and device status into PostgreSQL.
+ *
+ * `main.ts` only dispatches to `commands/<name>.ts` and is the one place that prints an
+ * error and exits.
+ *
+ * @module
+ */
+import { describeCauses, FeedlineError } from "./src/errors.ts";
+
+interface Command {
+  help: string;
+  run(args: string[]): Promise<void>;
+}
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  serve: {
+    summary: "ingest MQTT messages into PostgreSQL (embedded broker and database by default)",
+    load: () => import("./commands/serve.ts"),
+  },
+  migrate: {
+    summary: "apply the sql/ migrations (--status to list them)",
+    load: () => import("./commands/migrate.ts"),
+  },
+};
+
+const USAGE = `feedline — MQTT sensor data into PostgreSQL, fast and without losing a reading
+
+Usage: feedline <command> [options]
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`).join("\n")}
+
+Run 'feedline <command> --help' for its options.`;
+
+async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) {
+    console.error(
+      `feedline: unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`,
+    );
+    return 2;
+  }
+  const command = await entry.load();
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(command.help);
+    return 0;
+  }
+  await command.run(rest);
+  return 0;
+}
+
+const verbose = Deno.args.includes("--verbose") ||
+  /^(1|true|yes|on)$/i.test(Deno.env.get("FEEDLINE_VERBOSE") ?? "");
+try {
+  Deno.exitCode = await main(Deno.args);
+} catch (error) {
+  const code = error instanceof FeedlineError ? error.code : "UNEXPECTED";
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`feedline: ${message}`);
+  if (verbose) {
+    for (const line of describeCauses(error).slice(1)) console.error(`  caused by ${line}`);
+    if (error instanceof Error && error.stack) console.error(error.stack);
+  } else if (code === "UNEXPECTED") {
+    console.error("(run with --verbose for details)");
+  }
+  Deno.exitCode = code === "USAGE" ? 2 : 1;
+}

@@ -1,0 +1,106 @@
+/**
+ * decode: an `Inbound` (topic + bytes) becomes a `Decoded` (what it says) or a reject.
+ * Pure and allocation-light; runs on the receive path for every message.
+ */
+import type { Decoded, Inbound, Reading } from "./message.ts";
+import { decodeUtf8, parseBulkPayload, parseFeedPayload, parseStatusPayload } from "./payload.ts";
+import type { TopicRouter } from "./topics.ts";
+
+/** What decode needs to know. */
+export interface DecodeOptions {
+  router: TopicRouter;
+  /** Payloads larger than this are rejected as `too_large` without parsing. */
+  maxPayloadBytes: number;
+  maxTextLength: number;
+  /** Device timestamps further ahead of the receive time than this are rejected. */
+  maxFutureSkewMs: number;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// A device code or feed key is one topic level; keep them printable and bounded so
+// they are safe as keys and in logs.
+// deno-lint-ignore no-control-regex
+const BAD_NAME_RE = /[\u0000-\u001f\u007f]/;
+
+function badName(name: string): boolean {
+  return name.length > 128 || BAD_NAME_RE.test(name);
+}
+
+/** Decodes one inbound message. Never throws. */
+export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
+  const match = opts.router.match(msg.topic);
+  if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
+  if (!UUID_RE.test(match.userId)) {
+    return { kind: "reject", reason: "bad_user_id", detail: "user id is not a UUID" };
+  }
+  if (badName(match.deviceCode) || badName(match.feedKey)) {
+    return {
+      kind: "reject",
+      reason: "bad_topic",
+      detail: "device code or feed key too long or has control characters",
+    };
+  }
+  if (msg.payload.byteLength > opts.maxPayloadBytes) {
+    return {
+      kind: "reject",
+      reason: "too_large",
+      detail: `payload is ${msg.payload.byteLength} bytes; the limit is ${opts.maxPayloadBytes}`,
+    };
+  }
+  const text = decodeUtf8(msg.payload);
+  if (text === null) {
+    return { kind: "reject", reason: "bad_payload", detail: "payload is not UTF-8" };
+  }
+  const userId = match.userId.toLowerCase();
+  const deviceCode = match.deviceCode;
+  const limits = { maxTextLength: opts.maxTextLength };
+  const latestUs = msg.receivedAtUs + opts.maxFutureSkewMs * 1000;
+
+  if (match.kind === "status") {
+    const s = parseStatusPayload(text);
+    if (!s.ok) return { kind: "reject", reason: s.reason, detail: s.detail };
+    if (s.tsUs !== null && s.tsUs > latestUs) return futureReject(s.tsUs);
+    return {
+      kind: "status",
+      userId,
+      deviceCode,
+      status: s.status,
+      details: s.details,
+      tsUs: s.tsUs,
+    };
+  }
+
+  if (match.kind === "feed") {
+    const v = parseFeedPayload(text, limits);
+    if (!v.ok) return { kind: "reject", reason: v.reason, detail: v.detail };
+    if (v.tsUs !== null && v.tsUs > latestUs) return futureReject(v.tsUs);
+    const reading: Reading = { feedKey: match.feedKey, value: v.value, text: v.text, tsUs: v.tsUs };
+    return { kind: "readings", userId, deviceCode, readings: [reading], rejects: [] };
+  }
+
+  const bulk = parseBulkPayload(text, limits);
+  if (!bulk.ok) return { kind: "reject", reason: bulk.reason, detail: bulk.detail };
+  const readings: Reading[] = [];
+  for (const r of bulk.readings) {
+    if (r.tsUs !== null && r.tsUs > latestUs) {
+      bulk.rejects.push({
+        reason: "future_timestamp",
+        detail: `${r.feedKey}: ${futureDetail(r.tsUs)}`,
+      });
+    } else {
+      readings.push(r);
+    }
+  }
+  if (readings.length === 0 && bulk.rejects.length === 1) {
+    return { kind: "reject", ...bulk.rejects[0] };
+  }
+  return { kind: "readings", userId, deviceCode, readings, rejects: bulk.rejects };
+}
+
+function futureDetail(tsUs: number): string {
+  return `timestamp ${new Date(tsUs / 1000).toISOString()} is in the future`;
+}
+
+function futureReject(tsUs: number): Decoded {
+  return { kind: "reject", reason: "future_timestamp", detail: futureDetail(tsUs) };
+}

@@ -1,0 +1,41 @@
+/**
+ * The few error classes feedline throws. Each carries a stable `code` that tests assert
+ * on and a message a person can act on; `main.ts` prints the message (and, with
+ * `--verbose`, the cause chain).
+ */
+
+/** Stable error codes. */
+export type ErrorCode =
+  | "CONFIG_INVALID"
+  | "USAGE"
+  | "MIGRATION_CHANGED"
+  | "MIGRATION_FAILED"
+  | "DATABASE_UNREACHABLE"
+  | "BROKER_UNREACHABLE"
+  | "EMBEDDED_FAILED";
+
+/** An error meant for the person running feedline. */
+export class FeedlineError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "FeedlineError";
+    this.code = code;
+  }
+}
+
+/** Collects `message` along the `cause` chain, for `--verbose` and logs. */
+export function describeCauses(error: unknown): string[] {
+  const lines: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 10; depth++) {
+    if (current instanceof Error) {
+      lines.push(`${current.name}: ${current.message}`);
+      current = current.cause;
+    } else {
+      lines.push(String(current));
+      break;
+    }
+  }
+  return lines;
+}
