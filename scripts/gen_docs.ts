@@ -15,7 +15,7 @@ export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
 
 /** Table rows compared without the padding `deno fmt` adds. */
 export function normalizeTables(markdown: string): string {
-  return markdown.split("\n").map((line) =>
+  return markdown.split("\n").filter((line) => line.trim() !== "").map((line) =>
     line.startsWith("|") ? line.replace(/\s*\|\s*/g, "|").replace(/-{3,}/g, "---") : line
   ).join("\n");
 }
@@ -29,8 +29,7 @@ export function renderReadme(readme: string): string {
     const a = out.indexOf(start);
     const b = out.indexOf(end);
     if (a === -1 || b === -1) continue;
-    out = out.slice(0, a + start.length) + "\n" + formatOptionsMarkdown(specs) + "\n" +
-      out.slice(b);
+    out = `${out.slice(0, a + start.length)}\n\n${formatOptionsMarkdown(specs)}\n\n${out.slice(b)}`;
   }
   return out;
 }
