@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { databaseOptions, decodeOptions, logOptions, processingOptions } from "../src/config.ts";
 import { openDatabase } from "../src/database.ts";
+import { removeEndpoints, writeEndpoints } from "../src/endpoints.ts";
 import { decode, type DecodeOptions } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
@@ -372,6 +373,18 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       httpPort = http.port;
       closers.push(() => http.close());
       log.info("http listening", { url: `http://${addr.hostname}:${http.port}/metrics` });
+    }
+
+    if (config.embeddedBroker || db.embedded) {
+      // Other commands on this machine (simulate, replay --publish) find the embedded
+      // services here when no MQTT_URL / DATABASE_URL is given.
+      await writeEndpoints(config.dataDir, {
+        mqttUrl,
+        databaseUrl: db.embedded ? db.url : undefined,
+        httpPort,
+        pid: Deno.pid,
+      });
+      closers.push(() => removeEndpoints(config.dataDir));
     }
 
     let stopping: Promise<void> | null = null;

@@ -13,6 +13,8 @@ export interface Database {
   sql: postgres.Sql;
   /** Where it is, with any password masked: for logs. */
   where: string;
+  /** Connection URL (for the embedded database: how other local processes reach it). */
+  url: string;
   embedded: boolean;
   close(): Promise<void>;
 }
@@ -36,7 +38,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       embedded = await startEmbeddedDatabase({
         dataDir: dir,
         port: opts.embeddedPort,
-        maxConnections: opts.poolSize + 1,
+        // Room for our pool plus a few local tools (simulate --register, psql).
+        maxConnections: opts.poolSize + 4,
       });
     } catch (error) {
       throw new FeedlineError(
@@ -51,6 +54,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     return {
       sql,
       where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
+      url: embedded.url,
       embedded: true,
       close: async () => {
         await sql.end({ timeout: 5 });
@@ -78,7 +82,13 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     );
   }
   if (opts.migrate) await applyMigrations(sql);
-  return { sql, where: redactUrl(opts.url), embedded: false, close: () => sql.end({ timeout: 5 }) };
+  return {
+    sql,
+    where: redactUrl(opts.url),
+    url: opts.url,
+    embedded: false,
+    close: () => sql.end({ timeout: 5 }),
+  };
 }
 
 /** A one-line description of a postgres.js or socket error. */

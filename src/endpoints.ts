@@ -1,0 +1,46 @@
+/**
+ * Where a running `serve` with embedded services can be reached: written to
+ * `<data-dir>/endpoints.json` while it runs, so that `simulate` or `replay --publish` in
+ * another terminal find the embedded broker (and database) without flags, even when the
+ * broker had to move off port 1883.
+ */
+
+/** What `serve` publishes about itself. */
+export interface Endpoints {
+  mqttUrl: string;
+  /** Only for the embedded database; a real DATABASE_URL is never written to disk. */
+  databaseUrl?: string;
+  httpPort: number | null;
+  pid: number;
+}
+
+function pathOf(dataDir: string): string {
+  return `${dataDir.replace(/\/$/, "")}/endpoints.json`;
+}
+
+/** Writes the endpoints file. */
+export async function writeEndpoints(dataDir: string, endpoints: Endpoints): Promise<void> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  await Deno.writeTextFile(pathOf(dataDir), JSON.stringify(endpoints, null, 2) + "\n");
+}
+
+/** Removes the endpoints file (on shutdown). */
+export async function removeEndpoints(dataDir: string): Promise<void> {
+  await Deno.remove(pathOf(dataDir)).catch(() => {});
+}
+
+/** Reads the endpoints of a running `serve`, or null when none is running. */
+export async function readEndpoints(dataDir: string): Promise<Endpoints | null> {
+  try {
+    const endpoints = JSON.parse(await Deno.readTextFile(pathOf(dataDir))) as Endpoints;
+    // A file left by a process that was killed points at nothing.
+    try {
+      Deno.kill(endpoints.pid, "SIGCONT");
+    } catch {
+      return null;
+    }
+    return endpoints;
+  } catch {
+    return null;
+  }
+}
