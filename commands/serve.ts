@@ -15,7 +15,7 @@ import { parseListenAddress, startHttpServer } from "../src/http.ts";
 import { addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
 import { createLogger, type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
-import { startMqttSource } from "../src/mqtt_source.ts";
+import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
 import { compileTopics } from "../src/topics.ts";
@@ -215,6 +215,7 @@ export interface RunningServe {
   log: Logger;
   metrics: ReturnType<typeof createIngestMetrics>;
   pipeline: Pipeline;
+  source: MqttSource;
   mqttUrl: string;
   httpPort: number | null;
   /** Stops reading, writes and acks what is queued, disconnects. */
@@ -393,6 +394,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log,
       metrics,
       pipeline,
+      source,
       mqttUrl,
       httpPort,
       stop() {

@@ -59,6 +59,9 @@ export async function startTestServe(opts: {
     "off",
     "--db-pool-size",
     "2",
+    // The shared test broker should forget our sessions soon after the test.
+    "--session-expiry",
+    "30",
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
   ], opts.env ?? {});
