@@ -68,6 +68,7 @@ Deno.test("processBatch() stores good readings, skips inactive feeds and dead-le
       msg(`${u}/d1/feeds`, '{"temp": 22, "ghost": 1}'),
     ]);
     assert.equal(result.stored, 3);
+    assert.deepEqual(result.outcomes, { stored: 3, rejected: 4, skipped: 1 });
     assert.deepEqual(result.skipped, { inactive_feed: 1 });
     assert.deepEqual(result.rejected, {
       out_of_range: 1,
