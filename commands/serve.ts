@@ -426,6 +426,16 @@ export async function run(args: string[]): Promise<void> {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });
+  // Signals are watched from the start: a SIGTERM while starting up still ends cleanly.
+  let signalled!: () => void;
+  const signal = new Promise<void>((resolve) => signalled = resolve);
+  const onSignal = () => {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    signalled();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const running = await startServe(config, log);
   if (config.embeddedBroker) {
     log.info(
@@ -433,14 +443,7 @@ export async function run(args: string[]): Promise<void> {
         `-t 6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f/dev1/feeds/temperature -m 21.5`,
     );
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      log.info("signal received; flushing and stopping");
-      Deno.removeSignalListener("SIGINT", onSignal);
-      Deno.removeSignalListener("SIGTERM", onSignal);
-      running.stop().then(resolve);
-    };
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-  });
+  await signal;
+  log.info("signal received; flushing and stopping");
+  await running.stop();
 }
