@@ -104,3 +104,20 @@ export async function peakRssBytes(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/**
+ * CPU seconds (user + system) a Linux process has used so far, or null. Unlike wall-clock
+ * rates, this barely moves when other work shares the machine: the benchmark reports it
+ * per message to compare versions on a busy host.
+ */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100/s).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}

@@ -8,6 +8,7 @@
  * Usage: deno run -A bench/counter.ts '<json CounterConfig>'
  */
 import mqtt from "mqtt";
+import process from "node:process";
 import { wallMs } from "./publisher.ts";
 
 /** What the counter is told. */
@@ -24,6 +25,8 @@ export interface CounterReport {
   received: number;
   firstMs: number;
   lastMs: number;
+  /** CPU time used from subscribing to the report, in µs. */
+  cpuUs: number;
 }
 
 if (import.meta.main) {
@@ -38,8 +41,14 @@ if (import.meta.main) {
   let firstMs = 0;
   let lastMs = 0;
   let lastArrival = performance.now();
+  let cpuAtReady = 0;
+  const cpuNow = () => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
   const report = () => {
-    console.log(JSON.stringify({ received, firstMs, lastMs } satisfies CounterReport));
+    const cpuUs = cpuNow() - cpuAtReady;
+    console.log(JSON.stringify({ received, firstMs, lastMs, cpuUs } satisfies CounterReport));
     client.end(true);
     Deno.exit(0);
   };
@@ -53,6 +62,7 @@ if (import.meta.main) {
   client.on("connect", () => {
     client.subscribe(cfg.filter, { qos: cfg.qos }, (error) => {
       if (error) throw error;
+      cpuAtReady = cpuNow();
       console.log("ready");
     });
   });

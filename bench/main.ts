@@ -24,7 +24,7 @@ import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts
 import { processBatch } from "../src/processor.ts";
 import { compileTopics } from "../src/topics.ts";
 import { freePort, startMosquitto } from "../test/support/broker.ts";
-import { type Child, peakRssBytes, spawnDeno } from "./children.ts";
+import { type Child, cpuSeconds, peakRssBytes, spawnDeno } from "./children.ts";
 import { startCommitClock } from "./commit_clock.ts";
 import { buildFleet, registerFleet } from "./fleet.ts";
 import type { CounterConfig, CounterReport } from "./counter.ts";
@@ -131,6 +131,12 @@ export const benchOptions = {
     defaultText: "none",
     doc: 'Extra flags for serve, space-separated (e.g. "--connections 4 --ack-window 200").',
   }),
+  serveMain: option({
+    flag: "serve-main",
+    schema: z.string().optional(),
+    defaultText: "this checkout's main.ts",
+    doc: "main.ts to run as serve: another checkout's, for before/after comparisons.",
+  }),
   cpuProf: option({
     flag: "cpu-prof",
     schema: zs.bool().default(false),
@@ -192,11 +198,13 @@ interface PhaseResult {
   dropped?: number;
   rejected?: number;
   peakRssMb?: number;
+  /** CPU time of the measured process per message, in µs (steady under other load). */
+  cpuUsPerMessage?: number;
   extra?: Record<string, unknown>;
 }
 
 const RESULTS_DIR = new URL("./results/", import.meta.url);
-const MAIN_TS = new URL("../main.ts", import.meta.url).pathname;
+const OWN_MAIN_TS = new URL("../main.ts", import.meta.url).pathname;
 
 function log(msg: string): void {
   console.error(`[bench] ${msg}`);
@@ -218,6 +226,8 @@ async function machineInfo() {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     mosquitto,
+    // Other work on the machine skews every number; kept with the results.
+    loadAvgAtStart: Deno.loadavg(),
   };
 }
 
@@ -320,6 +330,11 @@ async function main(args: string[]): Promise<void> {
       ? limits.reduce((a, b) => (a.perSecond <= b.perSecond ? a : b))
       : null;
     printTable(results);
+    console.log(
+      `load average at start ${machine.loadAvgAtStart.join(" ")}, at end ${
+        Deno.loadavg().join(" ")
+      }`,
+    );
     const ratio = serve && slower ? serve.perSecond / slower.perSecond : null;
     if (serve && slower) {
       console.log(
@@ -412,6 +427,7 @@ async function brokerPhase(
       seconds,
       perSecond: report.received / seconds,
       lost: pub.published - report.received,
+      cpuUsPerMessage: report.cpuUs / Math.max(1, report.received),
       extra: { publishSeconds: (pub.lastMs - pub.firstMs) / 1000 },
     };
   } finally {
@@ -545,7 +561,14 @@ async function servePhase(
       (pc.rate > 0 ? `, ${fmtRate(pc.rate)}/s` : ", flat out") +
       (extra.length ? ` (${extra.join(" ")})` : ""),
   );
-  const serve: Child = spawnDeno([...denoFlags, MAIN_TS, "serve", ...serveFlags], { echo: true });
+  const serve: Child = spawnDeno([
+    ...denoFlags,
+    cfg.serveMain ?? OWN_MAIN_TS,
+    "serve",
+    ...serveFlags,
+  ], {
+    echo: true,
+  });
   const metricsUrl = `http://127.0.0.1:${httpPort}`;
   let stopped = false;
   try {
@@ -560,6 +583,7 @@ async function servePhase(
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    const cpuAtStart = await cpuSeconds(serve.pid);
     const clockSql = postgres(dbUrl, { max: 1, onnotice: () => {} });
     const clock = startCommitClock(clockSql);
     let maxUnacked = 0;
@@ -610,6 +634,7 @@ async function servePhase(
       await clockSql.end();
     }
     const peak = await peakRssBytes(serve.pid);
+    const cpuAtEnd = await cpuSeconds(serve.pid);
     const status = await serve.stop("SIGTERM");
     stopped = true;
     if (!status.success) log(`serve exited with code ${status.code}`);
@@ -643,6 +668,9 @@ async function servePhase(
             join feed_values v on v.xmin::text::int8 = c.x) l`;
     const seconds = (lastCommitMs - pub.firstMs) / 1000;
     const skipped = last.skipped;
+    const cpuUsPerMessage = cpuAtStart !== null && cpuAtEnd !== null && last.processed > 0
+      ? ((cpuAtEnd - cpuAtStart) * 1e6) / last.processed
+      : null;
     return {
       name: `feedline serve`,
       messages: stored,
@@ -655,6 +683,7 @@ async function servePhase(
       dropped: last.dropped,
       rejected,
       peakRssMb: peak !== null ? peak / 2 ** 20 : maxRssGauge / 2 ** 20,
+      cpuUsPerMessage: cpuUsPerMessage ?? undefined,
       extra: {
         published: pub.published,
         publishSeconds: (pub.lastMs - pub.firstMs) / 1000,
@@ -688,6 +717,7 @@ function printTable(results: PhaseResult[]): void {
     "lost",
     "dropped",
     "peak RSS MB",
+    "CPU µs/msg",
   ];
   const rows = results.map((r) => [
     r.name,
@@ -699,6 +729,7 @@ function printTable(results: PhaseResult[]): void {
     r.lost !== undefined ? String(r.lost) : "",
     r.dropped !== undefined ? String(r.dropped) : "",
     r.peakRssMb !== undefined ? r.peakRssMb.toFixed(0) : "",
+    r.cpuUsPerMessage !== undefined ? r.cpuUsPerMessage.toFixed(1) : "",
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
