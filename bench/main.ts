@@ -13,6 +13,7 @@
  * The publisher (bench/publisher.ts) is its own process too. Prints a table, writes JSON
  * to bench/results/.
  */
+import process from "node:process";
 import postgres from "postgres";
 import { z } from "zod";
 import { decode, type DecodeOptions } from "../src/decode.ts";
@@ -484,6 +485,7 @@ async function processorPhase(
   };
   const feedCache = new FeedCache();
   let lastUs = 0;
+  const cpuStart = process.cpuUsage();
   const started = performance.now();
   let stored = 0;
   for (let start = 0; start < cfg.count; start += cfg.batchSize) {
@@ -506,12 +508,14 @@ async function processorPhase(
     stored += (await processBatch(sql, batch, { feedCache })).stored;
   }
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   return {
     name: "processor (no MQTT)",
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     lost: cfg.count - stored,
+    cpuUsPerMessage: (cpu.user + cpu.system) / cfg.count,
   };
 }
 
