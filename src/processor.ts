@@ -269,6 +269,7 @@ async function lookupFeeds(
     }
   }
   if (missingKeys.length > 0) {
+    const version = cache?.version;
     const rows = await tx<
       {
         id: string;
@@ -291,7 +292,7 @@ async function lookupFeeds(
       };
       const key = feedKeyOf(row.user_id, row.key);
       found.set(key, feed);
-      cache?.set(key, feed, now);
+      cache?.set(key, feed, now, version);
     }
   }
   for (const [key, feed] of found) if (feed === null) found.delete(key);
