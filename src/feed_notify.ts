@@ -24,8 +24,10 @@ export function feedKeyOfNotification(payload: string): string | null {
 }
 
 /**
- * Starts listening; resolves true once the first LISTEN succeeded, false (logged) when
- * the database refused or did not answer within `timeoutMs`.
+ * Starts listening; resolves true once the first LISTEN succeeded, false when the
+ * database is PGlite (reached by URL, e.g. in tests: pglite-socket runs every
+ * connection's queries on one backend, and the extra listening connection breaks other
+ * connections' extended-protocol exchanges), refused, or did not answer in `timeoutMs`.
  */
 export async function listenForFeedChanges(
   sql: postgres.Sql,
@@ -35,6 +37,12 @@ export async function listenForFeedChanges(
 ): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
+    const [{ pglite }] = await sql<{ pglite: boolean }[]>`
+      select version() like '%PGlite%' as pglite`;
+    if (pglite) {
+      log.debug("PGlite has no LISTEN over its socket; the feed cache relies on its TTL");
+      return false;
+    }
     await Promise.race([
       sql.listen(
         FEED_CHANGED_CHANNEL,
