@@ -11,6 +11,7 @@ import { decode, type DecodeOptions } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
+import { listenForFeedChanges } from "../src/feed_notify.ts";
 import { parseListenAddress, startHttpServer } from "../src/http.ts";
 import { accounting, addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
 import { createLogger, type Logger, redactUrl } from "../src/log.ts";
@@ -255,6 +256,13 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log.info("auto-register is on: unknown users, devices and feeds are created (dev mode)");
     }
 
+    const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
+    // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
+    // is reached through pglite-socket, which has no LISTEN, so it relies on the TTL.
+    if (!db.embedded && config.feedCacheTtlMs > 0) {
+      await listenForFeedChanges(db.sql, feedCache, log);
+    }
+
     const metrics = createIngestMetrics();
     const decodeOpts: DecodeOptions = {
       router: config.router,
@@ -267,7 +275,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       processor: {
         autoRegister: config.autoRegister,
         rejectPayloadCap: config.rejectPayloadCap,
-        feedCache: new FeedCache({ ttlMs: config.feedCacheTtlMs }),
+        feedCache,
       },
       batchSize: config.batchSize,
       batchIntervalMs: config.batchIntervalMs,

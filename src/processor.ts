@@ -12,6 +12,7 @@
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
+import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "./message.ts";
 
 /** Options of the processor. */
@@ -117,7 +118,8 @@ async function processInTransaction(
   const rejects: RejectRow[] = [];
 
   if (opts.autoRegister) await autoRegister(tx, batch);
-  const feeds = await lookupFeeds(tx, batch, opts.feedCache);
+  const { feeds, keys } = await lookupFeeds(tx, batch, opts.feedCache);
+  let k = 0; // index into `keys`: readings in batch order, as lookupFeeds saw them
 
   const values: ValueRow[] = [];
   const statusIndexes: number[] = [];
@@ -133,7 +135,7 @@ async function processInTransaction(
     }
     for (const r of decoded.rejects) rejects.push({ inbound, ...r });
     for (const reading of decoded.readings) {
-      const feed = feeds.get(feedKeyOf(decoded.userId, reading.feedKey));
+      const feed = feeds.get(keys[k++]);
       if (!feed) {
         rejects.push({
           inbound,
@@ -254,13 +256,18 @@ async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Prom
     on conflict do nothing`;
 }
 
-/** One query for every (user_id, feed_key) of the batch that the cache does not know. */
+/**
+ * One query for every (user_id, feed_key) of the batch that the cache does not know.
+ * Also returns each reading's key, in batch order, so the caller does not build them
+ * again (a key is a concatenation; reusing it reuses its cached hash).
+ */
 async function lookupFeeds(
   tx: postgres.TransactionSql,
   batch: Pending[],
   cache: FeedCache | undefined,
-): Promise<Map<string, FeedInfo>> {
+): Promise<{ feeds: Map<string, FeedInfo>; keys: string[] }> {
   const found = new Map<string, FeedInfo>();
+  const keys: string[] = [];
   const missingUsers: string[] = [];
   const missingKeys: string[] = [];
   const now = Date.now();
@@ -268,6 +275,7 @@ async function lookupFeeds(
     if (decoded.kind !== "readings") continue;
     for (const r of decoded.readings) {
       const key = feedKeyOf(decoded.userId, r.feedKey);
+      keys.push(key);
       if (found.has(key)) continue;
       const cached = cache?.get(key, now);
       if (cached) {
@@ -281,6 +289,7 @@ async function lookupFeeds(
     }
   }
   if (missingKeys.length > 0) {
+    const version = cache?.version;
     const rows = await tx<
       {
         id: string;
@@ -303,11 +312,11 @@ async function lookupFeeds(
       };
       const key = feedKeyOf(row.user_id, row.key);
       found.set(key, feed);
-      cache?.set(key, feed, now);
+      cache?.set(key, feed, now, version);
     }
   }
   for (const [key, feed] of found) if (feed === null) found.delete(key);
-  return found;
+  return { feeds: found, keys };
 }
 
 interface Poison {
@@ -366,8 +375,9 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
     insert into feed_values (feed_id, value, value_text, created_at, received_at)
     select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
            to_timestamp(0) + r * interval '1 microsecond'
-    from unnest(${feedIds}::int8[], ${nums}::float8[], ${texts}::text[], ${created}::int8[],
-                ${received}::int8[]) as x(f, v, t, c, r)
+    from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
+                ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
+                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
     on conflict do nothing`;
   return res.count;
 }
@@ -397,7 +407,8 @@ async function updateLastValues(
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
     from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
-          from unnest(${ids}::int8[], ${vals}::text[], ${ats}::int8[]) as u(id, v, c)) x
+          from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
+                      ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
     where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
 }
 
