@@ -113,7 +113,7 @@ export function createOperations(opts: {
   const history: HistorySample[] = [];
   let sampler: ReturnType<typeof setInterval> | null = null;
   let lastBatch = { count: 0, sum: 0 };
-  let lastDropped = { queue_full: 0, shutdown: 0 };
+  const lastDropped = { queue_full: 0, shutdown: 0 };
 
   const databaseUp = () => probe.up && (pipeline?.dbReady ?? true);
   const readiness = () => ({ broker: source?.subscribed ?? false, database: databaseUp() });

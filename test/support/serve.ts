@@ -6,7 +6,7 @@
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { parseServeArgs, type RunningServe, startServe } from "../../commands/serve.ts";
-import { silentLogger } from "../../src/log.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 
 /** A unique topic prefix for one test. */
 export function uniquePrefix(): string {
@@ -44,6 +44,8 @@ export async function startTestServe(opts: {
   args?: string[];
   env?: Record<string, string>;
   prefix?: string;
+  /** Where serve logs (default: nowhere). */
+  log?: Logger;
 }): Promise<TestServe> {
   const prefix = opts.prefix ?? uniquePrefix();
   const config = parseServeArgs([
@@ -62,7 +64,7 @@ export async function startTestServe(opts: {
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
   ], opts.env ?? {});
-  const running = await startServe(config, silentLogger);
+  const running = await startServe(config, opts.log ?? silentLogger);
   return {
     ...running,
     prefix,
