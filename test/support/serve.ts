@@ -5,7 +5,12 @@
  * @module
  */
 import mqtt, { type MqttClient } from "mqtt";
-import { parseServeArgs, type RunningServe, startServe } from "../../commands/serve.ts";
+import {
+  parseServeArgs,
+  type RunningServe,
+  type ServeConfig,
+  startServe,
+} from "../../commands/serve.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
 
 /** A unique topic prefix for one test. */
@@ -44,8 +49,8 @@ export async function startTestServe(opts: {
   args?: string[];
   env?: Record<string, string>;
   prefix?: string;
-  /** Where serve logs (default: nowhere). */
-  log?: Logger;
+  /** Where serve logs (default: nowhere); a function gets the parsed configuration. */
+  log?: Logger | ((config: ServeConfig) => Logger);
 }): Promise<TestServe> {
   const prefix = opts.prefix ?? uniquePrefix();
   const config = parseServeArgs([
@@ -64,7 +69,8 @@ export async function startTestServe(opts: {
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
   ], opts.env ?? {});
-  const running = await startServe(config, opts.log ?? silentLogger);
+  const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
+  const running = await startServe(config, log ?? silentLogger);
   return {
     ...running,
     prefix,

@@ -9,7 +9,7 @@
 export interface TcpProxy {
   /** The proxy's port on 127.0.0.1. */
   port: number;
-  /** Closes every open connection and refuses new ones (they are closed at once). */
+  /** Closes every open connection and stops listening: new connections are refused. */
   cut(): void;
   /** Accepts and forwards connections again. */
   restore(): void;
@@ -28,10 +28,10 @@ export interface TcpProxy {
  * ```
  */
 export function startTcpProxy(target: { hostname: string; port: number }): Promise<TcpProxy> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let listener: Deno.Listener | null = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
   const open = new Set<Deno.Conn>();
-  const pumps = new Set<Promise<void>>();
-  let up = true;
+  const tasks = new Set<Promise<void>>();
 
   const closeQuietly = (conn: Deno.Conn) => {
     open.delete(conn);
@@ -59,46 +59,51 @@ export function startTcpProxy(target: { hostname: string; port: number }): Promi
   };
 
   const track = (p: Promise<void>) => {
-    pumps.add(p);
-    p.finally(() => pumps.delete(p));
+    tasks.add(p);
+    p.finally(() => tasks.delete(p));
   };
 
-  const accepting = (async () => {
-    for await (const client of listener) {
-      if (!up) {
-        client.close();
-        continue;
-      }
-      open.add(client);
-      track((async () => {
-        let server: Deno.Conn;
-        try {
-          server = await Deno.connect(target);
-        } catch {
-          closeQuietly(client);
-          return;
+  const serve = (l: Deno.Listener) =>
+    track((async () => {
+      try {
+        for await (const client of l) {
+          open.add(client);
+          track((async () => {
+            let server: Deno.Conn;
+            try {
+              server = await Deno.connect(target);
+            } catch {
+              closeQuietly(client);
+              return;
+            }
+            open.add(server);
+            await Promise.all([pipe(client, server), pipe(server, client)]);
+          })());
         }
-        open.add(server);
-        await Promise.all([pipe(client, server), pipe(server, client)]);
-      })());
-    }
-  })().catch(() => {});
+      } catch {
+        // The listener was closed by cut() or close().
+      }
+    })());
 
+  const stopListening = () => {
+    listener?.close();
+    listener = null;
+    for (const conn of [...open]) closeQuietly(conn);
+  };
+
+  serve(listener);
   return Promise.resolve({
-    port: (listener.addr as Deno.NetAddr).port,
-    cut() {
-      up = false;
-      for (const conn of [...open]) closeQuietly(conn);
-    },
+    port,
+    cut: stopListening,
     restore() {
-      up = true;
+      if (listener) return;
+      // The port was ours a moment ago; Deno sets SO_REUSEADDR, so it can be taken again.
+      listener = Deno.listen({ hostname: "127.0.0.1", port });
+      serve(listener);
     },
     async close() {
-      up = false;
-      listener.close();
-      for (const conn of [...open]) closeQuietly(conn);
-      await accepting;
-      await Promise.all([...pumps]);
+      stopListening();
+      while (tasks.size > 0) await Promise.all([...tasks]);
     },
   });
 }
