@@ -104,14 +104,16 @@ export function expandSecrets(secrets: readonly (string | undefined)[]): string[
   const out = new Set<string>();
   for (const s of secrets) {
     if (!s || s.length < 3) continue;
-    out.add(s);
-    out.add(JSON.stringify(s).slice(1, -1));
+    const spellings = [s, encodeURIComponent(s)];
     try {
-      out.add(decodeURIComponent(s));
+      spellings.push(decodeURIComponent(s));
     } catch {
       // Not percent-encoded.
     }
-    out.add(encodeURIComponent(s));
+    for (const spelling of spellings) {
+      out.add(spelling);
+      out.add(JSON.stringify(spelling).slice(1, -1));
+    }
   }
   // Longest first, so a secret containing another is masked whole.
   return [...out].filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
