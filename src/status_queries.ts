@@ -44,11 +44,13 @@ function bounded<T>(sql: postgres.Sql, fn: (tx: postgres.TransactionSql) => Prom
 export function queryFeeds(sql: postgres.Sql): Promise<FeedStatus[]> {
   return bounded(sql, async (tx) => {
     const feeds = await tx<Omit<FeedStatus, "points">[]>`
-      select f.id::int8::float8 as id, f.user_id::text as user_id, d.code as device, f.key,
+      select f.id::float8 as id, f.user_id::text as user_id, d.code as device, f.key,
              f.is_active, f.last_value, f.last_value_at
-      from feeds f left join devices d on d.id = f.device_id
-      order by f.last_value_at desc nulls last
-      limit ${STATUS_LIMITS.feeds}`;
+      from (select * from feeds
+            order by last_value_at desc nulls last
+            limit ${STATUS_LIMITS.feeds}) f
+      left join devices d on d.id = f.device_id
+      order by f.last_value_at desc nulls last`;
     if (feeds.length === 0) return [];
     const ids = feeds.map((f) => f.id);
     const values = await tx<{ feed_id: number; ms: number; value: number }[]>`
