@@ -57,6 +57,9 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   .online { color: var(--ok); font-weight: 600; }
   .offline { color: var(--bad); font-weight: 600; }
   .empty { color: var(--muted); padding: 8px 0; }
+  td.clip { max-width: 0; width: 40%; white-space: nowrap; overflow: hidden;
+            text-overflow: ellipsis; }
+  td.nowrap { white-space: nowrap; }
 </style>
 </head>
 <body>
@@ -89,10 +92,18 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <h2>Batch duration, ms</h2>
     <svg id="batch-chart" viewBox="0 0 440 120" preserveAspectRatio="none" height="120"></svg>
   </section>
+  <section class="wide">
+    <h2>Feeds (most recently written)</h2>
+    <table id="feeds">
+      <thead><tr><th>user</th><th>device</th><th>feed</th><th>last value</th><th>at</th>
+        <th style="width:220px">recent values</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
   <section>
     <h2>Rejects by reason (since start)</h2>
     <table id="reject-counts"><tbody></tbody></table>
-    <h2 style="margin-top:12px">Latest rejects</h2>
+    <h2 style="margin-top:12px">Latest rejects (hover for the full text)</h2>
     <table id="rejects">
       <thead><tr><th>time</th><th>reason</th><th>topic</th><th>detail</th></tr></thead>
       <tbody></tbody>
@@ -103,14 +114,6 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <div class="tiles" id="device-counts"></div>
     <table id="devices" style="margin-top:8px">
       <thead><tr><th>device</th><th>status</th><th>last seen</th></tr></thead>
-      <tbody></tbody>
-    </table>
-  </section>
-  <section class="wide">
-    <h2>Feeds (most recently written)</h2>
-    <table id="feeds">
-      <thead><tr><th>user</th><th>device</th><th>feed</th><th>last value</th><th>at</th>
-        <th style="width:220px">recent values</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -248,10 +251,12 @@ function renderLive(live) {
 }
 
 function renderRejects(rows) {
-  replaceRows($("rejects").tBodies[0], rows.map((r) =>
-    el("tr", { "data-reason": r.reason }, el("td", {}, time(r.received_at)),
+  replaceRows($("rejects").tBodies[0], rows.slice(0, 10).map((r) =>
+    el("tr", { "data-reason": r.reason }, el("td", { class: "nowrap" }, time(r.received_at)),
       el("td", {}, el("span", { class: "reason" }, r.reason)),
-      el("td", { class: "mono" }, r.topic), el("td", {}, r.detail || ""))),
+      el("td", { class: "mono clip", title: r.topic }, r.topic),
+      el("td", { class: "clip", title: (r.detail || "") + (r.payload ? "\\npayload: " + r.payload : "") },
+        r.detail || ""))),
     "nothing rejected", 4);
 }
 
@@ -281,7 +286,7 @@ function renderFeeds(rows) {
       el("td", { class: "mono" }, f.device ?? "–"),
       el("td", { class: "mono" }, f.key + (f.is_active ? "" : " (inactive)")),
       el("td", { class: "value" }, f.last_value ?? "–"),
-      el("td", {}, time(f.last_value_at)), spark);
+      el("td", { class: "nowrap" }, time(f.last_value_at)), spark);
   }), "no feeds yet", 6);
 }
 

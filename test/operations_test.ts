@@ -24,6 +24,35 @@ async function readyz(port: number): Promise<{ status: number; body: Record<stri
   return { status: res.status, body: await res.json() };
 }
 
+/**
+ * Every served metric is in docs/operations.md, every name there is served, and every
+ * metric the Grafana dashboard queries is served.
+ */
+async function assertMetricsDocumented(families: [string, string][]): Promise<void> {
+  const served = new Map(families);
+  const doc = await Deno.readTextFile(new URL("../docs/operations.md", import.meta.url));
+  const documented = new Set([...doc.matchAll(/^\| `(feedline_[a-z_]+)`/gm)].map((m) => m[1]));
+  for (const name of served.keys()) assert.ok(documented.has(name), `${name} is not documented`);
+  for (const name of documented) assert.ok(served.has(name), `${name} is documented, not served`);
+  const dashboard = JSON.parse(
+    await Deno.readTextFile(new URL("../docs/grafana-dashboard.json", import.meta.url)),
+  );
+  const queried = new Set<string>();
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) {
+      for (const [name] of String(target.expr).matchAll(/feedline_[a-z_]+/g)) queried.add(name);
+    }
+  }
+  assert.ok(queried.size >= 15, `the dashboard queries only ${queried.size} metrics`);
+  for (const name of queried) {
+    const base = name.replace(/_(bucket|sum|count)$/, "");
+    assert.ok(
+      served.has(name) || served.get(base) === "histogram",
+      `the dashboard queries ${name}, which /metrics does not serve`,
+    );
+  }
+}
+
 Deno.test("/metrics is valid Prometheus text and its counters move by what was published", async () => {
   const db = await createTestDatabase();
   const broker = await createTestBroker();
@@ -73,6 +102,7 @@ Deno.test("/metrics is valid Prometheus text and its counters move by what was p
     }
     const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
     assert.equal(n, good);
+    await assertMetricsDocumented([...after.types.entries()]);
   } finally {
     await endClient(pub);
     await serve.stop();
