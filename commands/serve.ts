@@ -14,9 +14,12 @@ import { FeedCache } from "../src/feed_cache.ts";
 import { listenForFeedChanges } from "../src/feed_notify.ts";
 import { parseListenAddress, startHttpServer } from "../src/http.ts";
 import { accounting, addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
-import { createLogger, type Logger, redactUrl } from "../src/log.ts";
+import { type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
+import { parseErrorsTopic } from "../src/error_feedback.ts";
+import { operationsOptions } from "../src/ops_config.ts";
+import { createOperations, createServeLogger } from "../src/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
 import { compileTopics } from "../src/topics.ts";
@@ -133,7 +136,7 @@ export const serveOptions = {
       "host:port, :port or off",
     ),
     defaultText: "127.0.0.1:8080",
-    doc: "Address of /metrics, /healthz and /readyz; `off` to disable.",
+    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable.",
   }),
   migrate: option({
     flag: "migrate",
@@ -154,6 +157,7 @@ export const serveOptions = {
   ...databaseOptions,
   ...decodeOptions,
   ...processingOptions,
+  ...operationsOptions,
   ...logOptions,
 };
 
@@ -187,6 +191,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     protocolVersion,
     clientId: values.clientId ?? `feedline-${safeHostname()}`,
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
+    errorsTopic: parseErrorsTopic(values.errorsTopic, router),
   };
 }
 
@@ -264,6 +269,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     }
 
     const metrics = createIngestMetrics();
+    const ops = createOperations({ config, sql: db.sql, metrics, log });
+    closers.push(() => ops.close());
     const decodeOpts: DecodeOptions = {
       router: config.router,
       maxPayloadBytes: config.maxPayloadBytes,
@@ -285,6 +292,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       ackIdleMs: config.ackIdleMs,
       log,
       metrics,
+      onCommitted: ops.onCommitted,
     });
     pipeline.start();
     closers.push(async () => {
@@ -326,6 +334,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       },
     });
     closers.push(() => source.close());
+    ops.attach(pipeline, source);
 
     addGauge(
       metrics,
@@ -360,8 +369,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     addGauge(
       metrics,
       "feedline_database_up",
-      "1 when the last batch was written.",
-      () => pipeline.dbReady ? 1 : 0,
+      "1 when the database answers its probe and the last batch was written.",
+      () => ops.databaseUp() ? 1 : 0,
     );
     addGauge(
       metrics,
@@ -376,12 +385,16 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       const http = startHttpServer({
         ...addr,
         metrics: () => metrics.registry.render(),
-        readiness: () => ({ broker: source.subscribed, database: pipeline.dbReady }),
+        readiness: ops.readiness,
+        routes: ops.routes,
         log,
       });
       httpPort = http.port;
       closers.push(() => http.close());
-      log.info("http listening", { url: `http://${addr.hostname}:${http.port}/metrics` });
+      log.info("http listening", {
+        status: `http://${addr.hostname}:${http.port}/`,
+        metrics: `http://${addr.hostname}:${http.port}/metrics`,
+      });
     }
 
     if (config.embeddedBroker || db.embedded) {
@@ -429,7 +442,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
 /** Runs `serve` until SIGINT or SIGTERM. */
 export async function run(args: string[]): Promise<void> {
   const config = parseServeArgs(args, Deno.env.toObject());
-  const log = createLogger({ level: config.logLevel, format: config.logFormat });
+  const log = createServeLogger(config);
   log.info("feedline serve starting", {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",

@@ -40,7 +40,25 @@ export interface BatchResult {
    * when it has a row in ingest_rejects; else `skipped`.
    */
   outcomes: { stored: number; rejected: number; skipped: number };
+  /**
+   * The first `MAX_REJECT_DETAILS` rejects of the batch, for feedback to publishers and
+   * the status page (the rows themselves are in `ingest_rejects`).
+   */
+  rejects: RejectDetail[];
 }
+
+/** One rejected message, as reported in a `BatchResult`. */
+export interface RejectDetail {
+  topic: string;
+  reason: RejectReason;
+  detail: string;
+  /** The user id of a topic that parsed (null for bad_topic, bad_user_id, ...). */
+  userId: string | null;
+  receivedAtUs: number;
+}
+
+/** Most reject details a `BatchResult` carries; its counts are always complete. */
+export const MAX_REJECT_DETAILS = 1000;
 
 /** A rejected message, as it goes into `ingest_rejects`. */
 interface RejectRow {
@@ -90,6 +108,7 @@ export async function processBatch(
     rejected: {},
     statuses: 0,
     outcomes: { stored: 0, rejected: 0, skipped: 0 },
+    rejects: [],
   };
   if (batch.length === 0) return result;
   try {
@@ -100,6 +119,7 @@ export async function processBatch(
       result.rejected = {};
       result.statuses = 0;
       result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
+      result.rejects = [];
       await processInTransaction(tx, batch, opts, result);
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
     });
@@ -204,6 +224,7 @@ async function processInTransaction(
       count(result.rejected, r.reason);
       rejectedMessages.add(r.inbound);
     }
+    reportRejects(batch, merged, result.rejects);
   }
   for (const { inbound } of batch) {
     if (storedMessages.has(inbound)) result.outcomes.stored++;
@@ -500,6 +521,22 @@ function mergeRejects(rejects: RejectRow[]): RejectRow[] {
     else reasons.set(r.reason, { ...r });
   }
   return [...byMessage.values()].flatMap((m) => [...m.values()]);
+}
+
+function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
+  const users = new Map<Inbound, string>();
+  for (const { inbound, decoded } of batch) {
+    if (decoded.kind !== "reject") users.set(inbound, decoded.userId);
+  }
+  for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
+    out.push({
+      topic: r.inbound.topic,
+      reason: r.reason,
+      detail: r.detail,
+      userId: users.get(r.inbound) ?? null,
+      receivedAtUs: r.inbound.receivedAtUs,
+    });
+  }
 }
 
 /**
