@@ -6,7 +6,8 @@
  */
 import { z } from "zod";
 import { databaseOptions, decodeOptions, logOptions } from "../src/config.ts";
-import { describePgError, openDatabase } from "../src/database.ts";
+import postgres from "postgres";
+import { describePgError } from "../src/database.ts";
 import { createDeviceLinks, type DeviceLinks } from "../src/device_links.ts";
 import { readEndpoints } from "../src/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
@@ -584,27 +585,25 @@ export async function startSimulation(
 }
 
 async function register(url: string, fleet: Fleet): Promise<RegisterResult> {
-  const db = await openDatabase({
-    url,
-    dataDir: ".",
-    embeddedPort: 0,
-    poolSize: 1,
-    migrate: false,
-  });
+  // No `select 1` probe first: against the embedded PGlite, a query outside a
+  // transaction can be disturbed by serve's traffic on the shared backend; the
+  // transaction of registerFleet is safe, and its first query tells whether we connect.
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    return await registerFleet(db.sql, fleet);
+    return await registerFleet(sql, fleet);
   } catch (error) {
     const missing = (error as { code?: string }).code === "42P01";
     throw new FeedlineError(
       missing ? "CONFIG_INVALID" : "DATABASE_UNREACHABLE",
       missing
-        ? `the database at ${db.where} has no feedline tables; run \`deno task migrate\` ` +
+        ? `the database at ${redactUrl(url)} has no feedline tables; run \`deno task migrate\` ` +
           `(or start serve, which migrates) first`
-        : `cannot register the fleet in ${db.where}: ${describePgError(error)}`,
+        : `cannot register the fleet in ${redactUrl(url)}: ${describePgError(error)}; ` +
+          `check DATABASE_URL and that the server is running`,
       { cause: error },
     );
   } finally {
-    await db.close();
+    await sql.end({ timeout: 5 });
   }
 }
 
