@@ -211,8 +211,11 @@ Deno.test("a dropped device connection is reported offline by its last will, the
     const summary = await sim.done;
     assert.equal(summary.drops, 1);
     assert.equal(summary.lost, 0);
+    const secondEvents = () => statusEvents(db.sql, second.userId, second.code);
     await waitFor("offline on exit", async () => (await events()).length === 4);
-    assert.deepEqual(await statusEvents(db.sql, second.userId, second.code), ["online", "offline"]);
+    await waitFor("the other offline on exit", async () => (await secondEvents()).length === 2);
+    assert.deepEqual(await events(), ["online", "offline", "online", "offline"]);
+    assert.deepEqual(await secondEvents(), ["online", "offline"]);
   } finally {
     await serve.stop();
     await broker.close();
