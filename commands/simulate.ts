@@ -198,6 +198,14 @@ export const simulateOptions = {
     doc: "Messages handed to connections but not yet acked (or, QoS 0, written); at the limit " +
       "publishing waits.",
   }),
+  drainTimeoutMs: option({
+    flag: "drain-timeout-ms",
+    env: "FEEDLINE_SIM_DRAIN_TIMEOUT_MS",
+    schema: zs.int(0, 3_600_000).default(10_000),
+    defaultText: "10000",
+    doc: "At the end, how long to wait for the broker to ack what is in flight; the rest is " +
+      "reported unsettled.",
+  }),
   register: option({
     flag: "register",
     env: "FEEDLINE_SIM_REGISTER",
@@ -377,7 +385,6 @@ export interface Simulation {
 }
 
 const MAX_BATCH = 1000;
-const SETTLE_TIMEOUT_MS = 10_000;
 const CLOSE_TIMEOUT_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -569,7 +576,7 @@ export async function startSimulation(
   const done = (async () => {
     try {
       await Promise.all([pump().finally(stop), churn()]);
-      const settleUntil = performance.now() + SETTLE_TIMEOUT_MS;
+      const settleUntil = performance.now() + config.drainTimeoutMs;
       while (send.inflight > 0 && performance.now() < settleUntil) {
         await new Promise((r) => setTimeout(r, 10));
       }

@@ -12,7 +12,8 @@ import { FeedlineError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { registerFleet } from "../src/register_fleet.ts";
 import { BAD_REASONS } from "../src/traffic.ts";
-import { createTestBroker, type TestBroker } from "./support/broker.ts";
+import { existsSync } from "node:fs";
+import { createTestBroker, startMosquitto, type TestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
   connectClient,
@@ -443,4 +444,32 @@ Deno.test("--register against a database without the schema says to migrate", as
     await broker.close();
     await db.close();
   }
+});
+
+Deno.test({
+  name: "a broker that goes away is reported: lost connections and unsettled publishes",
+  ignore: !existsSync("/usr/sbin/mosquitto"),
+  fn: async () => {
+    const mosquitto = await startMosquitto();
+    try {
+      const broker = {
+        url: mosquitto.url,
+        protocolVersion: 5 as const,
+        close: () => Promise.resolve(),
+      };
+      const sim = await simulate(broker, uniquePrefix(), [
+        ...["--users", "1", "--devices", "3", "--rate", "50", "--duration", "2s"],
+        ...["--reconnect-ms", "200", "--drain-timeout-ms", "300"],
+      ]);
+      await waitFor("some messages acked", () => sim.send.acked > 10);
+      await mosquitto.stop();
+      const summary = await sim.done;
+      assert.equal(summary.lost, 3, "each connection's loss is counted");
+      assert.ok(summary.errors > 0, "failed reconnects are counted");
+      assert.ok(summary.failed + summary.unsettled > 0, "what the broker never acked is reported");
+      assert.equal(summary.acked + summary.failed + summary.unsettled, summary.messages);
+    } finally {
+      await mosquitto.close();
+    }
+  },
 });
