@@ -7,7 +7,7 @@
  */
 import { createFeedModel, type FeedModel, type ModelValue } from "./feed_models.ts";
 import type { Fleet, FleetDevice, FleetFeed } from "./fleet.ts";
-import type { RejectReason } from "./message.ts";
+import { REJECT_REASONS, type RejectReason } from "./message.ts";
 import { createRng } from "./prng.ts";
 import { formatTopic } from "./topics.ts";
 
@@ -19,22 +19,13 @@ export const PAYLOAD_FORMATS: readonly PayloadFormat[] = ["plain", "json", "bulk
 export type TrafficKind = PayloadFormat | "spike" | "bad";
 
 /**
- * The reject reasons a publisher can cause from the outside, in the order bad messages
- * take them. (`db_rejected` needs a database that refuses a valid row: not ours to cause.)
+ * The reject reasons a publisher can cause from the outside: all but `db_rejected`, which
+ * needs a database that refuses a valid row. Bad messages take them in this order.
  */
-export const BAD_REASONS = [
-  "bad_topic",
-  "bad_user_id",
-  "bad_payload",
-  "bad_timestamp",
-  "bad_status",
-  "too_large",
-  "future_timestamp",
-  "unknown_feed",
-  "unknown_device",
-  "out_of_range",
-] as const satisfies readonly RejectReason[];
-export type BadReason = (typeof BAD_REASONS)[number];
+export type BadReason = Exclude<RejectReason, "db_rejected">;
+export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
+  r !== "db_rejected"
+);
 
 /** One message to publish. */
 export interface SimMessage {

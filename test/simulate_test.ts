@@ -14,12 +14,13 @@ import { registerFleet } from "../src/register_fleet.ts";
 import { BAD_REASONS } from "../src/traffic.ts";
 import { existsSync } from "node:fs";
 import { createTestBroker, startMosquitto, type TestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import {
   connectClient,
   endClient,
   prefixedTopicArgs,
   startTestServe,
+  type TestServe,
   uniquePrefix,
   waitFor,
 } from "./support/serve.ts";
@@ -45,6 +46,27 @@ function simulate(
     foundServe: false,
     ...targets,
   });
+}
+
+/** Runs `fn` with a fresh database, a broker and serve (batches every 100 ms) on its own prefix. */
+async function withServe(
+  fn: (ctx: { db: TestDatabase; broker: TestBroker; serve: TestServe }) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const serve = await startTestServe({
+    databaseUrl: db.url,
+    mqttUrl: broker.url,
+    protocolVersion: broker.protocolVersion,
+    args: ["--batch-interval-ms", "100"],
+  });
+  try {
+    await fn({ db, broker, serve });
+  } finally {
+    await serve.stop();
+    await broker.close();
+    await db.close();
+  }
 }
 
 /** Subscribes to everything under `prefix` and collects what arrives. */
@@ -103,16 +125,8 @@ function statusEvents(sql: postgres.Sql, userId: string, code: string): Promise<
   });
 }
 
-Deno.test("a registered fleet's traffic is stored, spikes rejected, status recorded", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
-    args: ["--batch-interval-ms", "100"],
-  });
-  try {
+Deno.test("a registered fleet's traffic is stored, spikes rejected, status recorded", () =>
+  withServe(async ({ db, broker, serve }) => {
     const sim = await simulate(broker, serve.prefix, [
       ...["--users", "2", "--devices", "2", "--feeds", "5", "--count", "120", "--rate", "0"],
       ...["--spike-ratio", "0.1", "--seed", "11"],
@@ -145,23 +159,10 @@ Deno.test("a registered fleet's traffic is stored, spikes rejected, status recor
     }
     // Registering again changes nothing.
     assert.deepEqual(await registerFleet(db.sql, sim.fleet), { users: 0, devices: 0, feeds: 0 });
-  } finally {
-    await serve.stop();
-    await broker.close();
-    await db.close();
-  }
-});
+  }));
 
-Deno.test("bad traffic ends in ingest_rejects with every intended reason", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
-    args: ["--batch-interval-ms", "100"],
-  });
-  try {
+Deno.test("bad traffic ends in ingest_rejects with every intended reason", () =>
+  withServe(async ({ db, broker, serve }) => {
     const sim = await simulate(broker, serve.prefix, [
       ...["--users", "1", "--devices", "3", "--count", "30", "--rate", "0", "--bad-ratio", "1"],
     ], { databaseUrl: db.url, register: true });
@@ -177,23 +178,10 @@ Deno.test("bad traffic ends in ingest_rejects with every intended reason", async
     );
     assert.deepEqual(await rejectsByReason(db.sql), summary.rejects_intended);
     assert.equal(await rowCount(db.sql, "feed_values"), 0);
-  } finally {
-    await serve.stop();
-    await broker.close();
-    await db.close();
-  }
-});
+  }));
 
-Deno.test("a dropped device connection is reported offline by its last will, then online again", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
-    args: ["--batch-interval-ms", "50"],
-  });
-  try {
+Deno.test("a dropped device connection is reported offline by its last will, then online again", () =>
+  withServe(async ({ db, broker, serve }) => {
     const sim = await simulate(broker, serve.prefix, [
       ...["--users", "1", "--devices", "2", "--rate", "20", "--duration", "60s"],
     ], { databaseUrl: db.url, register: true });
@@ -217,12 +205,7 @@ Deno.test("a dropped device connection is reported offline by its last will, the
     await waitFor("the other offline on exit", async () => (await secondEvents()).length === 2);
     assert.deepEqual(await events(), ["online", "offline", "online", "offline"]);
     assert.deepEqual(await secondEvents(), ["online", "offline"]);
-  } finally {
-    await serve.stop();
-    await broker.close();
-    await db.close();
-  }
-});
+  }));
 
 Deno.test("--churn drops connections at random and the broker publishes their wills", async () => {
   const broker = await createTestBroker();
@@ -472,4 +455,40 @@ Deno.test({
       await mosquitto.close();
     }
   },
+});
+
+Deno.test("--count 0 --manifest writes the same fleet for the same seed and publishes nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "feedline-sim-" });
+  try {
+    const manifest = async (name: string, seed: string) => {
+      const path = `${dir}/${name}.json`;
+      const config = parseSimulateArgs(
+        ["--count", "0", "--seed", seed, "--users", "2", "--devices", "3", "--manifest", path],
+        {},
+      );
+      const summary = await (await startSimulation(config, {
+        mqttUrl: "mqtt://127.0.0.1:1", // never dialled
+        protocolVersion: 5,
+        databaseUrl: null,
+        register: false,
+        foundServe: false,
+      })).done;
+      assert.equal(summary.messages, 0);
+      assert.equal(summary.connections, 0);
+      return JSON.parse(await Deno.readTextFile(path));
+    };
+    const a = await manifest("a", "5");
+    assert.deepEqual(await manifest("b", "5"), a);
+    assert.notDeepEqual(await manifest("c", "6"), a);
+    assert.equal(a.users.length, 2);
+    assert.equal(a.users[0].devices.length, 3);
+    assert.deepEqual(Object.keys(a.users[0].devices[0].feeds[0]).sort(), [
+      "key",
+      "kind",
+      "threshold_max",
+      "threshold_min",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
