@@ -22,6 +22,7 @@ import { operationsOptions } from "../src/ops_config.ts";
 import { createOperations, createServeLogger } from "../src/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
+import { startRejectRetention } from "../src/reject_retention.ts";
 import { compileTopics } from "../src/topics.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
@@ -267,6 +268,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     if (!db.embedded && config.feedCacheTtlMs > 0) {
       await listenForFeedChanges(db.sql, feedCache, log);
     }
+
+    const stopRetention = startRejectRetention(db.sql, {
+      retentionHours: config.rejectsRetentionHours,
+      maxRows: config.rejectsMaxRows,
+    }, log);
+    closers.push(stopRetention);
 
     const metrics = createIngestMetrics();
     const ops = createOperations({ config, sql: db.sql, metrics, log });

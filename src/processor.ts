@@ -78,7 +78,7 @@ interface ValueRow {
   message: number;
 }
 
-const DEFAULT_REJECT_PAYLOAD_CAP = 4096;
+const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
 const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
 
 function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1): void {
