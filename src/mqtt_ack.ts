@@ -3,8 +3,8 @@
  * (QoS 2) when `handleMessage(packet, callback)` calls back without an error; with an
  * error it skips the acknowledgement and moves on to the next packet (mqtt 5.16,
  * handlers/publish.js and pubrel.js). MQTT.js has no public call to acknowledge later, so
- * this module is the one place that reaches into its internals; test/mqtt_ack_test.ts
- * pins the behaviour against a real broker.
+ * this module is the one place that reaches into its internals; test/serve_test.ts and
+ * test/puback_writer_test.ts pin the behaviour against a real broker.
  */
 import type { IPublishPacket, MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
