@@ -321,6 +321,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       connectTimeoutMs: 10_000,
       log,
       deliver(inbound, ack) {
+        // Under overload the data queue is full for most QoS 0 messages: don't parse a
+        // payload that will be dropped (status messages have a queue of their own).
+        if (
+          !ack && pipeline.isFull("readings") &&
+          config.router.match(inbound.topic)?.kind !== "status"
+        ) return false;
         const pending = { inbound, decoded: decode(inbound, decodeOpts) };
         if (!pipeline.offer(pending, ack)) return false;
         metrics.received.inc();
