@@ -8,7 +8,7 @@ import type { MqttClient } from "mqtt";
 import { accounting } from "../src/ingest_metrics.ts";
 import { createTestBroker, startMosquitto } from "./support/broker.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { hostPort, startFaultProxy, viaProxy } from "./support/proxy.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 import {
   connectClient,
   endClient,
@@ -52,6 +52,14 @@ function assertBalanced(serve: TestServe) {
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 
+/** The same URL pointing at the proxy instead. */
+function viaProxy(url: string, proxy: TcpProxy): string {
+  const u = new URL(url);
+  u.hostname = "127.0.0.1";
+  u.port = String(proxy.port);
+  return u.toString();
+}
+
 async function readyz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}/readyz`);
   return { status: res.status, body: await res.json() };
@@ -59,7 +67,8 @@ async function readyz(port: number): Promise<{ status: number; body: Record<stri
 
 Deno.test("while the database is unreachable serve holds the messages, stops taking more and writes them all when it returns", async () => {
   const db = await createTestDatabase();
-  const proxy = await startFaultProxy(hostPort(db.url));
+  const target = new URL(db.url);
+  const proxy = await startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
   const broker = await createTestBroker();
   const user = userId();
   await registerFeed(db, user);
