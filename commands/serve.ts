@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { databaseOptions, decodeOptions, logOptions, processingOptions } from "../src/config.ts";
 import { openDatabase } from "../src/database.ts";
+import { CaptureWriter } from "../src/capture_writer.ts";
 import { removeEndpoints, writeEndpoints } from "../src/endpoints.ts";
 import { decode, type DecodeOptions } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
@@ -150,6 +151,21 @@ export const serveOptions = {
     defaultText: "30000",
     doc: "On SIGTERM, how long to keep trying to write what is queued before exiting.",
   }),
+  capture: option({
+    flag: "capture",
+    env: "FEEDLINE_CAPTURE",
+    schema: z.string().min(1).optional(),
+    defaultText: "off",
+    doc: "Append every received message to this file (JSON lines) as its batch commits, for " +
+      "`replay`; see docs/replay.md.",
+  }),
+  captureMaxBytes: option({
+    flag: "capture-max-bytes",
+    env: "FEEDLINE_CAPTURE_MAX_BYTES",
+    schema: zs.int(0).default(0),
+    defaultText: "0 (never rotate)",
+    doc: "Rotate the capture file at this size: it becomes FILE.1, FILE.2, ...",
+  }),
   ...databaseOptions,
   ...decodeOptions,
   ...processingOptions,
@@ -254,6 +270,11 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log.info("auto-register is on: unknown users, devices and feeds are created (dev mode)");
     }
 
+    const capture = config.capture
+      ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
+      : null;
+    if (capture) closers.push(() => capture.close());
+
     const metrics = createIngestMetrics();
     const decodeOpts: DecodeOptions = {
       router: config.router,
@@ -276,6 +297,9 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       ackIdleMs: config.ackIdleMs,
       log,
       metrics,
+      onCommitted: capture
+        ? (items) => capture.committed(items.map((item) => item.pending.inbound))
+        : undefined,
     });
     pipeline.start();
     closers.push(async () => {
@@ -303,7 +327,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
         return true;
       },
       waitForRoom: () => pipeline.waitForRoom(),
-      onDrop() {
+      onDrop(inbound) {
+        capture?.dropped(inbound);
         metrics.received.inc();
         metrics.dropped.inc({ reason: "queue_full" });
       },
