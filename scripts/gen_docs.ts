@@ -6,11 +6,13 @@
 import { formatOptionsMarkdown, type OptionSpec } from "../src/options.ts";
 import { serveOptions } from "../commands/serve.ts";
 import { migrateOptions } from "../commands/migrate.ts";
+import { replayOptions } from "../commands/replay.ts";
 
 /** The tables, by marker name. Commands add theirs here. */
 export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
   serve: serveOptions,
   migrate: migrateOptions,
+  replay: replayOptions,
 };
 
 /** Table rows compared without the padding `deno fmt` adds. */

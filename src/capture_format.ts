@@ -61,7 +61,9 @@ export function encodeCaptureLine(msg: Inbound, dropped?: string): string {
       Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.byteLength)
         .toString("base64")
     }"`;
-  return `{"topic":${JSON.stringify(msg.topic)},${payload},"qos":${msg.qos},"retain":${msg.retain},` +
+  return `{"topic":${
+    JSON.stringify(msg.topic)
+  },${payload},"qos":${msg.qos},"retain":${msg.retain},` +
     `"received_at":"${formatMicros(msg.receivedAtUs)}"${
       dropped ? `,"dropped":${JSON.stringify(dropped)}` : ""
     }}`;

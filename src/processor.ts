@@ -23,6 +23,13 @@ export interface ProcessorOptions {
   feedCache?: FeedCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
+  /**
+   * Runs the batch's work (`process`, to be called once) inside its transaction, with
+   * room for more statements before and after it: `replay --rejects` deletes the
+   * dead-letter rows it re-processes first, so those rejected again are written anew
+   * and the rest are gone, in the same commit.
+   */
+  inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
 }
 
 /** Totals of one batch. */
@@ -91,7 +98,8 @@ export async function processBatch(
       result.skipped = {};
       result.rejected = {};
       result.statuses = 0;
-      await processInTransaction(tx, batch, opts, result);
+      const work = () => processInTransaction(tx, batch, opts, result);
+      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
     });
   } catch (error) {
@@ -439,7 +447,8 @@ async function applyStatuses(
     insert into device_status_events (device_id, status, payload, at)
     select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
     from unnest(${evDevice}::int8[], ${evStatus}::text[], ${evPayload}::text[], ${evAt}::int8[])
-      as x(d, s, p, a)`;
+      as x(d, s, p, a)
+    on conflict do nothing`;
   const ids = [...latest.keys()];
   const statuses = ids.map((id) => latest.get(id)!.status);
   const ats = ids.map((id) => latest.get(id)!.at);
