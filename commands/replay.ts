@@ -216,8 +216,6 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
       ? "publish" as const
       : values.rejects
       ? "rejects" as const
-      : values.dryRun
-      ? "dry-run" as const
       : "database" as const,
   };
 }
@@ -261,7 +259,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
   ReplayTotals
 > {
   const started = performance.now();
-  const totals = newTotals(config.mode);
+  const totals = newTotals(config.mode, config.dryRun);
   const inputBytes = config.rejects ? 0 : await statInputs(config.files);
   let bytesRead = 0;
   const mode: ProgressMode = config.progress === "auto"

@@ -5,7 +5,9 @@ import type { BatchResult } from "./processor.ts";
 
 /** Running totals of a replay. */
 export interface ReplayTotals {
-  mode: "database" | "dry-run" | "rejects" | "publish";
+  mode: "database" | "rejects" | "publish";
+  /** Every batch was rolled back. */
+  dryRun: boolean;
   /** Messages read (from files, or from ingest_rejects). */
   messages: number;
   /** Lines that are not messages (broken JSON, missing topic, ...). */
@@ -40,9 +42,10 @@ export interface ReplayTotals {
 }
 
 /** Empty totals. */
-export function newTotals(mode: ReplayTotals["mode"]): ReplayTotals {
+export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTotals {
   return {
     mode,
+    dryRun,
     messages: 0,
     badLines: 0,
     filtered: 0,
@@ -107,7 +110,7 @@ function byReason(map: Record<string, number>): string {
 
 /** The summary, as lines for a person. */
 export function formatSummary(t: ReplayTotals): string {
-  const dry = t.mode === "dry-run";
+  const dry = t.dryRun;
   const row = (label: string, text: string) => `  ${label.padEnd(16)}${text}`;
   const lines = [
     dry ? "replay summary (dry run: every batch was rolled back)" : "replay summary",
