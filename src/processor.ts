@@ -38,7 +38,7 @@ export interface BatchResult {
   stored: number;
   skipped: Partial<Record<SkipReason, number>>;
   rejected: Partial<Record<RejectReason, number>>;
-  /** Status messages applied. */
+  /** Status events recorded (one already recorded is absorbed, not counted). */
   statuses: number;
 }
 
@@ -443,7 +443,8 @@ async function applyStatuses(
     if (!current || current.at <= at) latest.set(id, { status: d.status, at });
   }
   if (evDevice.length === 0) return 0;
-  await tx`
+  // A status event already recorded (a replay, a redelivery) is absorbed by its key.
+  const inserted = await tx`
     insert into device_status_events (device_id, status, payload, at)
     select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
     from unnest(${evDevice}::int8[], ${evStatus}::text[], ${evPayload}::text[], ${evAt}::int8[])
@@ -461,7 +462,7 @@ async function applyStatuses(
     from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
           from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
     where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
-  return evDevice.length;
+  return inserted.count;
 }
 
 /** One reject row per message and reason: a bulk message's details are joined. */
