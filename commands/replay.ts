@@ -30,6 +30,7 @@ import {
 import { republish } from "../src/republish.ts";
 import { compileTopicFilter } from "../src/topic_filter.ts";
 import { compileTopics } from "../src/topics.ts";
+import { serveOptions } from "./serve.ts";
 
 const timeSchema = z.string().optional().refine(
   (v) => v === undefined || parseTimestamp(v) !== null,
@@ -118,28 +119,9 @@ export const replayOptions = {
     doc: "With --publish: the broker. Unset: the one a local `serve` runs (its endpoints file).",
     secret: true,
   }),
-  mqttUsername: option({
-    flag: "mqtt-username",
-    env: "MQTT_USERNAME",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker user name.",
-  }),
-  mqttPassword: option({
-    flag: "mqtt-password",
-    env: "MQTT_PASSWORD",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker password (prefer the environment variable; never logged).",
-    secret: true,
-  }),
-  mqttProtocol: option({
-    flag: "mqtt-protocol",
-    env: "MQTT_PROTOCOL",
-    schema: z.enum(["5", "3.1.1"]).optional(),
-    defaultText: "5 (3.1.1 for the embedded broker)",
-    doc: "MQTT protocol version for --publish.",
-  }),
+  mqttUsername: serveOptions.mqttUsername,
+  mqttPassword: serveOptions.mqttPassword,
+  mqttProtocol: serveOptions.mqttProtocol,
   progress: option({
     flag: "progress",
     schema: z.enum(["auto", "bar", "lines", "off"]).default("auto"),

@@ -8,27 +8,21 @@
  * and `on conflict do nothing` absorb every reading that is already stored.
  */
 import type postgres from "postgres";
-import type { ReadBadLine, ReadItem } from "./capture_reader.ts";
+import type { ReadItem } from "./capture_reader.ts";
 import { decode, type DecodeOptions } from "./decode.ts";
 import { describePgError } from "./database.ts";
 import { FeedlineError } from "./errors.ts";
-import type { Inbound, Pending } from "./message.ts";
+import type { Pending } from "./message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "./processor.ts";
+import { selectMessages, type SelectOptions } from "./replay_input.ts";
 import { addBatch, type ReplayTotals } from "./replay_totals.ts";
 
-/** What a replay of messages needs. */
-export interface ReplayOptions {
+/** What a replay into the database needs. */
+export interface ReplayOptions extends SelectOptions {
   sql: postgres.Sql;
   decode: DecodeOptions;
   processor: ProcessorOptions;
   batchSize: number;
-  /** False for messages outside the filters (--since, --until, --topic). */
-  accept: (inbound: Inbound) => boolean;
-  /** Stop at the first bad line. */
-  strict: boolean;
-  onBadLine: (bad: ReadBadLine) => void;
-  /** Called after each chunk of input. */
-  onProgress?: () => void;
   /** Attempts per batch when the database fails, before giving up. */
   attempts?: number;
 }
@@ -52,29 +46,14 @@ export async function replayIntoDatabase(
   };
 
   try {
-    outer: for await (const items of input) {
-      for (const item of items) {
-        if (item.kind === "bad") {
-          totals.badLines++;
-          opts.onBadLine(item);
-          if (opts.strict) {
-            totals.stoppedAt = `${item.source}:${item.line}`;
-            break outer;
-          }
-          continue;
-        }
-        totals.messages++;
-        if (!opts.accept(item.inbound)) {
-          totals.filtered++;
-          continue;
-        }
-        batch.push({ inbound: item.inbound, decoded: decode(item.inbound, opts.decode) });
+    for await (const messages of selectMessages(input, opts, totals)) {
+      for (const inbound of messages) {
+        batch.push({ inbound, decoded: decode(inbound, opts.decode) });
         if (batch.length >= opts.batchSize) {
           await submit(batch);
           batch = [];
         }
       }
-      opts.onProgress?.();
     }
     if (batch.length > 0) await submit(batch);
   } finally {

@@ -10,19 +10,15 @@
  */
 import type { MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
-import type { ReadBadLine, ReadItem } from "./capture_reader.ts";
-import type { Inbound } from "./message.ts";
+import type { ReadItem } from "./capture_reader.ts";
+import { selectMessages, type SelectOptions } from "./replay_input.ts";
 import type { ReplayTotals } from "./replay_totals.ts";
 
 /** What re-publishing needs. */
-export interface RepublishOptions {
+export interface RepublishOptions extends SelectOptions {
   client: MqttClient;
   /** 1: original pace; N: N times faster; Infinity: no waiting. */
   speed: number;
-  accept: (inbound: Inbound) => boolean;
-  strict: boolean;
-  onBadLine: (bad: ReadBadLine) => void;
-  onProgress?: () => void;
   /** Most publishes awaiting the broker at once. */
   window?: number;
 }
@@ -50,23 +46,8 @@ export async function republish(
     }
   };
 
-  outer: for await (const items of input) {
-    for (const item of items) {
-      if (item.kind === "bad") {
-        totals.badLines++;
-        opts.onBadLine(item);
-        if (opts.strict) {
-          totals.stoppedAt = `${item.source}:${item.line}`;
-          break outer;
-        }
-        continue;
-      }
-      totals.messages++;
-      const m = item.inbound;
-      if (!opts.accept(m)) {
-        totals.filtered++;
-        continue;
-      }
+  for await (const messages of selectMessages(input, opts, totals)) {
+    for (const m of messages) {
       if (Number.isFinite(opts.speed)) {
         if (firstUs === null) {
           firstUs = m.receivedAtUs;
@@ -86,7 +67,6 @@ export async function republish(
         (error) => settle(error),
       );
     }
-    opts.onProgress?.();
   }
   while (outstanding > 0) await new Promise<void>((resolve) => room = resolve);
 }

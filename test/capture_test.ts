@@ -7,6 +7,7 @@ import { createTestDatabase } from "./support/db.ts";
 import {
   connectClient,
   endClient,
+  prefixedTopicArgs,
   publish,
   startTestServe,
   userId,
@@ -30,12 +31,7 @@ async function replayInto(dbUrl: string, files: string[], prefix: string) {
     "2",
     "--progress",
     "off",
-    "--feed-topic",
-    `${prefix}/{user_id}/{device_code}/feeds/{feed_key}`,
-    "--feeds-topic",
-    `${prefix}/{user_id}/{device_code}/feeds`,
-    "--status-topic",
-    `${prefix}/{user_id}/{device_code}/status`,
+    ...prefixedTopicArgs(prefix),
     ...files,
   ], {});
   return await runReplay(config, { out: () => {}, err: () => {}, errIsTerminal: false });
