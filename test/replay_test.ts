@@ -279,6 +279,27 @@ Deno.test("bad lines are reported with file and line, counted, and the rest is r
   }
 });
 
+Deno.test("--strict stops reading at the first bad line and closes the file", async () => {
+  const db = await createTestDatabase();
+  try {
+    const user = await registerUser(db.sql);
+    await withTempDir(async (dir) => {
+      const file = `${dir}/capture.jsonl`;
+      const lines = [line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1), "{bad"];
+      // Enough lines after the bad one that the reader has more to give when it stops.
+      for (let i = 0; i < 20_000; i++) {
+        lines.push(line(`${user}/dev1/feeds/temp`, "2", BASE_US + 10 + i));
+      }
+      await Deno.writeTextFile(file, lines.join("\n"));
+      const { totals } = await replay(db.url, ["--strict", file]);
+      assert.equal(totals.stoppedAt, `${file}:2`);
+      assert.equal(totals.stored, 1);
+    });
+  } finally {
+    await db.close();
+  }
+});
+
 Deno.test("--strict stops at the first bad line and the command exits 1 naming it", async () => {
   const db = await createTestDatabase();
   try {
