@@ -379,6 +379,14 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       "1 when the last batch was written.",
       () => pipeline.dbReady ? 1 : 0,
     );
+    if (capture) {
+      addGauge(
+        metrics,
+        "feedline_capture_write_errors",
+        "Failed writes to the --capture file since start (their messages are not in it).",
+        () => capture.errors,
+      );
+    }
     addGauge(
       metrics,
       "feedline_process_resident_memory_bytes",
