@@ -13,10 +13,10 @@ import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
 import { parseListenAddress, startHttpServer } from "../src/http.ts";
-import { addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
+import { accounting, addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
 import { createLogger, type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
-import { startMqttSource } from "../src/mqtt_source.ts";
+import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
 import { compileTopics } from "../src/topics.ts";
@@ -231,6 +231,7 @@ export interface RunningServe {
   log: Logger;
   metrics: ReturnType<typeof createIngestMetrics>;
   pipeline: Pipeline;
+  source: MqttSource;
   mqttUrl: string;
   httpPort: number | null;
   /** Stops reading, writes and acks what is queued, disconnects. */
@@ -336,7 +337,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
         // The broker redelivers these; writing the old copies too would store twice.
         const n = pipeline.discardQueued((item) => item.ack !== null && isStale(item.ack));
         if (n > 0) {
-          metrics.received.inc(undefined, -n);
+          metrics.discarded.inc({ reason: "redelivered" }, n);
           log.info("session resumed; dropped queued copies the broker redelivers", { messages: n });
         }
       },
@@ -426,20 +427,18 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log,
       metrics,
       pipeline,
+      source,
       mqttUrl,
       httpPort,
       stop() {
         stopping ??= (async () => {
           source.stopReading();
           const left = await pipeline.drain(config.shutdownTimeoutMs);
+          const { balanced: _, ...terms } = accounting(metrics, pipeline.queued, pipeline.inFlight);
           log.info("stopped", {
-            received: metrics.received.total(),
-            processed: metrics.processed.total(),
-            dropped: metrics.dropped.total(),
-            stored: metrics.stored.total(),
-            rejected: metrics.rejected.total(),
-            skipped: metrics.skipped.total(),
+            ...terms,
             unwritten: left,
+            readingsStored: metrics.stored.total(),
           });
           await closeAll();
         })();

@@ -1,7 +1,11 @@
 /**
- * The metrics of the ingest pipeline, by name. Accounting at message level:
- * received = processed + dropped + queued + in flight (a processed message may still
- * yield several stored, skipped or rejected readings: see the per-reading counters).
+ * The metrics of the ingest pipeline, by name. Accounting at message level, at any
+ * moment:
+ *
+ *   received = outcome{stored} + outcome{rejected} + outcome{skipped}
+ *            + dropped + discarded + queued + in flight
+ *
+ * (a message may carry several readings: the `readings_*` counters count those).
  */
 import { REJECT_REASONS, SKIP_REASONS } from "./message.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
@@ -18,6 +22,18 @@ export function createIngestMetrics(registry = new Registry()) {
     ),
     processed: registry.add(
       new Counter("feedline_messages_processed_total", "Messages whose batch was committed."),
+    ),
+    outcomes: registry.add(
+      new Counter(
+        "feedline_message_outcomes_total",
+        "Committed messages by outcome: stored, rejected (in ingest_rejects) or skipped.",
+      ),
+    ),
+    discarded: registry.add(
+      new Counter(
+        "feedline_messages_discarded_total",
+        "Queued copies dropped because the broker redelivers them (not lost), by reason.",
+      ),
     ),
     dropped: registry.add(
       new Counter("feedline_messages_dropped_total", "QoS 0 messages dropped, by reason."),
@@ -89,11 +105,30 @@ export function createIngestMetrics(registry = new Registry()) {
   for (const reason of SKIP_REASONS) m.skipped.init({ reason });
   for (const reason of REJECT_REASONS) m.rejected.init({ reason });
   for (const reason of ["queue_full", "shutdown"]) m.dropped.init({ reason });
+  for (const outcome of ["stored", "rejected", "skipped"]) m.outcomes.init({ outcome });
+  m.discarded.init({ reason: "redelivered" });
   return m;
 }
 
 /** The pipeline's metrics. */
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
+
+/** The accounting equation's terms, for logs and tests. */
+export function accounting(m: IngestMetrics, queued: number, inFlight: number) {
+  const terms = {
+    received: m.received.total(),
+    stored: m.outcomes.get({ outcome: "stored" }),
+    rejected: m.outcomes.get({ outcome: "rejected" }),
+    skipped: m.outcomes.get({ outcome: "skipped" }),
+    dropped: m.dropped.total(),
+    discarded: m.discarded.total(),
+    queued,
+    inFlight,
+  };
+  const accounted = terms.stored + terms.rejected + terms.skipped + terms.dropped +
+    terms.discarded + terms.queued + terms.inFlight;
+  return { ...terms, balanced: accounted === terms.received };
+}
 
 /** Adds a gauge read at scrape time. */
 export function addGauge(m: IngestMetrics, name: string, help: string, read: () => number): Gauge {

@@ -175,6 +175,9 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     };
     const onError = (error: Error) => {
       cleanup();
+      stopping = true;
+      // MQTT.js (5.16) keeps reconnecting after end() while a reconnect period is set.
+      client.options.reconnectPeriod = 0;
       client.end(true);
       reject(
         new FeedlineError(
@@ -212,6 +215,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     },
     close() {
       stopping = true;
+      client.options.reconnectPeriod = 0;
       return new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     },
   };

@@ -273,6 +273,9 @@ export class Pipeline {
 
     metrics.batches.inc();
     metrics.processed.inc(undefined, items.length);
+    metrics.outcomes.inc({ outcome: "stored" }, result.outcomes.stored);
+    metrics.outcomes.inc({ outcome: "rejected" }, result.outcomes.rejected);
+    metrics.outcomes.inc({ outcome: "skipped" }, result.outcomes.skipped);
     metrics.batchSize.observe(items.length);
     metrics.stored.inc(undefined, result.stored);
     metrics.statuses.inc(undefined, result.statuses);

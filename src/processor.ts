@@ -40,6 +40,12 @@ export interface BatchResult {
   rejected: Partial<Record<RejectReason, number>>;
   /** Status events recorded (one already recorded is absorbed, not counted). */
   statuses: number;
+  /**
+   * One outcome per message, for accounting: `stored` when any of its readings (or its
+   * status) is in the database now, including as an absorbed duplicate; else `rejected`
+   * when it has a row in ingest_rejects; else `skipped`.
+   */
+  outcomes: { stored: number; rejected: number; skipped: number };
 }
 
 /** A rejected message, as it goes into `ingest_rejects`. */
@@ -89,6 +95,7 @@ export async function processBatch(
     skipped: {},
     rejected: {},
     statuses: 0,
+    outcomes: { stored: 0, rejected: 0, skipped: 0 },
   };
   if (batch.length === 0) return result;
   try {
@@ -98,6 +105,7 @@ export async function processBatch(
       result.skipped = {};
       result.rejected = {};
       result.statuses = 0;
+      result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
       const work = () => processInTransaction(tx, batch, opts, result);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
@@ -169,8 +177,11 @@ async function processInTransaction(
     }
   }
 
+  const storedMessages = new Set<Inbound>();
   if (values.length > 0) {
     const { inserted, poison } = await insertValues(tx, values);
+    const poisoned = new Set(poison.map((p) => p.row));
+    for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
     result.stored += inserted;
     const absorbed = values.length - inserted - poison.length;
     if (absorbed > 0) count(result.skipped, "duplicate", absorbed);
@@ -189,12 +200,21 @@ async function processInTransaction(
     );
   }
   if (statusIndexes.length > 0) {
-    result.statuses += await applyStatuses(tx, batch, statusIndexes, rejects);
+    result.statuses += await applyStatuses(tx, batch, statusIndexes, rejects, storedMessages);
   }
+  const rejectedMessages = new Set<Inbound>();
   if (rejects.length > 0) {
     const merged = mergeRejects(rejects);
     await insertRejects(tx, merged, opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
-    for (const r of merged) count(result.rejected, r.reason);
+    for (const r of merged) {
+      count(result.rejected, r.reason);
+      rejectedMessages.add(r.inbound);
+    }
+  }
+  for (const { inbound } of batch) {
+    if (storedMessages.has(inbound)) result.outcomes.stored++;
+    else if (rejectedMessages.has(inbound)) result.outcomes.rejected++;
+    else result.outcomes.skipped++;
   }
 }
 
@@ -398,6 +418,7 @@ async function applyStatuses(
   batch: Pending[],
   indexes: number[],
   rejects: RejectRow[],
+  applied: Set<Inbound>,
 ): Promise<number> {
   const users: string[] = [];
   const codes: string[] = [];
@@ -435,6 +456,7 @@ async function applyStatuses(
       continue;
     }
     const at = d.tsUs ?? inbound.receivedAtUs;
+    applied.add(inbound);
     evDevice.push(id);
     evStatus.push(d.status);
     evPayload.push(d.details ? safeText(JSON.stringify(d.details)) : null);

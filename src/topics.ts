@@ -124,22 +124,29 @@ export function compileTopics(
     compileTemplate("feeds", templates.feeds, "--feeds-topic"),
     compileTemplate("status", templates.status, "--status-topic"),
   ];
-  const seen = new Map<string, string>();
-  for (const t of compiled) {
-    const other = seen.get(t.filter);
-    if (other) {
-      throw new FeedlineError(
-        "CONFIG_INVALID",
-        `topic templates "${other}" and "${t.template}" match the same topics`,
-      );
+  for (let i = 0; i < compiled.length; i++) {
+    for (let j = i + 1; j < compiled.length; j++) {
+      if (overlap(compiled[i], compiled[j])) {
+        throw new FeedlineError(
+          "CONFIG_INVALID",
+          `topic templates "${compiled[i].template}" and "${
+            compiled[j].template
+          }" match the same topics`,
+        );
+      }
     }
-    seen.set(t.filter, t.template);
   }
   return {
     templates: compiled,
     filters: compiled.map((t) => t.filter),
     match: (topic) => matchTopic(compiled, topic),
   };
+}
+
+/** Can one topic match both templates? Then routing would depend on their order. */
+function overlap(a: CompiledTemplate, b: CompiledTemplate): boolean {
+  if (a.levels !== b.levels) return false;
+  return a.literals.every((l, i) => l === null || b.literals[i] === null || l === b.literals[i]);
 }
 
 function matchTopic(templates: CompiledTemplate[], topic: string): TopicMatch | null {

@@ -59,6 +59,9 @@ export async function startTestServe(opts: {
     "off",
     "--db-pool-size",
     "2",
+    // The shared test broker should forget our sessions soon after the test.
+    "--session-expiry",
+    "30",
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
   ], opts.env ?? {});
@@ -121,3 +124,61 @@ export async function waitFor(
 export function userId(): string {
   return crypto.randomUUID();
 }
+
+/** `feedline serve` as a child process, with its JSON log lines collected. */
+export interface ServeProcess {
+  child: Deno.ChildProcess;
+  /** Parsed JSON log lines so far. */
+  logs: Record<string, unknown>[];
+  /** Waits for a log line whose `msg` equals `msg`. */
+  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends a signal and waits for the exit code. */
+  signal(sig: Deno.Signal): Promise<number>;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Spawns `deno run main.ts serve ARGS` with `env`; stdout is read as JSON lines. */
+export function spawnServe(args: string[], env: Record<string, string> = {}): ServeProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "serve", "--log-format", "json", ...args],
+    env: { NO_COLOR: "1", MQTT_URL: "", DATABASE_URL: "", ...env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const logs: Record<string, unknown>[] = [];
+  const reading = (async () => {
+    let buffer = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const parts = buffer.split("\n");
+      buffer = parts.pop()!;
+      for (const line of parts) if (line.trim()) logs.push(JSON.parse(line));
+    }
+  })();
+  return {
+    child,
+    logs,
+    async waitForLog(msg, timeoutMs = 30_000) {
+      await waitFor(`log "${msg}"`, () => logs.some((l) => l.msg === msg), timeoutMs);
+      return logs.find((l) => l.msg === msg)!;
+    },
+    async signal(sig) {
+      try {
+        child.kill(sig);
+      } catch { /* already exited */ }
+      const status = await child.status;
+      await reading;
+      return status.code;
+    },
+  };
+}
+
+/** Is Mosquitto installed, for tests that run their own? */
+export const HAVE_MOSQUITTO = (() => {
+  try {
+    return Deno.statSync("/usr/sbin/mosquitto").isFile;
+  } catch {
+    return false;
+  }
+})();

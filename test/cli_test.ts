@@ -1,0 +1,129 @@
+/**
+ * The CLI as a person meets it: run `main.ts` as a process and check exit codes and the
+ * one line it prints for a mistake.
+ */
+import assert from "node:assert/strict";
+import { freePort } from "./support/broker.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+async function feedline(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+function assertOneLine(stderr: string, pattern: RegExp) {
+  const lines = stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `expected one line, got:\n${stderr}`);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(stderr, /\bat .*\.ts:\d+/, "no stack trace without --verbose");
+}
+
+Deno.test("an unknown command exits 2 and lists the commands", async () => {
+  const r = await feedline(["serv"]);
+  assert.equal(r.code, 2);
+  assertOneLine(r.stderr, /unknown command "serv"; commands: serve, migrate/);
+});
+
+Deno.test("an unknown flag exits 2 and points at --help", async () => {
+  const r = await feedline(["serve", "--batch-sise", "10"]);
+  assert.equal(r.code, 2);
+  assertOneLine(r.stderr, /batch-sise.*see 'feedline serve --help'/);
+});
+
+Deno.test("a bad flag value names the flag and the expected form", async () => {
+  const r = await feedline(["serve", "--batch-size", "lots"]);
+  assert.equal(r.code, 1);
+  assertOneLine(r.stderr, /^feedline: --batch-size must be a whole number \(got "lots"\)$/);
+});
+
+Deno.test("a bad environment value names the variable", async () => {
+  const r = await feedline(["serve"], { FEEDLINE_QUEUE_SIZE: "0" });
+  assert.equal(r.code, 1);
+  assertOneLine(r.stderr, /^feedline: FEEDLINE_QUEUE_SIZE must be at least 1 \(got "0"\)$/);
+});
+
+Deno.test("a malformed DATABASE_URL is refused without echoing the secret", async () => {
+  const r = await feedline(["serve"], { DATABASE_URL: "mysql://u:hunter2@x/db" });
+  assert.equal(r.code, 1);
+  assertOneLine(
+    r.stderr,
+    /^feedline: DATABASE_URL must be a URL starting with postgres:\/\/ or postgresql:\/\/$/,
+  );
+  assert.doesNotMatch(r.stderr, /hunter2/);
+});
+
+Deno.test("a bad topic template names the flag", async () => {
+  const r = await feedline(["serve", "--feed-topic", "{user_id}/{device_code}/feeds"]);
+  assert.equal(r.code, 1);
+  assertOneLine(r.stderr, /--feed-topic: .* needs a \{feed_key\} level/);
+});
+
+Deno.test("an unreachable database says what to check and exits 1", async () => {
+  const port = await freePort();
+  const r = await feedline(["serve", "--http", "off"], {
+    DATABASE_URL: `postgres://feedline:s3cret@127.0.0.1:${port}/x`,
+    MQTT_URL: "mqtt://127.0.0.1:1",
+  });
+  assert.equal(r.code, 1);
+  assertOneLine(
+    r.stderr,
+    /cannot connect to PostgreSQL at postgres:\/\/feedline:\*\*\*@127\.0\.0\.1:\d+\/x: .*check DATABASE_URL/,
+  );
+  assert.doesNotMatch(r.stderr, /s3cret/);
+});
+
+Deno.test("an unreachable broker says what to check and exits 1", async () => {
+  const port = await freePort();
+  const env: Record<string, string> = { MQTT_URL: `mqtt://127.0.0.1:${port}` };
+  const dbUrl = Deno.env.get("TEST_DATABASE_URL");
+  if (dbUrl) env.DATABASE_URL = dbUrl;
+  const dataDir = await Deno.makeTempDir({ prefix: "feedline-cli-" });
+  try {
+    const r = await feedline([
+      "serve",
+      "--http",
+      "off",
+      "--data-dir",
+      dataDir,
+      "--embedded-db-port",
+      "0",
+      "--no-migrate",
+      "--log-level",
+      "error",
+    ], env);
+    assert.equal(r.code, 1);
+    assertOneLine(
+      r.stderr,
+      /cannot connect to MQTT broker mqtt:\/\/127\.0\.0\.1:\d+.*check MQTT_URL/,
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("--help prints every serve flag with its variable", async () => {
+  const r = await feedline(["serve", "--help"]);
+  assert.equal(r.code, 0);
+  for (
+    const text of [
+      "--mqtt-url",
+      "[MQTT_URL]",
+      "--database-url",
+      "[DATABASE_URL]",
+      "--batch-interval-ms",
+      "--qos",
+    ]
+  ) {
+    assert.ok(r.stdout.includes(text), `help lacks ${text}`);
+  }
+});

@@ -1,0 +1,181 @@
+/**
+ * Crash safety and graceful shutdown of a real `serve` process under sustained QoS 1
+ * traffic, against a Mosquitto of the test's own (with persistence, so the session and
+ * its backlog survive).
+ */
+import assert from "node:assert/strict";
+import mqtt from "mqtt";
+import { startMosquitto } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  HAVE_MOSQUITTO,
+  prefixedTopicArgs,
+  publish,
+  spawnServe,
+  uniquePrefix,
+  waitFor,
+} from "./support/serve.ts";
+
+const BASE_TS = 1_767_225_600_000;
+
+function serveArgs(
+  prefix: string,
+  dbUrl: string,
+  mqttUrl: string,
+): { args: string[]; env: Record<string, string> } {
+  return {
+    args: [
+      "--http",
+      "off",
+      "--client-id",
+      `feedline-crash-${prefix}`,
+      "--batch-interval-ms",
+      "50",
+      "--session-expiry",
+      "300",
+      ...prefixedTopicArgs(prefix),
+    ],
+    env: { DATABASE_URL: dbUrl, MQTT_URL: mqttUrl },
+  };
+}
+
+Deno.test({
+  name:
+    "serve killed with SIGKILL under QoS 1 load and restarted stores every acknowledged reading exactly once",
+  ignore: !HAVE_MOSQUITTO,
+  async fn() {
+    const db = await createTestDatabase();
+    const mosquitto = await startMosquitto({ persistence: true });
+    const prefix = uniquePrefix();
+    const user = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+    const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
+    let serve = spawnServe(args, env);
+    const pub = await connectClient(mosquitto.url, 5);
+    const topic = `${prefix}/${user}/d1/feeds/temp`;
+    const total = 3000;
+    let acked = 0;
+    try {
+      await serve.waitForLog("subscribed");
+      const publishing = (async () => {
+        for (let i = 0; i < total; i += 50) {
+          await Promise.all(
+            Array.from(
+              { length: 50 },
+              (_, k) =>
+                publish(pub, topic, JSON.stringify({ value: i + k, ts: BASE_TS + i + k })).then(
+                  () => acked++,
+                ),
+            ),
+          );
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      await waitFor("some readings to be stored", async () => {
+        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+        return n >= 300;
+      }, 30_000);
+      assert.equal(await serve.signal("SIGKILL"), 137);
+      serve = spawnServe(args, env);
+      await publishing;
+      assert.equal(acked, total, "the broker acknowledged every publish");
+      await waitFor("every acknowledged reading", async () => {
+        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+        return n === total;
+      }, 60_000);
+      const [{ distinct }] = await db
+        .sql`select count(distinct created_at)::int as distinct from feed_values`;
+      assert.equal(distinct, total, "each reading stored once");
+    } finally {
+      await endClient(pub);
+      await serve.signal("SIGTERM");
+      await mosquitto.close();
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "SIGTERM under load writes and acknowledges everything received before exiting 0",
+  ignore: !HAVE_MOSQUITTO,
+  async fn() {
+    const db = await createTestDatabase();
+    const mosquitto = await startMosquitto({ persistence: true });
+    const prefix = uniquePrefix();
+    const user = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+    const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
+    const serve = spawnServe(args, env);
+    const pub = await connectClient(mosquitto.url, 5);
+    const topic = `${prefix}/${user}/d1/feeds/temp`;
+    let resumed: mqtt.MqttClient | null = null;
+    try {
+      await serve.waitForLog("subscribed");
+      let stop = false;
+      let sent = 0;
+      const publishing = (async () => {
+        while (!stop) {
+          await Promise.all(
+            Array.from({ length: 20 }, () => {
+              const i = sent++;
+              return publish(pub, topic, JSON.stringify({ value: i, ts: BASE_TS + i }));
+            }),
+          );
+        }
+      })();
+      await waitFor("traffic to flow", async () => {
+        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+        return n >= 200;
+      }, 30_000);
+      assert.equal(await serve.signal("SIGTERM"), 0);
+      stop = true;
+      await publishing;
+      const stopped = serve.logs.find((l) => l.msg === "stopped")!;
+      assert.ok(stopped, "serve logs its accounting when it stops");
+      assert.equal(stopped.unwritten, 0);
+      assert.equal(stopped.queued, 0);
+      assert.equal(
+        stopped.received,
+        (stopped.stored as number) + (stopped.rejected as number) + (stopped.skipped as number) +
+          (stopped.dropped as number) + (stopped.discarded as number),
+      );
+
+      // Whatever the broker still holds for serve's session must not be stored yet:
+      // nothing was both written and left unacknowledged.
+      const redelivered: number[] = [];
+      resumed = mqtt.connect(mosquitto.url, {
+        protocolVersion: 5,
+        clientId: `feedline-crash-${prefix}`,
+        clean: false,
+        reconnectPeriod: 0,
+        properties: { sessionExpiryInterval: 300 },
+      });
+      resumed.on(
+        "message",
+        (_t, payload) => redelivered.push(JSON.parse(payload.toString()).value),
+      );
+      await new Promise<void>((resolve) => resumed!.once("connect", () => resolve()));
+      await new Promise((r) => setTimeout(r, 1000));
+      const stored = await db.sql`select value from feed_values`;
+      const storedValues = new Set(stored.map((r) => r.value));
+      assert.equal(stored.length, stopped.stored, "serve's count matches the table");
+      const both = redelivered.filter((v) => storedValues.has(v));
+      assert.deepEqual(both, [], "stored and still unacknowledged");
+      assert.equal(
+        stored.length + redelivered.length,
+        sent,
+        "every published reading is stored or still at the broker",
+      );
+    } finally {
+      if (resumed) await endClient(resumed, true);
+      await endClient(pub);
+      await serve.signal("SIGKILL");
+      await mosquitto.close();
+      await db.close();
+    }
+  },
+});

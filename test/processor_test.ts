@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import { nowUs } from "../src/clock.ts";
+import { decode } from "../src/decode.ts";
+import { FeedCache } from "../src/feed_cache.ts";
+import type { Pending } from "../src/message.ts";
+import { processBatch } from "../src/processor.ts";
+import { compileTopics } from "../src/topics.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+
+const opts = {
+  router: compileTopics(),
+  maxPayloadBytes: 65536,
+  maxTextLength: 255,
+  maxFutureSkewMs: 300_000,
+};
+
+function msg(
+  topic: string,
+  payload: string,
+  extra: { retain?: boolean; receivedAtUs?: number } = {},
+): Pending {
+  const inbound = {
+    topic,
+    payload: new TextEncoder().encode(payload),
+    qos: 1 as const,
+    retain: extra.retain ?? false,
+    receivedAtUs: extra.receivedAtUs ?? nowUs(),
+  };
+  return { inbound, decoded: decode(inbound, opts) };
+}
+
+async function withFleet(
+  fn: (db: TestDatabase, user: string) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  const user = crypto.randomUUID();
+  try {
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into devices (user_id, code) values (${user}, 'd1')`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+    await db
+      .sql`insert into feeds (user_id, key, threshold_min, threshold_max) values (${user}, 'hum', 0, 100)`;
+    await db.sql`insert into feeds (user_id, key, is_active) values (${user}, 'old', false)`;
+    await fn(db, user);
+  } finally {
+    await db.close();
+  }
+}
+
+async function count(
+  db: TestDatabase,
+  table: "feed_values" | "ingest_rejects" | "device_status_events",
+) {
+  const [{ n }] = await db.sql.unsafe(`select count(*)::int as n from ${table}`);
+  return n as number;
+}
+
+Deno.test("processBatch() stores good readings, skips inactive feeds and dead-letters the rest with reasons", async () => {
+  await withFleet(async (db, u) => {
+    const result = await processBatch(db.sql, [
+      msg(`${u}/d1/feeds/temp`, "21.5"),
+      msg(`${u}/d1/feeds/hum`, "55"),
+      msg(`${u}/d1/feeds/hum`, "101"),
+      msg(`${u}/d1/feeds/old`, "1"),
+      msg(`${u}/d1/feeds/nope`, "1"),
+      msg(`not-a-uuid/d1/feeds/temp`, "1"),
+      msg(`${u}/d1/feeds/temp`, "NaN"),
+      msg(`${u}/d1/feeds`, '{"temp": 22, "ghost": 1}'),
+    ]);
+    assert.equal(result.stored, 3);
+    assert.deepEqual(result.outcomes, { stored: 3, rejected: 4, skipped: 1 });
+    assert.deepEqual(result.skipped, { inactive_feed: 1 });
+    assert.deepEqual(result.rejected, {
+      out_of_range: 1,
+      unknown_feed: 2,
+      bad_user_id: 1,
+      bad_payload: 1,
+    });
+    assert.equal(await count(db, "feed_values"), 3);
+    const rejects = await db
+      .sql`select reason, topic, convert_from(payload, 'UTF8') as payload, payload_size from ingest_rejects order by id`;
+    assert.deepEqual(rejects.map((r) => r.reason).sort(), [
+      "bad_payload",
+      "bad_user_id",
+      "out_of_range",
+      "unknown_feed",
+      "unknown_feed",
+    ]);
+    const outOfRange = rejects.find((r) => r.reason === "out_of_range")!;
+    assert.equal(outOfRange.payload, "101");
+    assert.equal(outOfRange.payload_size, 3);
+  });
+});
+
+Deno.test("processBatch() moves last_value forward only, whatever order readings arrive in", async () => {
+  await withFleet(async (db, u) => {
+    const t = (iso: string, v: number) =>
+      msg(`${u}/d1/feeds/temp`, JSON.stringify({ value: v, ts: iso }));
+    await processBatch(db.sql, [t("2025-06-01T12:00:00Z", 2), t("2025-06-01T11:00:00Z", 1)]);
+    let [feed] = await db
+      .sql`select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "2");
+    await processBatch(db.sql, [t("2025-06-01T10:00:00Z", 0)]);
+    [feed] = await db
+      .sql`select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "2", "a late reading must not overwrite a newer one");
+    assert.equal(feed.last_value_at.toISOString(), "2025-06-01T12:00:00.000Z");
+    await processBatch(db.sql, [t("2025-06-01T13:00:00Z", 3)]);
+    [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "3");
+    assert.equal(await count(db, "feed_values"), 4);
+  });
+});
+
+Deno.test("re-processing the same batch changes nothing: values, last_value and rejects stay as they were", async () => {
+  await withFleet(async (db, u) => {
+    const batch = [
+      msg(`${u}/d1/feeds/temp`, "1"),
+      msg(`${u}/d1/feeds/temp`, '{"value": 2, "ts": "2025-01-01T00:00:00Z"}'),
+      msg(`${u}/d1/feeds/nope`, "3"),
+    ];
+    const first = await processBatch(db.sql, batch);
+    const snapshot = async () => ({
+      values: await db.sql`select feed_id, value, created_at from feed_values order by 1, 3`,
+      feeds: await db.sql`select key, last_value, last_value_at from feeds order by key`,
+      rejects: await count(db, "ingest_rejects"),
+    });
+    const before = await snapshot();
+    const second = await processBatch(db.sql, batch);
+    assert.deepEqual(await snapshot(), before);
+    assert.equal(first.stored, 2);
+    assert.equal(second.stored, 0);
+    assert.deepEqual(second.skipped, { duplicate: 2 });
+  });
+});
+
+Deno.test("a burst of one feed's readings in the same instant keeps every reading", async () => {
+  await withFleet(async (db, u) => {
+    // A broker flushing a backlog delivers within microseconds; the receive clock must
+    // still give each reading its own key.
+    const batch = Array.from({ length: 2000 }, (_, i) => msg(`${u}/d1/feeds/temp`, String(i)));
+    const result = await processBatch(db.sql, batch);
+    assert.equal(result.stored, 2000);
+    assert.equal(await count(db, "feed_values"), 2000);
+    const [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "1999");
+  });
+});
+
+Deno.test("a retained message without a timestamp is skipped; with one it is stored", async () => {
+  await withFleet(async (db, u) => {
+    const result = await processBatch(db.sql, [
+      msg(`${u}/d1/feeds/temp`, "5", { retain: true }),
+      msg(`${u}/d1/feeds/temp`, '{"value": 6, "ts": "2025-01-01T00:00:00Z"}', { retain: true }),
+    ]);
+    assert.equal(result.stored, 1);
+    assert.deepEqual(result.skipped, { retained: 1 });
+  });
+});
+
+Deno.test("device status is applied in time order with a history row per message", async () => {
+  await withFleet(async (db, u) => {
+    const result = await processBatch(db.sql, [
+      msg(`${u}/d1/status`, '{"status": "online", "ts": "2025-01-01T10:00:00Z"}'),
+      msg(`${u}/d1/status`, '{"status": "offline", "ts": "2025-01-01T09:00:00Z"}'),
+      msg(`${u}/ghost/status`, "online"),
+    ]);
+    assert.equal(result.statuses, 2);
+    assert.deepEqual(result.rejected, { unknown_device: 1 });
+    const [device] = await db
+      .sql`select status, last_seen_at from devices where user_id = ${u} and code = 'd1'`;
+    assert.equal(device.status, "online");
+    assert.equal(device.last_seen_at.toISOString(), "2025-01-01T10:00:00.000Z");
+    assert.equal(await count(db, "device_status_events"), 2);
+  });
+});
+
+Deno.test("auto-register creates unknown users, devices and feeds so their readings land", async () => {
+  const db = await createTestDatabase();
+  try {
+    const u = crypto.randomUUID();
+    const result = await processBatch(db.sql, [
+      msg(`${u}/dev9/feeds/co2`, "412"),
+      msg(`${u}/dev9/status`, "online"),
+    ], { autoRegister: true });
+    assert.equal(result.stored, 1);
+    assert.equal(result.statuses, 1);
+    const [feed] = await db.sql`
+      select f.key, d.code from feeds f join devices d on d.id = f.device_id where f.user_id = ${u}`;
+    assert.deepEqual({ ...feed }, { key: "co2", code: "dev9" });
+  } finally {
+    await db.close();
+  }
+});
+
+Deno.test("one query finds every feed of a batch and the cache answers the next batch", async () => {
+  await withFleet(async (db, u) => {
+    const cache = new FeedCache({ ttlMs: 60_000 });
+    await processBatch(db.sql, [msg(`${u}/d1/feeds/temp`, "1"), msg(`${u}/d1/feeds/hum`, "2")], {
+      feedCache: cache,
+    });
+    assert.equal(cache.size, 2);
+    // Deactivate behind the cache's back: the cached entry is still used until it expires...
+    await db.sql`update feeds set is_active = false where user_id = ${u} and key = 'temp'`;
+    const cached = await processBatch(db.sql, [msg(`${u}/d1/feeds/temp`, "3")], {
+      feedCache: cache,
+    });
+    assert.equal(cached.stored, 1);
+    // ...and a cleared cache reads the feed again.
+    cache.clear();
+    const fresh = await processBatch(db.sql, [msg(`${u}/d1/feeds/temp`, "4")], {
+      feedCache: cache,
+    });
+    assert.deepEqual(fresh.skipped, { inactive_feed: 1 });
+  });
+});
+
+Deno.test("a row the database refuses is dead-lettered with its reason and the rest of the batch is stored", async () => {
+  await withFleet(async (db, u) => {
+    // A rule the processor does not know about: the database is the last line of defence.
+    await db.sql`alter table feed_values add constraint no_666 check (value is distinct from 666)`;
+    const batch = Array.from(
+      { length: 50 },
+      (_, i) => msg(`${u}/d1/feeds/temp`, i === 17 || i === 40 ? "666" : String(i)),
+    );
+    const result = await processBatch(db.sql, batch);
+    assert.equal(result.stored, 48);
+    assert.deepEqual(result.rejected, { db_rejected: 2 });
+    const rejects = await db.sql`select reason, detail from ingest_rejects`;
+    assert.equal(rejects.length, 2);
+    assert.match(rejects[0].detail, /23514.*no_666/);
+    const [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "49");
+  });
+});
+
+Deno.test("dry run reports what would happen and leaves the database untouched", async () => {
+  await withFleet(async (db, u) => {
+    const result = await processBatch(db.sql, [
+      msg(`${u}/d1/feeds/temp`, "1"),
+      msg(`${u}/d1/feeds/x`, "1"),
+    ], { dryRun: true });
+    assert.equal(result.stored, 1);
+    assert.deepEqual(result.rejected, { unknown_feed: 1 });
+    assert.equal(await count(db, "feed_values"), 0);
+    assert.equal(await count(db, "ingest_rejects"), 0);
+  });
+});
