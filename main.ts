@@ -18,13 +18,13 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "ingest MQTT messages into PostgreSQL (embedded broker and database by default)",
     load: () => import("./commands/serve.ts"),
   },
-  replay: {
-    summary: "feed captured messages (or ingest_rejects) through the processor again",
-    load: () => import("./commands/replay.ts"),
-  },
   migrate: {
     summary: "apply the sql/ migrations (--status to list them)",
     load: () => import("./commands/migrate.ts"),
+  },
+  replay: {
+    summary: "feed captured messages (or ingest_rejects) through the processor again",
+    load: () => import("./commands/replay.ts"),
   },
 };
 
