@@ -26,6 +26,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "feed captured messages (or ingest_rejects) through the processor again",
     load: () => import("./commands/replay.ts"),
   },
+  simulate: {
+    summary: "publish the traffic of a simulated device fleet (demos, development, load tests)",
+    load: () => import("./commands/simulate.ts"),
+  },
 };
 
 const USAGE = `feedline — MQTT sensor data into PostgreSQL, fast and without losing a reading

@@ -12,13 +12,18 @@ import { decode, type DecodeOptions } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
+import { listenForFeedChanges } from "../src/feed_notify.ts";
 import { parseListenAddress, startHttpServer } from "../src/http.ts";
 import { accounting, addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
-import { createLogger, type Logger, redactUrl } from "../src/log.ts";
+import { type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
+import { parseErrorsTopic } from "../src/error_feedback.ts";
+import { operationsOptions } from "../src/ops_config.ts";
+import { createOperations, createServeLogger } from "../src/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
+import { startRejectRetention } from "../src/reject_retention.ts";
 import { compileTopics } from "../src/topics.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
@@ -133,7 +138,7 @@ export const serveOptions = {
       "host:port, :port or off",
     ),
     defaultText: "127.0.0.1:8080",
-    doc: "Address of /metrics, /healthz and /readyz; `off` to disable.",
+    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable.",
   }),
   migrate: option({
     flag: "migrate",
@@ -169,6 +174,7 @@ export const serveOptions = {
   ...databaseOptions,
   ...decodeOptions,
   ...processingOptions,
+  ...operationsOptions,
   ...logOptions,
 };
 
@@ -202,6 +208,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     protocolVersion,
     clientId: values.clientId ?? `feedline-${safeHostname()}`,
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
+    errorsTopic: parseErrorsTopic(values.errorsTopic, router),
   };
 }
 
@@ -276,7 +283,22 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       : null;
     if (capture) closers.push(() => capture.close());
 
+    const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
+    // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
+    // is reached through pglite-socket, which has no LISTEN, so it relies on the TTL.
+    if (!db.embedded && config.feedCacheTtlMs > 0) {
+      await listenForFeedChanges(db.sql, feedCache, log);
+    }
+
+    const stopRetention = startRejectRetention(db.sql, {
+      retentionHours: config.rejectsRetentionHours,
+      maxRows: config.rejectsMaxRows,
+    }, log);
+    closers.push(stopRetention);
+
     const metrics = createIngestMetrics();
+    const ops = createOperations({ config, sql: db.sql, metrics, log });
+    closers.push(() => ops.close());
     const decodeOpts: DecodeOptions = {
       router: config.router,
       maxPayloadBytes: config.maxPayloadBytes,
@@ -288,7 +310,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       processor: {
         autoRegister: config.autoRegister,
         rejectPayloadCap: config.rejectPayloadCap,
-        feedCache: new FeedCache({ ttlMs: config.feedCacheTtlMs }),
+        feedCache,
       },
       batchSize: config.batchSize,
       batchIntervalMs: config.batchIntervalMs,
@@ -299,8 +321,11 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log,
       metrics,
       onCommitted: capture
-        ? (items) => capture.committed(items.map((item) => item.pending.inbound))
-        : undefined,
+        ? async (items, result) => {
+          await capture.committed(items.map((item) => item.pending.inbound));
+          ops.onCommitted(items, result);
+        }
+        : ops.onCommitted,
     });
     pipeline.start();
     closers.push(async () => {
@@ -322,6 +347,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       connectTimeoutMs: 10_000,
       log,
       deliver(inbound, ack) {
+        // Under overload the data queue is full for most QoS 0 messages: don't parse a
+        // payload that will be dropped (status messages have a queue of their own).
+        if (
+          !ack && pipeline.isFull("readings") &&
+          config.router.match(inbound.topic)?.kind !== "status"
+        ) return false;
         const pending = { inbound, decoded: decode(inbound, decodeOpts) };
         if (!pipeline.offer(pending, ack)) return false;
         metrics.received.inc();
@@ -343,6 +374,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       },
     });
     closers.push(() => source.close());
+    ops.attach(pipeline, source);
 
     addGauge(
       metrics,
@@ -377,8 +409,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     addGauge(
       metrics,
       "feedline_database_up",
-      "1 when the last batch was written.",
-      () => pipeline.dbReady ? 1 : 0,
+      "1 when the database answers its probe and the last batch was written.",
+      () => ops.databaseUp() ? 1 : 0,
     );
     if (capture) {
       addGauge(
@@ -401,12 +433,16 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       const http = startHttpServer({
         ...addr,
         metrics: () => metrics.registry.render(),
-        readiness: () => ({ broker: source.subscribed, database: pipeline.dbReady }),
+        readiness: ops.readiness,
+        routes: ops.routes,
         log,
       });
       httpPort = http.port;
       closers.push(() => http.close());
-      log.info("http listening", { url: `http://${addr.hostname}:${http.port}/metrics` });
+      log.info("http listening", {
+        status: `http://${addr.hostname}:${http.port}/`,
+        metrics: `http://${addr.hostname}:${http.port}/metrics`,
+      });
     }
 
     if (config.embeddedBroker || db.embedded) {
@@ -454,11 +490,21 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
 /** Runs `serve` until SIGINT or SIGTERM. */
 export async function run(args: string[]): Promise<void> {
   const config = parseServeArgs(args, Deno.env.toObject());
-  const log = createLogger({ level: config.logLevel, format: config.logFormat });
+  const log = createServeLogger(config);
   log.info("feedline serve starting", {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });
+  // Signals are watched from the start: a SIGTERM while starting up still ends cleanly.
+  let signalled!: () => void;
+  const signal = new Promise<void>((resolve) => signalled = resolve);
+  const onSignal = () => {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    signalled();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const running = await startServe(config, log);
   if (config.embeddedBroker) {
     log.info(
@@ -466,14 +512,7 @@ export async function run(args: string[]): Promise<void> {
         `-t 6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f/dev1/feeds/temperature -m 21.5`,
     );
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      log.info("signal received; flushing and stopping");
-      Deno.removeSignalListener("SIGINT", onSignal);
-      Deno.removeSignalListener("SIGTERM", onSignal);
-      running.stop().then(resolve);
-    };
-    Deno.addSignalListener("SIGINT", onSignal);
-    Deno.addSignalListener("SIGTERM", onSignal);
-  });
+  await signal;
+  log.info("signal received; flushing and stopping");
+  await running.stop();
 }

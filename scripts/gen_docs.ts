@@ -6,12 +6,16 @@
 import { formatOptionsMarkdown, type OptionSpec } from "../src/options.ts";
 import { serveOptions } from "../commands/serve.ts";
 import { migrateOptions } from "../commands/migrate.ts";
+import { benchOptions } from "../bench/main.ts";
+import { simulateOptions } from "../commands/simulate.ts";
 import { replayOptions } from "../commands/replay.ts";
 
 /** The tables, by marker name. Commands add theirs here. */
 export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
   serve: serveOptions,
   migrate: migrateOptions,
+  bench: benchOptions,
+  simulate: simulateOptions,
   replay: replayOptions,
 };
 

@@ -116,11 +116,25 @@ export const processingOptions = {
     defaultText: "30000",
     doc: "How long a looked-up feed is trusted before it is read again (0: no cache).",
   }),
+  rejectsRetentionHours: option({
+    flag: "rejects-retention-hours",
+    env: "FEEDLINE_REJECTS_RETENTION_HOURS",
+    schema: zs.int(0).default(168),
+    defaultText: "168 (7 days)",
+    doc: "serve deletes rejects older than this (0: keep forever).",
+  }),
+  rejectsMaxRows: option({
+    flag: "rejects-max-rows",
+    env: "FEEDLINE_REJECTS_MAX_ROWS",
+    schema: zs.int(0).default(1_000_000),
+    defaultText: "1000000",
+    doc: "serve keeps at most this many rejects, newest first (0: no limit).",
+  }),
   rejectPayloadCap: option({
     flag: "reject-payload-cap",
     env: "FEEDLINE_REJECT_PAYLOAD_CAP",
-    schema: zs.int(0, 1_048_576).default(4096),
-    defaultText: "4096",
+    schema: zs.int(0, 1_048_576).default(1024),
+    defaultText: "1024",
     doc: "Bytes of a rejected payload kept in ingest_rejects (its full size is recorded).",
   }),
 };

@@ -2,7 +2,7 @@
  * decode: an `Inbound` (topic + bytes) becomes a `Decoded` (what it says) or a reject.
  * Pure and allocation-light; runs on the receive path for every message.
  */
-import type { Decoded, Inbound, Reading } from "./message.ts";
+import type { Decoded, Inbound, Reading, ReadingReject } from "./message.ts";
 import { decodeUtf8, parseBulkPayload, parseFeedPayload, parseStatusPayload } from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
 
@@ -16,7 +16,24 @@ export interface DecodeOptions {
   maxFutureSkewMs: number;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// Shared by every single-feed message: nothing appends to a decoded message's rejects.
+const NO_REJECTS: ReadingReject[] = Object.freeze([]) as unknown as ReadingReject[];
+
+/** 8-4-4-4-12 hex digits, either case; a character loop, as it runs for every message. */
+export function isUuid(s: string): boolean {
+  if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 0x2d) return false;
+    } else if (
+      !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
 // A device code or feed key is one topic level; keep them printable and bounded so
 // they are safe as keys and in logs.
 // deno-lint-ignore no-control-regex
@@ -30,7 +47,7 @@ function badName(name: string): boolean {
 export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
   const match = opts.router.match(msg.topic);
   if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
-  if (!UUID_RE.test(match.userId)) {
+  if (!isUuid(match.userId)) {
     return { kind: "reject", reason: "bad_user_id", detail: "user id is not a UUID" };
   }
   if (badName(match.deviceCode) || badName(match.feedKey)) {
@@ -53,7 +70,7 @@ export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
   }
   const userId = match.userId.toLowerCase();
   const deviceCode = match.deviceCode;
-  const limits = { maxTextLength: opts.maxTextLength };
+  const limits = opts; // a PayloadLimits: no object per message
   const latestUs = msg.receivedAtUs + opts.maxFutureSkewMs * 1000;
 
   if (match.kind === "status") {
@@ -75,7 +92,7 @@ export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
     if (!v.ok) return { kind: "reject", reason: v.reason, detail: v.detail };
     if (v.tsUs !== null && v.tsUs > latestUs) return futureReject(v.tsUs);
     const reading: Reading = { feedKey: match.feedKey, value: v.value, text: v.text, tsUs: v.tsUs };
-    return { kind: "readings", userId, deviceCode, readings: [reading], rejects: [] };
+    return { kind: "readings", userId, deviceCode, readings: [reading], rejects: NO_REJECTS };
   }
 
   const bulk = parseBulkPayload(text, limits);

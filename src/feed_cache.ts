@@ -21,6 +21,7 @@ export function feedKeyOf(userId: string, feedKey: string): string {
 /** A size-bounded TTL cache of feeds. */
 export class FeedCache {
   #entries = new Map<string, { feed: FeedInfo; expiresAt: number }>();
+  #version = 0;
   readonly ttlMs: number;
   readonly maxEntries: number;
 
@@ -39,8 +40,18 @@ export class FeedCache {
     return entry.feed;
   }
 
-  set(key: string, feed: FeedInfo, now = Date.now()): void {
+  /**
+   * Bumped by every `delete` and `clear`. A reader notes it before querying the database
+   * and passes it to `set`: if an invalidation arrived while the query ran, the answer may
+   * predate the change and is not cached.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
+  set(key: string, feed: FeedInfo, now = Date.now(), seenVersion?: number): void {
     if (this.ttlMs <= 0) return;
+    if (seenVersion !== undefined && seenVersion !== this.#version) return;
     // Map iterates in insertion order, so the first key is the oldest entry.
     if (this.#entries.size >= this.maxEntries) {
       const oldest = this.#entries.keys().next().value;
@@ -50,10 +61,12 @@ export class FeedCache {
   }
 
   delete(key: string): void {
+    this.#version++;
     this.#entries.delete(key);
   }
 
   clear(): void {
+    this.#version++;
     this.#entries.clear();
   }
 

@@ -1,6 +1,8 @@
 /**
  * Logging: JSON lines when stdout is not a terminal (for log shippers), readable lines
- * when it is. Secrets never reach a log line: URLs are printed through `redactUrl`.
+ * when it is. Secrets never reach a log line: URLs are printed through `redactUrl`, and
+ * every line passes `redactText`, which masks the configured secrets (wherever an error
+ * message may have picked them up), URL passwords and token-like query parameters.
  */
 
 /** Log levels, lowest first. */
@@ -20,13 +22,17 @@ export function createLogger(opts: {
   level?: LogLevel;
   format?: "auto" | "json" | "text";
   write?: (line: string) => void;
+  /** Strings masked in every line (passwords, tokens); see `secretsOf`. */
+  secrets?: string[];
 } = {}): Logger {
   const min = RANK[opts.level ?? "info"];
   const json = opts.format === "json" ||
     ((opts.format ?? "auto") === "auto" && !Deno.stdout.isTerminal());
   const encoder = new TextEncoder();
-  const write = opts.write ??
+  const out = opts.write ??
     ((line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n")));
+  const secrets = expandSecrets(opts.secrets ?? []);
+  const write = (line: string) => out(redactText(line, secrets));
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (RANK[level] < min) return;
     if (json) {
@@ -72,5 +78,58 @@ export function redactUrl(url: string | undefined): string {
     return u.toString();
   } catch {
     return "<unparsable url>";
+  }
+}
+
+const URL_PASSWORD_RE = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@"'?#]*):[^\s@/"']*@/gi;
+const QUERY_SECRET_RE = /([?&][^=&\s"']*(?:pass|secret|token|key)[^=&\s"']*=)[^&\s"'#]+/gi;
+
+/**
+ * Masks secrets in a piece of text: each of `secrets` (as given; callers pass
+ * `expandSecrets` output so encoded spellings are caught too), the password of any
+ * `scheme://user:password@` URL, and query parameters named like pass/secret/token/key.
+ */
+export function redactText(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  for (const s of secrets) if (out.includes(s)) out = out.replaceAll(s, "***");
+  return out.replace(URL_PASSWORD_RE, "$1:***@").replace(QUERY_SECRET_RE, "$1***");
+}
+
+/**
+ * A secret as it may appear in a line: as is, percent-decoded (from a URL) and
+ * JSON-escaped (inside a JSON line). Secrets shorter than 3 characters are not masked
+ * by value: masking every "a" would garble the log without protecting anything.
+ */
+export function expandSecrets(secrets: readonly (string | undefined)[]): string[] {
+  const out = new Set<string>();
+  for (const s of secrets) {
+    if (!s || s.length < 3) continue;
+    const spellings = [s, encodeURIComponent(s)];
+    try {
+      spellings.push(decodeURIComponent(s));
+    } catch {
+      // Not percent-encoded.
+    }
+    for (const spelling of spellings) {
+      out.add(spelling);
+      out.add(JSON.stringify(spelling).slice(1, -1));
+    }
+  }
+  // Longest first, so a secret containing another is masked whole.
+  return [...out].filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
+}
+
+/** The secrets inside a URL: its password and token-like query values. */
+export function secretsOfUrl(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    const u = new URL(url);
+    const out = u.password ? [u.password] : [];
+    for (const [key, value] of u.searchParams) {
+      if (/pass|secret|token|key/i.test(key) && value) out.push(value);
+    }
+    return out;
+  } catch {
+    return [];
   }
 }

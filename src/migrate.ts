@@ -5,6 +5,7 @@
  * describes the database, and guessing would be worse than asking.
  */
 import type postgres from "postgres";
+import { BUNDLED_MIGRATIONS } from "./bundled_migrations.ts";
 import { FeedlineError } from "./errors.ts";
 
 /** Default folder of migration files, next to this module. */
@@ -38,13 +39,12 @@ export async function readMigrations(dir: string | URL = DEFAULT_MIGRATIONS_DIR)
   MigrationFile[]
 > {
   const files: MigrationFile[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    const match = /^(\d+)_(.+)\.sql$/.exec(entry.name);
-    if (!entry.isFile || !match) continue;
-    const text = await Deno.readTextFile(new URL(entry.name, toDirUrl(dir)));
+  for (const [name, text] of await readSqlFiles(dir)) {
+    const match = /^(\d+)_(.+)\.sql$/.exec(name);
+    if (!match) continue;
     files.push({
       version: Number(match[1]),
-      name: entry.name,
+      name,
       checksum: await sha256(text),
       sql: text,
     });
@@ -61,6 +61,19 @@ export async function readMigrations(dir: string | URL = DEFAULT_MIGRATIONS_DIR)
     }
   }
   return files;
+}
+
+/** The `.sql` files of `dir`, or the bundled ones when running as a bundle. */
+async function readSqlFiles(dir: string | URL): Promise<[string, string][]> {
+  if (BUNDLED_MIGRATIONS && dir === DEFAULT_MIGRATIONS_DIR) {
+    return Object.entries(BUNDLED_MIGRATIONS);
+  }
+  const out: [string, string][] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
+    out.push([entry.name, await Deno.readTextFile(new URL(entry.name, toDirUrl(dir)))]);
+  }
+  return out;
 }
 
 function toDirUrl(dir: string | URL): URL {

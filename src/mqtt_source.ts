@@ -12,7 +12,7 @@ import { FeedlineError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { redactUrl } from "./log.ts";
 import type { Inbound, Qos } from "./message.ts";
-import { DEFER_ACK, sendDeferredAck } from "./mqtt_ack.ts";
+import { DEFER_ACK, PubackWriter, sendDeferredAck } from "./mqtt_ack.ts";
 import type { Ack } from "./pipeline.ts";
 
 /** Options of the MQTT source. */
@@ -58,6 +58,8 @@ export interface MqttSource {
 }
 
 const RECONNECT_MIN_MS = 500;
+
+function noop(): void {}
 const RECONNECT_MAX_MS = 30_000;
 
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
@@ -66,7 +68,9 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   let generation = 0;
   let subscribed = false;
   let stopping = false;
-  const ackGeneration = new WeakMap<Ack, number>();
+  // Each ack remembers the connection it belongs to, as a property of the function
+  // (one hidden class for all acks; no per-message WeakMap entry for the GC to trace).
+  type TaggedAck = Ack & { generation?: number };
 
   const clientOptions: IClientOptions = {
     clientId: opts.clientId,
@@ -81,11 +85,15 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     // can arrive before the `connect` event. So: manualConnect, set hooks, connect.
     manualConnect: true,
     resubscribe: false,
+    // MQTT.js logs through `debug` several times per packet; even disabled, that is a
+    // measurable share of the receive path (docs/performance.md).
+    log: noop,
     properties: opts.protocolVersion === 5
       ? { sessionExpiryInterval: opts.sessionExpirySec, receiveMaximum: opts.receiveMaximum }
       : undefined,
   };
   const client = mqtt.connect(opts.url, clientOptions);
+  const pubacks = new PubackWriter(client);
 
   client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
     if (stopping) {
@@ -101,13 +109,20 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       retain: packet.retain,
       receivedAtUs: nowUs(),
     };
-    let ack: Ack | null = null;
+    let ack: TaggedAck | null = null;
     if (packet.qos > 0) {
       const gen = generation;
-      ack = () => {
-        if (gen === generation && client.connected) sendDeferredAck(client, packet);
-      };
-      ackGeneration.set(ack, gen);
+      // QoS 1 needs only the packet id: the closure must not keep the packet (and its
+      // payload) alive longer than the queue does.
+      const messageId = packet.messageId!;
+      ack = packet.qos === 1
+        ? () => {
+          if (gen === generation && client.connected) pubacks.ack(messageId);
+        }
+        : () => {
+          if (gen === generation && client.connected) sendDeferredAck(client, packet);
+        };
+      ack.generation = gen;
     }
     if (opts.deliver(inbound, ack)) {
       callback(ack ? DEFER_ACK : undefined);
@@ -136,7 +151,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
     if (generation > 1 && resumed) {
       const current = generation;
-      opts.onSessionResumed?.((ack) => (ackGeneration.get(ack) ?? current) < current);
+      opts.onSessionResumed?.((ack) => ((ack as TaggedAck).generation ?? current) < current);
     }
     if (resumed && subscribed) return; // the broker kept our subscriptions
     const filters = opts.filters.map((f) =>

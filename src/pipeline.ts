@@ -89,6 +89,14 @@ export class Pipeline {
   get unacked(): number {
     return this.#unackedQueued + this.#unackedInFlight;
   }
+  /** How long the oldest queued message has waited, in ms (0 when none is queued). */
+  get oldestQueuedMs(): number {
+    const oldest = Math.min(
+      this.#status.peek()?.queuedAt ?? Infinity,
+      this.#data.peek()?.queuedAt ?? Infinity,
+    );
+    return oldest === Infinity ? 0 : performance.now() - oldest;
+  }
   /** False while the last batch attempt failed. */
   get dbReady(): boolean {
     return this.#dbReady;

@@ -12,6 +12,7 @@
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
+import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "./message.ts";
 
 /** Options of the processor. */
@@ -46,7 +47,25 @@ export interface BatchResult {
    * when it has a row in ingest_rejects; else `skipped`.
    */
   outcomes: { stored: number; rejected: number; skipped: number };
+  /**
+   * The first `MAX_REJECT_DETAILS` rejects of the batch, for feedback to publishers and
+   * the status page (the rows themselves are in `ingest_rejects`).
+   */
+  rejects: RejectDetail[];
 }
+
+/** One rejected message, as reported in a `BatchResult`. */
+export interface RejectDetail {
+  topic: string;
+  reason: RejectReason;
+  detail: string;
+  /** The user id of a topic that parsed (null for bad_topic, bad_user_id, ...). */
+  userId: string | null;
+  receivedAtUs: number;
+}
+
+/** Most reject details a `BatchResult` carries; its counts are always complete. */
+export const MAX_REJECT_DETAILS = 1000;
 
 /** A rejected message, as it goes into `ingest_rejects`. */
 interface RejectRow {
@@ -66,7 +85,7 @@ interface ValueRow {
   message: number;
 }
 
-const DEFAULT_REJECT_PAYLOAD_CAP = 4096;
+const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
 const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
 
 function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1): void {
@@ -96,6 +115,7 @@ export async function processBatch(
     rejected: {},
     statuses: 0,
     outcomes: { stored: 0, rejected: 0, skipped: 0 },
+    rejects: [],
   };
   if (batch.length === 0) return result;
   try {
@@ -106,6 +126,7 @@ export async function processBatch(
       result.rejected = {};
       result.statuses = 0;
       result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
+      result.rejects = [];
       const work = () => processInTransaction(tx, batch, opts, result);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
@@ -125,7 +146,8 @@ async function processInTransaction(
   const rejects: RejectRow[] = [];
 
   if (opts.autoRegister) await autoRegister(tx, batch);
-  const feeds = await lookupFeeds(tx, batch, opts.feedCache);
+  const { feeds, keys } = await lookupFeeds(tx, batch, opts.feedCache);
+  let k = 0; // index into `keys`: readings in batch order, as lookupFeeds saw them
 
   const values: ValueRow[] = [];
   const statusIndexes: number[] = [];
@@ -141,7 +163,7 @@ async function processInTransaction(
     }
     for (const r of decoded.rejects) rejects.push({ inbound, ...r });
     for (const reading of decoded.readings) {
-      const feed = feeds.get(feedKeyOf(decoded.userId, reading.feedKey));
+      const feed = feeds.get(keys[k++]);
       if (!feed) {
         rejects.push({
           inbound,
@@ -210,6 +232,7 @@ async function processInTransaction(
       count(result.rejected, r.reason);
       rejectedMessages.add(r.inbound);
     }
+    reportRejects(batch, merged, result.rejects);
   }
   for (const { inbound } of batch) {
     if (storedMessages.has(inbound)) result.outcomes.stored++;
@@ -262,13 +285,18 @@ async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Prom
     on conflict do nothing`;
 }
 
-/** One query for every (user_id, feed_key) of the batch that the cache does not know. */
+/**
+ * One query for every (user_id, feed_key) of the batch that the cache does not know.
+ * Also returns each reading's key, in batch order, so the caller does not build them
+ * again (a key is a concatenation; reusing it reuses its cached hash).
+ */
 async function lookupFeeds(
   tx: postgres.TransactionSql,
   batch: Pending[],
   cache: FeedCache | undefined,
-): Promise<Map<string, FeedInfo>> {
+): Promise<{ feeds: Map<string, FeedInfo>; keys: string[] }> {
   const found = new Map<string, FeedInfo>();
+  const keys: string[] = [];
   const missingUsers: string[] = [];
   const missingKeys: string[] = [];
   const now = Date.now();
@@ -276,6 +304,7 @@ async function lookupFeeds(
     if (decoded.kind !== "readings") continue;
     for (const r of decoded.readings) {
       const key = feedKeyOf(decoded.userId, r.feedKey);
+      keys.push(key);
       if (found.has(key)) continue;
       const cached = cache?.get(key, now);
       if (cached) {
@@ -289,6 +318,7 @@ async function lookupFeeds(
     }
   }
   if (missingKeys.length > 0) {
+    const version = cache?.version;
     const rows = await tx<
       {
         id: string;
@@ -311,11 +341,11 @@ async function lookupFeeds(
       };
       const key = feedKeyOf(row.user_id, row.key);
       found.set(key, feed);
-      cache?.set(key, feed, now);
+      cache?.set(key, feed, now, version);
     }
   }
   for (const [key, feed] of found) if (feed === null) found.delete(key);
-  return found;
+  return { feeds: found, keys };
 }
 
 interface Poison {
@@ -374,8 +404,9 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
     insert into feed_values (feed_id, value, value_text, created_at, received_at)
     select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
            to_timestamp(0) + r * interval '1 microsecond'
-    from unnest(${feedIds}::int8[], ${nums}::float8[], ${texts}::text[], ${created}::int8[],
-                ${received}::int8[]) as x(f, v, t, c, r)
+    from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
+                ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
+                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
     on conflict do nothing`;
   return res.count;
 }
@@ -405,7 +436,8 @@ async function updateLastValues(
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
     from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
-          from unnest(${ids}::int8[], ${vals}::text[], ${ats}::int8[]) as u(id, v, c)) x
+          from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
+                      ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
     where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
 }
 
@@ -499,6 +531,22 @@ function mergeRejects(rejects: RejectRow[]): RejectRow[] {
     else reasons.set(r.reason, { ...r });
   }
   return [...byMessage.values()].flatMap((m) => [...m.values()]);
+}
+
+function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
+  const users = new Map<Inbound, string>();
+  for (const { inbound, decoded } of batch) {
+    if (decoded.kind !== "reject") users.set(inbound, decoded.userId);
+  }
+  for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
+    out.push({
+      topic: r.inbound.topic,
+      reason: r.reason,
+      detail: r.detail,
+      userId: users.get(r.inbound) ?? null,
+      receivedAtUs: r.inbound.receivedAtUs,
+    });
+  }
 }
 
 /**

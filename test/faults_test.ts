@@ -100,7 +100,11 @@ Deno.test("while the database is unreachable serve holds the messages, stops tak
     proxy.restore();
     await publishing;
     await waitFor("all 200 readings", async () => (await storedCount(db)) === 200, 30_000);
-    assert.equal((await readyz(serve.httpPort!)).status, 200);
+    await waitFor(
+      "readyz to report ready again",
+      async () => (await readyz(serve.httpPort!)).status === 200,
+      15_000,
+    );
     await waitFor(
       "the queues to empty",
       () => serve.pipeline.queued + serve.pipeline.inFlight === 0,

@@ -5,8 +5,13 @@
  * @module
  */
 import mqtt, { type MqttClient } from "mqtt";
-import { parseServeArgs, type RunningServe, startServe } from "../../commands/serve.ts";
-import { silentLogger } from "../../src/log.ts";
+import {
+  parseServeArgs,
+  type RunningServe,
+  type ServeConfig,
+  startServe,
+} from "../../commands/serve.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 
 /** A unique topic prefix for one test. */
 export function uniquePrefix(): string {
@@ -44,6 +49,8 @@ export async function startTestServe(opts: {
   args?: string[];
   env?: Record<string, string>;
   prefix?: string;
+  /** Where serve logs (default: nowhere); a function gets the parsed configuration. */
+  log?: Logger | ((config: ServeConfig) => Logger);
 }): Promise<TestServe> {
   const prefix = opts.prefix ?? uniquePrefix();
   const config = parseServeArgs([
@@ -65,7 +72,8 @@ export async function startTestServe(opts: {
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
   ], opts.env ?? {});
-  const running = await startServe(config, silentLogger);
+  const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
+  const running = await startServe(config, log ?? silentLogger);
   return {
     ...running,
     prefix,

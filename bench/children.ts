@@ -1,0 +1,123 @@
+/**
+ * Helpers for the benchmark's child processes: spawn a Deno script, read its stdout line
+ * by line, wait for a line, stop it by its own pid.
+ */
+
+/** A spawned Deno process whose stdout is read line by line. */
+export interface Child {
+  process: Deno.ChildProcess;
+  pid: number;
+  /** Resolves with the first stdout line for which `test` is true (or rejects at exit). */
+  waitForLine(test: (line: string) => boolean, timeoutMs?: number): Promise<string>;
+  /** Sends `signal`, waits up to `graceMs`, then SIGKILL. */
+  stop(signal?: Deno.Signal, graceMs?: number): Promise<Deno.CommandStatus>;
+}
+
+/** Runs `deno <args>` with stdout piped and stderr inherited. */
+export function spawnDeno(args: string[], opts: { echo?: boolean } = {}): Child {
+  const process = new Deno.Command(Deno.execPath(), {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: string[] = [];
+  const waiters: { test: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  let exited = false;
+  const onExit: (() => void)[] = [];
+  (async () => {
+    let rest = "";
+    for await (const chunk of process.stdout.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      let nl;
+      while ((nl = rest.indexOf("\n")) !== -1) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        if (opts.echo) console.error(`  | ${line}`);
+        lines.push(line);
+        for (const w of [...waiters]) {
+          if (w.test(line)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(line);
+          }
+        }
+      }
+    }
+  })().finally(() => {
+    exited = true;
+    for (const f of onExit) f();
+  });
+  const status = process.status;
+  return {
+    process,
+    pid: process.pid,
+    waitForLine(test, timeoutMs = 3_600_000) {
+      const seen = lines.find(test);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error("timed out waiting for a line")),
+          timeoutMs,
+        );
+        const fail = () => {
+          clearTimeout(timer);
+          reject(new Error(`child ${args.join(" ").slice(0, 80)} exited without the line`));
+        };
+        if (exited) return fail();
+        onExit.push(fail);
+        waiters.push({
+          test,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+      });
+    },
+    async stop(signal = "SIGTERM", graceMs = 30_000) {
+      try {
+        process.kill(signal);
+      } catch {
+        // already exited
+      }
+      const timer = setTimeout(() => {
+        try {
+          process.kill("SIGKILL");
+        } catch {
+          // already exited
+        }
+      }, graceMs);
+      const s = await status;
+      clearTimeout(timer);
+      return s;
+    },
+  };
+}
+
+/** Peak resident set size (VmHWM) of a Linux process in bytes, or null. */
+export async function peakRssBytes(pid: number): Promise<number | null> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU seconds (user + system) a Linux process has used so far, or null. Unlike wall-clock
+ * rates, this barely moves when other work shares the machine: the benchmark reports it
+ * per message to compare versions on a busy host.
+ */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100/s).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Bytes per queued message: fills a bounded queue with N decoded messages of typical
+ * shape (topic of a UUID user, small JSON payload with a timestamp, as MQTT.js hands
+ * them over in a Buffer) and reports the growth of heap plus external (ArrayBuffer) memory per message.
+ *
+ *   deno run -A --v8-flags=--expose-gc bench/queue_memory.ts [N]
+ */
+import { Buffer } from "node:buffer";
+import { nowUs } from "../src/clock.ts";
+import { decode } from "../src/decode.ts";
+import type { Pending } from "../src/message.ts";
+import type { QueueItem } from "../src/pipeline.ts";
+import { BoundedQueue } from "../src/queue.ts";
+import { compileTopics } from "../src/topics.ts";
+
+const n = Number(Deno.args[0] ?? 100_000);
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error("run with --v8-flags=--expose-gc");
+const opts = {
+  router: compileTopics(),
+  maxPayloadBytes: 65536,
+  maxTextLength: 255,
+  maxFutureSkewMs: 300_000,
+};
+const users = Array.from({ length: 100 }, () => crypto.randomUUID());
+
+function measure(label: string, payload: (i: number) => string) {
+  gc!();
+  const before = ((m) => m.heapUsed + m.external)(Deno.memoryUsage());
+  const queue = new BoundedQueue<QueueItem>(n);
+  for (let i = 0; i < n; i++) {
+    const inbound = {
+      topic: `${users[i % 100]}/dev${i % 10}/feeds/temp${i % 5}`,
+      payload: Buffer.from(payload(i)),
+      qos: 1 as const,
+      retain: false,
+      receivedAtUs: nowUs(),
+    };
+    const pending: Pending = { inbound, decoded: decode(inbound, opts) };
+    queue.push({ pending, ack: () => {}, queuedAt: performance.now() });
+  }
+  gc!();
+  const after = ((m) => m.heapUsed + m.external)(Deno.memoryUsage());
+  console.log(
+    `${label}: ${Math.round((after - before) / n)} bytes per queued message (${n} messages, ${
+      ((after - before) / 1048576).toFixed(1)
+    } MiB)`,
+  );
+  return queue.length;
+}
+
+measure("plain number payload", (i) => String(20 + (i % 100) / 10));
+measure(
+  "JSON payload with ts",
+  (i) => JSON.stringify({ value: 20 + (i % 100) / 10, ts: 1767225600000 + i }),
+);

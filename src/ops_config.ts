@@ -1,0 +1,38 @@
+/**
+ * Options of the operations side of `serve`: feedback to publishers, the database probe
+ * behind `/readyz`, and how often flood warnings are written.
+ */
+import { z } from "zod";
+import { option, zs } from "./options.ts";
+
+/** Operations options, spread into serve's option table. */
+export const operationsOptions = {
+  errorsTopic: option({
+    flag: "errors-topic",
+    env: "FEEDLINE_ERRORS_TOPIC",
+    schema: z.string().min(1).default("{user_id}/errors"),
+    defaultText: "{user_id}/errors",
+    doc: "Every reject is also published here (QoS 0) with its reason and topic; `off` to disable.",
+  }),
+  errorsPerMinute: option({
+    flag: "errors-per-minute",
+    env: "FEEDLINE_ERRORS_PER_MINUTE",
+    schema: zs.int(1, 1_000_000).default(60),
+    defaultText: "60",
+    doc: "Feedback messages per user per minute at most; the rest are counted as suppressed.",
+  }),
+  dbCheckIntervalMs: option({
+    flag: "db-check-interval-ms",
+    env: "FEEDLINE_DB_CHECK_INTERVAL_MS",
+    schema: zs.int(50, 3_600_000).default(5000),
+    defaultText: "5000",
+    doc: "How often `select 1` checks the database for /readyz and feedline_database_up.",
+  }),
+  logRepeatIntervalMs: option({
+    flag: "log-repeat-interval-ms",
+    env: "FEEDLINE_LOG_REPEAT_INTERVAL_MS",
+    schema: zs.int(10, 3_600_000).default(10_000),
+    defaultText: "10000",
+    doc: "Floods (rejects, drops) log one line per reason per interval, with counts.",
+  }),
+};

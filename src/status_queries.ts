@@ -1,0 +1,124 @@
+/**
+ * The database side of the status page: recent feeds with their last value and a few
+ * recent values each, the latest rejects, devices online/offline. These run against
+ * production databases, so each is bounded (a LIMIT on every result, index scans where
+ * the schema has an index, one short statement timeout) and cached for a moment, so
+ * any number of open pages costs one set of queries per `cacheMs`.
+ *
+ * Plans (PostgreSQL 15, measured in docs/operations.md):
+ * - feeds: a scan of `feeds` with a top-N sort (no index on last_value_at, on purpose:
+ *   it would turn every last-value update into a non-HOT update); sparklines: one
+ *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
+ * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
+ * - devices: a scan of `devices` for the counts and the recently seen.
+ */
+import type postgres from "postgres";
+
+/** Rows shown, at most. */
+export const STATUS_LIMITS = { feeds: 25, points: 40, rejects: 20, devices: 20 };
+const STATEMENT_TIMEOUT_MS = 2000;
+
+/** A feed row of the status page. */
+export interface FeedStatus {
+  id: number;
+  user_id: string;
+  device: string | null;
+  key: string;
+  is_active: boolean;
+  last_value: string | null;
+  last_value_at: string | null;
+  /** Recent numeric values, oldest first: [epoch ms, value]. */
+  points: [number, number][];
+}
+
+/** Runs `fn` in a read-only transaction with a statement timeout. */
+function bounded<T>(sql: postgres.Sql, fn: (tx: postgres.TransactionSql) => Promise<T>) {
+  return sql.begin("read only", async (tx) => {
+    // `set local` lasts until the end of this transaction only.
+    await tx`select set_config('statement_timeout', ${String(STATEMENT_TIMEOUT_MS)}, true)`;
+    return await fn(tx);
+  }) as Promise<T>;
+}
+
+/** The feeds written most recently, with their recent values. */
+export function queryFeeds(sql: postgres.Sql): Promise<FeedStatus[]> {
+  return bounded(sql, async (tx) => {
+    const feeds = await tx<Omit<FeedStatus, "points">[]>`
+      select f.id::float8 as id, f.user_id::text as user_id, d.code as device, f.key,
+             f.is_active, f.last_value, f.last_value_at
+      from (select * from feeds
+            order by last_value_at desc nulls last
+            limit ${STATUS_LIMITS.feeds}) f
+      left join devices d on d.id = f.device_id
+      order by f.last_value_at desc nulls last`;
+    if (feeds.length === 0) return [];
+    const ids = feeds.map((f) => f.id);
+    const values = await tx<{ feed_id: number; ms: number; value: number }[]>`
+      select x.id::float8 as feed_id, extract(epoch from v.created_at) * 1000 as ms, v.value
+      from unnest(${ids}::int8[]) as x(id)
+      cross join lateral (
+        select created_at, value from feed_values
+        where feed_id = x.id and value is not null
+        order by created_at desc
+        limit ${STATUS_LIMITS.points}
+      ) v`;
+    const points = new Map<number, [number, number][]>();
+    for (const v of values) {
+      let list = points.get(Number(v.feed_id));
+      if (!list) points.set(Number(v.feed_id), list = []);
+      list.push([Number(v.ms), Number(v.value)]);
+    }
+    return feeds.map((f) => ({
+      ...f,
+      id: Number(f.id),
+      last_value_at: toIso(f.last_value_at),
+      points: (points.get(Number(f.id)) ?? []).reverse(),
+    }));
+  });
+}
+
+/** The latest rejects. */
+export function queryRejects(sql: postgres.Sql) {
+  return bounded(sql, async (tx) => {
+    const rows = await tx<
+      {
+        topic: string;
+        reason: string;
+        detail: string | null;
+        received_at: Date;
+        size: number;
+        payload: string;
+      }[]
+    >`
+      select topic, reason, detail, received_at, payload_size as size,
+             encode(substring(payload from 1 for 200), 'escape') as payload
+      from ingest_rejects
+      order by received_at desc
+      limit ${STATUS_LIMITS.rejects}`;
+    return rows.map((r) => ({ ...r, received_at: toIso(r.received_at) }));
+  });
+}
+
+/** Devices by status, and the most recently seen. */
+export function queryDevices(sql: postgres.Sql) {
+  return bounded(sql, async (tx) => {
+    const counts = await tx<{ status: string; n: number }[]>`
+      select status, count(*)::int as n from devices group by status`;
+    const recent = await tx<
+      { user_id: string; code: string; status: string; last_seen_at: Date | null }[]
+    >`
+      select user_id::text as user_id, code, status, last_seen_at, status_changed_at
+      from devices
+      order by last_seen_at desc nulls last
+      limit ${STATUS_LIMITS.devices}`;
+    return {
+      counts: Object.fromEntries(counts.map((c) => [c.status, c.n])),
+      recent: recent.map((d) => ({ ...d, last_seen_at: toIso(d.last_seen_at) })),
+    };
+  });
+}
+
+function toIso(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  return value instanceof Date ? value.toISOString() : String(value);
+}

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import type { MqttClient } from "mqtt";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  userId,
+  waitFor,
+} from "./support/serve.ts";
+
+/** Subscribes and collects the JSON messages of `topic`. */
+async function collect(client: MqttClient, topic: string): Promise<Record<string, unknown>[]> {
+  const got: Record<string, unknown>[] = [];
+  client.on("message", (t, payload) => {
+    if (t === topic) got.push(JSON.parse(payload.toString()));
+  });
+  await client.subscribeAsync(topic, { qos: 0 });
+  return got;
+}
+
+Deno.test("a reject is published on the user's errors topic with its reason and topic, rate-limited per user", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const user = userId();
+  await db.sql`insert into users (id) values (${user})`;
+  await db.sql`insert into feeds (user_id, key, threshold_max) values (${user}, 'temp', 50)`;
+  const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
+  const serve = await startTestServe({
+    databaseUrl: db.url,
+    mqttUrl: broker.url,
+    protocolVersion: broker.protocolVersion,
+    prefix,
+    args: [
+      "--batch-interval-ms",
+      "50",
+      "--errors-topic",
+      `${prefix}/{user_id}/errors`,
+      "--errors-per-minute",
+      "3",
+    ],
+  });
+  const device = await connectClient(broker.url, broker.protocolVersion);
+  try {
+    const errors = await collect(device, `${prefix}/${user}/errors`);
+    await publish(device, serve.feedTopic(user, "dev1", "temp"), "99");
+    await waitFor("the out_of_range feedback", () => errors.length === 1);
+    assert.equal(errors[0].reason, "out_of_range");
+    assert.equal(errors[0].topic, serve.feedTopic(user, "dev1", "temp"));
+    assert.match(String(errors[0].detail), /99 outside/);
+    assert.equal(errors[0].suppressed, 0);
+
+    // Nine more rejects: the bucket of 3 a minute has 2 left, the rest are suppressed.
+    for (let i = 0; i < 9; i++) {
+      await publish(device, serve.feedTopic(user, "dev1", "nosuchfeed"), "1");
+    }
+    await waitFor("all ten rejected", () => serve.metrics.rejected.total() === 10);
+    await waitFor("two more feedback messages", () => errors.length === 3);
+    assert.deepEqual(errors.slice(1).map((e) => e.reason), ["unknown_feed", "unknown_feed"]);
+    const counter = serve.metrics.registry.render();
+    assert.match(counter, /feedline_error_feedback_total\{outcome="published"\} 3\n/);
+    assert.match(counter, /feedline_error_feedback_total\{outcome="rate_limited"\} 7\n/);
+    // Every reject is still in the dead letter, whatever the feedback did.
+    const [{ n }] = await db.sql`select count(*)::int as n from ingest_rejects`;
+    assert.equal(n, 10);
+  } finally {
+    await endClient(device);
+    await serve.stop();
+    await broker.close();
+    await db.close();
+  }
+});
+
+Deno.test("--errors-topic off publishes no feedback", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const user = userId();
+  const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
+  const serve = await startTestServe({
+    databaseUrl: db.url,
+    mqttUrl: broker.url,
+    protocolVersion: broker.protocolVersion,
+    prefix,
+    args: ["--batch-interval-ms", "50", "--errors-topic", "off"],
+  });
+  const device = await connectClient(broker.url, broker.protocolVersion);
+  try {
+    // Where the default template would publish: the user id is random, so no other test
+    // publishes there.
+    const errors = await collect(device, `${user}/errors`);
+    await publish(device, serve.feedTopic(user, "dev1", "temp"), "1");
+    await waitFor("the reject committed", () => serve.metrics.rejected.total() === 1);
+    // serve hands feedback to its socket before the reject counters move, so feedback
+    // would reach the broker before a marker published now from another connection;
+    // after the marker, wait a little longer still, since two connections are not
+    // ordered with each other.
+    const marker = await connectClient(broker.url, broker.protocolVersion);
+    await publish(marker, `${user}/errors`, JSON.stringify({ marker: true }), { qos: 0 });
+    await waitFor("the marker", () => errors.length >= 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await endClient(marker);
+    assert.deepEqual(errors, [{ marker: true }]);
+    assert.match(
+      serve.metrics.registry.render(),
+      /feedline_rejects_total\{reason="unknown_feed"\} 1\n/,
+    );
+  } finally {
+    await endClient(device);
+    await serve.stop();
+    await broker.close();
+    await db.close();
+  }
+});

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { FeedCache, feedKeyOf } from "../src/feed_cache.ts";
+import { feedKeyOfNotification, listenForFeedChanges } from "../src/feed_notify.ts";
+import { silentLogger } from "../src/log.ts";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  userId,
+  waitFor,
+} from "./support/serve.ts";
+
+// pglite-socket (the embedded database) has no LISTEN/NOTIFY; there the cache relies on
+// its TTL, which the processor tests cover.
+const realPostgres = Deno.env.get("TEST_DATABASE_URL") !== undefined;
+
+Deno.test("feedKeyOfNotification() reads <user_id>/<key>, keys with slashes included", () => {
+  const u = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+  assert.equal(feedKeyOfNotification(`${u}/temp`), feedKeyOf(u, "temp"));
+  assert.equal(feedKeyOfNotification(`${u}/a/b`), feedKeyOf(u, "a/b"));
+  assert.equal(feedKeyOfNotification("garbage"), null);
+});
+
+Deno.test("a cached feed that is set up before a query ran is not cached from a stale answer", () => {
+  const cache = new FeedCache();
+  const seen = cache.version;
+  cache.delete("other");
+  cache.set(
+    "k",
+    { id: 1, isActive: true, thresholdMin: null, thresholdMax: null },
+    Date.now(),
+    seen,
+  );
+  assert.equal(cache.get("k"), undefined);
+});
+
+Deno.test({
+  name: "changing or deleting a feed drops it from the cache of a listening process",
+  ignore: !realPostgres,
+  fn: async () => {
+    const db = await createTestDatabase();
+    try {
+      const user = userId();
+      await db.sql`insert into users (id) values (${user})`;
+      await db.sql`insert into feeds (user_id, key) values (${user}, 'temp'), (${user}, 'hum')`;
+      const cache = new FeedCache({ ttlMs: 3_600_000 });
+      assert.equal(await listenForFeedChanges(db.sql, cache, silentLogger), true);
+      const info = { id: 1, isActive: true, thresholdMin: null, thresholdMax: null };
+      cache.set(feedKeyOf(user, "temp"), info);
+      cache.set(feedKeyOf(user, "hum"), info);
+
+      // feedline's own per-batch update must not invalidate anything.
+      await db.sql`update feeds set last_value = '1', updated_at = now() where key = 'temp'`;
+      await db.sql`update feeds set is_active = false where user_id = ${user} and key = 'temp'`;
+      await waitFor("temp dropped", () => cache.get(feedKeyOf(user, "temp")) === undefined);
+      assert.deepEqual(cache.get(feedKeyOf(user, "hum")), info);
+
+      await db.sql`delete from feeds where user_id = ${user} and key = 'hum'`;
+      await waitFor("hum dropped", () => cache.get(feedKeyOf(user, "hum")) === undefined);
+    } finally {
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "serve stops storing a feed as soon as it is deactivated, long cache TTL or not",
+  ignore: !realPostgres,
+  fn: async () => {
+    const db = await createTestDatabase();
+    const broker = await createTestBroker();
+    const user = userId();
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+    const serve = await startTestServe({
+      databaseUrl: db.url,
+      mqttUrl: broker.url,
+      protocolVersion: broker.protocolVersion,
+      args: ["--batch-interval-ms", "50", "--feed-cache-ttl-ms", "3600000"],
+    });
+    const pub = await connectClient(broker.url, broker.protocolVersion);
+    try {
+      const topic = serve.feedTopic(user, "dev1", "temp");
+      await publish(pub, topic, "1");
+      await waitFor("first value stored", () => serve.metrics.stored.total() === 1);
+      await db.sql`update feeds set is_active = false where user_id = ${user}`;
+      await new Promise((r) => setTimeout(r, 300));
+      await publish(pub, topic, "2");
+      await waitFor(
+        "second value skipped as inactive",
+        () => serve.metrics.skipped.get({ reason: "inactive_feed" }) === 1,
+      );
+      const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
+      assert.equal(n, 1);
+    } finally {
+      await endClient(pub);
+      await serve.stop();
+      await broker.close();
+      await db.close();
+    }
+  },
+});

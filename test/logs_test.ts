@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { createServeLogger } from "../src/operations.ts";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  userId,
+  waitFor,
+} from "./support/serve.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+
+const MQTT_URL_PASSWORD = "urlPw-7f3a9c";
+const MQTT_URL_TOKEN = "tok-91b2c4d";
+const MQTT_ENV_PASSWORD = "envPw-22c9e1";
+const DB_PASSWORD = "dbPw-5e1d0b";
+
+Deno.test("serve logs JSON lines with no secret from its configuration, and floods as counts", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const dbTarget = new URL(db.url);
+  const dbProxy = await startTcpProxy({
+    hostname: dbTarget.hostname,
+    port: Number(dbTarget.port),
+  });
+  // Trust authentication (CI's PostgreSQL, PGlite) and an anonymous broker accept the
+  // credentials without checking them: what matters is what reaches the log.
+  const dbUrl = new URL(db.url);
+  dbUrl.port = String(dbProxy.port);
+  dbUrl.password = DB_PASSWORD;
+  const mqttUrl = new URL(broker.url);
+  mqttUrl.username = "feedline";
+  mqttUrl.password = MQTT_URL_PASSWORD;
+  mqttUrl.search = `?token=${MQTT_URL_TOKEN}`;
+
+  const lines: string[] = [];
+  const user = userId();
+  await db.sql`insert into users (id) values (${user})`;
+  await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+  const serve = await startTestServe({
+    databaseUrl: dbUrl.href,
+    mqttUrl: mqttUrl.href,
+    protocolVersion: broker.protocolVersion,
+    env: { MQTT_PASSWORD: MQTT_ENV_PASSWORD, MQTT_USERNAME: "feedline" },
+    args: [
+      "--log-format",
+      "json",
+      "--log-level",
+      "debug",
+      "--batch-interval-ms",
+      "50",
+      "--db-check-interval-ms",
+      "100",
+      "--log-repeat-interval-ms",
+      "60000",
+      "--http",
+      "127.0.0.1:0",
+    ],
+    log: (config) => createServeLogger(config, (line) => lines.push(line)),
+  });
+  const pub = await connectClient(broker.url, broker.protocolVersion);
+  let stopped = false;
+  try {
+    const bad = 40;
+    for (let i = 0; i < bad; i++) {
+      await publish(pub, serve.feedTopic(user, "dev1", "temp"), `{bad ${i}`);
+    }
+    await waitFor("the bad messages processed", () => serve.metrics.processed.total() === bad);
+
+    // The database goes away while a reading waits: error messages of the driver reach
+    // the log, and must not carry the URL's password either.
+    dbProxy.cut();
+    await waitFor(
+      "database reported down",
+      () => serve.metrics.registry.render().includes("feedline_database_up 0"),
+    );
+    await publish(pub, serve.feedTopic(user, "dev1", "temp"), "21.5", { qos: 0 });
+    await waitFor("a failed batch", () => serve.metrics.batchErrors.total() > 0);
+    dbProxy.restore();
+    await waitFor("the reading stored", () => serve.metrics.stored.total() === 1, 20_000);
+
+    await serve.stop();
+    stopped = true;
+
+    const records = lines.map((line) => {
+      const record = JSON.parse(line);
+      assert.equal(typeof record.time, "string", line);
+      assert.ok(["debug", "info", "warn", "error"].includes(record.level), line);
+      assert.equal(typeof record.msg, "string", line);
+      return record;
+    });
+    const all = lines.join("\n");
+    for (const secret of [MQTT_URL_PASSWORD, MQTT_URL_TOKEN, MQTT_ENV_PASSWORD, DB_PASSWORD]) {
+      assert.ok(!all.includes(secret), `a log line contains the secret ${secret}`);
+    }
+    // The URLs are logged, masked.
+    assert.ok(records.some((r) => r.msg === "connected to broker" && /:\*\*\*@/.test(r.url)));
+    assert.ok(records.some((r) => r.msg === "database ready" && /:\*\*\*@/.test(r.where)));
+    assert.ok(records.some((r) => r.msg === "database unreachable: not ready until it answers"));
+    assert.ok(records.some((r) => r.msg === "batch failed; keeping it and retrying"));
+
+    // Forty rejects, one or two lines: the first at once, the rest counted at the end.
+    const rejected = records.filter((r) => r.msg === "messages rejected");
+    assert.ok(rejected.length >= 1 && rejected.length <= 2, `${rejected.length} lines`);
+    assert.equal(rejected.reduce((n, r) => n + r.count, 0), bad);
+    assert.ok(rejected.every((r) => r.level === "warn" && r.reason === "bad_payload"));
+  } finally {
+    dbProxy.restore();
+    await endClient(pub);
+    if (!stopped) await serve.stop();
+    await dbProxy.close();
+    await broker.close();
+    await db.close();
+  }
+});

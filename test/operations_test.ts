@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import { parsePrometheusText } from "./support/prometheus.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  userId,
+  waitFor,
+} from "./support/serve.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+
+async function scrape(port: number) {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  return parsePrometheusText(await res.text());
+}
+
+async function readyz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+  return { status: res.status, body: await res.json() };
+}
+
+/**
+ * Every served metric is in docs/operations.md, every name there is served, and every
+ * metric the Grafana dashboard queries is served.
+ */
+async function assertMetricsDocumented(families: [string, string][]): Promise<void> {
+  const served = new Map(families);
+  const doc = await Deno.readTextFile(new URL("../docs/operations.md", import.meta.url));
+  const documented = new Set([...doc.matchAll(/^\| `(feedline_[a-z_]+)`/gm)].map((m) => m[1]));
+  for (const name of served.keys()) assert.ok(documented.has(name), `${name} is not documented`);
+  for (const name of documented) assert.ok(served.has(name), `${name} is documented, not served`);
+  const dashboard = JSON.parse(
+    await Deno.readTextFile(new URL("../docs/grafana-dashboard.json", import.meta.url)),
+  );
+  const queried = new Set<string>();
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets ?? []) {
+      for (const [name] of String(target.expr).matchAll(/feedline_[a-z_]+/g)) queried.add(name);
+    }
+  }
+  assert.ok(queried.size >= 15, `the dashboard queries only ${queried.size} metrics`);
+  for (const name of queried) {
+    const base = name.replace(/_(bucket|sum|count)$/, "");
+    assert.ok(
+      served.has(name) || served.get(base) === "histogram",
+      `the dashboard queries ${name}, which /metrics does not serve`,
+    );
+  }
+}
+
+Deno.test("/metrics is valid Prometheus text and its counters move by what was published", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const user = userId();
+  await db.sql`insert into users (id) values (${user})`;
+  await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+  const serve = await startTestServe({
+    databaseUrl: db.url,
+    mqttUrl: broker.url,
+    protocolVersion: broker.protocolVersion,
+    args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0", "--errors-topic", "off"],
+  });
+  const pub = await connectClient(broker.url, broker.protocolVersion);
+  try {
+    const port = serve.httpPort!;
+    const before = await scrape(port);
+    for (const name of ["feedline_broker_up", "feedline_database_up"]) {
+      assert.equal(before.value(name), 1, name);
+    }
+    const good = 20;
+    const bad = 5;
+    for (let i = 0; i < good; i++) {
+      await publish(pub, serve.feedTopic(user, "dev1", "temp"), String(20 + i / 10));
+    }
+    for (let i = 0; i < bad; i++) {
+      await publish(pub, serve.feedTopic(user, "dev1", "temp"), "{not json");
+    }
+    await waitFor(
+      "all messages processed",
+      () => serve.metrics.processed.total() === good + bad,
+    );
+    const after = await scrape(port);
+    const delta = (name: string, labels?: Record<string, string>) =>
+      after.value(name, labels) - before.value(name, labels);
+    assert.equal(delta("feedline_messages_received_total"), good + bad);
+    assert.equal(delta("feedline_messages_processed_total"), good + bad);
+    assert.equal(delta("feedline_readings_stored_total"), good);
+    assert.equal(delta("feedline_rejects_total", { reason: "bad_payload" }), bad);
+    assert.equal(delta("feedline_messages_dropped_total", { reason: "queue_full" }), 0);
+    assert.equal(delta("feedline_batch_size_count"), delta("feedline_batches_total"));
+    assert.ok(delta("feedline_batches_total") >= 1);
+    assert.equal(delta("feedline_ingest_lag_seconds_count"), good + bad);
+    assert.ok(after.value("feedline_last_commit_timestamp_seconds") > 0);
+    assert.ok(after.value("feedline_process_resident_memory_bytes") > 0);
+    for (const name of ["feedline_queue_depth_data", "feedline_unacked_messages"]) {
+      assert.equal(after.types.get(name), "gauge", name);
+    }
+    const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+    assert.equal(n, good);
+    await assertMetricsDocumented([...after.types.entries()]);
+  } finally {
+    await endClient(pub);
+    await serve.stop();
+    await broker.close();
+    await db.close();
+  }
+});
+
+Deno.test("/readyz turns 503 naming the database or broker that went away, and 200 when it returns", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const dbUrl = new URL(db.url);
+  const brokerUrl = new URL(broker.url);
+  const dbProxy = await startTcpProxy({ hostname: dbUrl.hostname, port: Number(dbUrl.port) });
+  const brokerProxy = await startTcpProxy({
+    hostname: brokerUrl.hostname,
+    port: Number(brokerUrl.port),
+  });
+  dbUrl.port = String(dbProxy.port);
+  brokerUrl.port = String(brokerProxy.port);
+  const serve = await startTestServe({
+    databaseUrl: dbUrl.href,
+    mqttUrl: brokerUrl.href,
+    protocolVersion: broker.protocolVersion,
+    args: ["--http", "127.0.0.1:0", "--db-check-interval-ms", "100"],
+  });
+  try {
+    const port = serve.httpPort!;
+    assert.equal(
+      (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.json())).status,
+      "ok",
+    );
+    await waitFor("ready at start", async () => (await readyz(port)).status === 200);
+
+    dbProxy.cut();
+    await waitFor(
+      "503 while the database is away",
+      async () => (await readyz(port)).status === 503,
+    );
+    assert.deepEqual((await readyz(port)).body, {
+      status: "not ready",
+      broker: true,
+      database: false,
+    });
+    assert.equal((await scrape(port)).value("feedline_database_up"), 0);
+    dbProxy.restore();
+    await waitFor(
+      "ready again with the database back",
+      async () => (await readyz(port)).status === 200,
+    );
+
+    brokerProxy.cut();
+    await waitFor("503 while the broker is away", async () => (await readyz(port)).status === 503);
+    assert.deepEqual((await readyz(port)).body, {
+      status: "not ready",
+      broker: false,
+      database: true,
+    });
+    assert.equal((await scrape(port)).value("feedline_broker_connected"), 0);
+    brokerProxy.restore();
+    await waitFor(
+      "ready again with the broker back",
+      async () => (await readyz(port)).status === 200,
+      20_000,
+    );
+    // /healthz only says the process is alive: it was 200 all along.
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  } finally {
+    dbProxy.restore();
+    brokerProxy.restore();
+    await serve.stop();
+    await dbProxy.close();
+    await brokerProxy.close();
+    await broker.close();
+    await db.close();
+  }
+});
+
+Deno.test("the status API reports feeds with recent values, rejects and devices from the database", async () => {
+  const db = await createTestDatabase();
+  const broker = await createTestBroker();
+  const user = userId();
+  await db.sql`insert into users (id) values (${user})`;
+  await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
+  await db.sql`insert into feeds (user_id, key, device_id)
+    select ${user}, 'temp', id from devices where code = 'dev1'`;
+  const serve = await startTestServe({
+    databaseUrl: db.url,
+    mqttUrl: broker.url,
+    protocolVersion: broker.protocolVersion,
+    args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
+  });
+  const pub = await connectClient(broker.url, broker.protocolVersion);
+  try {
+    const base = `http://127.0.0.1:${serve.httpPort}`;
+    for (const v of ["1.5", "2.5", "3.5"]) {
+      await publish(pub, serve.feedTopic(user, "dev1", "temp"), v);
+    }
+    await publish(pub, serve.feedTopic(user, "dev1", "nosuchfeed"), "7");
+    await publish(pub, serve.statusTopic(user, "dev1"), "online");
+    await waitFor("five messages processed", () => serve.metrics.processed.total() === 5);
+
+    const feeds = await (await fetch(`${base}/api/feeds`)).json();
+    const temp = feeds.find((f: { key: string }) => f.key === "temp");
+    assert.equal(temp.last_value, "3.5");
+    assert.equal(temp.device, "dev1");
+    assert.deepEqual(temp.points.map((p: [number, number]) => p[1]), [1.5, 2.5, 3.5]);
+
+    const rejects = await (await fetch(`${base}/api/rejects`)).json();
+    assert.equal(rejects[0].reason, "unknown_feed");
+    assert.equal(rejects[0].topic, serve.feedTopic(user, "dev1", "nosuchfeed"));
+
+    const devices = await (await fetch(`${base}/api/devices`)).json();
+    assert.equal(devices.counts.online, 1);
+    assert.equal(devices.recent[0].code, "dev1");
+
+    const live = await (await fetch(`${base}/api/live`)).json();
+    assert.equal(live.totals.stored, 3);
+    assert.equal(live.rejected_by_reason.unknown_feed, 1);
+    assert.ok(live.history.length >= 1);
+
+    const page = await fetch(`${base}/`);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(await page.text(), /<title>feedline status<\/title>/);
+  } finally {
+    await endClient(pub);
+    await serve.stop();
+    await broker.close();
+    await db.close();
+  }
+});

@@ -1,0 +1,115 @@
+/**
+ * The status page in a real headless browser: Debian's `chromium` driven by
+ * playwright-core. `.ci/run` installs chromium; without it this test is skipped, with a
+ * message, so `deno task test` passes on a machine without a browser.
+ *
+ * Set STATUS_PAGE_SCREENSHOT=path to save a screenshot of the page as the test left it.
+ */
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  userId,
+  waitFor,
+} from "./support/serve.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+if (!hasChromium) {
+  console.warn(
+    `status page browser test skipped: ${CHROMIUM} is not installed ` +
+      "(apt-get install chromium; .ci/run does this)",
+  );
+}
+
+Deno.test({
+  name: "the status page shows a published value and a reject with its reason, with no console " +
+    "errors" + (hasChromium ? "" : ` (skipped: no ${CHROMIUM})`),
+  ignore: !hasChromium,
+  async fn() {
+    const db = await createTestDatabase();
+    const broker = await createTestBroker();
+    const user = userId();
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
+    await db.sql`insert into feeds (user_id, key, device_id)
+      select ${user}, 'temp', id from devices where code = 'dev1'`;
+    const serve = await startTestServe({
+      databaseUrl: db.url,
+      mqttUrl: broker.url,
+      protocolVersion: broker.protocolVersion,
+      args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
+    });
+    const device = await connectClient(broker.url, broker.protocolVersion);
+    const profile = await Deno.makeTempDir({ prefix: "feedline-chromium-" });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 1000 },
+    });
+    try {
+      const problems: string[] = [];
+      const page = await context.newPage();
+      page.on("console", (m) => {
+        if (m.type() === "error" || m.type() === "warning") problems.push(`console: ${m.text()}`);
+      });
+      page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+      page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()}`));
+      page.on("response", (r) => {
+        if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+      });
+
+      await publish(device, serve.feedTopic(user, "dev1", "temp"), "23.75");
+      await publish(device, serve.feedTopic(user, "dev1", "temp"), "{not json");
+      await publish(device, serve.statusTopic(user, "dev1"), "online");
+      await waitFor("three messages processed", () => serve.metrics.processed.total() === 3);
+
+      await page.goto(`http://127.0.0.1:${serve.httpPort}/`);
+      const value = page.locator('#feeds tr[data-feed="temp"] td.value');
+      await value.waitFor();
+      assert.equal(await value.textContent(), "23.75");
+      const reject = page.locator('#rejects tr[data-reason="bad_payload"]');
+      await reject.first().waitFor();
+      assert.match(
+        await reject.first().textContent() ?? "",
+        new RegExp(`bad_payload.*${serve.feedTopic(user, "dev1", "temp")}`),
+      );
+      assert.equal(await page.locator('#reject-counts tr[data-reason="bad_payload"]').count(), 1);
+      assert.equal(await page.locator('[data-tile="online"] .v').textContent(), "1");
+      assert.equal(await page.locator("#ready-broker").textContent(), "broker up");
+      assert.equal(await page.locator("#ready-database").textContent(), "database up");
+
+      // Live: a value published while the page is open appears without a reload.
+      await publish(device, serve.feedTopic(user, "dev1", "temp"), "24.5");
+      await value.filter({ hasText: /^24\.5$/ }).waitFor({ timeout: 15_000 });
+      assert.equal(await page.locator('#feeds tr[data-feed="temp"] svg path').count(), 1);
+
+      const screenshot = Deno.env.get("STATUS_PAGE_SCREENSHOT");
+      if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      await Deno.remove(profile, { recursive: true });
+      await endClient(device);
+      await serve.stop();
+      await broker.close();
+      await db.close();
+    }
+  },
+});
