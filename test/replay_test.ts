@@ -5,7 +5,7 @@ import { encodeCaptureLine, formatMicros } from "../src/capture_format.ts";
 import { FeedlineError } from "../src/errors.ts";
 import type { ReplayTotals } from "../src/replay_totals.ts";
 import { createTestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { connectClient, endClient, uniquePrefix, userId, waitFor } from "./support/serve.ts";
 
 const BASE_US = Date.UTC(2026, 0, 1) * 1000;
@@ -76,6 +76,24 @@ async function registerUser(sql: postgres.Sql): Promise<string> {
   return user;
 }
 
+/** A fresh database with a registered user, and a capture file holding `content(user)`. */
+async function withCapture(
+  content: (user: string) => string,
+  fn: (ctx: { db: TestDatabase; user: string; file: string }) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  try {
+    const user = await registerUser(db.sql);
+    await withTempDir(async (dir) => {
+      const file = `${dir}/capture.jsonl`;
+      await Deno.writeTextFile(file, content(user));
+      await fn({ db, user, file });
+    });
+  } finally {
+    await db.close();
+  }
+}
+
 /** A capture with readings, a many-feeds message, a device timestamp, a status and a reject. */
 function sampleCapture(user: string): string[] {
   return [
@@ -88,50 +106,40 @@ function sampleCapture(user: string): string[] {
   ];
 }
 
-Deno.test("a replayed capture stores each reading at its captured receive time, and a second replay changes nothing", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      await Deno.writeTextFile(file, sampleCapture(user).join("\n") + "\n");
-
-      const first = await replay(db.url, [file]);
-      assert.equal(first.totals.messages, 6);
-      assert.equal(first.totals.stored, 5);
-      assert.equal(first.totals.statuses, 1);
-      assert.deepEqual(first.totals.rejected, { bad_payload: 1 });
-      assert.match(first.out, /stored\s+5 readings/);
-      const rows = await db.sql`
+Deno.test("a replayed capture stores each reading at its captured receive time, and a second replay changes nothing", () =>
+  withCapture((user) => sampleCapture(user).join("\n") + "\n", async ({ db, file }) => {
+    const first = await replay(db.url, [file]);
+    assert.equal(first.totals.messages, 6);
+    assert.equal(first.totals.stored, 5);
+    assert.equal(first.totals.statuses, 1);
+    assert.deepEqual(first.totals.rejected, { bad_payload: 1 });
+    assert.match(first.out, /stored\s+5 readings/);
+    const rows = await db.sql`
         select f.key, v.value, v.created_at, v.received_at
         from feed_values v join feeds f on f.id = v.feed_id order by v.received_at, f.key`;
-      assert.deepEqual(
-        rows.map((r) => `${r.key}=${r.value}@${r.created_at.toISOString()}`),
-        [
-          "temp=21.5@2026-01-01T00:00:00.000Z",
-          "temp=21.6@2026-01-01T00:00:00.000Z",
-          "temp=19@2025-12-31T23:00:00.000Z",
-          "hum=40@2026-01-01T00:00:00.000Z",
-          "temp=22@2026-01-01T00:00:00.000Z",
-        ],
-      );
-      // Microseconds survive: compare in the database, where timestamptz keeps them.
-      const [exact] = await db.sql`
+    assert.deepEqual(
+      rows.map((r) => `${r.key}=${r.value}@${r.created_at.toISOString()}`),
+      [
+        "temp=21.5@2026-01-01T00:00:00.000Z",
+        "temp=21.6@2026-01-01T00:00:00.000Z",
+        "temp=19@2025-12-31T23:00:00.000Z",
+        "hum=40@2026-01-01T00:00:00.000Z",
+        "temp=22@2026-01-01T00:00:00.000Z",
+      ],
+    );
+    // Microseconds survive: compare in the database, where timestamptz keeps them.
+    const [exact] = await db.sql`
         select count(*)::int as n from feed_values
         where received_at = ${formatMicros(BASE_US + 2)}::text::timestamptz
           and created_at = received_at`;
-      assert.equal(exact.n, 1);
+    assert.equal(exact.n, 1);
 
-      const before = await snapshot(db.sql);
-      const second = await replay(db.url, [file]);
-      assert.equal(second.totals.stored, 0);
-      assert.equal(second.totals.duplicates, 5);
-      assert.equal(await snapshot(db.sql), before);
-    });
-  } finally {
-    await db.close();
-  }
-});
+    const before = await snapshot(db.sql);
+    const second = await replay(db.url, [file]);
+    assert.equal(second.totals.stored, 0);
+    assert.equal(second.totals.duplicates, 5);
+    assert.equal(await snapshot(db.sql), before);
+  }));
 
 Deno.test("a gzip-compressed capture is replayed like the plain file", async () => {
   const db = await createTestDatabase();
@@ -197,210 +205,151 @@ Deno.test("replay - reads the capture from standard input", async () => {
   }
 });
 
-Deno.test("--dry-run reports what would be stored and rejected, and leaves every table as it was", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      await Deno.writeTextFile(file, sampleCapture(user).join("\n"));
-      const before = await snapshot(db.sql);
-      const { totals, out } = await replay(db.url, ["--dry-run", file]);
-      assert.equal(totals.stored, 5);
-      assert.deepEqual(totals.rejected, { bad_payload: 1 });
-      assert.match(out, /dry run/);
-      assert.match(out, /would store\s+5 readings/);
-      assert.equal(await snapshot(db.sql), before);
-    });
-  } finally {
-    await db.close();
-  }
-});
+Deno.test("--dry-run reports what would be stored and rejected, and leaves every table as it was", () =>
+  withCapture((user) => sampleCapture(user).join("\n"), async ({ db, file }) => {
+    const before = await snapshot(db.sql);
+    const { totals, out } = await replay(db.url, ["--dry-run", file]);
+    assert.equal(totals.stored, 5);
+    assert.deepEqual(totals.rejected, { bad_payload: 1 });
+    assert.match(out, /dry run/);
+    assert.match(out, /would store\s+5 readings/);
+    assert.equal(await snapshot(db.sql), before);
+  }));
 
-Deno.test("--since, --until and --topic select messages by receive time and topic filter", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      const second = 1_000_000;
-      await Deno.writeTextFile(
+Deno.test("--since, --until and --topic select messages by receive time and topic filter", () =>
+  withCapture((user) => {
+    const second = 1_000_000;
+    return [
+      line(`${user}/dev1/feeds/temp`, "1", BASE_US),
+      line(`${user}/dev1/feeds/temp`, "2", BASE_US + second),
+      line(`${user}/dev1/feeds/hum`, "3", BASE_US + second + 1),
+      line(`${user}/dev1/feeds/temp`, "4", BASE_US + 2 * second),
+    ].join("\n");
+  }, async ({ db, file }) => {
+    const { totals } = await replay(db.url, [
+      "--since",
+      "2026-01-01T00:00:01Z",
+      "--until",
+      String(Date.UTC(2026, 0, 1, 0, 0, 2)),
+      "--topic",
+      `+/dev1/feeds/temp`,
+      file,
+    ]);
+    assert.equal(totals.messages, 4);
+    assert.equal(totals.filtered, 3);
+    const values = await db.sql`select value from feed_values`;
+    assert.deepEqual(values.map((v) => v.value), [2]);
+  }));
+
+Deno.test("bad lines are reported with file and line, counted, and the rest is replayed", () =>
+  withCapture((user) =>
+    [
+      line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1),
+      '{"topic": "x", "payload": ',
+      '{"payload": "2"}',
+      line(`${user}/dev1/feeds/temp`, "3", BASE_US + 3),
+    ].join("\n"), async ({ db, file }) => {
+    const { totals, err, out } = await replay(db.url, [file]);
+    assert.equal(totals.badLines, 2);
+    assert.equal(totals.stored, 2);
+    assert.match(err, new RegExp(`${file}:2: broken JSON`));
+    assert.match(err, new RegExp(`${file}:3: missing "topic"`));
+    assert.match(out, /2 bad lines/);
+  }));
+
+Deno.test("--strict stops reading at the first bad line and closes the file", () =>
+  withCapture((user) => {
+    const lines = [line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1), "{bad"];
+    // Enough lines after the bad one that the reader has more to give when it stops.
+    for (let i = 0; i < 20_000; i++) {
+      lines.push(line(`${user}/dev1/feeds/temp`, "2", BASE_US + 10 + i));
+    }
+    return lines.join("\n");
+  }, async ({ db, file }) => {
+    const { totals } = await replay(db.url, ["--strict", file]);
+    assert.equal(totals.stoppedAt, `${file}:2`);
+    assert.equal(totals.stored, 1);
+  }));
+
+Deno.test("--strict stops at the first bad line and the command exits 1 naming it", () =>
+  withCapture((user) =>
+    [
+      line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1),
+      "{not json",
+      line(`${user}/dev1/feeds/temp`, "3", BASE_US + 3),
+    ].join("\n"), async ({ db, file }) => {
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../main.ts", import.meta.url).pathname,
+        "replay",
+        "--strict",
+        "--db-pool-size",
+        "2",
         file,
-        [
-          line(`${user}/dev1/feeds/temp`, "1", BASE_US),
-          line(`${user}/dev1/feeds/temp`, "2", BASE_US + second),
-          line(`${user}/dev1/feeds/hum`, "3", BASE_US + second + 1),
-          line(`${user}/dev1/feeds/temp`, "4", BASE_US + 2 * second),
-        ].join("\n"),
-      );
-      const { totals } = await replay(db.url, [
-        "--since",
-        "2026-01-01T00:00:01Z",
-        "--until",
-        String(Date.UTC(2026, 0, 1, 0, 0, 2)),
-        "--topic",
-        `+/dev1/feeds/temp`,
-        file,
-      ]);
-      assert.equal(totals.messages, 4);
-      assert.equal(totals.filtered, 3);
-      const values = await db.sql`select value from feed_values`;
-      assert.deepEqual(values.map((v) => v.value), [2]);
-    });
-  } finally {
-    await db.close();
-  }
-});
+      ],
+      env: { DATABASE_URL: db.url, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(result.stderr);
+    assert.equal(result.code, 1, stderr);
+    assert.match(stderr, new RegExp(`stopped at the bad line ${file}:2 \\(--strict\\)`));
+    assert.doesNotMatch(stderr, /at .*\.ts:\d+/, "no stack trace without --verbose");
+    const values = await db.sql`select value from feed_values`;
+    assert.deepEqual(values.map((v) => v.value), [1]);
+  }));
 
-Deno.test("bad lines are reported with file and line, counted, and the rest is replayed", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      await Deno.writeTextFile(
-        file,
-        [
-          line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1),
-          '{"topic": "x", "payload": ',
-          '{"payload": "2"}',
-          line(`${user}/dev1/feeds/temp`, "3", BASE_US + 3),
-        ].join("\n"),
-      );
-      const { totals, err, out } = await replay(db.url, [file]);
-      assert.equal(totals.badLines, 2);
-      assert.equal(totals.stored, 2);
-      assert.match(err, new RegExp(`${file}:2: broken JSON`));
-      assert.match(err, new RegExp(`${file}:3: missing "topic"`));
-      assert.match(out, /2 bad lines/);
-    });
-  } finally {
-    await db.close();
-  }
-});
+Deno.test("--rejects stores unknown_feed messages once the feed exists and deletes their rows; others keep one row", () =>
+  withCapture((user) =>
+    [
+      line(`${user}/dev1/feeds/pressure`, "1013", BASE_US + 1),
+      line(`${user}/dev1/feeds/pressure`, "1014", BASE_US + 2),
+      line(`${user}/dev1/feeds`, '{"pressure": 1015, "wind": 3}', BASE_US + 3),
+      line(`${user}/dev1/feeds/temp`, "bad\u0001", BASE_US + 4),
+    ].join("\n"), async ({ db, user, file }) => {
+    await replay(db.url, [file]);
+    const rejected = await db.sql`select reason from ingest_rejects order by received_at`;
+    assert.deepEqual(rejected.map((r) => r.reason), [
+      "unknown_feed",
+      "unknown_feed",
+      "unknown_feed",
+      "bad_payload",
+    ]);
 
-Deno.test("--strict stops reading at the first bad line and closes the file", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      const lines = [line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1), "{bad"];
-      // Enough lines after the bad one that the reader has more to give when it stops.
-      for (let i = 0; i < 20_000; i++) {
-        lines.push(line(`${user}/dev1/feeds/temp`, "2", BASE_US + 10 + i));
-      }
-      await Deno.writeTextFile(file, lines.join("\n"));
-      const { totals } = await replay(db.url, ["--strict", file]);
-      assert.equal(totals.stoppedAt, `${file}:2`);
-      assert.equal(totals.stored, 1);
-    });
-  } finally {
-    await db.close();
-  }
-});
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'pressure')`;
+    const dry = await replay(db.url, ["--rejects", "--reason", "unknown_feed", "--dry-run"]);
+    assert.equal(dry.totals.stored, 3);
+    assert.equal(dry.totals.rejectsCleared, 2);
+    assert.equal((await db.sql`select count(*)::int as n from ingest_rejects`)[0].n, 4);
 
-Deno.test("--strict stops at the first bad line and the command exits 1 naming it", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      await Deno.writeTextFile(
-        file,
-        [
-          line(`${user}/dev1/feeds/temp`, "1", BASE_US + 1),
-          "{not json",
-          line(`${user}/dev1/feeds/temp`, "3", BASE_US + 3),
-        ].join("\n"),
-      );
-      const result = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          new URL("../main.ts", import.meta.url).pathname,
-          "replay",
-          "--strict",
-          "--db-pool-size",
-          "2",
-          file,
-        ],
-        env: { DATABASE_URL: db.url, NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(result.stderr);
-      assert.equal(result.code, 1, stderr);
-      assert.match(stderr, new RegExp(`stopped at the bad line ${file}:2 \\(--strict\\)`));
-      assert.doesNotMatch(stderr, /at .*\.ts:\d+/, "no stack trace without --verbose");
-      const values = await db.sql`select value from feed_values`;
-      assert.deepEqual(values.map((v) => v.value), [1]);
-    });
-  } finally {
-    await db.close();
-  }
-});
-
-Deno.test("--rejects stores unknown_feed messages once the feed exists and deletes their rows; others keep one row", async () => {
-  const db = await createTestDatabase();
-  try {
-    const user = await registerUser(db.sql);
-    await withTempDir(async (dir) => {
-      const file = `${dir}/capture.jsonl`;
-      await Deno.writeTextFile(
-        file,
-        [
-          line(`${user}/dev1/feeds/pressure`, "1013", BASE_US + 1),
-          line(`${user}/dev1/feeds/pressure`, "1014", BASE_US + 2),
-          line(`${user}/dev1/feeds`, '{"pressure": 1015, "wind": 3}', BASE_US + 3),
-          line(`${user}/dev1/feeds/temp`, "bad\u0001", BASE_US + 4),
-        ].join("\n"),
-      );
-      await replay(db.url, [file]);
-      const rejected = await db.sql`select reason from ingest_rejects order by received_at`;
-      assert.deepEqual(rejected.map((r) => r.reason), [
-        "unknown_feed",
-        "unknown_feed",
-        "unknown_feed",
-        "bad_payload",
-      ]);
-
-      await db.sql`insert into feeds (user_id, key) values (${user}, 'pressure')`;
-      const dry = await replay(db.url, ["--rejects", "--reason", "unknown_feed", "--dry-run"]);
-      assert.equal(dry.totals.stored, 3);
-      assert.equal(dry.totals.rejectsCleared, 2);
-      assert.equal((await db.sql`select count(*)::int as n from ingest_rejects`)[0].n, 4);
-
-      const { totals } = await replay(db.url, ["--rejects", "--reason", "unknown_feed"]);
-      assert.equal(totals.messages, 3);
-      assert.equal(totals.stored, 3);
-      assert.equal(totals.rejectsCleared, 2);
-      assert.deepEqual(totals.rejected, { unknown_feed: 1 });
-      const values = await db.sql`
+    const { totals } = await replay(db.url, ["--rejects", "--reason", "unknown_feed"]);
+    assert.equal(totals.messages, 3);
+    assert.equal(totals.stored, 3);
+    assert.equal(totals.rejectsCleared, 2);
+    assert.deepEqual(totals.rejected, { unknown_feed: 1 });
+    const values = await db.sql`
         select v.value from feed_values v join feeds f on f.id = v.feed_id
         where f.key = 'pressure' order by v.created_at`;
-      assert.deepEqual(values.map((v) => v.value), [1013, 1014, 1015]);
-      const left = await db.sql`
+    assert.deepEqual(values.map((v) => v.value), [1013, 1014, 1015]);
+    const left = await db.sql`
         select reason, detail, topic from ingest_rejects order by received_at`;
-      assert.deepEqual(left.map((r) => `${r.reason}: ${r.detail}`), [
-        'unknown_feed: no feed "wind" for this user',
-        "bad_payload: text value contains control characters",
-      ]);
+    assert.deepEqual(left.map((r) => `${r.reason}: ${r.detail}`), [
+      'unknown_feed: no feed "wind" for this user',
+      "bad_payload: text value contains control characters",
+    ]);
 
-      // Again, all reasons: nothing new is stored and no reject row is duplicated.
-      const before = await snapshot(db.sql);
-      const again = await replay(db.url, ["--rejects"]);
-      assert.equal(again.totals.messages, 2);
-      assert.equal(again.totals.rejectsCleared, 0);
-      const after = await db.sql`select reason, received_at from ingest_rejects`;
-      assert.equal(after.length, 2);
-      const valuesAfter = JSON.parse(await snapshot(db.sql)).values;
-      assert.deepEqual(valuesAfter, JSON.parse(before).values);
-    });
-  } finally {
-    await db.close();
-  }
-});
+    // Again, all reasons: nothing new is stored and no reject row is duplicated.
+    const before = await snapshot(db.sql);
+    const again = await replay(db.url, ["--rejects"]);
+    assert.equal(again.totals.messages, 2);
+    assert.equal(again.totals.rejectsCleared, 0);
+    const after = await db.sql`select reason, received_at from ingest_rejects`;
+    assert.equal(after.length, 2);
+    const valuesAfter = JSON.parse(await snapshot(db.sql)).values;
+    assert.deepEqual(valuesAfter, JSON.parse(before).values);
+  }));
 
 Deno.test("--rejects leaves rows whose payload was capped in place and counts them", async () => {
   const db = await createTestDatabase();
