@@ -285,7 +285,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
 
     const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
     // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
-    // is reached through pglite-socket, which has no LISTEN, so it relies on the TTL.
+    // serves all connections from one backend, where LISTEN cannot work, so it relies on
+    // the TTL.
     if (!db.embedded && config.feedCacheTtlMs > 0) {
       await listenForFeedChanges(db.sql, feedCache, log);
     }

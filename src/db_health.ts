@@ -44,9 +44,7 @@ export function startDatabaseProbe(
     // A hung probe keeps its slot until it settles, so probes never pile up.
     if (busy) return up;
     busy = true;
-    // In a transaction: pglite-socket runs one connection's transaction at a time, but may
-    // interleave the messages of bare statements from several connections.
-    const query = sql.begin((tx) => tx`select 1`).then(() => true, () => false);
+    const query = sql`select 1`.then(() => true, () => false);
     query.then(() => busy = false);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<false>((resolve) => {

@@ -1,32 +1,34 @@
 /**
  * Zero-config services (DESIGN.md §6): an aedes MQTT broker and a PGlite
- * database served over the PostgreSQL wire protocol, both on loopback.
+ * database served over the PostgreSQL wire protocol (src/pglite_server.ts), both
+ * on loopback.
  *
  * Facts this module relies on, measured with aedes 1.2, pglite 0.5.14,
- * pglite-socket 0.2.17, postgres.js 3.4.9 and Deno 2.9:
+ * postgres.js 3.4.9 and Deno 2.9:
  *
  * - aedes 1.2 has no default export (it throws a migration error). The broker is
  *   `await Aedes.createBroker()`: `new Aedes()` alone leaves out `listen()`, which
  *   sets up the persistence that clients need. It speaks MQTT 3.1.1 only.
  *   `broker.close()` clears its two intervals and closes the clients; the TCP
  *   server is ours to close, after the clients are gone.
- * - postgres.js needs no special options for pglite-socket: the defaults
- *   (`prepare: true`, `fetch_types: true`) work, including array parameters for
- *   `unnest`, `sql.begin` and `on conflict ... returning`. There is no TLS (an
- *   SSLRequest is answered 'N'), so keep `ssl` off. Prepared statement
- *   names are random per connection, so the one backend that all connections
- *   share sees no clash.
- * - pglite-socket refuses connections above `maxConnections` (default 1) by
- *   writing plain text and closing, which postgres.js reports as a broken
- *   connection: keep the client's `max` at or below our `maxConnections`.
- * - Queries from several connections run one protocol message at a time on the
- *   one PGlite backend. While a connection is inside BEGIN ... COMMIT, other
- *   connections wait (the queue checks `IsTransactionBlock`), so transactions
- *   stay isolated. Outside a transaction, the messages of one socket read ran
- *   together in every trace we took, so postgres.js's Bind/Execute/Sync were not
- *   split: two connections each pipelining 3,000-row `unnest` inserts and
- *   selects got no mixed-up results (480k rows, ~140k rows/s).
- * - COPY FROM STDIN over the socket hangs the server: use `unnest` inserts.
+ * - postgres.js needs no special options: the defaults (`prepare: true`,
+ *   `fetch_types: true`) work, including array parameters for `unnest`,
+ *   `sql.begin` and `on conflict ... returning`. There is no TLS (an SSLRequest
+ *   is answered 'N'), so keep `ssl` off. Prepared statement names are random per
+ *   connection, so the one backend that all connections share sees no clash.
+ * - All connections share one PGlite backend, so the server lets one connection
+ *   at a time use it, from its first message until it has sent a Sync or a
+ *   simple Query and is outside BEGIN ... COMMIT. npm pglite-socket 0.2.17,
+ *   used before, switched connections between any two messages outside a
+ *   transaction block; with the data on disk PGlite's file syncs yield to the
+ *   event loop between messages, and `serve` plus a second client failed with
+ *   `portal "" does not exist`.
+ * - Connections above `maxConnections` get a FATAL ErrorResponse with SQLSTATE
+ *   53300 (postgres.js: a PostgresError with `code` "53300"): keep the client's
+ *   `max` at or below our `maxConnections`.
+ * - COPY FROM STDIN ends PGlite's backend: the wasm program exits with status 1,
+ *   every later message throws and the server drops each connection that sends
+ *   one. Use `unnest` inserts.
  * - Startup: a new PGlite runs initdb, about 2 s, also in memory; reopening a
  *   persisted data directory takes about 0.1 s. The aedes broker starts in
  *   milliseconds.
@@ -38,7 +40,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { Aedes } from "aedes";
 import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { type PgliteServer, startPgliteServer } from "./pglite_server.ts";
 
 /** A running embedded MQTT broker. */
 export interface EmbeddedBroker {
@@ -97,7 +99,7 @@ export async function startEmbeddedBroker(
   };
 }
 
-/** A running embedded PostgreSQL (PGlite behind pglite-socket). */
+/** A running embedded PostgreSQL (PGlite behind src/pglite_server.ts). */
 export interface EmbeddedDatabase {
   /** `postgres://postgres@HOST:PORT/postgres`; connect with `ssl: false`. */
   url: string;
@@ -146,20 +148,16 @@ export async function startEmbeddedDatabase(
   const dataDir = opts.dataDir === "memory://" ? null : opts.dataDir;
   if (dataDir !== null) await mkdir(dataDir, { recursive: true });
   const db = await PGlite.create(dataDir ?? "memory://");
-  let server!: PGLiteSocketServer;
+  let server!: PgliteServer;
   let listened: { port: number; fellBack: boolean };
   try {
     listened = await _withFallback(opts.port ?? 0, async (port) => {
-      // A server whose start() failed keeps its dead net.Server, so each try
-      // needs a new one.
-      server = new PGLiteSocketServer({
-        db,
+      server = await startPgliteServer(db, {
         host,
         port,
         maxConnections: opts.maxConnections ?? 4,
       });
-      await server.start();
-      return Number(server.getServerConn().split(":").pop());
+      return server.port;
     });
   } catch (err) {
     await db.close();

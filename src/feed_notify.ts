@@ -5,8 +5,9 @@
  * connection is (re)established the whole cache is dropped, since notifications sent
  * while it was down are lost (PostgreSQL queues them only for live listeners).
  *
- * The TTL stays as the fallback: where LISTEN is not available (the embedded PGlite over
- * pglite-socket) or the connection is down, entries still expire.
+ * The TTL stays as the fallback: where LISTEN is not available (the embedded PGlite, whose
+ * one backend serves every connection, so a notification would come out on whichever
+ * connection runs next) or the connection is down, entries still expire.
  */
 import type postgres from "postgres";
 import { type FeedCache, feedKeyOf } from "./feed_cache.ts";
@@ -25,9 +26,9 @@ export function feedKeyOfNotification(payload: string): string | null {
 
 /**
  * Starts listening; resolves true once the first LISTEN succeeded, false when the
- * database is PGlite (reached by URL, e.g. in tests: pglite-socket runs every
- * connection's queries on one backend, and the extra listening connection breaks other
- * connections' extended-protocol exchanges), refused, or did not answer in `timeoutMs`.
+ * database is PGlite (reached by URL, e.g. in tests: its one backend serves every
+ * connection, so notifications would reach whichever connection runs next), refused, or
+ * did not answer in `timeoutMs`.
  */
 export async function listenForFeedChanges(
   sql: postgres.Sql,

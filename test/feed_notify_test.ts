@@ -13,7 +13,7 @@ import {
   waitFor,
 } from "./support/serve.ts";
 
-// pglite-socket (the embedded database) has no LISTEN/NOTIFY; there the cache relies on
+// The embedded database (one PGlite backend for all connections) has no usable LISTEN; there the cache relies on
 // its TTL, which the processor tests cover.
 const realPostgres = Deno.env.get("TEST_DATABASE_URL") !== undefined;
 

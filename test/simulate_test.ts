@@ -80,12 +80,7 @@ async function capture(broker: TestBroker, prefix: string) {
   return { client, messages };
 }
 
-/**
- * Reads in a transaction. The embedded PGlite serves all connections with one backend;
- * pglite-socket keeps other connections out only while one is inside a transaction, so
- * a lone extended-protocol query (Parse ... then Bind/Execute in a later write) can have
- * its unnamed portal destroyed by serve's `begin` in between ("portal does not exist").
- */
+/** Reads in one transaction, so several counts see the same snapshot. */
 function read<T>(sql: postgres.Sql, fn: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
   return sql.begin(fn) as Promise<T>;
 }

@@ -20,7 +20,7 @@ export interface TestDatabase {
 }
 
 // Room for the helper's pool plus a pool or two opened by the code under test:
-// pglite-socket drops connections beyond this limit.
+// the embedded server (src/pglite_server.ts) drops connections beyond this limit.
 const EMBEDDED_MAX_CONNECTIONS = 10;
 
 // Migrations print "already exists, skipping" notices; they are noise in tests.
