@@ -22,6 +22,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "apply the sql/ migrations (--status to list them)",
     load: () => import("./commands/migrate.ts"),
   },
+  replay: {
+    summary: "feed captured messages (or ingest_rejects) through the processor again",
+    load: () => import("./commands/replay.ts"),
+  },
   simulate: {
     summary: "publish the traffic of a simulated device fleet (demos, development, load tests)",
     load: () => import("./commands/simulate.ts"),

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { databaseOptions, decodeOptions, logOptions, processingOptions } from "../src/config.ts";
 import { openDatabase } from "../src/database.ts";
+import { CaptureWriter } from "../src/capture_writer.ts";
 import { removeEndpoints, writeEndpoints } from "../src/endpoints.ts";
 import { decode, type DecodeOptions } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
@@ -155,6 +156,21 @@ export const serveOptions = {
     defaultText: "30000",
     doc: "On SIGTERM, how long to keep trying to write what is queued before exiting.",
   }),
+  capture: option({
+    flag: "capture",
+    env: "FEEDLINE_CAPTURE",
+    schema: z.string().min(1).optional(),
+    defaultText: "off",
+    doc: "Append every received message to this file (JSON lines) as its batch commits, for " +
+      "`replay`; see docs/replay.md.",
+  }),
+  captureMaxBytes: option({
+    flag: "capture-max-bytes",
+    env: "FEEDLINE_CAPTURE_MAX_BYTES",
+    schema: zs.int(0).default(0),
+    defaultText: "0 (never rotate)",
+    doc: "Rotate the capture file at this size: it becomes FILE.1, FILE.2, ...",
+  }),
   ...databaseOptions,
   ...decodeOptions,
   ...processingOptions,
@@ -262,6 +278,11 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       log.info("auto-register is on: unknown users, devices and feeds are created (dev mode)");
     }
 
+    const capture = config.capture
+      ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
+      : null;
+    if (capture) closers.push(() => capture.close());
+
     const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
     // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
     // serves all connections from one backend, where LISTEN cannot work, so it relies on
@@ -300,7 +321,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       ackIdleMs: config.ackIdleMs,
       log,
       metrics,
-      onCommitted: ops.onCommitted,
+      onCommitted: capture
+        ? async (items, result) => {
+          await capture.committed(items.map((item) => item.pending.inbound));
+          ops.onCommitted(items, result);
+        }
+        : ops.onCommitted,
     });
     pipeline.start();
     closers.push(async () => {
@@ -334,7 +360,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
         return true;
       },
       waitForRoom: () => pipeline.waitForRoom(),
-      onDrop() {
+      onDrop(inbound) {
+        capture?.dropped(inbound);
         metrics.received.inc();
         metrics.dropped.inc({ reason: "queue_full" });
       },
@@ -386,6 +413,14 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       "1 when the database answers its probe and the last batch was written.",
       () => ops.databaseUp() ? 1 : 0,
     );
+    if (capture) {
+      addGauge(
+        metrics,
+        "feedline_capture_write_errors",
+        "Failed writes to the --capture file since start (their messages are not in it).",
+        () => capture.errors,
+      );
+    }
     addGauge(
       metrics,
       "feedline_process_resident_memory_bytes",

@@ -8,6 +8,7 @@ import { serveOptions } from "../commands/serve.ts";
 import { migrateOptions } from "../commands/migrate.ts";
 import { benchOptions } from "../bench/main.ts";
 import { simulateOptions } from "../commands/simulate.ts";
+import { replayOptions } from "../commands/replay.ts";
 
 /** The tables, by marker name. Commands add theirs here. */
 export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
@@ -15,6 +16,7 @@ export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
   migrate: migrateOptions,
   bench: benchOptions,
   simulate: simulateOptions,
+  replay: replayOptions,
 };
 
 /** Table rows compared without the padding `deno fmt` adds. */

@@ -12,7 +12,8 @@ export type ErrorCode =
   | "MIGRATION_FAILED"
   | "DATABASE_UNREACHABLE"
   | "BROKER_UNREACHABLE"
-  | "EMBEDDED_FAILED";
+  | "EMBEDDED_FAILED"
+  | "BAD_INPUT";
 
 /** An error meant for the person running feedline. */
 export class FeedlineError extends Error {

@@ -24,6 +24,13 @@ export interface ProcessorOptions {
   feedCache?: FeedCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
+  /**
+   * Runs the batch's work (`process`, to be called once) inside its transaction, with
+   * room for more statements before and after it: `replay --rejects` deletes the
+   * dead-letter rows it re-processes first, so those rejected again are written anew
+   * and the rest are gone, in the same commit.
+   */
+  inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
 }
 
 /** Totals of one batch. */
@@ -32,7 +39,7 @@ export interface BatchResult {
   stored: number;
   skipped: Partial<Record<SkipReason, number>>;
   rejected: Partial<Record<RejectReason, number>>;
-  /** Status messages applied. */
+  /** Status events recorded (one already recorded is absorbed, not counted). */
   statuses: number;
   /**
    * One outcome per message, for accounting: `stored` when any of its readings (or its
@@ -120,7 +127,8 @@ export async function processBatch(
       result.statuses = 0;
       result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
       result.rejects = [];
-      await processInTransaction(tx, batch, opts, result);
+      const work = () => processInTransaction(tx, batch, opts, result);
+      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
     });
   } catch (error) {
@@ -489,11 +497,13 @@ async function applyStatuses(
     if (!current || current.at <= at) latest.set(id, { status: d.status, at });
   }
   if (evDevice.length === 0) return 0;
-  await tx`
+  // A status event already recorded (a replay, a redelivery) is absorbed by its key.
+  const inserted = await tx`
     insert into device_status_events (device_id, status, payload, at)
     select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
     from unnest(${evDevice}::int8[], ${evStatus}::text[], ${evPayload}::text[], ${evAt}::int8[])
-      as x(d, s, p, a)`;
+      as x(d, s, p, a)
+    on conflict do nothing`;
   const ids = [...latest.keys()];
   const statuses = ids.map((id) => latest.get(id)!.status);
   const ats = ids.map((id) => latest.get(id)!.at);
@@ -506,7 +516,7 @@ async function applyStatuses(
     from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
           from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
     where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
-  return evDevice.length;
+  return inserted.count;
 }
 
 /** One reject row per message and reason: a bulk message's details are joined. */
