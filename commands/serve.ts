@@ -14,7 +14,7 @@ import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
 import { listenForFeedChanges } from "../src/feed_notify.ts";
 import { parseListenAddress, startHttpServer } from "../src/http.ts";
-import { accounting, addGauge, createIngestMetrics } from "../src/ingest_metrics.ts";
+import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest_metrics.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
@@ -377,56 +377,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     closers.push(() => source.close());
     ops.attach(pipeline, source);
 
-    addGauge(
-      metrics,
-      "feedline_queue_depth_data",
-      "Feed data messages queued.",
-      () => pipeline.dataQueued,
-    );
-    addGauge(
-      metrics,
-      "feedline_queue_depth_status",
-      "Status messages queued.",
-      () => pipeline.statusQueued,
-    );
-    addGauge(
-      metrics,
-      "feedline_unacked_messages",
-      "Messages received, not yet acknowledged.",
-      () => pipeline.unacked,
-    );
-    addGauge(
-      metrics,
-      "feedline_in_flight_messages",
-      "Messages in the batch being written.",
-      () => pipeline.inFlight,
-    );
-    addGauge(
-      metrics,
-      "feedline_broker_up",
-      "1 when subscribed to the broker.",
-      () => source.subscribed ? 1 : 0,
-    );
-    addGauge(
-      metrics,
-      "feedline_database_up",
-      "1 when the database answers its probe and the last batch was written.",
-      () => ops.databaseUp() ? 1 : 0,
-    );
-    if (capture) {
-      addGauge(
-        metrics,
-        "feedline_capture_write_errors",
-        "Failed writes to the --capture file since start (their messages are not in it).",
-        () => capture.errors,
-      );
-    }
-    addGauge(
-      metrics,
-      "feedline_process_resident_memory_bytes",
-      "Resident set size.",
-      () => Deno.memoryUsage().rss,
-    );
+    addServeGauges(metrics, {
+      pipeline,
+      brokerUp: () => source.subscribed,
+      databaseUp: () => ops.databaseUp(),
+      captureErrors: capture ? () => capture.errors : null,
+    });
 
     let httpPort: number | null = null;
     if (config.http !== "off") {

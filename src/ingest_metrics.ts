@@ -134,3 +134,63 @@ export function accounting(m: IngestMetrics, queued: number, inFlight: number) {
 export function addGauge(m: IngestMetrics, name: string, help: string, read: () => number): Gauge {
   return m.registry.add(new Gauge(name, help, read));
 }
+
+/** What the gauges of a running `serve` read at scrape time. */
+export interface ServeGaugeSources {
+  pipeline: {
+    readonly dataQueued: number;
+    readonly statusQueued: number;
+    readonly unacked: number;
+    readonly inFlight: number;
+  };
+  brokerUp: () => boolean;
+  databaseUp: () => boolean;
+  /** Failed capture writes, when `--capture` is on. */
+  captureErrors: (() => number) | null;
+}
+
+/** Adds the gauges `serve` exposes on /metrics (documented in docs/operations.md). */
+export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
+  const { pipeline } = s;
+  addGauge(m, "feedline_queue_depth_data", "Feed data messages queued.", () => pipeline.dataQueued);
+  addGauge(
+    m,
+    "feedline_queue_depth_status",
+    "Status messages queued.",
+    () => pipeline.statusQueued,
+  );
+  addGauge(
+    m,
+    "feedline_unacked_messages",
+    "Messages received, not yet acknowledged.",
+    () => pipeline.unacked,
+  );
+  addGauge(
+    m,
+    "feedline_in_flight_messages",
+    "Messages in the batch being written.",
+    () => pipeline.inFlight,
+  );
+  addGauge(m, "feedline_broker_up", "1 when subscribed to the broker.", () => s.brokerUp() ? 1 : 0);
+  addGauge(
+    m,
+    "feedline_database_up",
+    "1 when the database answers its probe and the last batch was written.",
+    () => s.databaseUp() ? 1 : 0,
+  );
+  const captureErrors = s.captureErrors;
+  if (captureErrors) {
+    addGauge(
+      m,
+      "feedline_capture_write_errors",
+      "Failed writes to the --capture file since start (their messages are not in it).",
+      captureErrors,
+    );
+  }
+  addGauge(
+    m,
+    "feedline_process_resident_memory_bytes",
+    "Resident set size.",
+    () => Deno.memoryUsage().rss,
+  );
+}
