@@ -5,6 +5,8 @@
  * @module
  */
 import type { MqttClient } from "mqtt";
+import type { ServeConfig } from "../../commands/serve.ts";
+import type { Logger } from "../../src/log.ts";
 import { createTestBroker, type TestBroker } from "./broker.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 import { connectClient, endClient, startTestServe, type TestServe } from "./serve.ts";
@@ -26,12 +28,27 @@ export interface ServeFixture {
 export interface ServeFixtureOptions {
   /** Feeds registered for the user (active, no thresholds). Default: `["temp"]`. */
   feeds?: string[];
+  /** A device registered for the user, with the feeds attached to it. Default: none. */
+  device?: string;
+  /** Runs after the user, device and feeds are registered, before serve starts. */
+  prepare?: (db: TestDatabase, user: string) => Promise<unknown>;
   /** Extra serve flags. */
   args?: string[];
+  /** Serve's environment (see {@linkcode startTestServe}). */
+  env?: Record<string, string>;
+  /** Serve's topic prefix, for flags that must name it; default: a unique one. */
+  prefix?: string;
+  /** Where serve logs (see {@linkcode startTestServe}); default: nowhere. */
+  log?: Logger | ((config: ServeConfig) => Logger);
   /** A broker of the test's own (e.g. a private Mosquitto); default: the test broker. */
   broker?: { url: string; protocolVersion: 4 | 5 };
   /** Serve's DATABASE_URL, e.g. through a proxy; default: the test database's. */
   databaseUrl?: (db: TestDatabase) => string | Promise<string>;
+  /**
+   * Serve's MQTT_URL, e.g. through a proxy or with credentials; default: the broker's.
+   * The publisher always connects to the broker directly.
+   */
+  mqttUrl?: (broker: { url: string }) => string | Promise<string>;
 }
 
 /** Starts a database, a broker, serve and a publisher. */
@@ -43,14 +60,22 @@ export async function startServeFixture(opts: ServeFixtureOptions = {}): Promise
     const broker = opts.broker ?? (ownBroker = await createTestBroker());
     const user = crypto.randomUUID();
     await db.sql`insert into users (id) values (${user})`;
-    for (const key of opts.feeds ?? ["temp"]) {
-      await db.sql`insert into feeds (user_id, key) values (${user}, ${key})`;
+    if (opts.device !== undefined) {
+      await db.sql`insert into devices (user_id, code) values (${user}, ${opts.device})`;
     }
+    for (const key of opts.feeds ?? ["temp"]) {
+      await db.sql`insert into feeds (user_id, key, device_id) values (${user}, ${key},
+        (select id from devices where user_id = ${user} and code = ${opts.device ?? null}))`;
+    }
+    await opts.prepare?.(db, user);
     serve = await startTestServe({
       databaseUrl: (await opts.databaseUrl?.(db)) ?? db.url,
-      mqttUrl: broker.url,
+      mqttUrl: (await opts.mqttUrl?.(broker)) ?? broker.url,
       protocolVersion: broker.protocolVersion,
       args: opts.args,
+      env: opts.env,
+      prefix: opts.prefix,
+      log: opts.log,
     });
     const pub = await connectClient(broker.url, broker.protocolVersion);
     const running = serve;
