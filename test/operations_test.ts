@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
-import { createTestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
+import { startServeFixture } from "./support/fixture.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
-import {
-  connectClient,
-  endClient,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { publish, waitFor } from "./support/serve.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 async function scrape(port: number) {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -54,18 +46,10 @@ async function assertMetricsDocumented(families: [string, string][]): Promise<vo
 }
 
 Deno.test("/metrics is valid Prometheus text and its counters move by what was published", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const user = userId();
-  await db.sql`insert into users (id) values (${user})`;
-  await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
+  const fixture = await startServeFixture({
     args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0", "--errors-topic", "off"],
   });
-  const pub = await connectClient(broker.url, broker.protocolVersion);
+  const { serve, pub, user } = fixture;
   try {
     const port = serve.httpPort!;
     const before = await scrape(port);
@@ -100,35 +84,36 @@ Deno.test("/metrics is valid Prometheus text and its counters move by what was p
     for (const name of ["feedline_queue_depth_data", "feedline_unacked_messages"]) {
       assert.equal(after.types.get(name), "gauge", name);
     }
-    const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
-    assert.equal(n, good);
+    assert.equal(await fixture.storedCount(), good);
     await assertMetricsDocumented([...after.types.entries()]);
   } finally {
-    await endClient(pub);
-    await serve.stop();
-    await broker.close();
-    await db.close();
+    await fixture.close();
   }
 });
 
 Deno.test("/readyz turns 503 naming the database or broker that went away, and 200 when it returns", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const dbUrl = new URL(db.url);
-  const brokerUrl = new URL(broker.url);
-  const dbProxy = await startTcpProxy({ hostname: dbUrl.hostname, port: Number(dbUrl.port) });
-  const brokerProxy = await startTcpProxy({
-    hostname: brokerUrl.hostname,
-    port: Number(brokerUrl.port),
-  });
-  dbUrl.port = String(dbProxy.port);
-  brokerUrl.port = String(brokerProxy.port);
-  const serve = await startTestServe({
-    databaseUrl: dbUrl.href,
-    mqttUrl: brokerUrl.href,
-    protocolVersion: broker.protocolVersion,
+  const proxies: Record<string, TcpProxy> = {};
+  /** `url` through a new proxy named `name`, for serve. */
+  const proxied = async (name: string, url: string) => {
+    const proxiedUrl = new URL(url);
+    const proxy = await startTcpProxy({
+      hostname: proxiedUrl.hostname,
+      port: Number(proxiedUrl.port),
+    });
+    proxies[name] = proxy;
+    proxiedUrl.port = String(proxy.port);
+    return proxiedUrl.href;
+  };
+  const fixture = await startServeFixture({
+    databaseUrl: (db) => proxied("database", db.url),
+    mqttUrl: (broker) => proxied("broker", broker.url),
     args: ["--http", "127.0.0.1:0", "--db-check-interval-ms", "100"],
+  }).catch(async (error) => {
+    for (const proxy of Object.values(proxies)) await proxy.close();
+    throw error;
   });
+  const { serve } = fixture;
+  const { database: dbProxy, broker: brokerProxy } = proxies;
   try {
     const port = serve.httpPort!;
     assert.equal(
@@ -173,29 +158,18 @@ Deno.test("/readyz turns 503 naming the database or broker that went away, and 2
   } finally {
     dbProxy.restore();
     brokerProxy.restore();
-    await serve.stop();
+    await fixture.close();
     await dbProxy.close();
     await brokerProxy.close();
-    await broker.close();
-    await db.close();
   }
 });
 
 Deno.test("the status API reports feeds with recent values, rejects and devices from the database", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const user = userId();
-  await db.sql`insert into users (id) values (${user})`;
-  await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
-  await db.sql`insert into feeds (user_id, key, device_id)
-    select ${user}, 'temp', id from devices where code = 'dev1'`;
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
+  const fixture = await startServeFixture({
+    device: "dev1",
     args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
   });
-  const pub = await connectClient(broker.url, broker.protocolVersion);
+  const { serve, pub, user } = fixture;
   try {
     const base = `http://127.0.0.1:${serve.httpPort}`;
     for (const v of ["1.5", "2.5", "3.5"]) {
@@ -228,9 +202,6 @@ Deno.test("the status API reports feeds with recent values, rejects and devices 
     assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
     assert.match(await page.text(), /<title>feedline status<\/title>/);
   } finally {
-    await endClient(pub);
-    await serve.stop();
-    await broker.close();
-    await db.close();
+    await fixture.close();
   }
 });
