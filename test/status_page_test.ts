@@ -7,16 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { createTestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
-import {
-  connectClient,
-  endClient,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import { publish, waitFor } from "./support/serve.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
@@ -43,20 +35,11 @@ Deno.test({
     "errors" + (hasChromium ? "" : ` (skipped: no ${CHROMIUM})`),
   ignore: !hasChromium,
   async fn() {
-    const db = await createTestDatabase();
-    const broker = await createTestBroker();
-    const user = userId();
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
-    await db.sql`insert into feeds (user_id, key, device_id)
-      select ${user}, 'temp', id from devices where code = 'dev1'`;
-    const serve = await startTestServe({
-      databaseUrl: db.url,
-      mqttUrl: broker.url,
-      protocolVersion: broker.protocolVersion,
+    const fixture = await startServeFixture({
+      device: "dev1",
       args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
     });
-    const device = await connectClient(broker.url, broker.protocolVersion);
+    const { serve, pub: device, user } = fixture;
     const profile = await Deno.makeTempDir({ prefix: "feedline-chromium-" });
     const context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -106,10 +89,7 @@ Deno.test({
     } finally {
       await context.close();
       await Deno.remove(profile, { recursive: true });
-      await endClient(device);
-      await serve.stop();
-      await broker.close();
-      await db.close();
+      await fixture.close();
     }
   },
 });
