@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
-import { createTestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
-import {
-  connectClient,
-  endClient,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import { connectClient, endClient, publish, uniquePrefix, waitFor } from "./support/serve.ts";
 
 /** Subscribes and collects the JSON messages of `topic`. */
 async function collect(client: MqttClient, topic: string): Promise<Record<string, unknown>[]> {
@@ -22,16 +14,11 @@ async function collect(client: MqttClient, topic: string): Promise<Record<string
 }
 
 Deno.test("a reject is published on the user's errors topic with its reason and topic, rate-limited per user", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const user = userId();
-  await db.sql`insert into users (id) values (${user})`;
-  await db.sql`insert into feeds (user_id, key, threshold_max) values (${user}, 'temp', 50)`;
-  const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
+  const prefix = uniquePrefix();
+  const fixture = await startServeFixture({
+    feeds: [],
+    prepare: (db, user) =>
+      db.sql`insert into feeds (user_id, key, threshold_max) values (${user}, 'temp', 50)`,
     prefix,
     args: [
       "--batch-interval-ms",
@@ -42,7 +29,7 @@ Deno.test("a reject is published on the user's errors topic with its reason and 
       "3",
     ],
   });
-  const device = await connectClient(broker.url, broker.protocolVersion);
+  const { db, serve, pub: device, user } = fixture;
   try {
     const errors = await collect(device, `${prefix}/${user}/errors`);
     await publish(device, serve.feedTopic(user, "dev1", "temp"), "99");
@@ -66,26 +53,16 @@ Deno.test("a reject is published on the user's errors topic with its reason and 
     const [{ n }] = await db.sql`select count(*)::int as n from ingest_rejects`;
     assert.equal(n, 10);
   } finally {
-    await endClient(device);
-    await serve.stop();
-    await broker.close();
-    await db.close();
+    await fixture.close();
   }
 });
 
 Deno.test("--errors-topic off publishes no feedback", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const user = userId();
-  const prefix = `t${crypto.randomUUID().slice(0, 8)}`;
-  const serve = await startTestServe({
-    databaseUrl: db.url,
-    mqttUrl: broker.url,
-    protocolVersion: broker.protocolVersion,
-    prefix,
+  const fixture = await startServeFixture({
+    feeds: [],
     args: ["--batch-interval-ms", "50", "--errors-topic", "off"],
   });
-  const device = await connectClient(broker.url, broker.protocolVersion);
+  const { broker, serve, pub: device, user } = fixture;
   try {
     // Where the default template would publish: the user id is random, so no other test
     // publishes there.
@@ -107,9 +84,6 @@ Deno.test("--errors-topic off publishes no feedback", async () => {
       /feedline_rejects_total\{reason="unknown_feed"\} 1\n/,
     );
   } finally {
-    await endClient(device);
-    await serve.stop();
-    await broker.close();
-    await db.close();
+    await fixture.close();
   }
 });
