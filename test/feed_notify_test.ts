@@ -2,16 +2,9 @@ import assert from "node:assert/strict";
 import { FeedCache, feedKeyOf } from "../src/feed_cache.ts";
 import { feedKeyOfNotification, listenForFeedChanges } from "../src/feed_notify.ts";
 import { silentLogger } from "../src/log.ts";
-import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
-import {
-  connectClient,
-  endClient,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import { publish, userId, waitFor } from "./support/serve.ts";
 
 // The embedded database (one PGlite backend for all connections) has no usable LISTEN; there the cache relies on
 // its TTL, which the processor tests cover.
@@ -70,18 +63,10 @@ Deno.test({
   name: "serve stops storing a feed as soon as it is deactivated, long cache TTL or not",
   ignore: !realPostgres,
   fn: async () => {
-    const db = await createTestDatabase();
-    const broker = await createTestBroker();
-    const user = userId();
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-    const serve = await startTestServe({
-      databaseUrl: db.url,
-      mqttUrl: broker.url,
-      protocolVersion: broker.protocolVersion,
+    const fixture = await startServeFixture({
       args: ["--batch-interval-ms", "50", "--feed-cache-ttl-ms", "3600000"],
     });
-    const pub = await connectClient(broker.url, broker.protocolVersion);
+    const { db, serve, pub, user } = fixture;
     try {
       const topic = serve.feedTopic(user, "dev1", "temp");
       await publish(pub, topic, "1");
@@ -93,13 +78,9 @@ Deno.test({
         "second value skipped as inactive",
         () => serve.metrics.skipped.get({ reason: "inactive_feed" }) === 1,
       );
-      const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
-      assert.equal(n, 1);
+      assert.equal(await fixture.storedCount(), 1);
     } finally {
-      await endClient(pub);
-      await serve.stop();
-      await broker.close();
-      await db.close();
+      await fixture.close();
     }
   },
 });
