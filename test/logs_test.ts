@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
 import { createServeLogger } from "../src/operations.ts";
-import { createTestBroker } from "./support/broker.ts";
-import { createTestDatabase } from "./support/db.ts";
-import {
-  connectClient,
-  endClient,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import { publish, waitFor } from "./support/serve.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 const MQTT_URL_PASSWORD = "urlPw-7f3a9c";
 const MQTT_URL_TOKEN = "tok-91b2c4d";
@@ -18,31 +10,25 @@ const MQTT_ENV_PASSWORD = "envPw-22c9e1";
 const DB_PASSWORD = "dbPw-5e1d0b";
 
 Deno.test("serve logs JSON lines with no secret from its configuration, and floods as counts", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  const dbTarget = new URL(db.url);
-  const dbProxy = await startTcpProxy({
-    hostname: dbTarget.hostname,
-    port: Number(dbTarget.port),
-  });
-  // Trust authentication (CI's PostgreSQL, PGlite) and an anonymous broker accept the
-  // credentials without checking them: what matters is what reaches the log.
-  const dbUrl = new URL(db.url);
-  dbUrl.port = String(dbProxy.port);
-  dbUrl.password = DB_PASSWORD;
-  const mqttUrl = new URL(broker.url);
-  mqttUrl.username = "feedline";
-  mqttUrl.password = MQTT_URL_PASSWORD;
-  mqttUrl.search = `?token=${MQTT_URL_TOKEN}`;
-
+  let dbProxy: TcpProxy | null = null;
   const lines: string[] = [];
-  const user = userId();
-  await db.sql`insert into users (id) values (${user})`;
-  await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-  const serve = await startTestServe({
-    databaseUrl: dbUrl.href,
-    mqttUrl: mqttUrl.href,
-    protocolVersion: broker.protocolVersion,
+  const fixture = await startServeFixture({
+    // Trust authentication (CI's PostgreSQL, PGlite) and an anonymous broker accept the
+    // credentials without checking them: what matters is what reaches the log.
+    databaseUrl: async (db) => {
+      const dbUrl = new URL(db.url);
+      dbProxy = await startTcpProxy({ hostname: dbUrl.hostname, port: Number(dbUrl.port) });
+      dbUrl.port = String(dbProxy.port);
+      dbUrl.password = DB_PASSWORD;
+      return dbUrl.href;
+    },
+    mqttUrl: (broker) => {
+      const mqttUrl = new URL(broker.url);
+      mqttUrl.username = "feedline";
+      mqttUrl.password = MQTT_URL_PASSWORD;
+      mqttUrl.search = `?token=${MQTT_URL_TOKEN}`;
+      return mqttUrl.href;
+    },
     env: { MQTT_PASSWORD: MQTT_ENV_PASSWORD, MQTT_USERNAME: "feedline" },
     args: [
       "--log-format",
@@ -59,9 +45,12 @@ Deno.test("serve logs JSON lines with no secret from its configuration, and floo
       "127.0.0.1:0",
     ],
     log: (config) => createServeLogger(config, (line) => lines.push(line)),
+  }).catch(async (error) => {
+    await dbProxy?.close();
+    throw error;
   });
-  const pub = await connectClient(broker.url, broker.protocolVersion);
-  let stopped = false;
+  const { serve, pub, user } = fixture;
+  const proxy: TcpProxy = dbProxy!;
   try {
     const bad = 40;
     for (let i = 0; i < bad; i++) {
@@ -71,18 +60,17 @@ Deno.test("serve logs JSON lines with no secret from its configuration, and floo
 
     // The database goes away while a reading waits: error messages of the driver reach
     // the log, and must not carry the URL's password either.
-    dbProxy.cut();
+    proxy.cut();
     await waitFor(
       "database reported down",
       () => serve.metrics.registry.render().includes("feedline_database_up 0"),
     );
     await publish(pub, serve.feedTopic(user, "dev1", "temp"), "21.5", { qos: 0 });
     await waitFor("a failed batch", () => serve.metrics.batchErrors.total() > 0);
-    dbProxy.restore();
+    proxy.restore();
     await waitFor("the reading stored", () => serve.metrics.stored.total() === 1, 20_000);
 
     await serve.stop();
-    stopped = true;
 
     const records = lines.map((line) => {
       const record = JSON.parse(line);
@@ -107,11 +95,8 @@ Deno.test("serve logs JSON lines with no secret from its configuration, and floo
     assert.equal(rejected.reduce((n, r) => n + r.count, 0), bad);
     assert.ok(rejected.every((r) => r.level === "warn" && r.reason === "bad_payload"));
   } finally {
-    dbProxy.restore();
-    await endClient(pub);
-    if (!stopped) await serve.stop();
-    await dbProxy.close();
-    await broker.close();
-    await db.close();
+    proxy.restore();
+    await fixture.close();
+    await proxy.close();
   }
 });
