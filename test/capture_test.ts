@@ -2,17 +2,9 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { parseCaptureLine } from "../src/capture_format.ts";
-import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
-import {
-  connectClient,
-  endClient,
-  prefixedTopicArgs,
-  publish,
-  startTestServe,
-  userId,
-  waitFor,
-} from "./support/serve.ts";
+import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
+import { prefixedTopicArgs, publish, waitFor } from "./support/serve.ts";
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "feedline-capture-test-" });
@@ -54,34 +46,45 @@ async function register(sql: postgres.Sql, user: string): Promise<void> {
   await sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
 }
 
-Deno.test("serve --capture records each message once with its exact receive time, and its replay re-creates the same rows", async () => {
-  const db = await createTestDatabase();
-  const fresh = await createTestDatabase();
-  const broker = await createTestBroker();
+/**
+ * Runs serve with `args` and `--capture <dir>/capture.jsonl` on a fixture whose user also
+ * has a device "dev1" (as {@linkcode register} leaves it), lets `traffic` publish, stops
+ * serve, and hands the fixture, the capture file and its folder to `check`.
+ */
+async function withCapture(
+  args: string[],
+  traffic: (f: ServeFixture) => Promise<void>,
+  check: (f: ServeFixture, capture: string, dir: string) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
     const capture = `${dir}/capture.jsonl`;
-    const user = userId();
-    await register(db.sql, user);
-    await register(fresh.sql, user);
-    const serve = await startTestServe({
-      databaseUrl: db.url,
-      mqttUrl: broker.url,
-      protocolVersion: broker.protocolVersion,
-      args: ["--batch-interval-ms", "50", "--capture", capture],
+    const fixture = await startServeFixture({
+      prepare: (db, user) => db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`,
+      args: [...args, "--capture", capture],
     });
-    const pub = await connectClient(broker.url, broker.protocolVersion);
     try {
-      // A burst of one feed, a status, and a message for a feed that does not exist.
-      for (let i = 0; i < 20; i++) {
-        await publish(pub, serve.feedTopic(user, "dev1", "temp"), `${i}`);
+      try {
+        await traffic(fixture);
+      } finally {
+        await fixture.serve.stop();
       }
-      await publish(pub, serve.statusTopic(user, "dev1"), "online");
-      await publish(pub, serve.feedTopic(user, "dev1", "nosuch"), "1");
-      await waitFor("22 processed", () => serve.metrics.processed.total() === 22);
+      await check(fixture, capture, dir);
     } finally {
-      await endClient(pub);
-      await serve.stop();
+      await fixture.close();
     }
+  });
+}
+
+Deno.test("serve --capture records each message once with its exact receive time, and its replay re-creates the same rows", async () => {
+  await withCapture(["--batch-interval-ms", "50"], async ({ serve, pub, user }) => {
+    // A burst of one feed, a status, and a message for a feed that does not exist.
+    for (let i = 0; i < 20; i++) {
+      await publish(pub, serve.feedTopic(user, "dev1", "temp"), `${i}`);
+    }
+    await publish(pub, serve.statusTopic(user, "dev1"), "online");
+    await publish(pub, serve.feedTopic(user, "dev1", "nosuch"), "1");
+    await waitFor("22 processed", () => serve.metrics.processed.total() === 22);
+  }, async ({ db, serve, user }, capture) => {
     const lines = await readLines(capture);
     assert.equal(lines.length, 22);
     for (const l of lines) {
@@ -94,11 +97,17 @@ Deno.test("serve --capture records each message once with its exact receive time
     assert.equal(live.length, 20);
 
     // Into a fresh database: the same rows, to the microsecond.
-    const intoFresh = await replayInto(fresh.url, [capture], serve.prefix);
-    assert.equal(intoFresh.stored, 20);
-    assert.deepEqual(await values(fresh.sql), live);
-    const [event] = await fresh.sql`select count(*)::int as n from device_status_events`;
-    assert.equal(event.n, 1);
+    const fresh = await createTestDatabase();
+    try {
+      await register(fresh.sql, user);
+      const intoFresh = await replayInto(fresh.url, [capture], serve.prefix);
+      assert.equal(intoFresh.stored, 20);
+      assert.deepEqual(await values(fresh.sql), live);
+      const [event] = await fresh.sql`select count(*)::int as n from device_status_events`;
+      assert.equal(event.n, 1);
+    } finally {
+      await fresh.close();
+    }
 
     // Into the database serve wrote live: everything is already there.
     const intoLive = await replayInto(db.url, [capture], serve.prefix);
@@ -110,91 +119,51 @@ Deno.test("serve --capture records each message once with its exact receive time
     const [rejects] = await db.sql`select count(*)::int as n from ingest_rejects`;
     assert.equal(rejects.n, 1);
   });
-  await broker.close();
-  await fresh.close();
-  await db.close();
 });
 
 Deno.test("QoS 0 messages dropped on a full queue are in the capture, marked, and replaying it stores them", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  await withTempDir(async (dir) => {
-    const capture = `${dir}/capture.jsonl`;
-    const user = userId();
-    await register(db.sql, user);
-    // A queue of one that is not written until shutdown: every message after the first
-    // finds it full and, at QoS 0, is dropped.
-    const serve = await startTestServe({
-      databaseUrl: db.url,
-      mqttUrl: broker.url,
-      protocolVersion: broker.protocolVersion,
-      args: [
-        "--qos",
-        "0",
-        "--queue-size",
-        "1",
-        "--batch-interval-ms",
-        "60000",
-        "--capture",
-        capture,
-      ],
-    });
-    const pub = await connectClient(broker.url, broker.protocolVersion);
-    try {
+  // A queue of one that is not written until shutdown: every message after the first
+  // finds it full and, at QoS 0, is dropped.
+  await withCapture(
+    ["--qos", "0", "--queue-size", "1", "--batch-interval-ms", "60000"],
+    async ({ serve, pub, user }) => {
       for (let i = 0; i < 5; i++) {
         await publish(pub, serve.feedTopic(user, "dev1", "temp"), `${i}`, { qos: 0 });
       }
       await waitFor("5 received", () => serve.metrics.received.total() === 5);
-    } finally {
-      await endClient(pub);
-      await serve.stop();
-    }
-    assert.equal(serve.metrics.dropped.total(), 4);
-    const lines = (await readLines(capture)).map((l) => JSON.parse(l));
-    assert.equal(lines.length, 5);
-    assert.equal(lines.filter((l) => l.dropped === "queue_full").length, 4);
-    assert.equal((await values(db.sql)).length, 1);
+    },
+    async ({ db, serve }, capture) => {
+      assert.equal(serve.metrics.dropped.total(), 4);
+      const lines = (await readLines(capture)).map((l) => JSON.parse(l));
+      assert.equal(lines.length, 5);
+      assert.equal(lines.filter((l) => l.dropped === "queue_full").length, 4);
+      assert.equal((await values(db.sql)).length, 1);
 
-    const totals = await replayInto(db.url, [capture], serve.prefix);
-    assert.equal(totals.stored, 4);
-    assert.equal(totals.duplicates, 1);
-    const stored = await db.sql`select value from feed_values order by created_at`;
-    assert.deepEqual(stored.map((r) => r.value), [0, 1, 2, 3, 4]);
-  });
-  await broker.close();
-  await db.close();
+      const totals = await replayInto(db.url, [capture], serve.prefix);
+      assert.equal(totals.stored, 4);
+      assert.equal(totals.duplicates, 1);
+      const stored = await db.sql`select value from feed_values order by created_at`;
+      assert.deepEqual(stored.map((r) => r.value), [0, 1, 2, 3, 4]);
+    },
+  );
 });
 
 Deno.test("--capture-max-bytes rotates the capture into numbered files that together hold every message", async () => {
-  const db = await createTestDatabase();
-  const broker = await createTestBroker();
-  await withTempDir(async (dir) => {
-    const capture = `${dir}/capture.jsonl`;
-    const user = userId();
-    await register(db.sql, user);
-    const serve = await startTestServe({
-      databaseUrl: db.url,
-      mqttUrl: broker.url,
-      protocolVersion: broker.protocolVersion,
-      // Batches of one message, so each commit writes one line and can trigger a rotation.
-      args: ["--batch-size", "1", "--capture", capture, "--capture-max-bytes", "300"],
-    });
-    const pub = await connectClient(broker.url, broker.protocolVersion);
-    try {
+  // Batches of one message, so each commit writes one line and can trigger a rotation.
+  await withCapture(
+    ["--batch-size", "1", "--capture-max-bytes", "300"],
+    async ({ serve, pub, user }) => {
       for (let i = 0; i < 6; i++) await publish(pub, serve.feedTopic(user, "dev1", "temp"), `${i}`);
       await waitFor("6 processed", () => serve.metrics.processed.total() === 6);
-    } finally {
-      await endClient(pub);
-      await serve.stop();
-    }
-    const files = [];
-    for await (const entry of Deno.readDir(dir)) files.push(entry.name);
-    files.sort();
-    assert.ok(files.includes("capture.jsonl.1") && files.includes("capture.jsonl.2"), `${files}`);
-    let total = 0;
-    for (const f of files) total += (await readLines(`${dir}/${f}`)).length;
-    assert.equal(total, 6);
-  });
-  await broker.close();
-  await db.close();
+    },
+    async (_fixture, _capture, dir) => {
+      const files = [];
+      for await (const entry of Deno.readDir(dir)) files.push(entry.name);
+      files.sort();
+      assert.ok(files.includes("capture.jsonl.1") && files.includes("capture.jsonl.2"), `${files}`);
+      let total = 0;
+      for (const f of files) total += (await readLines(`${dir}/${f}`)).length;
+      assert.equal(total, 6);
+    },
+  );
 });
