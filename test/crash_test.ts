@@ -41,21 +41,45 @@ function serveArgs(
   };
 }
 
+/**
+ * A fresh database with one user and feed "temp", a Mosquitto of the test's own with
+ * persistence, serve spawned on it (`spawnAgain()` starts another with the same session),
+ * and a QoS 1 publisher.
+ */
+async function startCrashRig() {
+  const db = await createTestDatabase();
+  const mosquitto = await startMosquitto({ persistence: true });
+  const prefix = uniquePrefix();
+  const user = crypto.randomUUID();
+  await db.sql`insert into users (id) values (${user})`;
+  await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+  const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
+  const serve = spawnServe(args, env);
+  const pub = await connectClient(mosquitto.url, 5);
+  return {
+    db,
+    mosquitto,
+    prefix,
+    serve,
+    pub,
+    topic: `${prefix}/${user}/d1/feeds/temp`,
+    spawnAgain: () => spawnServe(args, env),
+    /** Rows in feed_values. */
+    async storedCount(): Promise<number> {
+      const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+      return n;
+    },
+  };
+}
+
 Deno.test({
   name:
     "serve killed with SIGKILL under QoS 1 load and restarted stores every acknowledged reading exactly once",
   ignore: !HAVE_MOSQUITTO,
   async fn() {
-    const db = await createTestDatabase();
-    const mosquitto = await startMosquitto({ persistence: true });
-    const prefix = uniquePrefix();
-    const user = crypto.randomUUID();
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-    const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
-    let serve = spawnServe(args, env);
-    const pub = await connectClient(mosquitto.url, 5);
-    const topic = `${prefix}/${user}/d1/feeds/temp`;
+    const rig = await startCrashRig();
+    const { db, mosquitto, pub, topic } = rig;
+    let serve = rig.serve;
     const total = 3000;
     let acked = 0;
     try {
@@ -74,18 +98,20 @@ Deno.test({
           await new Promise((r) => setTimeout(r, 5));
         }
       })();
-      await waitFor("some readings to be stored", async () => {
-        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
-        return n >= 300;
-      }, 30_000);
+      await waitFor(
+        "some readings to be stored",
+        async () => await rig.storedCount() >= 300,
+        30_000,
+      );
       assert.equal(await serve.signal("SIGKILL"), 137);
-      serve = spawnServe(args, env);
+      serve = rig.spawnAgain();
       await publishing;
       assert.equal(acked, total, "the broker acknowledged every publish");
-      await waitFor("every acknowledged reading", async () => {
-        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
-        return n === total;
-      }, 60_000);
+      await waitFor(
+        "every acknowledged reading",
+        async () => await rig.storedCount() === total,
+        60_000,
+      );
       const [{ distinct }] = await db
         .sql`select count(distinct created_at)::int as distinct from feed_values`;
       assert.equal(distinct, total, "each reading stored once");
@@ -102,16 +128,8 @@ Deno.test({
   name: "SIGTERM under load writes and acknowledges everything received before exiting 0",
   ignore: !HAVE_MOSQUITTO,
   async fn() {
-    const db = await createTestDatabase();
-    const mosquitto = await startMosquitto({ persistence: true });
-    const prefix = uniquePrefix();
-    const user = crypto.randomUUID();
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-    const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
-    const serve = spawnServe(args, env);
-    const pub = await connectClient(mosquitto.url, 5);
-    const topic = `${prefix}/${user}/d1/feeds/temp`;
+    const rig = await startCrashRig();
+    const { db, mosquitto, prefix, serve, pub, topic } = rig;
     let resumed: mqtt.MqttClient | null = null;
     try {
       await serve.waitForLog("subscribed");
@@ -127,10 +145,7 @@ Deno.test({
           );
         }
       })();
-      await waitFor("traffic to flow", async () => {
-        const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
-        return n >= 200;
-      }, 30_000);
+      await waitFor("traffic to flow", async () => await rig.storedCount() >= 200, 30_000);
       assert.equal(await serve.signal("SIGTERM"), 0);
       stop = true;
       await publishing;
