@@ -7,9 +7,14 @@
 import mqtt, { type MqttClient } from "mqtt";
 import { z } from "zod";
 import { type ReadBadLine, readCaptures, sourceName } from "../src/capture_reader.ts";
-import { databaseOptions, decodeOptions, logOptions, processingOptions } from "../src/config.ts";
+import {
+  databaseOptions,
+  decodeOptions,
+  decodeOptionsFrom,
+  logOptions,
+  processingOptions,
+} from "../src/config.ts";
 import { openDatabase } from "../src/database.ts";
-import type { DecodeOptions } from "../src/decode.ts";
 import { readEndpoints } from "../src/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
@@ -29,7 +34,6 @@ import {
 } from "../src/replay_totals.ts";
 import { republish } from "../src/republish.ts";
 import { compileTopicFilter } from "../src/topic_filter.ts";
-import { compileTopics } from "../src/topics.ts";
 import { serveOptions } from "./serve.ts";
 
 const timeSchema = z.string().optional().refine(
@@ -178,11 +182,7 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
   if (sinceUs !== null && untilUs !== null && sinceUs >= untilUs) {
     throw new FeedlineError("CONFIG_INVALID", "--since must be before --until");
   }
-  const router = compileTopics({
-    feed: values.feedTopic,
-    feeds: values.feedsTopic,
-    status: values.statusTopic,
-  });
+  const decode = decodeOptionsFrom(values);
   const topicMatches = values.topic === undefined
     ? null
     : compileTopicFilter(values.topic, "--topic");
@@ -192,7 +192,8 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
     sinceUs,
     untilUs,
     reasons: values.reason === undefined ? null : values.reason.split(","),
-    router,
+    decode,
+    router: decode.router,
     topicMatches,
     mode: values.publish
       ? "publish" as const
@@ -282,12 +283,6 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
   } else {
     const db = await openReplayDatabase(config);
     try {
-      const decodeOpts: DecodeOptions = {
-        router: config.router,
-        maxPayloadBytes: config.maxPayloadBytes,
-        maxTextLength: config.maxTextLength,
-        maxFutureSkewMs: config.maxFutureSkewMs,
-      };
       const processor = {
         // As in serve: dev mode with the embedded database (also a running serve's).
         autoRegister: config.autoRegister ?? config.databaseUrl === undefined,
@@ -298,7 +293,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
       if (config.rejects) {
         const rejectOpts = {
           sql: db.sql,
-          decode: decodeOpts,
+          decode: config.decode,
           processor,
           batchSize: config.batchSize,
           reasons: config.reasons,
@@ -316,7 +311,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
         progress = new Progress({ mode, total: inputBytes || null, write: io.err });
         await replayIntoDatabase(read(), {
           sql: db.sql,
-          decode: decodeOpts,
+          decode: config.decode,
           processor,
           batchSize: config.batchSize,
           accept,

@@ -4,11 +4,17 @@
  * broker, with no DATABASE_URL an embedded PostgreSQL: the zero-config default.
  */
 import { z } from "zod";
-import { databaseOptions, decodeOptions, logOptions, processingOptions } from "../src/config.ts";
+import {
+  databaseOptions,
+  decodeOptions,
+  decodeOptionsFrom,
+  logOptions,
+  processingOptions,
+} from "../src/config.ts";
 import { openDatabase } from "../src/database.ts";
 import { CaptureWriter } from "../src/capture_writer.ts";
 import { removeEndpoints, writeEndpoints } from "../src/endpoints.ts";
-import { decode, type DecodeOptions } from "../src/decode.ts";
+import { decode } from "../src/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
@@ -24,7 +30,6 @@ import { createOperations, createServeLogger } from "../src/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
 import { startRejectRetention } from "../src/reject_retention.ts";
-import { compileTopics } from "../src/topics.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
 export const serveOptions = {
@@ -187,12 +192,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
   }
-  // Compile now so a bad template fails at start with the flag's name.
-  const router = compileTopics({
-    feed: values.feedTopic,
-    feeds: values.feedsTopic,
-    status: values.statusTopic,
-  });
+  const decode = decodeOptionsFrom(values);
   const embeddedBroker = values.mqttUrl === undefined;
   const protocolVersion: 4 | 5 = embeddedBroker ? 4 : (values.mqttProtocol ?? "5") === "5" ? 5 : 4;
   if (values.sharedGroup && protocolVersion !== 5) {
@@ -203,12 +203,13 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
   }
   return {
     ...values,
-    router,
+    decode,
+    router: decode.router,
     embeddedBroker,
     protocolVersion,
     clientId: values.clientId ?? `feedline-${safeHostname()}`,
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
-    errorsTopic: parseErrorsTopic(values.errorsTopic, router),
+    errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
   };
 }
 
@@ -300,12 +301,6 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     const metrics = createIngestMetrics();
     const ops = createOperations({ config, sql: db.sql, metrics, log });
     closers.push(() => ops.close());
-    const decodeOpts: DecodeOptions = {
-      router: config.router,
-      maxPayloadBytes: config.maxPayloadBytes,
-      maxTextLength: config.maxTextLength,
-      maxFutureSkewMs: config.maxFutureSkewMs,
-    };
     const pipeline = new Pipeline({
       sql: db.sql,
       processor: {
@@ -354,7 +349,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
           !ack && pipeline.isFull("readings") &&
           config.router.match(inbound.topic)?.kind !== "status"
         ) return false;
-        const pending = { inbound, decoded: decode(inbound, decodeOpts) };
+        const pending = { inbound, decoded: decode(inbound, config.decode) };
         if (!pipeline.offer(pending, ack)) return false;
         metrics.received.inc();
         return true;

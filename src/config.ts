@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
-import { DEFAULT_TEMPLATES } from "./topics.ts";
+import type { DecodeOptions } from "./decode.ts";
+import { compileTopics, DEFAULT_TEMPLATES } from "./topics.ts";
 
 /** Where the database is, and how the schema is kept. */
 export const databaseOptions = {
@@ -84,6 +85,30 @@ export const decodeOptions = {
     doc: "Device timestamps further ahead of the receive time are rejected (future_timestamp).",
   }),
 };
+
+/**
+ * What `decode()` needs, from the values of `decodeOptions`. The templates are compiled
+ * here, at start, so a bad one stops the command with a line naming its flag.
+ */
+export function decodeOptionsFrom(values: {
+  feedTopic: string;
+  feedsTopic: string;
+  statusTopic: string;
+  maxPayloadBytes: number;
+  maxTextLength: number;
+  maxFutureSkewMs: number;
+}): DecodeOptions {
+  return {
+    router: compileTopics({
+      feed: values.feedTopic,
+      feeds: values.feedsTopic,
+      status: values.statusTopic,
+    }),
+    maxPayloadBytes: values.maxPayloadBytes,
+    maxTextLength: values.maxTextLength,
+    maxFutureSkewMs: values.maxFutureSkewMs,
+  };
+}
 
 /** How batches are formed and written. */
 export const processingOptions = {
