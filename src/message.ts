@@ -32,7 +32,8 @@ export type RejectReason =
   | "unknown_feed"
   | "unknown_device"
   | "out_of_range"
-  | "db_rejected";
+  | "db_rejected"
+  | "internal_error";
 
 /** All reject reasons, for metrics and docs. */
 export const REJECT_REASONS: readonly RejectReason[] = [
@@ -47,6 +48,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "unknown_device",
   "out_of_range",
   "db_rejected",
+  "internal_error",
 ];
 
 /**

@@ -20,11 +20,11 @@ export type TrafficKind = PayloadFormat | "spike" | "bad";
 
 /**
  * The reject reasons a publisher can cause from the outside: all but `db_rejected`, which
- * needs a database that refuses a valid row. Bad messages take them in this order.
+ * needs a database that refuses a valid row, and `internal_error`, which is a bug of ours. Bad messages take them in this order.
  */
-export type BadReason = Exclude<RejectReason, "db_rejected">;
+export type BadReason = Exclude<RejectReason, "db_rejected" | "internal_error">;
 export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
-  r !== "db_rejected"
+  r !== "db_rejected" && r !== "internal_error"
 );
 
 /** One message to publish. */
