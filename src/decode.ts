@@ -3,7 +3,13 @@
  * Pure and allocation-light; runs on the receive path for every message.
  */
 import type { Decoded, Inbound, Reading, ReadingReject } from "./message.ts";
-import { decodeUtf8, parseBulkPayload, parseFeedPayload, parseStatusPayload } from "./payload.ts";
+import {
+  decodeUtf8,
+  formatTimestamp,
+  parseBulkPayload,
+  parseFeedPayload,
+  parseStatusPayload,
+} from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
 
 /** What decode needs to know. */
@@ -43,8 +49,32 @@ function badName(name: string): boolean {
   return name.length > 128 || BAD_NAME_RE.test(name);
 }
 
-/** Decodes one inbound message. Never throws. */
+/**
+ * Decodes one inbound message. Never throws: whatever the topic and payload, the result
+ * is a message, a skip or a reject. A failure of decode itself (a bug) becomes an
+ * `internal_error` reject, so the message is dead-lettered and acknowledged like any
+ * other instead of crashing the process, and can be replayed once the bug is fixed.
+ */
 export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
+  try {
+    return decodeMessage(msg, opts);
+  } catch (error) {
+    return { kind: "reject", reason: "internal_error", detail: describeError(error) };
+  }
+}
+
+/** An error as one bounded line, for a reject's detail. Never throws. */
+export function describeError(error: unknown): string {
+  let text: string;
+  try {
+    text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch {
+    text = "unprintable error";
+  }
+  return text.slice(0, 500);
+}
+
+function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const match = opts.router.match(msg.topic);
   if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
   if (!isUuid(match.userId)) {
@@ -63,6 +93,11 @@ export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
       reason: "too_large",
       detail: `payload is ${msg.payload.byteLength} bytes; the limit is ${opts.maxPayloadBytes}`,
     };
+  }
+  // An empty retained message is how a publisher clears the retained one (MQTT 5
+  // §3.3.1.3); there is nothing to store.
+  if (msg.payload.byteLength === 0 && (msg.retain || match.kind === "status")) {
+    return { kind: "skip", reason: "retained_cleared" };
   }
   const text = decodeUtf8(msg.payload);
   if (text === null) {
@@ -115,7 +150,7 @@ export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
 }
 
 function futureDetail(tsUs: number): string {
-  return `timestamp ${new Date(tsUs / 1000).toISOString()} is in the future`;
+  return `timestamp ${formatTimestamp(tsUs)} is in the future`;
 }
 
 function futureReject(tsUs: number): Decoded {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { decode, type DecodeOptions } from "./decode.ts";
+import { formatTimestamp, parseTimestamp } from "./payload.ts";
 import type { Decoded, Inbound } from "./message.ts";
 import { compileTopics } from "./topics.ts";
 
@@ -145,4 +146,66 @@ Deno.test("decode() reads status words and JSON status", () => {
     const d = decode(inbound(`${U}/d1/status`, payload), opts);
     assert.equal(d.kind === "status" && d.status, status, payload);
   }
+});
+
+Deno.test("decode() refuses timestamps outside 2000-9999 without throwing, wherever a ts goes", () => {
+  const cases: [string, string][] = [
+    [`${U}/d1/feeds/t`, '{"value": 1, "ts": 1e19}'],
+    [`${U}/d1/feeds/t`, '{"value": 1, "ts": "1e19"}'],
+    [`${U}/d1/feeds/t`, '{"value": 1, "ts": 1e300}'],
+    [`${U}/d1/feeds/t`, '{"value": 1, "ts": "+275760-09-13T00:00:00Z"}'],
+    [`${U}/d1/feeds`, '[{"feed": "a", "value": 1, "ts": 1e19}]'],
+    [`${U}/d1/feeds`, '{"a": 1, "ts": 1e19}'],
+    [`${U}/d1/status`, '{"status": "online", "ts": 1e19}'],
+  ];
+  for (const [topic, payload] of cases) {
+    assert.equal(reasonOf(decode(inbound(topic, payload), opts)), "bad_timestamp", payload);
+  }
+});
+
+Deno.test("parseTimestamp() refuses impossible calendar dates and takes a date alone as midnight UTC", () => {
+  assert.equal(parseTimestamp("2026-02-30T00:00:00Z"), null);
+  assert.equal(parseTimestamp("2026-04-31"), null);
+  assert.equal(parseTimestamp("2026-13-01T00:00:00Z"), null);
+  assert.equal(parseTimestamp("2026-01-01T24:00:00Z"), null);
+  assert.equal(parseTimestamp("2025-02-29T00:00:00Z"), null);
+  assert.equal(parseTimestamp("2024-02-29T00:00:00Z"), Date.UTC(2024, 1, 29) * 1000);
+  assert.equal(parseTimestamp("2026-01-07"), Date.UTC(2026, 0, 7) * 1000);
+  assert.equal(parseTimestamp("2026-01-07T10:00+0530"), Date.UTC(2026, 0, 7, 4, 30) * 1000);
+});
+
+Deno.test("formatTimestamp() never throws, whatever the number", () => {
+  assert.equal(formatTimestamp(0), "1970-01-01T00:00:00.000Z");
+  assert.match(formatTimestamp(1e25), /µs since the epoch/);
+  assert.match(formatTimestamp(NaN), /µs since the epoch/);
+});
+
+Deno.test("decode() applies a many-feeds object's shared ts to its entries", () => {
+  const d = decode(
+    inbound(`${U}/d1/feeds`, '{"a": 1, "b": {"value": 2, "ts": 1767225599}, "ts": 1767139200}'),
+    opts,
+  );
+  assert.equal(d.kind, "readings");
+  if (d.kind !== "readings") return;
+  assert.deepEqual(d.readings.map((r) => [r.feedKey, r.tsUs]), [["a", 1767139200e6], [
+    "b",
+    1767225599e6,
+  ]]);
+  assert.equal(
+    reasonOf(decode(inbound(`${U}/d1/feeds`, '{"a": 1, "ts": "soon"}'), opts)),
+    "bad_timestamp",
+  );
+});
+
+Deno.test("decode() skips the empty payload that clears a retained message", () => {
+  const cleared = decode(inbound(`${U}/d1/feeds/t`, "", true), opts);
+  assert.deepEqual(cleared, { kind: "skip", reason: "retained_cleared" });
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/status`, ""), opts)), "skip");
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds/t`, ""), opts)), "bad_payload");
+});
+
+Deno.test("decode() refuses a status nested deeper than jsonb takes", () => {
+  const deep = "[".repeat(40) + "]".repeat(40);
+  const d = decode(inbound(`${U}/d1/status`, `{"status": "online", "x": ${deep}}`), opts);
+  assert.equal(reasonOf(d), "bad_payload");
 });

@@ -8,6 +8,7 @@
  * Publishing never waits: QoS 0 needs no acknowledgement (MQTT 5 §4.3.1), and while the
  * client is disconnected the message is dropped and counted rather than queued.
  */
+import { isUuid } from "./decode.ts";
 import { FeedlineError } from "./errors.ts";
 import type { Counter } from "./metrics.ts";
 import type { RejectDetail } from "./processor.ts";
@@ -85,8 +86,12 @@ export class ErrorFeedback {
 
   #reportOne(r: RejectDetail): void {
     const { counter } = this.#opts;
-    const user = r.userId ?? this.#opts.router.match(r.topic)?.userId ?? "";
-    if (user === "" || user.startsWith("$")) {
+    // One errors topic per user: a user id in the topic may be in upper case, and
+    // feedback goes to the lower-case form the database keeps. Only a real tenant (a
+    // UUID) gets feedback: an arbitrary first level would let anyone make feedline
+    // publish anywhere.
+    const user = (r.userId ?? this.#opts.router.match(r.topic)?.userId ?? "").toLowerCase();
+    if (!isUuid(user)) {
       counter.inc({ outcome: "no_user" });
       return;
     }

@@ -44,3 +44,18 @@ Deno.test("ErrorFeedback limits each user separately and reports what it held ba
   assert.equal(sent[3][1].suppressed, 2);
   assert.equal(counter.get({ outcome: "published" }), 4);
 });
+
+Deno.test("ErrorFeedback sends a user's feedback to one topic whatever the case of the id", () => {
+  const sent: string[] = [];
+  const feedback = new ErrorFeedback({
+    template: "{user_id}/errors",
+    perUserPerMinute: 10,
+    router,
+    counter: new Counter("c", "c"),
+    publish: (topic) => (sent.push(topic), true),
+  });
+  const upper = USER.toUpperCase();
+  feedback.report([reject(`${upper}/d/feeds/t`, null), reject(`${upper}/d/feeds/t`, USER)]);
+  feedback.report([reject(`not-a-uuid/d/feeds/t`, null)]);
+  assert.deepEqual(sent, [`${USER}/errors`, `${USER}/errors`]);
+});

@@ -53,12 +53,19 @@ export const REJECT_REASONS: readonly RejectReason[] = [
 
 /**
  * Why a reading was skipped: counted, not kept. Inactive feeds are switched off on
- * purpose; duplicates are the same reading again (redelivery, replay).
+ * purpose; duplicates are the same reading again (redelivery, replay); `retained` is an
+ * old retained reading or status without a time of its own, re-sent by the broker on
+ * subscribe; `retained_cleared` is the empty retained message that clears one.
  */
-export type SkipReason = "inactive_feed" | "duplicate" | "retained";
+export type SkipReason = "inactive_feed" | "duplicate" | "retained" | "retained_cleared";
 
 /** All skip reasons. */
-export const SKIP_REASONS: readonly SkipReason[] = ["inactive_feed", "duplicate", "retained"];
+export const SKIP_REASONS: readonly SkipReason[] = [
+  "inactive_feed",
+  "duplicate",
+  "retained",
+  "retained_cleared",
+];
 
 /** One value for one feed. */
 export interface Reading {
@@ -99,7 +106,9 @@ export type Decoded =
     details: Record<string, unknown> | null;
     tsUs: number | null;
   }
-  | { kind: "reject"; reason: RejectReason; detail: string };
+  | { kind: "reject"; reason: RejectReason; detail: string }
+  /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
+  | { kind: "skip"; reason: SkipReason };
 
 /** A message ready for the processor. */
 export interface Pending {

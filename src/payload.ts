@@ -30,6 +30,10 @@ const CONTROL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
 // Earliest device timestamp we believe: clocks that were never set report 1970.
 const MIN_TS_US = Date.UTC(2000, 0, 1) * 1000;
+// Latest: the end of year 9999, the last one ISO 8601 and PostgreSQL's timestamptz
+// formats print in four digits. Beyond it JavaScript's Date cannot even format the value
+// (a 1e19 timestamp once threw RangeError out of decode), so it is refused here, as text.
+const MAX_TS_US = Date.UTC(9999, 11, 31, 23, 59, 59, 999) * 1000;
 
 function fail(reason: RejectReason, detail: string): ParsedValue {
   return { ok: false, reason, detail };
@@ -60,35 +64,60 @@ export function decodeUtf8(bytes: Uint8Array): string | null {
 }
 
 /**
- * Parses a device timestamp to µs since the epoch: ISO 8601 text, or epoch seconds,
- * milliseconds or microseconds (told apart by magnitude), as number or numeric text.
+ * Parses a device timestamp to µs since the epoch: ISO 8601 text (a date and time, or a
+ * date alone, which means midnight UTC), or epoch seconds, milliseconds or microseconds
+ * (told apart by magnitude), as number or numeric text. Null for anything else,
+ * including impossible calendar dates (`2026-02-30`), which `Date.parse` would roll over
+ * into March, and times outside 2000–9999.
  */
 export function parseTimestamp(input: unknown): number | null {
   if (typeof input === "number") return epochToUs(input);
   if (typeof input !== "string") return null;
   const text = input.trim();
   if (NUMBER_RE.test(text)) return epochToUs(Number(text));
-  const m = /^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?$/i
-    .exec(text);
+  const m = ISO_RE.exec(text);
   if (!m) return null;
+  const [, y, mo, d, h = "00", mi = "00", sec = "00", frac = "", zone = "Z"] = m;
+  const year = Number(y), month = Number(mo), day = Number(d);
+  const hour = Number(h), minute = Number(mi), second = Number(sec);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
+  if (hour > 23 || minute > 59 || second > 59) return null;
   // Without a zone, ISO 8601 means local time; a device cannot know ours, so take UTC.
-  const zone = m[3] ?? "Z";
-  const ms = Date.parse(
-    `${m[1].replace(" ", "T")}${zone.length === 5 ? zone.slice(0, 3) + ":" + zone.slice(3) : zone}`,
-  );
-  if (!Number.isFinite(ms)) return null;
-  const fraction = (m[2] ?? "").padEnd(6, "0").slice(0, 6);
-  const us = ms * 1000 + Number(fraction);
-  return us >= MIN_TS_US ? us : null;
+  let offsetMin = 0;
+  if (zone.toUpperCase() !== "Z") {
+    const zh = Number(zone.slice(1, 3)), zm = Number(zone.slice(-2));
+    if (zh > 23 || zm > 59) return null;
+    offsetMin = (zone[0] === "-" ? -1 : 1) * (zh * 60 + zm);
+  }
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second) - offsetMin * 60_000;
+  const us = ms * 1000 + Number(frac.padEnd(6, "0").slice(0, 6));
+  return us >= MIN_TS_US && us <= MAX_TS_US ? us : null;
+}
+
+// date, then optionally time (seconds optional), fraction and zone.
+const ISO_RE =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 function epochToUs(n: number): number | null {
   if (!Number.isFinite(n) || n <= 0) return null;
-  const abs = Math.abs(n);
   // Seconds until the year 5138, milliseconds until 5138, then microseconds.
-  const us = abs < 1e11 ? n * 1e6 : abs < 1e14 ? n * 1e3 : n;
+  const us = n < 1e11 ? n * 1e6 : n < 1e14 ? n * 1e3 : n;
   const rounded = Math.round(us);
-  return rounded >= MIN_TS_US ? rounded : null;
+  return rounded >= MIN_TS_US && rounded <= MAX_TS_US ? rounded : null;
+}
+
+/**
+ * Formats µs since the epoch as ISO 8601 for messages; never throws, whatever the number
+ * (a message's detail must not be able to crash the message path).
+ */
+export function formatTimestamp(us: number): string {
+  const date = new Date(us / 1000);
+  return Number.isNaN(date.getTime()) ? `${us} µs since the epoch` : date.toISOString();
 }
 
 /** Turns a JSON scalar (or numeric/short text) into a value. */
@@ -173,7 +202,8 @@ export function isValidFeedKey(key: string): boolean {
 }
 
 /**
- * Parses the payload of a many-feeds message: `{"temp": 21.5, "hum": {"value": 40}}` or
+ * Parses the payload of a many-feeds message: `{"temp": 21.5, "hum": {"value": 40}}`
+ * (where a top-level `"ts"` is the time of every entry without its own), or
  * `[{"feed": "temp", "value": 21.5, "ts": ...}]`. Good entries are kept even when others
  * are bad.
  */
@@ -209,13 +239,27 @@ export function parseBulkPayload(
       add(e.feed ?? e.key, objectValue(e, limits));
     }
   } else if (json !== null && typeof json === "object") {
-    for (const [key, value] of Object.entries(json as Record<string, unknown>)) {
-      add(
-        key,
-        value !== null && typeof value === "object" && !Array.isArray(value)
-          ? objectValue(value as Record<string, unknown>, limits)
-          : scalarValue(value, limits),
-      );
+    // In the object form, "ts" (or "timestamp") is the time of the whole message, not a
+    // feed: it applies to every entry that carries no time of its own.
+    const obj = json as Record<string, unknown>;
+    const sharedTs = obj.ts ?? obj.timestamp;
+    let sharedTsUs: number | null = null;
+    if (sharedTs !== undefined && sharedTs !== null) {
+      sharedTsUs = parseTimestamp(sharedTs);
+      if (sharedTsUs === null) {
+        return {
+          ok: false,
+          reason: "bad_timestamp",
+          detail: `unparsable timestamp: ${String(sharedTs).slice(0, 40)}`,
+        };
+      }
+    }
+    for (const [key, value] of Object.entries(obj)) {
+      if (key === "ts" || key === "timestamp") continue;
+      const parsed = value !== null && typeof value === "object" && !Array.isArray(value)
+        ? objectValue(value as Record<string, unknown>, limits)
+        : scalarValue(value, limits);
+      add(key, parsed.ok && parsed.tsUs === null ? { ...parsed, tsUs: sharedTsUs } : parsed);
     }
   } else {
     return {
@@ -253,6 +297,13 @@ export function parseStatusPayload(
       parsed.json !== null && typeof parsed.json === "object" && !Array.isArray(parsed.json)
     ) {
       details = parsed.json as Record<string, unknown>;
+      if (nestingExceeds(details, MAX_STATUS_DEPTH)) {
+        return {
+          ok: false,
+          reason: "bad_payload",
+          detail: `status JSON is nested deeper than ${MAX_STATUS_DEPTH} levels`,
+        };
+      }
       word = details.status;
       const ts = details.ts ?? details.timestamp;
       if (ts !== undefined && ts !== null) {
@@ -278,4 +329,48 @@ export function parseStatusPayload(
       JSON.stringify(String(word ?? "")).slice(0, 40)
     }; expected online or offline`,
   };
+}
+
+// A status object is kept as jsonb in the history; PostgreSQL refuses deep nesting
+// ("stack depth limit exceeded"), and no device status needs more than a few levels.
+const MAX_STATUS_DEPTH = 32;
+
+/** Is `value` nested deeper than `max` levels? Iterative: safe on any input. */
+export function nestingExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v as Record<string, unknown>)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/**
+ * A JSON value as text PostgreSQL's jsonb accepts: `\u0000` and lone surrogates (which
+ * jsonb refuses as "unsupported Unicode escape sequence") become U+FFFD, in keys and
+ * values alike. The caller has bounded the nesting.
+ */
+export function storableJson(value: unknown): string {
+  return JSON.stringify(cleanJson(value));
+}
+
+function cleanJson(value: unknown): unknown {
+  if (typeof value === "string") return cleanString(value);
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map(cleanJson);
+  // No prototype: a "__proto__" key is then a key like any other, not a setter.
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    out[cleanString(k)] = cleanJson(v);
+  }
+  return out;
+}
+
+function cleanString(s: string): string {
+  const wellFormed = s.isWellFormed() ? s : s.toWellFormed();
+  return wellFormed.includes("\u0000") ? wellFormed.replaceAll("\u0000", "\ufffd") : wellFormed;
 }

@@ -6,14 +6,23 @@
  * Per batch: one query for all (user_id, feed_key) not in the cache, one multi-row
  * insert of values (`unnest`, `on conflict do nothing`), one update moving each feed's
  * last value forward, one insert of status history and one device update, one insert
- * of rejects. If the value insert fails for a reason that belongs to some rows, the
- * batch is split inside savepoints and only those rows are dead-lettered.
+ * of rejects.
+ *
+ * No message can block a batch (docs/delivery.md, "Poison messages"): every insert of
+ * rows that come from messages (values, status events, rejects) is split inside
+ * savepoints when the database refuses it, until the refused rows are isolated and
+ * dead-lettered; and if the transaction still fails for anything but the database or the
+ * connection (src/db_errors.ts), the batch is bisected into separate transactions down to
+ * the one message that fails, which is dead-lettered with the error.
  */
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "./message.ts";
+import { isTransientDbError, sqlStateOf } from "./db_errors.ts";
+import { describeError } from "./decode.ts";
+import { storableJson } from "./payload.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -93,23 +102,21 @@ function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1)
 }
 
 // NUL cannot be stored in a PostgreSQL text column; MQTT forbids it in topics (MQTT 5
-// §1.5.4) but a broker may still pass one through.
-function safeText(text: string): string {
-  return text.includes("\u0000") ? text.replaceAll("\u0000", "\ufffd") : text;
+// §1.5.4) but a broker may still pass one through. Stored texts are bounded too: a
+// topic may be 64 KB, and the dead letter must take any message.
+function safeText(text: string, max: number): string {
+  const bounded = text.length > max ? text.slice(0, max) : text;
+  return bounded.includes("\u0000") ? bounded.replaceAll("\u0000", "\ufffd") : bounded;
 }
 
-/**
- * Processes one batch in one transaction and returns its totals. Throws only when the
- * transaction as a whole fails (database unreachable, ...): the caller keeps the batch
- * and retries; nothing was committed.
- */
-export async function processBatch(
-  sql: postgres.Sql,
-  batch: Pending[],
-  opts: ProcessorOptions = {},
-): Promise<BatchResult> {
-  const result: BatchResult = {
-    messages: batch.length,
+/** Longest topic kept in `ingest_rejects` (longer ones cannot be valid topics anyway). */
+export const MAX_REJECT_TOPIC_CHARS = 2048;
+/** Longest detail kept in `ingest_rejects`. */
+const MAX_REJECT_DETAIL_CHARS = 2000;
+
+function emptyResult(messages: number): BatchResult {
+  return {
+    messages,
     stored: 0,
     skipped: {},
     rejected: {},
@@ -117,6 +124,93 @@ export async function processBatch(
     outcomes: { stored: 0, rejected: 0, skipped: 0 },
     rejects: [],
   };
+}
+
+/**
+ * Processes one batch and returns its totals. Throws only for a failure of the database
+ * or the connection (src/db_errors.ts): the caller keeps the batch and retries; nothing
+ * of it needs to be acknowledged yet, and re-processing it is idempotent. Any other
+ * failure is isolated to the messages that cause it, which are dead-lettered.
+ */
+export async function processBatch(
+  sql: postgres.Sql,
+  batch: Pending[],
+  opts: ProcessorOptions = {},
+): Promise<BatchResult> {
+  try {
+    return await processInOneTransaction(sql, batch, opts);
+  } catch (error) {
+    if (isTransientDbError(error)) throw error;
+    if (batch.length === 1) return await deadLetterAlone(sql, batch[0], opts, error);
+    // Each half commits on its own; a retry after a later transient failure re-processes
+    // a committed half idempotently (duplicates are absorbed by the keys).
+    const middle = batch.length >>> 1;
+    const a = await processBatch(sql, batch.slice(0, middle), opts);
+    const b = await processBatch(sql, batch.slice(middle), opts);
+    return mergeResults(a, b);
+  }
+}
+
+function mergeResults(a: BatchResult, b: BatchResult): BatchResult {
+  const sum = <K extends string>(x: Partial<Record<K, number>>, y: Partial<Record<K, number>>) => {
+    const out = { ...x };
+    for (const [k, n] of Object.entries(y) as [K, number][]) out[k] = (out[k] ?? 0) + n;
+    return out;
+  };
+  return {
+    messages: a.messages + b.messages,
+    stored: a.stored + b.stored,
+    skipped: sum(a.skipped, b.skipped),
+    rejected: sum(a.rejected, b.rejected),
+    statuses: a.statuses + b.statuses,
+    outcomes: {
+      stored: a.outcomes.stored + b.outcomes.stored,
+      rejected: a.outcomes.rejected + b.outcomes.rejected,
+      skipped: a.outcomes.skipped + b.outcomes.skipped,
+    },
+    rejects: [...a.rejects, ...b.rejects].slice(0, MAX_REJECT_DETAILS),
+  };
+}
+
+/**
+ * The one message of a batch that still fails on its own: dead-lettered with the error,
+ * `db_rejected` with its SQLSTATE when the database refused it, else `internal_error`.
+ */
+async function deadLetterAlone(
+  sql: postgres.Sql,
+  pending: Pending,
+  opts: ProcessorOptions,
+  error: unknown,
+): Promise<BatchResult> {
+  const state = sqlStateOf(error);
+  const reject: RejectRow = {
+    inbound: pending.inbound,
+    reason: state ? "db_rejected" : "internal_error",
+    detail: state ? `${state}: ${(error as Error).message}` : describeError(error),
+  };
+  const result = emptyResult(1);
+  try {
+    await sql.begin(async (tx) => {
+      const work = () =>
+        insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
+      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
+      if (opts.dryRun) throw DRY_RUN_ROLLBACK;
+    });
+  } catch (e) {
+    if (e !== DRY_RUN_ROLLBACK) throw e;
+  }
+  result.rejected[reject.reason] = 1;
+  result.outcomes.rejected = 1;
+  reportRejects([pending], [reject], result.rejects);
+  return result;
+}
+
+async function processInOneTransaction(
+  sql: postgres.Sql,
+  batch: Pending[],
+  opts: ProcessorOptions,
+): Promise<BatchResult> {
+  const result = emptyResult(batch.length);
   if (batch.length === 0) return result;
   try {
     await sql.begin(async (tx) => {
@@ -155,6 +249,10 @@ async function processInTransaction(
     const { inbound, decoded } = batch[i];
     if (decoded.kind === "reject") {
       rejects.push({ inbound, reason: decoded.reason, detail: decoded.detail });
+      continue;
+    }
+    if (decoded.kind === "skip") {
+      count(result.skipped, decoded.reason);
       continue;
     }
     if (decoded.kind === "status") {
@@ -201,7 +299,7 @@ async function processInTransaction(
 
   const storedMessages = new Set<Inbound>();
   if (values.length > 0) {
-    const { inserted, poison } = await insertValues(tx, values);
+    const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
     const poisoned = new Set(poison.map((p) => p.row));
     for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
     result.stored += inserted;
@@ -222,7 +320,14 @@ async function processInTransaction(
     );
   }
   if (statusIndexes.length > 0) {
-    result.statuses += await applyStatuses(tx, batch, statusIndexes, rejects, storedMessages);
+    result.statuses += await applyStatuses(
+      tx,
+      batch,
+      statusIndexes,
+      rejects,
+      storedMessages,
+      result.skipped,
+    );
   }
   const rejectedMessages = new Set<Inbound>();
   if (rejects.length > 0) {
@@ -251,7 +356,7 @@ async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Prom
   const devices = new Map<string, [string, string]>();
   const feeds = new Map<string, [string, string, string]>();
   for (const { decoded } of batch) {
-    if (decoded.kind === "reject") continue;
+    if (decoded.kind === "reject" || decoded.kind === "skip") continue;
     devices.set(feedKeyOf(decoded.userId, decoded.deviceCode), [
       decoded.userId,
       decoded.deviceCode,
@@ -348,37 +453,34 @@ async function lookupFeeds(
   return { feeds: found, keys };
 }
 
-interface Poison {
-  row: ValueRow;
+interface Poison<T> {
+  row: T;
   detail: string;
 }
 
-// SQLSTATE classes that belong to the data of a row rather than to the connection or
-// the server: 22 data exception, 23 integrity constraint violation.
-function isRowError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
-}
-
 /**
- * Inserts value rows. On a row-level error the rows are split in halves, each half in
- * its own savepoint, until the failing rows are isolated.
+ * Inserts rows with `insert`, in a savepoint. When the database refuses them for
+ * anything but a transient failure (src/db_errors.ts), they are split in halves, each
+ * in its own savepoint, until the refused rows are isolated; those are returned, the
+ * rest are inserted.
  */
-async function insertValues(
+async function insertIsolated<T>(
   tx: postgres.TransactionSql,
-  rows: ValueRow[],
-): Promise<{ inserted: number; poison: Poison[] }> {
+  rows: T[],
+  insert: (sp: postgres.TransactionSql, rows: T[]) => Promise<number>,
+): Promise<{ inserted: number; poison: Poison<T>[] }> {
   try {
-    return { inserted: await tx.savepoint((sp) => insertValueRows(sp, rows)), poison: [] };
+    return { inserted: await tx.savepoint((sp) => insert(sp, rows)), poison: [] };
   } catch (error) {
-    if (!isRowError(error)) throw error;
+    if (isTransientDbError(error)) throw error;
     if (rows.length === 1) {
-      const e = error as { code?: string; message?: string };
-      return { inserted: 0, poison: [{ row: rows[0], detail: `${e.code}: ${e.message}` }] };
+      const state = sqlStateOf(error);
+      const detail = state ? `${state}: ${(error as Error).message}` : describeError(error);
+      return { inserted: 0, poison: [{ row: rows[0], detail }] };
     }
     const middle = rows.length >>> 1;
-    const a = await insertValues(tx, rows.slice(0, middle));
-    const b = await insertValues(tx, rows.slice(middle));
+    const a = await insertIsolated(tx, rows.slice(0, middle), insert);
+    const b = await insertIsolated(tx, rows.slice(middle), insert);
     return { inserted: a.inserted + b.inserted, poison: [...a.poison, ...b.poison] };
   }
 }
@@ -441,9 +543,21 @@ async function updateLastValues(
     where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
 }
 
+/** A status history row, as it goes into `device_status_events`. */
+interface StatusEvent {
+  deviceId: number;
+  status: string;
+  payload: string | null;
+  atUs: number;
+  inbound: Inbound;
+}
+
 /**
  * Device status: history rows for every message, and each device's current status
- * moved forward in time. A status for a device that is not registered is rejected.
+ * moved forward in time. A status for a device that is not registered is rejected. A
+ * retained status without a time of its own is the broker re-sending an old one on
+ * subscribe: it records no event (a restart would otherwise add one each time) and sets
+ * the status only of a device that has none yet.
  */
 async function applyStatuses(
   tx: postgres.TransactionSql,
@@ -451,6 +565,7 @@ async function applyStatuses(
   indexes: number[],
   rejects: RejectRow[],
   applied: Set<Inbound>,
+  skipped: Partial<Record<SkipReason, number>>,
 ): Promise<number> {
   const users: string[] = [];
   const codes: string[] = [];
@@ -470,11 +585,8 @@ async function applyStatuses(
     join devices d on d.user_id = k.user_id and d.code = k.code`;
   const deviceIds = new Map(rows.map((r) => [feedKeyOf(r.user_id, r.code), Number(r.id)]));
 
-  const evDevice: number[] = [];
-  const evStatus: string[] = [];
-  const evPayload: (string | null)[] = [];
-  const evAt: number[] = [];
-  const latest = new Map<number, { status: string; at: number }>();
+  const events: StatusEvent[] = [];
+  const firstKnown = new Map<number, { status: string; at: number }>();
   for (const i of indexes) {
     const { inbound, decoded: d } = batch[i];
     if (d.kind !== "status") continue;
@@ -485,25 +597,44 @@ async function applyStatuses(
         reason: "unknown_device",
         detail: `no device "${d.deviceCode}" for this user`,
       });
-      continue;
+    } else if (inbound.retain && d.tsUs === null) {
+      count(skipped, "retained");
+      firstKnown.set(id, { status: d.status, at: inbound.receivedAtUs });
+    } else {
+      events.push({
+        deviceId: id,
+        status: d.status,
+        payload: d.details ? storableJson(d.details) : null,
+        atUs: d.tsUs ?? inbound.receivedAtUs,
+        inbound,
+      });
     }
-    const at = d.tsUs ?? inbound.receivedAtUs;
-    applied.add(inbound);
-    evDevice.push(id);
-    evStatus.push(d.status);
-    evPayload.push(d.details ? safeText(JSON.stringify(d.details)) : null);
-    evAt.push(at);
-    const current = latest.get(id);
-    if (!current || current.at <= at) latest.set(id, { status: d.status, at });
   }
-  if (evDevice.length === 0) return 0;
+  if (firstKnown.size > 0) {
+    const ids = [...firstKnown.keys()];
+    await tx`
+      update devices d
+      set status = x.s, status_changed_at = x.at, last_seen_at = x.at
+      from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
+            from unnest(${ids}::int8[], ${ids.map((id) => firstKnown.get(id)!.status)}::text[],
+                        ${ids.map((id) => firstKnown.get(id)!.at)}::int8[]) as u(id, s, a)) x
+      where d.id = x.id and d.status = 'unknown'`;
+  }
+  if (events.length === 0) return 0;
   // A status event already recorded (a replay, a redelivery) is absorbed by its key.
-  const inserted = await tx`
-    insert into device_status_events (device_id, status, payload, at)
-    select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
-    from unnest(${evDevice}::int8[], ${evStatus}::text[], ${evPayload}::text[], ${evAt}::int8[])
-      as x(d, s, p, a)
-    on conflict do nothing`;
+  const { inserted, poison } = await insertIsolated(tx, events, insertStatusEvents);
+  const poisoned = new Set(poison.map((p) => p.row));
+  for (const p of poison) {
+    rejects.push({ inbound: p.row.inbound, reason: "db_rejected", detail: p.detail });
+  }
+  const latest = new Map<number, { status: string; at: number }>();
+  for (const e of events) {
+    if (poisoned.has(e)) continue;
+    applied.add(e.inbound);
+    const current = latest.get(e.deviceId);
+    if (!current || current.at <= e.atUs) latest.set(e.deviceId, { status: e.status, at: e.atUs });
+  }
+  if (latest.size === 0) return inserted;
   const ids = [...latest.keys()];
   const statuses = ids.map((id) => latest.get(id)!.status);
   const ats = ids.map((id) => latest.get(id)!.at);
@@ -516,7 +647,21 @@ async function applyStatuses(
     from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
           from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
     where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
-  return inserted.count;
+  return inserted;
+}
+
+async function insertStatusEvents(
+  tx: postgres.TransactionSql,
+  events: StatusEvent[],
+): Promise<number> {
+  const res = await tx`
+    insert into device_status_events (device_id, status, payload, at)
+    select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
+    from unnest(${events.map((e) => e.deviceId)}::int8[], ${events.map((e) => e.status)}::text[],
+                ${events.map((e) => e.payload)}::text[], ${events.map((e) => e.atUs)}::int8[])
+      as x(d, s, p, a)
+    on conflict do nothing`;
+  return res.count;
 }
 
 /** One reject row per message and reason: a bulk message's details are joined. */
@@ -536,7 +681,7 @@ function mergeRejects(rejects: RejectRow[]): RejectRow[] {
 function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
   const users = new Map<Inbound, string>();
   for (const { inbound, decoded } of batch) {
-    if (decoded.kind !== "reject") users.set(inbound, decoded.userId);
+    if (decoded.kind !== "reject" && decoded.kind !== "skip") users.set(inbound, decoded.userId);
   }
   for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
     out.push({
@@ -550,41 +695,66 @@ function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail
 }
 
 /**
- * The dead letter: one row per rejected message and reason, payload capped. A message's
- * receive time is unique per process (src/clock.ts), so a re-processed batch hits the
- * unique key and does not dead-letter the same message twice.
+ * The dead letter: one row per rejected message and reason, topic, detail and payload
+ * bounded. A message's receive time is unique per process (src/clock.ts), so a
+ * re-processed batch hits the unique key (received_at, reason, md5(topic)) and does not
+ * dead-letter the same message twice. This write must not fail for anything a message
+ * holds: rows the database still refuses are isolated, and each is written again as a
+ * last-resort row that keeps only the receive time, the reason and the error.
  */
 async function insertRejects(
   tx: postgres.TransactionSql,
   rejects: RejectRow[],
   payloadCap: number,
 ): Promise<void> {
-  const n = rejects.length;
-  const topics = new Array<string>(n);
-  const payloads = new Array<string>(n);
-  const sizes = new Array<number>(n);
-  const reasons = new Array<string>(n);
-  const details = new Array<string>(n);
-  const received = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const r = rejects[i];
-    const bytes = r.inbound.payload;
-    topics[i] = safeText(r.inbound.topic);
-    payloads[i] = Buffer.from(
-      bytes.buffer,
-      bytes.byteOffset,
-      Math.min(bytes.byteLength, payloadCap),
-    )
-      .toString("base64");
-    sizes[i] = bytes.byteLength;
-    reasons[i] = r.reason;
-    details[i] = safeText(r.detail);
-    received[i] = r.inbound.receivedAtUs;
-  }
-  await tx`
+  const rows = rejects.map((r) => rejectRecord(r, payloadCap));
+  const { poison } = await insertIsolated(tx, rows, insertRejectRows);
+  if (poison.length === 0) return;
+  const fallback = poison.map(({ row, detail }) => ({
+    topic: "",
+    payload: "",
+    size: row.size,
+    reason: row.reason,
+    detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: row.receivedUs,
+  }));
+  await insertRejectRows(tx, fallback);
+}
+
+interface RejectRecord {
+  topic: string;
+  /** base64 of the capped payload */
+  payload: string;
+  size: number;
+  reason: string;
+  detail: string;
+  receivedUs: number;
+}
+
+function rejectRecord(r: RejectRow, payloadCap: number): RejectRecord {
+  const bytes = r.inbound.payload;
+  return {
+    topic: safeText(r.inbound.topic, MAX_REJECT_TOPIC_CHARS),
+    payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
+      .toString("base64"),
+    size: bytes.byteLength,
+    reason: r.reason,
+    detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: r.inbound.receivedAtUs,
+  };
+}
+
+async function insertRejectRows(
+  tx: postgres.TransactionSql,
+  rows: RejectRecord[],
+): Promise<number> {
+  const res = await tx`
     insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
     select t, decode(p, 'base64'), s, r, d, to_timestamp(0) + a * interval '1 microsecond'
-    from unnest(${topics}::text[], ${payloads}::text[], ${sizes}::int4[], ${reasons}::text[],
-                ${details}::text[], ${received}::int8[]) as x(t, p, s, r, d, a)
+    from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
+                ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
+                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
+      as x(t, p, s, r, d, a)
     on conflict do nothing`;
+  return res.count;
 }
