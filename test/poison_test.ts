@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/decode.ts";
-import type { Pending } from "../src/message.ts";
-import { MAX_REJECT_TOPIC_CHARS, processBatch } from "../src/processor.ts";
-import { compileTopics } from "../src/topics.ts";
+import { decode } from "../src/core/decode.ts";
+import type { Pending } from "../src/core/message.ts";
+import { MAX_REJECT_TOPIC_CHARS, processBatch } from "../src/ingest/processor.ts";
+import { compileTopics } from "../src/core/topics.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
 const opts = {
