@@ -1,5 +1,5 @@
 /**
- * The capture format (DESIGN §9), shared by `serve --capture` and `replay`: JSON lines,
+ * The capture format (docs/replay.md, "Capture format"), shared by `serve --capture` and `replay`: JSON lines,
  * one message a line,
  *
  * ```json

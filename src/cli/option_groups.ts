@@ -40,7 +40,7 @@ export const databaseOptions = {
   }),
 };
 
-/** Topic templates and payload limits (DESIGN §3). */
+/** Topic templates and payload limits (docs/topics-and-payloads.md). */
 export const decodeOptions = {
   feedTopic: option({
     flag: "feed-topic",

@@ -6,6 +6,7 @@ import type { Decoded, Inbound, Reading, ReadingReject } from "./message.ts";
 import {
   decodeUtf8,
   formatTimestamp,
+  isValidName,
   parseBulkPayload,
   parseFeedPayload,
   parseStatusPayload,
@@ -40,14 +41,6 @@ export function isUuid(s: string): boolean {
   }
   return true;
 }
-// A device code or feed key is one topic level; keep them printable and bounded so
-// they are safe as keys and in logs.
-// deno-lint-ignore no-control-regex
-const BAD_NAME_RE = /[\u0000-\u001f\u007f]/;
-
-function badName(name: string): boolean {
-  return name.length > 128 || BAD_NAME_RE.test(name);
-}
 
 /**
  * Decodes one inbound message. Never throws: whatever the topic and payload, the result
@@ -80,7 +73,7 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   if (!isUuid(match.userId)) {
     return { kind: "reject", reason: "bad_user_id", detail: "user id is not a UUID" };
   }
-  if (badName(match.deviceCode) || badName(match.feedKey)) {
+  if (!isValidName(match.deviceCode) || (match.kind === "feed" && !isValidName(match.feedKey))) {
     return {
       kind: "reject",
       reason: "bad_topic",

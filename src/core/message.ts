@@ -1,7 +1,7 @@
 /**
  * The shapes that flow between pipeline stages. The MQTT source and the file reader
  * both produce `Inbound`; `decode` turns it into a `Decoded`; the processor turns a batch
- * of those into one `Outcome` per message.
+ * of those into a `BatchResult` with one outcome (stored, rejected, skipped) per message.
  */
 
 /** MQTT quality of service. */
@@ -110,15 +110,14 @@ export type Decoded =
   /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
   | { kind: "skip"; reason: SkipReason };
 
+/**
+ * Sends the acknowledgement of one message to its source (a PUBACK); called once the
+ * message's outcome is durable, after its batch committed.
+ */
+export type Ack = () => void;
+
 /** A message ready for the processor. */
 export interface Pending {
   inbound: Inbound;
   decoded: Decoded;
-}
-
-/** What became of one message. A bulk message can store some readings and reject others. */
-export interface Outcome {
-  stored: number;
-  skipped: Partial<Record<SkipReason, number>>;
-  rejected: Partial<Record<RejectReason, number>>;
 }

@@ -2,7 +2,7 @@
  * Payload parsing: bytes in, a value and an optional device timestamp out, or a reject
  * reason. Never throws: a bad payload is an outcome, not an exception.
  *
- * Accepted feed payloads (DESIGN §3): a plain number (`23.5`), a JSON number, a JSON
+ * Accepted feed payloads (docs/topics-and-payloads.md): a plain number (`23.5`), a JSON number, a JSON
  * string or boolean, `{"value": 23.5, "ts": ...}`, or a short text value (`ON`, `open`).
  */
 import type { DeviceStatus, Reading, ReadingReject, RejectReason } from "./message.ts";
@@ -196,9 +196,18 @@ export function parseFeedPayload(text: string, limits: PayloadLimits): ParsedVal
   return scalarValue(json, limits);
 }
 
-/** Feed keys inside bulk payloads obey the same rules as topic levels. */
-export function isValidFeedKey(key: string): boolean {
-  return key.length > 0 && key.length <= 128 && !/[+#/]/.test(key) && !CONTROL_RE.test(key);
+// Characters a name may not hold: control characters, and the topic separator and
+// wildcards, which would make it a different topic (MQTT 5 §4.7.1).
+// deno-lint-ignore no-control-regex
+const BAD_NAME_RE = /[\u0000-\u001f\u007f+#/]/;
+
+/**
+ * The one rule for a device code or feed key, from a topic level or a many-feeds
+ * payload: 1 to 128 characters, printable, no `+ # /`. Bounded and printable, names are
+ * safe as keys and in logs.
+ */
+export function isValidName(name: string): boolean {
+  return name.length > 0 && name.length <= 128 && !BAD_NAME_RE.test(name);
 }
 
 /**
@@ -221,7 +230,7 @@ export function parseBulkPayload(
   const readings: Reading[] = [];
   const rejects: ReadingReject[] = [];
   const add = (key: unknown, value: ParsedValue) => {
-    if (typeof key !== "string" || !isValidFeedKey(key)) {
+    if (typeof key !== "string" || !isValidName(key)) {
       rejects.push({ reason: "bad_payload", detail: `bad feed key: ${String(key).slice(0, 40)}` });
     } else if (!value.ok) {
       rejects.push({ reason: value.reason, detail: `${key}: ${value.detail}` });

@@ -9,7 +9,7 @@ import { FeedlineError } from "../errors.ts";
 export type SegmentName = "user_id" | "device_code" | "feed_key";
 const SEGMENT_NAMES = new Set<string>(["user_id", "device_code", "feed_key"]);
 
-/** Default templates (DESIGN §3). */
+/** Default templates (docs/topics-and-payloads.md). */
 export const DEFAULT_TEMPLATES = {
   feed: "{user_id}/{device_code}/feeds/{feed_key}",
   feeds: "{user_id}/{device_code}/feeds",

@@ -1,5 +1,5 @@
 /**
- * Zero-config services (DESIGN.md §6): an aedes MQTT broker and a PGlite
+ * Zero-config services (docs/architecture.md#embedded-services): an aedes MQTT broker and a PGlite
  * database served over the PostgreSQL wire protocol (src/embedded/pglite_server.ts), both
  * on loopback.
  *

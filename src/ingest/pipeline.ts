@@ -12,13 +12,12 @@
 import type postgres from "postgres";
 import type { IngestMetrics } from "./metrics.ts";
 import type { Logger } from "../log.ts";
-import type { Pending } from "../core/message.ts";
+import type { Ack, Pending } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "./processor.ts";
 import { BoundedQueue } from "./queue.ts";
 import { nowUs } from "../clock.ts";
 
-/** Sends the acknowledgement of one message; called after its batch committed. */
-export type Ack = () => void;
+export type { Ack };
 
 /** A message waiting in a queue. */
 export interface QueueItem {

@@ -11,9 +11,8 @@ import { nowUs } from "../clock.ts";
 import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { redactUrl } from "../log.ts";
-import type { Inbound, Qos } from "../core/message.ts";
+import type { Ack, Inbound, Qos } from "../core/message.ts";
 import { DEFER_ACK, PubackWriter, sendDeferredAck } from "./ack.ts";
-import type { Ack } from "../ingest/pipeline.ts";
 
 /** Options of the MQTT source. */
 export interface MqttSourceOptions {

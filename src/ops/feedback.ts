@@ -41,9 +41,6 @@ export function parseErrorsTopic(template: string, router: TopicRouter): string 
   return template;
 }
 
-/** Counters of the feedback, by outcome. */
-export type FeedbackOutcome = "published" | "rate_limited" | "no_user" | "not_connected";
-
 /** Options of the feedback publisher. */
 export interface ErrorFeedbackOptions {
   template: string;

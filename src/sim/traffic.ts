@@ -1,7 +1,7 @@
 /**
  * The traffic of a simulated fleet: the topic and payload codecs of decode.ts and
  * payload.ts run in reverse. Each call to `next` makes one message (a reading in one of
- * the payload formats of DESIGN §3, an out-of-range spike, or, with a bad ratio, a
+ * the payload formats of docs/topics-and-payloads.md, an out-of-range spike, or, with a bad ratio, a
  * message built to be rejected for one reason), all drawn from a seeded generator:
  * the same seed and the same model times give the same messages.
  */
@@ -182,7 +182,7 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
     if (format === "bulk") {
       const ts = isoMicros(tUs);
       const entries = d.feeds.map((f) => ({ f, v: models.get(f)!.next(tUs) }));
-      // Both shapes of DESIGN §3: an object of values (receive time), or an array of
+      // Both shapes of docs/topics-and-payloads.md: an object of values (receive time), or an array of
       // entries with the device's timestamp.
       const payload = rng.chance(0.5)
         ? `{${entries.map(({ f, v }) => `${JSON.stringify(f.key)}:${valueJson(v)}`).join(",")}}`
