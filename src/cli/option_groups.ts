@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
-import type { DecodeOptions } from "../core/decode.ts";
+import { type DecodeOptions, DEFAULT_MAX_TOPIC_LENGTH } from "../core/decode.ts";
+import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payload.ts";
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
 
 /** Where the database is, and how the schema is kept. */
@@ -84,6 +85,27 @@ export const decodeOptions = {
     defaultText: "300000",
     doc: "Device timestamps further ahead of the receive time are rejected (future_timestamp).",
   }),
+  maxTopicLength: option({
+    flag: "max-topic-length",
+    env: "FEEDLINE_MAX_TOPIC_LENGTH",
+    schema: zs.int(16, 65535).default(DEFAULT_MAX_TOPIC_LENGTH),
+    defaultText: String(DEFAULT_MAX_TOPIC_LENGTH),
+    doc: "Longer topics are rejected as bad_topic before they are parsed.",
+  }),
+  maxJsonDepth: option({
+    flag: "max-json-depth",
+    env: "FEEDLINE_MAX_JSON_DEPTH",
+    schema: zs.int(1, 100).default(DEFAULT_MAX_JSON_DEPTH),
+    defaultText: String(DEFAULT_MAX_JSON_DEPTH),
+    doc: "JSON payloads nested deeper are rejected as bad_payload.",
+  }),
+  maxBulkEntries: option({
+    flag: "max-bulk-entries",
+    env: "FEEDLINE_MAX_BULK_ENTRIES",
+    schema: zs.int(1, 1_000_000).default(DEFAULT_MAX_BULK_ENTRIES),
+    defaultText: String(DEFAULT_MAX_BULK_ENTRIES),
+    doc: "Many-feeds messages with more entries are rejected as too_large.",
+  }),
 };
 
 /**
@@ -97,6 +119,9 @@ export function decodeOptionsFrom(values: {
   maxPayloadBytes: number;
   maxTextLength: number;
   maxFutureSkewMs: number;
+  maxTopicLength: number;
+  maxJsonDepth: number;
+  maxBulkEntries: number;
 }): DecodeOptions {
   return {
     router: compileTopics({
@@ -107,6 +132,9 @@ export function decodeOptionsFrom(values: {
     maxPayloadBytes: values.maxPayloadBytes,
     maxTextLength: values.maxTextLength,
     maxFutureSkewMs: values.maxFutureSkewMs,
+    maxTopicLength: values.maxTopicLength,
+    maxJsonDepth: values.maxJsonDepth,
+    maxBulkEntries: values.maxBulkEntries,
   };
 }
 

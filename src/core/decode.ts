@@ -21,7 +21,15 @@ export interface DecodeOptions {
   maxTextLength: number;
   /** Device timestamps further ahead of the receive time than this are rejected. */
   maxFutureSkewMs: number;
+  /** Longer topics are rejected as `bad_topic` before they are split (default 1024). */
+  maxTopicLength?: number;
+  /** See PayloadLimits. */
+  maxJsonDepth?: number;
+  maxBulkEntries?: number;
 }
+
+/** Default of `DecodeOptions.maxTopicLength`: every level of the default templates fits. */
+export const DEFAULT_MAX_TOPIC_LENGTH = 1024;
 
 // Shared by every single-feed message: nothing appends to a decoded message's rejects.
 const NO_REJECTS: ReadingReject[] = Object.freeze([]) as unknown as ReadingReject[];
@@ -68,6 +76,14 @@ export function describeError(error: unknown): string {
 }
 
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
+  const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;
+  if (msg.topic.length > maxTopic) {
+    return {
+      kind: "reject",
+      reason: "bad_topic",
+      detail: `topic is ${msg.topic.length} characters; the limit is ${maxTopic}`,
+    };
+  }
   const match = opts.router.match(msg.topic);
   if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
   if (!isUuid(match.userId)) {
@@ -102,7 +118,7 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const latestUs = msg.receivedAtUs + opts.maxFutureSkewMs * 1000;
 
   if (match.kind === "status") {
-    const s = parseStatusPayload(text);
+    const s = parseStatusPayload(text, limits);
     if (!s.ok) return { kind: "reject", reason: s.reason, detail: s.detail };
     if (s.tsUs !== null && s.tsUs > latestUs) return futureReject(s.tsUs);
     return {

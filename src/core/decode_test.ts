@@ -209,3 +209,27 @@ Deno.test("decode() refuses a status nested deeper than jsonb takes", () => {
   const d = decode(inbound(`${U}/d1/status`, `{"status": "online", "x": ${deep}}`), opts);
   assert.equal(reasonOf(d), "bad_payload");
 });
+
+Deno.test("decode() enforces the topic, JSON depth and many-feeds entry limits", () => {
+  const limited: DecodeOptions = {
+    ...opts,
+    maxTopicLength: 100,
+    maxJsonDepth: 4,
+    maxBulkEntries: 3,
+  };
+  const long = decode(inbound(`${U}/d1/feeds/${"k".repeat(100)}`, "1"), limited);
+  assert.equal(reasonOf(long), "bad_topic");
+  assert.match(long.kind === "reject" ? long.detail : "", /limit is 100/);
+  const deep = '{"value": 1, "x": [[[[1]]]]}';
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds/t`, deep), limited)), "bad_payload");
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds/t`, deep), opts)), "readings");
+  assert.equal(
+    reasonOf(decode(inbound(`${U}/d1/feeds`, '{"a":1,"b":2,"c":3}'), limited)),
+    "readings",
+  );
+  assert.equal(
+    reasonOf(decode(inbound(`${U}/d1/feeds`, '{"a":1,"b":2,"c":3,"d":4}'), limited)),
+    "too_large",
+  );
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds`, "[1,2,3,4]"), limited)), "too_large");
+});

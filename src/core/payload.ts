@@ -11,7 +11,15 @@ import type { DeviceStatus, Reading, ReadingReject, RejectReason } from "./messa
 export interface PayloadLimits {
   /** Longest text value accepted, in characters. */
   maxTextLength: number;
+  /** Deepest JSON nesting accepted (default 32: jsonb refuses far less than JSON.parse takes). */
+  maxJsonDepth?: number;
+  /** Most entries in one many-feeds message (default 1000). */
+  maxBulkEntries?: number;
 }
+
+/** Defaults of the optional limits. */
+export const DEFAULT_MAX_JSON_DEPTH = 32;
+export const DEFAULT_MAX_BULK_ENTRIES = 1000;
 
 /** Result of parsing one value. */
 export type ParsedValue =
@@ -173,13 +181,22 @@ function looksLikeJson(text: string): boolean {
   return c === 0x7b /* { */ || c === 0x5b /* [ */ || c === 0x22; /* " */
 }
 
-function parseJson(text: string): { ok: true; json: unknown } | { ok: false; detail: string } {
+function parseJson(
+  text: string,
+  limits: PayloadLimits,
+): { ok: true; json: unknown } | { ok: false; detail: string } {
+  let json: unknown;
   try {
-    return { ok: true, json: JSON.parse(text) };
+    json = JSON.parse(text);
   } catch (error) {
-    // Deeply nested input ends here too (RangeError), as a bad payload.
+    // Input nested deeper than V8 takes ends here too (RangeError), as a bad payload.
     return { ok: false, detail: `invalid JSON: ${(error as Error).message.slice(0, 80)}` };
   }
+  const maxDepth = limits.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  if (json !== null && typeof json === "object" && nestingExceeds(json, maxDepth)) {
+    return { ok: false, detail: `JSON nested deeper than ${maxDepth} levels` };
+  }
+  return { ok: true, json };
 }
 
 /** Parses the payload of a single-feed message. */
@@ -187,7 +204,7 @@ export function parseFeedPayload(text: string, limits: PayloadLimits): ParsedVal
   const trimmed = text.trim();
   if (trimmed === "") return fail("bad_payload", "empty payload");
   if (!looksLikeJson(trimmed)) return textValue(trimmed, limits);
-  const parsed = parseJson(trimmed);
+  const parsed = parseJson(trimmed, limits);
   if (!parsed.ok) return fail("bad_payload", parsed.detail);
   const json = parsed.json;
   if (json !== null && typeof json === "object" && !Array.isArray(json)) {
@@ -224,9 +241,22 @@ export function parseBulkPayload(
   reason: RejectReason;
   detail: string;
 } {
-  const parsed = parseJson(text.trim());
+  const parsed = parseJson(text.trim(), limits);
   if (!parsed.ok) return { ok: false, reason: "bad_payload", detail: parsed.detail };
   const json = parsed.json;
+  const maxEntries = limits.maxBulkEntries ?? DEFAULT_MAX_BULK_ENTRIES;
+  const entries = Array.isArray(json)
+    ? json.length
+    : json !== null && typeof json === "object"
+    ? Object.keys(json).length
+    : 0;
+  if (entries > maxEntries) {
+    return {
+      ok: false,
+      reason: "too_large",
+      detail: `many-feeds message has ${entries} entries; the limit is ${maxEntries}`,
+    };
+  }
   const readings: Reading[] = [];
   const rejects: ReadingReject[] = [];
   const add = (key: unknown, value: ParsedValue) => {
@@ -286,6 +316,7 @@ export function parseBulkPayload(
 /** Parses a device status payload: `online` / `offline`, or `{"status": "online", ...}`. */
 export function parseStatusPayload(
   text: string,
+  limits: PayloadLimits,
 ):
   | { ok: true; status: DeviceStatus; details: Record<string, unknown> | null; tsUs: number | null }
   | {
@@ -298,7 +329,7 @@ export function parseStatusPayload(
   let details: Record<string, unknown> | null = null;
   let tsUs: number | null = null;
   if (looksLikeJson(trimmed)) {
-    const parsed = parseJson(trimmed);
+    const parsed = parseJson(trimmed, limits);
     if (!parsed.ok) return { ok: false, reason: "bad_payload", detail: parsed.detail };
     if (typeof parsed.json === "string") {
       word = parsed.json;
@@ -306,13 +337,6 @@ export function parseStatusPayload(
       parsed.json !== null && typeof parsed.json === "object" && !Array.isArray(parsed.json)
     ) {
       details = parsed.json as Record<string, unknown>;
-      if (nestingExceeds(details, MAX_STATUS_DEPTH)) {
-        return {
-          ok: false,
-          reason: "bad_payload",
-          detail: `status JSON is nested deeper than ${MAX_STATUS_DEPTH} levels`,
-        };
-      }
       word = details.status;
       const ts = details.ts ?? details.timestamp;
       if (ts !== undefined && ts !== null) {
@@ -339,10 +363,6 @@ export function parseStatusPayload(
     }; expected online or offline`,
   };
 }
-
-// A status object is kept as jsonb in the history; PostgreSQL refuses deep nesting
-// ("stack depth limit exceeded"), and no device status needs more than a few levels.
-const MAX_STATUS_DEPTH = 32;
 
 /** Is `value` nested deeper than `max` levels? Iterative: safe on any input. */
 export function nestingExceeds(value: unknown, max: number): boolean {
