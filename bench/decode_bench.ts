@@ -2,10 +2,10 @@
  * Micro-benchmarks of the receive path's pure steps: topic matching, payload parsing and
  * the whole decode of one message. `deno bench bench/` (not part of `deno task test`).
  */
-import { decode, type DecodeOptions } from "../src/decode.ts";
-import type { Inbound } from "../src/message.ts";
-import { parseBulkPayload, parseFeedPayload } from "../src/payload.ts";
-import { compileTopics } from "../src/topics.ts";
+import { decode, type DecodeOptions } from "../src/core/decode.ts";
+import type { Inbound } from "../src/core/message.ts";
+import { parseBulkPayload, parseFeedPayload } from "../src/core/payload.ts";
+import { compileTopics } from "../src/core/topics.ts";
 
 const router = compileTopics();
 const user = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";

@@ -16,14 +16,14 @@
 import process from "node:process";
 import postgres from "postgres";
 import { z } from "zod";
-import { decode, type DecodeOptions } from "../src/decode.ts";
+import { decode, type DecodeOptions } from "../src/core/decode.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { FeedCache } from "../src/feed_cache.ts";
-import type { Pending } from "../src/message.ts";
-import { applyMigrations } from "../src/migrate.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
-import { processBatch } from "../src/processor.ts";
-import { compileTopics } from "../src/topics.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
+import type { Pending } from "../src/core/message.ts";
+import { applyMigrations } from "../src/db/migrate.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
+import { processBatch } from "../src/ingest/processor.ts";
+import { compileTopics } from "../src/core/topics.ts";
 import { freePort, startMosquitto } from "../test/support/broker.ts";
 import { type Child, cpuSeconds, peakRssBytes, spawnDeno } from "./children.ts";
 import { startCommitClock } from "./commit_clock.ts";
@@ -455,7 +455,7 @@ async function databasePhase(
       v[k] = i;
       c[k] = base + i;
     }
-    // The statement src/processor.ts uses, without anything else around it.
+    // The statement src/ingest/processor.ts uses, without anything else around it.
     await sql.begin((tx) =>
       tx`
       insert into feed_values (feed_id, value, value_text, created_at, received_at)

@@ -3,11 +3,11 @@
  * messages over 5,000 feeds, against a real PostgreSQL (TEST_DATABASE_URL) or the
  * embedded one. The feed cache is warm, as in steady state. `deno bench -A bench/`.
  */
-import { decode, type DecodeOptions } from "../src/decode.ts";
-import { FeedCache } from "../src/feed_cache.ts";
-import type { Pending } from "../src/message.ts";
-import { processBatch } from "../src/processor.ts";
-import { compileTopics } from "../src/topics.ts";
+import { decode, type DecodeOptions } from "../src/core/decode.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
+import type { Pending } from "../src/core/message.ts";
+import { processBatch } from "../src/ingest/processor.ts";
+import { compileTopics } from "../src/core/topics.ts";
 import { createTestDatabase } from "../test/support/db.ts";
 import { buildFleet, registerFleet } from "./fleet.ts";
 

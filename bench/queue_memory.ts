@@ -7,11 +7,11 @@
  */
 import { Buffer } from "node:buffer";
 import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/decode.ts";
-import type { Pending } from "../src/message.ts";
-import type { QueueItem } from "../src/pipeline.ts";
-import { BoundedQueue } from "../src/queue.ts";
-import { compileTopics } from "../src/topics.ts";
+import { decode } from "../src/core/decode.ts";
+import type { Pending } from "../src/core/message.ts";
+import type { QueueItem } from "../src/ingest/pipeline.ts";
+import { BoundedQueue } from "../src/ingest/queue.ts";
+import { compileTopics } from "../src/core/topics.ts";
 
 const n = Number(Deno.args[0] ?? 100_000);
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -12,8 +12,8 @@
  */
 import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { formatMicros } from "../src/capture_format.ts";
-import { applyMigrations } from "../src/migrate.ts";
+import { formatMicros } from "../src/capture/format.ts";
+import { applyMigrations } from "../src/db/migrate.ts";
 
 const args = parseArgs({
   args: Deno.args,

@@ -6,7 +6,7 @@
  * more through then).
  */
 import mqtt from "mqtt";
-import { DEFER_ACK, sendDeferredAck } from "../src/mqtt_ack.ts";
+import { DEFER_ACK, sendDeferredAck } from "../src/mqtt/ack.ts";
 
 /** Result of a window probe. */
 export interface WindowProbe {

@@ -2,11 +2,11 @@
  * `feedline migrate`: apply pending `sql/` migrations, or list them with `--status`.
  * Safe to run from several processes at once (advisory lock, one transaction per file).
  */
-import { databaseOptions, logOptions } from "../src/config.ts";
-import { openDatabase } from "../src/database.ts";
+import { databaseOptions, logOptions } from "../src/cli/option_groups.ts";
+import { openDatabase } from "../src/db/database.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { applyMigrations, migrationStatus } from "../src/migrate.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
+import { applyMigrations, migrationStatus } from "../src/db/migrate.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 
 /** Options of `migrate`. */
 export const migrateOptions = {

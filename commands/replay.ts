@@ -6,34 +6,34 @@
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { z } from "zod";
-import { type ReadBadLine, readCaptures, sourceName } from "../src/capture_reader.ts";
+import { type ReadBadLine, readCaptures, sourceName } from "../src/capture/reader.ts";
 import {
   databaseOptions,
   decodeOptions,
   decodeOptionsFrom,
   logOptions,
   processingOptions,
-} from "../src/config.ts";
-import { openDatabase } from "../src/database.ts";
-import { readEndpoints } from "../src/endpoints.ts";
+} from "../src/cli/option_groups.ts";
+import { openDatabase } from "../src/db/database.ts";
+import { readEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { FeedCache } from "../src/feed_cache.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { redactUrl } from "../src/log.ts";
-import { type Inbound, REJECT_REASONS } from "../src/message.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
-import { parseTimestamp } from "../src/payload.ts";
-import { Progress, type ProgressMode } from "../src/progress.ts";
-import { replayIntoDatabase } from "../src/replay.ts";
-import { countRejects, replayRejects } from "../src/replay_rejects.ts";
+import { type Inbound, REJECT_REASONS } from "../src/core/message.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
+import { parseTimestamp } from "../src/core/payload.ts";
+import { Progress, type ProgressMode } from "../src/replay/progress.ts";
+import { replayIntoDatabase } from "../src/replay/into_database.ts";
+import { countRejects, replayRejects } from "../src/replay/rejects.ts";
 import {
   formatSummary,
   newTotals,
   peakRssBytes,
   type ReplayTotals,
   summaryJson,
-} from "../src/replay_totals.ts";
-import { republish } from "../src/republish.ts";
-import { compileTopicFilter } from "../src/topic_filter.ts";
+} from "../src/replay/totals.ts";
+import { republish } from "../src/replay/publish.ts";
+import { compileTopicFilter } from "../src/core/topic_filter.ts";
 import { serveOptions } from "./serve.ts";
 
 const timeSchema = z.string().optional().refine(

@@ -10,26 +10,26 @@ import {
   decodeOptionsFrom,
   logOptions,
   processingOptions,
-} from "../src/config.ts";
-import { openDatabase } from "../src/database.ts";
-import { CaptureWriter } from "../src/capture_writer.ts";
-import { removeEndpoints, writeEndpoints } from "../src/endpoints.ts";
-import { decode } from "../src/decode.ts";
-import { startEmbeddedBroker } from "../src/embedded.ts";
+} from "../src/cli/option_groups.ts";
+import { openDatabase } from "../src/db/database.ts";
+import { CaptureWriter } from "../src/capture/writer.ts";
+import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
+import { decode } from "../src/core/decode.ts";
+import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { FeedCache } from "../src/feed_cache.ts";
-import { listenForFeedChanges } from "../src/feed_notify.ts";
-import { parseListenAddress, startHttpServer } from "../src/http.ts";
-import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest_metrics.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
+import { listenForFeedChanges } from "../src/ingest/feed_notify.ts";
+import { parseListenAddress, startHttpServer } from "../src/ops/http.ts";
+import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest/metrics.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
-import type { Qos } from "../src/message.ts";
-import { type MqttSource, startMqttSource } from "../src/mqtt_source.ts";
-import { parseErrorsTopic } from "../src/error_feedback.ts";
-import { operationsOptions } from "../src/ops_config.ts";
-import { createOperations, createServeLogger } from "../src/operations.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
-import { Pipeline } from "../src/pipeline.ts";
-import { startRejectRetention } from "../src/reject_retention.ts";
+import type { Qos } from "../src/core/message.ts";
+import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
+import { parseErrorsTopic } from "../src/ops/feedback.ts";
+import { operationsOptions } from "../src/cli/ops_options.ts";
+import { createOperations, createServeLogger } from "../src/ops/operations.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
+import { Pipeline } from "../src/ingest/pipeline.ts";
+import { startRejectRetention } from "../src/db/reject_retention.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
 export const serveOptions = {

@@ -5,19 +5,19 @@
  * core run in reverse, so what it sends is exactly what `serve` parses.
  */
 import { z } from "zod";
-import { databaseOptions, decodeOptions, logOptions } from "../src/config.ts";
+import { databaseOptions, decodeOptions, logOptions } from "../src/cli/option_groups.ts";
 import postgres from "postgres";
-import { describePgError } from "../src/database.ts";
-import { createDeviceLinks, type DeviceLinks } from "../src/device_links.ts";
-import { readEndpoints } from "../src/endpoints.ts";
+import { describePgError } from "../src/db/database.ts";
+import { createDeviceLinks, type DeviceLinks } from "../src/sim/device_links.ts";
+import { readEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { buildFleet, type Fleet, fleetManifest } from "../src/fleet.ts";
+import { buildFleet, type Fleet, fleetManifest } from "../src/sim/fleet.ts";
 import { redactUrl } from "../src/log.ts";
-import type { Qos } from "../src/message.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
-import { createPacer } from "../src/pacer.ts";
-import { createRng } from "../src/prng.ts";
-import { registerFleet, type RegisterResult } from "../src/register_fleet.ts";
+import type { Qos } from "../src/core/message.ts";
+import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
+import { createPacer } from "../src/sim/pacer.ts";
+import { createRng } from "../src/sim/prng.ts";
+import { registerFleet, type RegisterResult } from "../src/sim/register.ts";
 import {
   buildSummary,
   createSendStats,
@@ -26,15 +26,15 @@ import {
   type SendStats,
   type SimSummary,
   totalSent,
-} from "../src/sim_report.ts";
+} from "../src/sim/report.ts";
 import { nowUs } from "../src/clock.ts";
-import { compileTopics, formatTopic } from "../src/topics.ts";
+import { compileTopics, formatTopic } from "../src/core/topics.ts";
 import {
   createTraffic,
   PAYLOAD_FORMATS,
   type PayloadFormat,
   type SimMessage,
-} from "../src/traffic.ts";
+} from "../src/sim/traffic.ts";
 import { serveOptions } from "./serve.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;

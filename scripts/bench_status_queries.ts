@@ -9,8 +9,8 @@
  * then times each query (median of RUNS runs) and prints its plan.
  */
 import postgres from "postgres";
-import { applyMigrations } from "../src/migrate.ts";
-import { queryDevices, queryFeeds, queryRejects } from "../src/status_queries.ts";
+import { applyMigrations } from "../src/db/migrate.ts";
+import { queryDevices, queryFeeds, queryRejects } from "../src/ops/status_queries.ts";
 
 const FEEDS = Number(Deno.env.get("FEEDS") ?? 100_000);
 const VALUES_PER_FEED = Number(Deno.env.get("VALUES_PER_FEED") ?? 50);

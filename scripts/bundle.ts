@@ -7,7 +7,7 @@
  * `deno bundle` (esbuild) inlines every module and npm package. Two things a bundle
  * cannot find beside itself are handled here:
  * - the `sql/` migrations: a generated module holding them replaces
- *   src/bundled_migrations.ts (through an import map), so `migrate` and `serve` work;
+ *   src/db/bundled_migrations.ts (through an import map), so `migrate` and `serve` work;
  * - PGlite's wasm and data files (about 15 MB), which PGlite loads from next to its own
  *   module: they are copied next to the bundle. The bundle alone runs with DATABASE_URL;
  *   with the three files beside it, the embedded database works too.
@@ -41,7 +41,7 @@ export async function bundle(out: string, opts: { assets: boolean }): Promise<st
     const importMap = {
       imports: {
         ...config.imports,
-        [new URL("src/bundled_migrations.ts", ROOT).href]: `file://${generated}`,
+        [new URL("src/db/bundled_migrations.ts", ROOT).href]: `file://${generated}`,
       },
     };
     const mapPath = `${work}/import_map.json`;
@@ -84,7 +84,7 @@ export async function bundle(out: string, opts: { assets: boolean }): Promise<st
 /** The folder of the PGlite package deno.json pins, in Deno's npm cache. */
 async function findPgliteDist(): Promise<string> {
   const info = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", new URL("src/embedded.ts", ROOT).pathname],
+    args: ["info", "--json", new URL("src/embedded/services.ts", ROOT).pathname],
     stdout: "piped",
     stderr: "null",
   }).output();
@@ -93,7 +93,7 @@ async function findPgliteDist(): Promise<string> {
   };
   const pkg = Object.values(graph.npmPackages ?? {}).find((p) => p.name === "@electric-sql/pglite");
   if (!pkg?.localPath) {
-    throw new Error("@electric-sql/pglite is not in the module graph of src/embedded.ts");
+    throw new Error("@electric-sql/pglite is not in the module graph of src/embedded/services.ts");
   }
   return `${pkg.localPath}/dist`;
 }

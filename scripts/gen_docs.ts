@@ -3,7 +3,7 @@
  * between `<!-- options:NAME -->` and `<!-- /options:NAME -->` markers. Run with
  * `deno task docs`; test/readme_test.ts fails when the README is out of date.
  */
-import { formatOptionsMarkdown, type OptionSpec } from "../src/options.ts";
+import { formatOptionsMarkdown, type OptionSpec } from "../src/cli/options.ts";
 import { serveOptions } from "../commands/serve.ts";
 import { migrateOptions } from "../commands/migrate.ts";
 import { benchOptions } from "../bench/main.ts";

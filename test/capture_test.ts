@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
-import { parseCaptureLine } from "../src/capture_format.ts";
+import { parseCaptureLine } from "../src/capture/format.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { prefixedTopicArgs, publish, waitFor } from "./support/serve.ts";

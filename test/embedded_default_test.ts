@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { readEndpoints } from "../src/endpoints.ts";
+import { readEndpoints } from "../src/embedded/endpoints.ts";
 import { freePort } from "./support/broker.ts";
 import { connectClient, endClient, publish, waitFor } from "./support/serve.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:net";
 import mqtt from "mqtt";
 import postgres from "postgres";
-import { startEmbeddedBroker, startEmbeddedDatabase } from "../src/embedded.ts";
+import { startEmbeddedBroker, startEmbeddedDatabase } from "../src/embedded/services.ts";
 import { startMosquitto, withTestBroker } from "./support/broker.ts";
 import { withTestDatabase } from "./support/db.ts";
 
@@ -123,7 +123,7 @@ Deno.test("the embedded database hides a rolled-back transaction from a second c
     await assert.rejects(
       a.begin(async (tx) => {
         await tx`insert into t values (1)`;
-        // the embedded server (src/pglite_server.ts) holds b's query until a's transaction ends.
+        // the embedded server (src/embedded/pglite_server.ts) holds b's query until a's transaction ends.
         countSeenByB = b`select count(*)::int as n from t`.then(([row]) => row.n);
         await new Promise((resolve) => setTimeout(resolve, 50));
         throw new Error("abort");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { FeedCache, feedKeyOf } from "../src/feed_cache.ts";
-import { feedKeyOfNotification, listenForFeedChanges } from "../src/feed_notify.ts";
+import { FeedCache, feedKeyOf } from "../src/ingest/feed_cache.ts";
+import { feedKeyOfNotification, listenForFeedChanges } from "../src/ingest/feed_notify.ts";
 import { silentLogger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FeedlineError } from "../src/errors.ts";
-import { applyMigrations, migrationStatus, readMigrations } from "../src/migrate.ts";
+import { applyMigrations, migrationStatus, readMigrations } from "../src/db/migrate.ts";
 import { createTestDatabase } from "./support/db.ts";
 
 async function migrationDir(files: Record<string, string>): Promise<string> {

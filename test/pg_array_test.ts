@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../src/pg_array.ts";
+import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../src/ingest/pg_array.ts";
 import { withTestDatabase } from "./support/db.ts";
 
 Deno.test("array literals read back in PostgreSQL as the same values", () =>

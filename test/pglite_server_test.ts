@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { connect } from "node:net";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
-import { startPgliteServer } from "../src/pglite_server.ts";
+import { startPgliteServer } from "../src/embedded/pglite_server.ts";
 
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/decode.ts";
-import { FeedCache } from "../src/feed_cache.ts";
-import type { Pending } from "../src/message.ts";
-import { processBatch } from "../src/processor.ts";
-import { compileTopics } from "../src/topics.ts";
+import { decode } from "../src/core/decode.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
+import type { Pending } from "../src/core/message.ts";
+import { processBatch } from "../src/ingest/processor.ts";
+import { compileTopics } from "../src/core/topics.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
 const opts = {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
-import { DEFER_ACK, PubackWriter } from "../src/mqtt_ack.ts";
+import { DEFER_ACK, PubackWriter } from "../src/mqtt/ack.ts";
 import { withTestBroker } from "./support/broker.ts";
 import { connectClient, endClient, publish, uniquePrefix, waitFor } from "./support/serve.ts";
 

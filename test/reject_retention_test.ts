@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { pruneRejects } from "../src/reject_retention.ts";
+import { pruneRejects } from "../src/db/reject_retention.ts";
 import { createTestDatabase } from "./support/db.ts";
 
 Deno.test("pruneRejects() deletes rejects past the retention, then the oldest beyond the row limit", async () => {

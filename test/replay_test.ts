@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
-import { encodeCaptureLine, formatMicros } from "../src/capture_format.ts";
+import { encodeCaptureLine, formatMicros } from "../src/capture/format.ts";
 import { FeedlineError } from "../src/errors.ts";
-import type { ReplayTotals } from "../src/replay_totals.ts";
+import type { ReplayTotals } from "../src/replay/totals.ts";
 import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { connectClient, endClient, uniquePrefix, userId, waitFor } from "./support/serve.ts";

@@ -7,11 +7,11 @@ import {
   type SimulateTargets,
   startSimulation,
 } from "../commands/simulate.ts";
-import { writeEndpoints } from "../src/endpoints.ts";
+import { writeEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
-import { registerFleet } from "../src/register_fleet.ts";
-import { BAD_REASONS } from "../src/traffic.ts";
+import { registerFleet } from "../src/sim/register.ts";
+import { BAD_REASONS } from "../src/sim/traffic.ts";
 import { existsSync } from "node:fs";
 import { createTestBroker, startMosquitto, type TestBroker } from "./support/broker.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";

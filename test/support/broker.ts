@@ -7,7 +7,7 @@
  */
 
 import { createServer } from "node:net";
-import { startEmbeddedBroker } from "../../src/embedded.ts";
+import { startEmbeddedBroker } from "../../src/embedded/services.ts";
 
 /** A broker for one test. */
 export interface TestBroker {

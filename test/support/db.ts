@@ -8,8 +8,8 @@
  */
 
 import postgres from "postgres";
-import { startEmbeddedDatabase } from "../../src/embedded.ts";
-import { applyMigrations } from "../../src/migrate.ts";
+import { startEmbeddedDatabase } from "../../src/embedded/services.ts";
+import { applyMigrations } from "../../src/db/migrate.ts";
 
 /** A migrated test database; `close()` ends `sql` and removes the database. */
 export interface TestDatabase {
@@ -20,7 +20,7 @@ export interface TestDatabase {
 }
 
 // Room for the helper's pool plus a pool or two opened by the code under test:
-// the embedded server (src/pglite_server.ts) drops connections beyond this limit.
+// the embedded server (src/embedded/pglite_server.ts) drops connections beyond this limit.
 const EMBEDDED_MAX_CONNECTIONS = 10;
 
 // Migrations print "already exists, skipping" notices; they are noise in tests.

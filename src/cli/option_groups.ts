@@ -1,0 +1,219 @@
+/**
+ * The option groups commands are built from. Each group is a table of options (see
+ * options.ts); a command spreads the groups it needs into its own table.
+ */
+import { z } from "zod";
+import { option, zs } from "./options.ts";
+import { type DecodeOptions, DEFAULT_MAX_TOPIC_LENGTH } from "../core/decode.ts";
+import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payload.ts";
+import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
+
+/** Where the database is, and how the schema is kept. */
+export const databaseOptions = {
+  databaseUrl: option({
+    flag: "database-url",
+    env: "DATABASE_URL",
+    schema: zs.url(["postgres:", "postgresql:"]).optional(),
+    defaultText: "embedded PGlite under --data-dir",
+    doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start.",
+    secret: true,
+  }),
+  dataDir: option({
+    flag: "data-dir",
+    env: "FEEDLINE_DATA_DIR",
+    schema: z.string().min(1).default(".feedline"),
+    defaultText: ".feedline",
+    doc: "Where the embedded database keeps its files.",
+  }),
+  embeddedDbPort: option({
+    flag: "embedded-db-port",
+    env: "FEEDLINE_EMBEDDED_DB_PORT",
+    schema: zs.int(0, 65535).default(5433),
+    defaultText: "5433",
+    doc: "Port of the embedded PostgreSQL on 127.0.0.1 (a free one if taken).",
+  }),
+  dbPoolSize: option({
+    flag: "db-pool-size",
+    env: "FEEDLINE_DB_POOL_SIZE",
+    schema: zs.int(1, 100).default(4),
+    defaultText: "4",
+    doc: "PostgreSQL connections to open at most.",
+  }),
+};
+
+/** Topic templates and payload limits (docs/topics-and-payloads.md). */
+export const decodeOptions = {
+  feedTopic: option({
+    flag: "feed-topic",
+    env: "FEEDLINE_FEED_TOPIC",
+    schema: z.string().min(1).default(DEFAULT_TEMPLATES.feed),
+    defaultText: DEFAULT_TEMPLATES.feed,
+    doc: "Topic template of one feed value.",
+  }),
+  feedsTopic: option({
+    flag: "feeds-topic",
+    env: "FEEDLINE_FEEDS_TOPIC",
+    schema: z.string().min(1).default(DEFAULT_TEMPLATES.feeds),
+    defaultText: DEFAULT_TEMPLATES.feeds,
+    doc: "Topic template of many feeds of one device in one JSON message.",
+  }),
+  statusTopic: option({
+    flag: "status-topic",
+    env: "FEEDLINE_STATUS_TOPIC",
+    schema: z.string().min(1).default(DEFAULT_TEMPLATES.status),
+    defaultText: DEFAULT_TEMPLATES.status,
+    doc: "Topic template of device status (online/offline).",
+  }),
+  maxPayloadBytes: option({
+    flag: "max-payload-bytes",
+    env: "FEEDLINE_MAX_PAYLOAD_BYTES",
+    schema: zs.int(1, 268_435_455).default(65536),
+    defaultText: "65536",
+    doc: "Larger payloads are rejected as too_large.",
+  }),
+  maxTextLength: option({
+    flag: "max-text-length",
+    env: "FEEDLINE_MAX_TEXT_LENGTH",
+    schema: zs.int(1, 100_000).default(255),
+    defaultText: "255",
+    doc: "Longest text value (e.g. ON, open) accepted.",
+  }),
+  maxFutureSkewMs: option({
+    flag: "max-future-skew-ms",
+    env: "FEEDLINE_MAX_FUTURE_SKEW_MS",
+    schema: zs.int(0).default(300_000),
+    defaultText: "300000",
+    doc: "Device timestamps further ahead of the receive time are rejected (future_timestamp).",
+  }),
+  maxTopicLength: option({
+    flag: "max-topic-length",
+    env: "FEEDLINE_MAX_TOPIC_LENGTH",
+    schema: zs.int(16, 65535).default(DEFAULT_MAX_TOPIC_LENGTH),
+    defaultText: String(DEFAULT_MAX_TOPIC_LENGTH),
+    doc: "Longer topics are rejected as bad_topic before they are parsed.",
+  }),
+  maxJsonDepth: option({
+    flag: "max-json-depth",
+    env: "FEEDLINE_MAX_JSON_DEPTH",
+    schema: zs.int(1, 100).default(DEFAULT_MAX_JSON_DEPTH),
+    defaultText: String(DEFAULT_MAX_JSON_DEPTH),
+    doc: "JSON payloads nested deeper are rejected as bad_payload.",
+  }),
+  maxBulkEntries: option({
+    flag: "max-bulk-entries",
+    env: "FEEDLINE_MAX_BULK_ENTRIES",
+    schema: zs.int(1, 1_000_000).default(DEFAULT_MAX_BULK_ENTRIES),
+    defaultText: String(DEFAULT_MAX_BULK_ENTRIES),
+    doc: "Many-feeds messages with more entries are rejected as too_large.",
+  }),
+};
+
+/**
+ * What `decode()` needs, from the values of `decodeOptions`. The templates are compiled
+ * here, at start, so a bad one stops the command with a line naming its flag.
+ */
+export function decodeOptionsFrom(values: {
+  feedTopic: string;
+  feedsTopic: string;
+  statusTopic: string;
+  maxPayloadBytes: number;
+  maxTextLength: number;
+  maxFutureSkewMs: number;
+  maxTopicLength: number;
+  maxJsonDepth: number;
+  maxBulkEntries: number;
+}): DecodeOptions {
+  return {
+    router: compileTopics({
+      feed: values.feedTopic,
+      feeds: values.feedsTopic,
+      status: values.statusTopic,
+    }),
+    maxPayloadBytes: values.maxPayloadBytes,
+    maxTextLength: values.maxTextLength,
+    maxFutureSkewMs: values.maxFutureSkewMs,
+    maxTopicLength: values.maxTopicLength,
+    maxJsonDepth: values.maxJsonDepth,
+    maxBulkEntries: values.maxBulkEntries,
+  };
+}
+
+/** How batches are formed and written. */
+export const processingOptions = {
+  batchSize: option({
+    flag: "batch-size",
+    env: "FEEDLINE_BATCH_SIZE",
+    schema: zs.int(1, 100_000).default(5000),
+    defaultText: "5000",
+    doc: "Most messages in one batch (one transaction); a full batch is written at once.",
+  }),
+  batchIntervalMs: option({
+    flag: "batch-interval-ms",
+    env: "FEEDLINE_BATCH_INTERVAL_MS",
+    schema: zs.int(1, 3_600_000).default(10_000),
+    defaultText: "10000",
+    doc: "Longest a queued message waits before its batch is written.",
+  }),
+  autoRegister: option({
+    flag: "auto-register",
+    env: "FEEDLINE_AUTO_REGISTER",
+    schema: zs.bool().optional(),
+    defaultText: "on with the embedded database, off otherwise",
+    doc: "Dev mode: create unknown users, devices and feeds instead of rejecting their messages.",
+    boolean: true,
+  }),
+  feedCacheTtlMs: option({
+    flag: "feed-cache-ttl-ms",
+    env: "FEEDLINE_FEED_CACHE_TTL_MS",
+    schema: zs.int(0).default(30_000),
+    defaultText: "30000",
+    doc: "How long a looked-up feed is trusted before it is read again (0: no cache).",
+  }),
+  rejectsRetentionHours: option({
+    flag: "rejects-retention-hours",
+    env: "FEEDLINE_REJECTS_RETENTION_HOURS",
+    schema: zs.int(0).default(168),
+    defaultText: "168 (7 days)",
+    doc: "serve deletes rejects older than this (0: keep forever).",
+  }),
+  rejectsMaxRows: option({
+    flag: "rejects-max-rows",
+    env: "FEEDLINE_REJECTS_MAX_ROWS",
+    schema: zs.int(0).default(1_000_000),
+    defaultText: "1000000",
+    doc: "serve keeps at most this many rejects, newest first (0: no limit).",
+  }),
+  rejectPayloadCap: option({
+    flag: "reject-payload-cap",
+    env: "FEEDLINE_REJECT_PAYLOAD_CAP",
+    schema: zs.int(0, 1_048_576).default(1024),
+    defaultText: "1024",
+    doc: "Bytes of a rejected payload kept in ingest_rejects (its full size is recorded).",
+  }),
+};
+
+/** Logging and diagnostics. */
+export const logOptions = {
+  logLevel: option({
+    flag: "log-level",
+    env: "FEEDLINE_LOG_LEVEL",
+    schema: z.enum(["debug", "info", "warn", "error"]).default("info"),
+    defaultText: "info",
+    doc: "debug, info, warn or error.",
+  }),
+  logFormat: option({
+    flag: "log-format",
+    env: "FEEDLINE_LOG_FORMAT",
+    schema: z.enum(["auto", "json", "text"]).default("auto"),
+    defaultText: "auto",
+    doc: "auto: readable lines on a terminal, JSON lines otherwise.",
+  }),
+  verbose: option({
+    flag: "verbose",
+    env: "FEEDLINE_VERBOSE",
+    schema: zs.bool().default(false),
+    defaultText: "off",
+    doc: "On errors, print the cause chain and stack.",
+    boolean: true,
+  }),
+};

@@ -1,0 +1,167 @@
+/**
+ * decode: an `Inbound` (topic + bytes) becomes a `Decoded` (what it says) or a reject.
+ * Pure and allocation-light; runs on the receive path for every message.
+ */
+import type { Decoded, Inbound, Reading, ReadingReject } from "./message.ts";
+import {
+  decodeUtf8,
+  formatTimestamp,
+  isValidName,
+  parseBulkPayload,
+  parseFeedPayload,
+  parseStatusPayload,
+} from "./payload.ts";
+import type { TopicRouter } from "./topics.ts";
+
+/** What decode needs to know. */
+export interface DecodeOptions {
+  router: TopicRouter;
+  /** Payloads larger than this are rejected as `too_large` without parsing. */
+  maxPayloadBytes: number;
+  maxTextLength: number;
+  /** Device timestamps further ahead of the receive time than this are rejected. */
+  maxFutureSkewMs: number;
+  /** Longer topics are rejected as `bad_topic` before they are split (default 1024). */
+  maxTopicLength?: number;
+  /** See PayloadLimits. */
+  maxJsonDepth?: number;
+  maxBulkEntries?: number;
+}
+
+/** Default of `DecodeOptions.maxTopicLength`: every level of the default templates fits. */
+export const DEFAULT_MAX_TOPIC_LENGTH = 1024;
+
+// Shared by every single-feed message: nothing appends to a decoded message's rejects.
+const NO_REJECTS: ReadingReject[] = Object.freeze([]) as unknown as ReadingReject[];
+
+/** 8-4-4-4-12 hex digits, either case; a character loop, as it runs for every message. */
+export function isUuid(s: string): boolean {
+  if (s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = s.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 0x2d) return false;
+    } else if (
+      !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Decodes one inbound message. Never throws: whatever the topic and payload, the result
+ * is a message, a skip or a reject. A failure of decode itself (a bug) becomes an
+ * `internal_error` reject, so the message is dead-lettered and acknowledged like any
+ * other instead of crashing the process, and can be replayed once the bug is fixed.
+ */
+export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
+  try {
+    return decodeMessage(msg, opts);
+  } catch (error) {
+    return { kind: "reject", reason: "internal_error", detail: describeError(error) };
+  }
+}
+
+/** An error as one bounded line, for a reject's detail. Never throws. */
+export function describeError(error: unknown): string {
+  let text: string;
+  try {
+    text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch {
+    text = "unprintable error";
+  }
+  return text.slice(0, 500);
+}
+
+function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
+  const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;
+  if (msg.topic.length > maxTopic) {
+    return {
+      kind: "reject",
+      reason: "bad_topic",
+      detail: `topic is ${msg.topic.length} characters; the limit is ${maxTopic}`,
+    };
+  }
+  const match = opts.router.match(msg.topic);
+  if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
+  if (!isUuid(match.userId)) {
+    return { kind: "reject", reason: "bad_user_id", detail: "user id is not a UUID" };
+  }
+  if (!isValidName(match.deviceCode) || (match.kind === "feed" && !isValidName(match.feedKey))) {
+    return {
+      kind: "reject",
+      reason: "bad_topic",
+      detail: "device code or feed key too long or has control characters",
+    };
+  }
+  if (msg.payload.byteLength > opts.maxPayloadBytes) {
+    return {
+      kind: "reject",
+      reason: "too_large",
+      detail: `payload is ${msg.payload.byteLength} bytes; the limit is ${opts.maxPayloadBytes}`,
+    };
+  }
+  // An empty retained message is how a publisher clears the retained one (MQTT 5
+  // §3.3.1.3); there is nothing to store.
+  if (msg.payload.byteLength === 0 && (msg.retain || match.kind === "status")) {
+    return { kind: "skip", reason: "retained_cleared" };
+  }
+  const text = decodeUtf8(msg.payload);
+  if (text === null) {
+    return { kind: "reject", reason: "bad_payload", detail: "payload is not UTF-8" };
+  }
+  const userId = match.userId.toLowerCase();
+  const deviceCode = match.deviceCode;
+  const limits = opts; // a PayloadLimits: no object per message
+  const latestUs = msg.receivedAtUs + opts.maxFutureSkewMs * 1000;
+
+  if (match.kind === "status") {
+    const s = parseStatusPayload(text, limits);
+    if (!s.ok) return { kind: "reject", reason: s.reason, detail: s.detail };
+    if (s.tsUs !== null && s.tsUs > latestUs) return futureReject(s.tsUs);
+    return {
+      kind: "status",
+      userId,
+      deviceCode,
+      status: s.status,
+      details: s.details,
+      tsUs: s.tsUs,
+    };
+  }
+
+  if (match.kind === "feed") {
+    const v = parseFeedPayload(text, limits);
+    if (!v.ok) return { kind: "reject", reason: v.reason, detail: v.detail };
+    if (v.tsUs !== null && v.tsUs > latestUs) return futureReject(v.tsUs);
+    const reading: Reading = { feedKey: match.feedKey, value: v.value, text: v.text, tsUs: v.tsUs };
+    return { kind: "readings", userId, deviceCode, readings: [reading], rejects: NO_REJECTS };
+  }
+
+  const bulk = parseBulkPayload(text, limits);
+  if (!bulk.ok) return { kind: "reject", reason: bulk.reason, detail: bulk.detail };
+  const readings: Reading[] = [];
+  for (const r of bulk.readings) {
+    if (r.tsUs !== null && r.tsUs > latestUs) {
+      bulk.rejects.push({
+        reason: "future_timestamp",
+        detail: `${r.feedKey}: ${futureDetail(r.tsUs)}`,
+      });
+    } else {
+      readings.push(r);
+    }
+  }
+  if (readings.length === 0 && bulk.rejects.length === 1) {
+    return { kind: "reject", ...bulk.rejects[0] };
+  }
+  return { kind: "readings", userId, deviceCode, readings, rejects: bulk.rejects };
+}
+
+function futureDetail(tsUs: number): string {
+  return `timestamp ${formatTimestamp(tsUs)} is in the future`;
+}
+
+function futureReject(tsUs: number): Decoded {
+  return { kind: "reject", reason: "future_timestamp", detail: futureDetail(tsUs) };
+}

@@ -1,0 +1,123 @@
+/**
+ * The shapes that flow between pipeline stages. The MQTT source and the file reader
+ * both produce `Inbound`; `decode` turns it into a `Decoded`; the processor turns a batch
+ * of those into a `BatchResult` with one outcome (stored, rejected, skipped) per message.
+ */
+
+/** MQTT quality of service. */
+export type Qos = 0 | 1 | 2;
+
+/** A message as it arrived, before any parsing. */
+export interface Inbound {
+  topic: string;
+  payload: Uint8Array;
+  qos: Qos;
+  retain: boolean;
+  /** Receive time in microseconds since the Unix epoch. */
+  receivedAtUs: number;
+}
+
+/**
+ * Why a message was rejected: kept in `ingest_rejects.reason`. A closed set, documented
+ * in docs/topics-and-payloads.md; add to it there too.
+ */
+export type RejectReason =
+  | "bad_topic"
+  | "bad_user_id"
+  | "bad_payload"
+  | "bad_timestamp"
+  | "bad_status"
+  | "too_large"
+  | "future_timestamp"
+  | "unknown_feed"
+  | "unknown_device"
+  | "out_of_range"
+  | "db_rejected"
+  | "internal_error";
+
+/** All reject reasons, for metrics and docs. */
+export const REJECT_REASONS: readonly RejectReason[] = [
+  "bad_topic",
+  "bad_user_id",
+  "bad_payload",
+  "bad_timestamp",
+  "bad_status",
+  "too_large",
+  "future_timestamp",
+  "unknown_feed",
+  "unknown_device",
+  "out_of_range",
+  "db_rejected",
+  "internal_error",
+];
+
+/**
+ * Why a reading was skipped: counted, not kept. Inactive feeds are switched off on
+ * purpose; duplicates are the same reading again (redelivery, replay); `retained` is an
+ * old retained reading or status without a time of its own, re-sent by the broker on
+ * subscribe; `retained_cleared` is the empty retained message that clears one.
+ */
+export type SkipReason = "inactive_feed" | "duplicate" | "retained" | "retained_cleared";
+
+/** All skip reasons. */
+export const SKIP_REASONS: readonly SkipReason[] = [
+  "inactive_feed",
+  "duplicate",
+  "retained",
+  "retained_cleared",
+];
+
+/** One value for one feed. */
+export interface Reading {
+  feedKey: string;
+  /** Numeric value, or null for a text value. */
+  value: number | null;
+  /** Text value (`ON`, `open`), or null for a number. */
+  text: string | null;
+  /** Device timestamp in µs since the epoch, or null to use the receive time. */
+  tsUs: number | null;
+}
+
+/** A reading (or a bulk entry) that could not be used, with its reason. */
+export interface ReadingReject {
+  reason: RejectReason;
+  detail: string;
+}
+
+/** Device status words we accept. */
+export type DeviceStatus = "online" | "offline";
+
+/** A message after topic and payload parsing. */
+export type Decoded =
+  | {
+    kind: "readings";
+    userId: string;
+    deviceCode: string;
+    readings: Reading[];
+    /** Entries of a bulk message that could not be parsed. */
+    rejects: ReadingReject[];
+  }
+  | {
+    kind: "status";
+    userId: string;
+    deviceCode: string;
+    status: DeviceStatus;
+    /** The JSON payload when the device sent an object, for the history row. */
+    details: Record<string, unknown> | null;
+    tsUs: number | null;
+  }
+  | { kind: "reject"; reason: RejectReason; detail: string }
+  /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
+  | { kind: "skip"; reason: SkipReason };
+
+/**
+ * Sends the acknowledgement of one message to its source (a PUBACK); called once the
+ * message's outcome is durable, after its batch committed.
+ */
+export type Ack = () => void;
+
+/** A message ready for the processor. */
+export interface Pending {
+  inbound: Inbound;
+  decoded: Decoded;
+}

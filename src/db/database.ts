@@ -1,0 +1,99 @@
+/**
+ * Opens the database feedline writes to: the one at DATABASE_URL, or the embedded PGlite
+ * when none is given. Either way the caller gets a postgres.js client and a `close`.
+ */
+import postgres from "postgres";
+import { startEmbeddedDatabase } from "../embedded/services.ts";
+import { FeedlineError } from "../errors.ts";
+import { redactUrl } from "../log.ts";
+import { applyMigrations } from "./migrate.ts";
+
+/** An open database. */
+export interface Database {
+  sql: postgres.Sql;
+  /** Where it is, with any password masked: for logs. */
+  where: string;
+  /** Connection URL (for the embedded database: how other local processes reach it). */
+  url: string;
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+/** Options to open a database. */
+export interface OpenDatabaseOptions {
+  url?: string;
+  dataDir: string;
+  embeddedPort: number;
+  poolSize: number;
+  /** Apply pending migrations (always done for the embedded database). */
+  migrate: boolean;
+}
+
+/** Connects (or starts the embedded database) and checks that the database answers. */
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
+  if (!opts.url) {
+    const dir = `${opts.dataDir.replace(/\/$/, "")}/pgdata`;
+    let embedded;
+    try {
+      embedded = await startEmbeddedDatabase({
+        dataDir: dir,
+        port: opts.embeddedPort,
+        // Room for our pool plus a few local tools (simulate --register, psql).
+        maxConnections: opts.poolSize + 4,
+      });
+    } catch (error) {
+      throw new FeedlineError(
+        "EMBEDDED_FAILED",
+        `cannot start the embedded database in ${dir}: ${(error as Error).message}; ` +
+          `use --data-dir to pick another folder, or set DATABASE_URL`,
+        { cause: error },
+      );
+    }
+    const sql = postgres(embedded.url, { max: opts.poolSize, ssl: false, onnotice: () => {} });
+    await applyMigrations(sql);
+    return {
+      sql,
+      where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
+      url: embedded.url,
+      embedded: true,
+      close: async () => {
+        await sql.end({ timeout: 5 });
+        await embedded.close();
+      },
+    };
+  }
+  const sql = postgres(opts.url, {
+    max: opts.poolSize,
+    onnotice: () => {},
+    connect_timeout: 10,
+    // Connections are reopened after failures; a long-lived idle one may be cut by
+    // middleboxes, so recycle now and then.
+    max_lifetime: 60 * 30,
+  });
+  try {
+    await sql`select 1`;
+  } catch (error) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    throw new FeedlineError(
+      "DATABASE_UNREACHABLE",
+      `cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ${describePgError(error)}; ` +
+        `check DATABASE_URL and that the server is running`,
+      { cause: error },
+    );
+  }
+  if (opts.migrate) await applyMigrations(sql);
+  return {
+    sql,
+    where: redactUrl(opts.url),
+    url: opts.url,
+    embedded: false,
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
+
+/** A one-line description of a postgres.js or socket error. */
+export function describePgError(error: unknown): string {
+  const e = error as { code?: string; message?: string; errno?: string };
+  const message = e?.message ?? String(error);
+  return e?.code && !message.includes(e.code) ? `${message} (${e.code})` : message;
+}

@@ -1,0 +1,196 @@
+/**
+ * The metrics of the ingest pipeline, by name. Accounting at message level, at any
+ * moment:
+ *
+ *   received = outcome{stored} + outcome{rejected} + outcome{skipped}
+ *            + dropped + discarded + queued + in flight
+ *
+ * (a message may carry several readings: the `readings_*` counters count those).
+ */
+import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
+import { Counter, Gauge, Histogram, Registry } from "../prometheus.ts";
+
+/** Why a message was dropped without being processed. */
+export type DropReason = "queue_full" | "shutdown";
+
+/** Creates the pipeline's metrics in a registry. */
+export function createIngestMetrics(registry = new Registry()) {
+  const m = {
+    registry,
+    received: registry.add(
+      new Counter("feedline_messages_received_total", "Messages received from the source."),
+    ),
+    processed: registry.add(
+      new Counter("feedline_messages_processed_total", "Messages whose batch was committed."),
+    ),
+    outcomes: registry.add(
+      new Counter(
+        "feedline_message_outcomes_total",
+        "Committed messages by outcome: stored, rejected (in ingest_rejects) or skipped.",
+      ),
+    ),
+    discarded: registry.add(
+      new Counter(
+        "feedline_messages_discarded_total",
+        "Queued copies dropped because the broker redelivers them (not lost), by reason.",
+      ),
+    ),
+    dropped: registry.add(
+      new Counter("feedline_messages_dropped_total", "QoS 0 messages dropped, by reason."),
+    ),
+    stored: registry.add(new Counter("feedline_readings_stored_total", "Readings stored.")),
+    skipped: registry.add(
+      new Counter("feedline_readings_skipped_total", "Readings skipped, by reason."),
+    ),
+    rejected: registry.add(
+      new Counter(
+        "feedline_rejects_total",
+        "Rejected messages written to ingest_rejects, by reason.",
+      ),
+    ),
+    statuses: registry.add(
+      new Counter("feedline_device_statuses_total", "Device status messages applied."),
+    ),
+    batches: registry.add(new Counter("feedline_batches_total", "Batches committed.")),
+    batchErrors: registry.add(
+      new Counter("feedline_batch_errors_total", "Failed batch attempts (retried)."),
+    ),
+    batchSize: registry.add(
+      new Histogram("feedline_batch_size", "Messages per committed batch.", [
+        1,
+        10,
+        50,
+        100,
+        500,
+        1000,
+        5000,
+        10000,
+        50000,
+      ]),
+    ),
+    batchDuration: registry.add(
+      new Histogram("feedline_batch_duration_seconds", "Time to process and commit a batch.", [
+        0.001,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+      ]),
+    ),
+    lag: registry.add(
+      new Histogram("feedline_ingest_lag_seconds", "Receive to commit, per message.", [
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+      ]),
+    ),
+  };
+  for (const reason of SKIP_REASONS) m.skipped.init({ reason });
+  for (const reason of REJECT_REASONS) m.rejected.init({ reason });
+  for (const reason of ["queue_full", "shutdown"]) m.dropped.init({ reason });
+  for (const outcome of ["stored", "rejected", "skipped"]) m.outcomes.init({ outcome });
+  m.discarded.init({ reason: "redelivered" });
+  return m;
+}
+
+/** The pipeline's metrics. */
+export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
+
+/** The accounting equation's terms, for logs and tests. */
+export function accounting(m: IngestMetrics, queued: number, inFlight: number) {
+  const terms = {
+    received: m.received.total(),
+    stored: m.outcomes.get({ outcome: "stored" }),
+    rejected: m.outcomes.get({ outcome: "rejected" }),
+    skipped: m.outcomes.get({ outcome: "skipped" }),
+    dropped: m.dropped.total(),
+    discarded: m.discarded.total(),
+    queued,
+    inFlight,
+  };
+  const accounted = terms.stored + terms.rejected + terms.skipped + terms.dropped +
+    terms.discarded + terms.queued + terms.inFlight;
+  return { ...terms, balanced: accounted === terms.received };
+}
+
+/** Adds a gauge read at scrape time. */
+export function addGauge(m: IngestMetrics, name: string, help: string, read: () => number): Gauge {
+  return m.registry.add(new Gauge(name, help, read));
+}
+
+/** What the gauges of a running `serve` read at scrape time. */
+export interface ServeGaugeSources {
+  pipeline: {
+    readonly dataQueued: number;
+    readonly statusQueued: number;
+    readonly unacked: number;
+    readonly inFlight: number;
+  };
+  brokerUp: () => boolean;
+  databaseUp: () => boolean;
+  /** Failed capture writes, when `--capture` is on. */
+  captureErrors: (() => number) | null;
+}
+
+/** Adds the gauges `serve` exposes on /metrics (documented in docs/operations.md). */
+export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
+  const { pipeline } = s;
+  addGauge(m, "feedline_queue_depth_data", "Feed data messages queued.", () => pipeline.dataQueued);
+  addGauge(
+    m,
+    "feedline_queue_depth_status",
+    "Status messages queued.",
+    () => pipeline.statusQueued,
+  );
+  addGauge(
+    m,
+    "feedline_unacked_messages",
+    "Messages received, not yet acknowledged.",
+    () => pipeline.unacked,
+  );
+  addGauge(
+    m,
+    "feedline_in_flight_messages",
+    "Messages in the batch being written.",
+    () => pipeline.inFlight,
+  );
+  addGauge(m, "feedline_broker_up", "1 when subscribed to the broker.", () => s.brokerUp() ? 1 : 0);
+  addGauge(
+    m,
+    "feedline_database_up",
+    "1 when the database answers its probe and the last batch was written.",
+    () => s.databaseUp() ? 1 : 0,
+  );
+  const captureErrors = s.captureErrors;
+  if (captureErrors) {
+    addGauge(
+      m,
+      "feedline_capture_write_errors",
+      "Failed writes to the --capture file since start (their messages are not in it).",
+      captureErrors,
+    );
+  }
+  addGauge(
+    m,
+    "feedline_process_resident_memory_bytes",
+    "Resident set size.",
+    () => Deno.memoryUsage().rss,
+  );
+}

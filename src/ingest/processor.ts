@@ -1,0 +1,760 @@
+/**
+ * The processor: one batch of decoded messages → one PostgreSQL transaction. It knows
+ * nothing of MQTT or files; `serve` and `replay` call it alike, and tests call it
+ * directly against a real database.
+ *
+ * Per batch: one query for all (user_id, feed_key) not in the cache, one multi-row
+ * insert of values (`unnest`, `on conflict do nothing`), one update moving each feed's
+ * last value forward, one insert of status history and one device update, one insert
+ * of rejects.
+ *
+ * No message can block a batch (docs/delivery.md, "Poison messages"): every insert of
+ * rows that come from messages (values, status events, rejects) is split inside
+ * savepoints when the database refuses it, until the refused rows are isolated and
+ * dead-lettered; and if the transaction still fails for anything but the database or the
+ * connection (src/db/errors.ts), the batch is bisected into separate transactions down to
+ * the one message that fails, which is dead-lettered with the error.
+ */
+import { Buffer } from "node:buffer";
+import type postgres from "postgres";
+import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
+import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
+import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
+import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
+import { describeError } from "../core/decode.ts";
+import { storableJson } from "../core/payload.ts";
+
+/** Options of the processor. */
+export interface ProcessorOptions {
+  /** Create unknown users, devices and feeds instead of rejecting (dev mode). */
+  autoRegister?: boolean;
+  /** Bytes of a rejected payload kept in `ingest_rejects` (the size is recorded). */
+  rejectPayloadCap?: number;
+  feedCache?: FeedCache;
+  /** Do everything, then roll back: for `replay --dry-run`. */
+  dryRun?: boolean;
+  /**
+   * Runs the batch's work (`process`, to be called once) inside its transaction, with
+   * room for more statements before and after it: `replay --rejects` deletes the
+   * dead-letter rows it re-processes first, so those rejected again are written anew
+   * and the rest are gone, in the same commit.
+   */
+  inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
+}
+
+/** Totals of one batch. */
+export interface BatchResult {
+  messages: number;
+  stored: number;
+  skipped: Partial<Record<SkipReason, number>>;
+  rejected: Partial<Record<RejectReason, number>>;
+  /** Status events recorded (one already recorded is absorbed, not counted). */
+  statuses: number;
+  /**
+   * One outcome per message, for accounting: `stored` when any of its readings (or its
+   * status) is in the database now, including as an absorbed duplicate; else `rejected`
+   * when it has a row in ingest_rejects; else `skipped`.
+   */
+  outcomes: { stored: number; rejected: number; skipped: number };
+  /**
+   * The first `MAX_REJECT_DETAILS` rejects of the batch, for feedback to publishers and
+   * the status page (the rows themselves are in `ingest_rejects`).
+   */
+  rejects: RejectDetail[];
+}
+
+/** One rejected message, as reported in a `BatchResult`. */
+export interface RejectDetail {
+  topic: string;
+  reason: RejectReason;
+  detail: string;
+  /** The user id of a topic that parsed (null for bad_topic, bad_user_id, ...). */
+  userId: string | null;
+  receivedAtUs: number;
+}
+
+/** Most reject details a `BatchResult` carries; its counts are always complete. */
+export const MAX_REJECT_DETAILS = 1000;
+
+/** A rejected message, as it goes into `ingest_rejects`. */
+interface RejectRow {
+  inbound: Inbound;
+  reason: RejectReason;
+  detail: string;
+}
+
+/** A value row, as it goes into `feed_values`. */
+interface ValueRow {
+  feedId: number;
+  value: number | null;
+  text: string | null;
+  createdUs: number;
+  receivedUs: number;
+  /** Index into the batch, so a poison row can be dead-lettered with its message. */
+  message: number;
+}
+
+const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
+const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
+
+function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1): void {
+  map[key] = (map[key] ?? 0) + n;
+}
+
+// NUL cannot be stored in a PostgreSQL text column; MQTT forbids it in topics (MQTT 5
+// §1.5.4) but a broker may still pass one through. Stored texts are bounded too: a
+// topic may be 64 KB, and the dead letter must take any message.
+function safeText(text: string, max: number): string {
+  const bounded = text.length > max ? text.slice(0, max) : text;
+  return bounded.includes("\u0000") ? bounded.replaceAll("\u0000", "\ufffd") : bounded;
+}
+
+/** Longest topic kept in `ingest_rejects` (longer ones cannot be valid topics anyway). */
+export const MAX_REJECT_TOPIC_CHARS = 2048;
+/** Longest detail kept in `ingest_rejects`. */
+const MAX_REJECT_DETAIL_CHARS = 2000;
+
+function emptyResult(messages: number): BatchResult {
+  return {
+    messages,
+    stored: 0,
+    skipped: {},
+    rejected: {},
+    statuses: 0,
+    outcomes: { stored: 0, rejected: 0, skipped: 0 },
+    rejects: [],
+  };
+}
+
+/**
+ * Processes one batch and returns its totals. Throws only for a failure of the database
+ * or the connection (src/db/errors.ts): the caller keeps the batch and retries; nothing
+ * of it needs to be acknowledged yet, and re-processing it is idempotent. Any other
+ * failure is isolated to the messages that cause it, which are dead-lettered.
+ */
+export async function processBatch(
+  sql: postgres.Sql,
+  batch: Pending[],
+  opts: ProcessorOptions = {},
+): Promise<BatchResult> {
+  try {
+    return await processInOneTransaction(sql, batch, opts);
+  } catch (error) {
+    if (isTransientDbError(error)) throw error;
+    if (batch.length === 1) return await deadLetterAlone(sql, batch[0], opts, error);
+    // Each half commits on its own; a retry after a later transient failure re-processes
+    // a committed half idempotently (duplicates are absorbed by the keys).
+    const middle = batch.length >>> 1;
+    const a = await processBatch(sql, batch.slice(0, middle), opts);
+    const b = await processBatch(sql, batch.slice(middle), opts);
+    return mergeResults(a, b);
+  }
+}
+
+function mergeResults(a: BatchResult, b: BatchResult): BatchResult {
+  const sum = <K extends string>(x: Partial<Record<K, number>>, y: Partial<Record<K, number>>) => {
+    const out = { ...x };
+    for (const [k, n] of Object.entries(y) as [K, number][]) out[k] = (out[k] ?? 0) + n;
+    return out;
+  };
+  return {
+    messages: a.messages + b.messages,
+    stored: a.stored + b.stored,
+    skipped: sum(a.skipped, b.skipped),
+    rejected: sum(a.rejected, b.rejected),
+    statuses: a.statuses + b.statuses,
+    outcomes: {
+      stored: a.outcomes.stored + b.outcomes.stored,
+      rejected: a.outcomes.rejected + b.outcomes.rejected,
+      skipped: a.outcomes.skipped + b.outcomes.skipped,
+    },
+    rejects: [...a.rejects, ...b.rejects].slice(0, MAX_REJECT_DETAILS),
+  };
+}
+
+/**
+ * The one message of a batch that still fails on its own: dead-lettered with the error,
+ * `db_rejected` with its SQLSTATE when the database refused it, else `internal_error`.
+ */
+async function deadLetterAlone(
+  sql: postgres.Sql,
+  pending: Pending,
+  opts: ProcessorOptions,
+  error: unknown,
+): Promise<BatchResult> {
+  const state = sqlStateOf(error);
+  const reject: RejectRow = {
+    inbound: pending.inbound,
+    reason: state ? "db_rejected" : "internal_error",
+    detail: state ? `${state}: ${(error as Error).message}` : describeError(error),
+  };
+  const result = emptyResult(1);
+  try {
+    await sql.begin(async (tx) => {
+      const work = () =>
+        insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
+      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
+      if (opts.dryRun) throw DRY_RUN_ROLLBACK;
+    });
+  } catch (e) {
+    if (e !== DRY_RUN_ROLLBACK) throw e;
+  }
+  result.rejected[reject.reason] = 1;
+  result.outcomes.rejected = 1;
+  reportRejects([pending], [reject], result.rejects);
+  return result;
+}
+
+async function processInOneTransaction(
+  sql: postgres.Sql,
+  batch: Pending[],
+  opts: ProcessorOptions,
+): Promise<BatchResult> {
+  const result = emptyResult(batch.length);
+  if (batch.length === 0) return result;
+  try {
+    await sql.begin(async (tx) => {
+      // A retried batch must not count twice.
+      result.stored = 0;
+      result.skipped = {};
+      result.rejected = {};
+      result.statuses = 0;
+      result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
+      result.rejects = [];
+      const work = () => processInTransaction(tx, batch, opts, result);
+      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
+      if (opts.dryRun) throw DRY_RUN_ROLLBACK;
+    });
+  } catch (error) {
+    if (error !== DRY_RUN_ROLLBACK) throw error;
+  }
+  return result;
+}
+
+async function processInTransaction(
+  tx: postgres.TransactionSql,
+  batch: Pending[],
+  opts: ProcessorOptions,
+  result: BatchResult,
+): Promise<void> {
+  const rejects: RejectRow[] = [];
+
+  if (opts.autoRegister) await autoRegister(tx, batch);
+  const { feeds, keys } = await lookupFeeds(tx, batch, opts.feedCache);
+  let k = 0; // index into `keys`: readings in batch order, as lookupFeeds saw them
+
+  const values: ValueRow[] = [];
+  const statusIndexes: number[] = [];
+  for (let i = 0; i < batch.length; i++) {
+    const { inbound, decoded } = batch[i];
+    if (decoded.kind === "reject") {
+      rejects.push({ inbound, reason: decoded.reason, detail: decoded.detail });
+      continue;
+    }
+    if (decoded.kind === "skip") {
+      count(result.skipped, decoded.reason);
+      continue;
+    }
+    if (decoded.kind === "status") {
+      statusIndexes.push(i);
+      continue;
+    }
+    for (const r of decoded.rejects) rejects.push({ inbound, ...r });
+    for (const reading of decoded.readings) {
+      const feed = feeds.get(keys[k++]);
+      if (!feed) {
+        rejects.push({
+          inbound,
+          reason: "unknown_feed",
+          detail: `no feed "${reading.feedKey}" for this user`,
+        });
+      } else if (!feed.isActive) {
+        count(result.skipped, "inactive_feed");
+      } else if (inbound.retain && reading.tsUs === null) {
+        // A retained message replayed on subscribe is an old reading with no time of its
+        // own; stamping it "now" would invent a new reading.
+        count(result.skipped, "retained");
+      } else if (reading.value !== null && outOfRange(feed, reading.value)) {
+        rejects.push({
+          inbound,
+          reason: "out_of_range",
+          detail: `${reading.feedKey}: ${reading.value} outside [${feed.thresholdMin ?? "-inf"}, ${
+            feed.thresholdMax ?? "inf"
+          }]`,
+        });
+      } else {
+        values.push({
+          feedId: feed.id,
+          value: reading.value,
+          text: reading.text,
+          // Sources keep receive times strictly increasing (src/clock.ts), so a
+          // receive-time stamp never makes two distinct readings collide.
+          createdUs: reading.tsUs ?? inbound.receivedAtUs,
+          receivedUs: inbound.receivedAtUs,
+          message: i,
+        });
+      }
+    }
+  }
+
+  const storedMessages = new Set<Inbound>();
+  if (values.length > 0) {
+    const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
+    const poisoned = new Set(poison.map((p) => p.row));
+    for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
+    result.stored += inserted;
+    const absorbed = values.length - inserted - poison.length;
+    if (absorbed > 0) count(result.skipped, "duplicate", absorbed);
+    for (const p of poison) {
+      rejects.push({
+        inbound: batch[p.row.message].inbound,
+        reason: "db_rejected",
+        detail: p.detail,
+      });
+      opts.feedCache?.clear();
+    }
+    await updateLastValues(
+      tx,
+      values,
+      poison.length > 0 ? new Set(poison.map((p) => p.row)) : null,
+    );
+  }
+  if (statusIndexes.length > 0) {
+    result.statuses += await applyStatuses(
+      tx,
+      batch,
+      statusIndexes,
+      rejects,
+      storedMessages,
+      result.skipped,
+    );
+  }
+  const rejectedMessages = new Set<Inbound>();
+  if (rejects.length > 0) {
+    const merged = mergeRejects(rejects);
+    await insertRejects(tx, merged, opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
+    for (const r of merged) {
+      count(result.rejected, r.reason);
+      rejectedMessages.add(r.inbound);
+    }
+    reportRejects(batch, merged, result.rejects);
+  }
+  for (const { inbound } of batch) {
+    if (storedMessages.has(inbound)) result.outcomes.stored++;
+    else if (rejectedMessages.has(inbound)) result.outcomes.rejected++;
+    else result.outcomes.skipped++;
+  }
+}
+
+function outOfRange(feed: FeedInfo, value: number): boolean {
+  return (feed.thresholdMin !== null && value < feed.thresholdMin) ||
+    (feed.thresholdMax !== null && value > feed.thresholdMax);
+}
+
+/** Dev mode: make every user, device and feed the batch mentions exist. */
+async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Promise<void> {
+  const devices = new Map<string, [string, string]>();
+  const feeds = new Map<string, [string, string, string]>();
+  for (const { decoded } of batch) {
+    if (decoded.kind === "reject" || decoded.kind === "skip") continue;
+    devices.set(feedKeyOf(decoded.userId, decoded.deviceCode), [
+      decoded.userId,
+      decoded.deviceCode,
+    ]);
+    if (decoded.kind === "readings") {
+      for (const r of decoded.readings) {
+        feeds.set(feedKeyOf(decoded.userId, r.feedKey), [
+          decoded.userId,
+          r.feedKey,
+          decoded.deviceCode,
+        ]);
+      }
+    }
+  }
+  if (devices.size === 0) return;
+  const users = [...new Set([...devices.values()].map(([u]) => u))];
+  await tx`insert into users (id) select * from unnest(${users}::uuid[]) on conflict do nothing`;
+  const d = [...devices.values()];
+  await tx`
+    insert into devices (user_id, code)
+    select * from unnest(${d.map((x) => x[0])}::uuid[], ${d.map((x) => x[1])}::text[])
+    on conflict do nothing`;
+  if (feeds.size === 0) return;
+  const f = [...feeds.values()];
+  await tx`
+    insert into feeds (user_id, key, device_id)
+    select x.u, x.k, d.id
+    from unnest(${f.map((x) => x[0])}::uuid[], ${f.map((x) => x[1])}::text[],
+                ${f.map((x) => x[2])}::text[]) as x(u, k, c)
+    left join devices d on d.user_id = x.u and d.code = x.c
+    on conflict do nothing`;
+}
+
+/**
+ * One query for every (user_id, feed_key) of the batch that the cache does not know.
+ * Also returns each reading's key, in batch order, so the caller does not build them
+ * again (a key is a concatenation; reusing it reuses its cached hash).
+ */
+async function lookupFeeds(
+  tx: postgres.TransactionSql,
+  batch: Pending[],
+  cache: FeedCache | undefined,
+): Promise<{ feeds: Map<string, FeedInfo>; keys: string[] }> {
+  const found = new Map<string, FeedInfo>();
+  const keys: string[] = [];
+  const missingUsers: string[] = [];
+  const missingKeys: string[] = [];
+  const now = Date.now();
+  for (const { decoded } of batch) {
+    if (decoded.kind !== "readings") continue;
+    for (const r of decoded.readings) {
+      const key = feedKeyOf(decoded.userId, r.feedKey);
+      keys.push(key);
+      if (found.has(key)) continue;
+      const cached = cache?.get(key, now);
+      if (cached) {
+        found.set(key, cached);
+      } else {
+        // Placeholder so a key is asked for once; removed again if the feed is unknown.
+        found.set(key, null as unknown as FeedInfo);
+        missingUsers.push(decoded.userId);
+        missingKeys.push(r.feedKey);
+      }
+    }
+  }
+  if (missingKeys.length > 0) {
+    const version = cache?.version;
+    const rows = await tx<
+      {
+        id: string;
+        user_id: string;
+        key: string;
+        is_active: boolean;
+        threshold_min: number | null;
+        threshold_max: number | null;
+      }[]
+    >`
+      select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max
+      from unnest(${missingUsers}::uuid[], ${missingKeys}::text[]) as k(user_id, key)
+      join feeds f on f.user_id = k.user_id and f.key = k.key`;
+    for (const row of rows) {
+      const feed: FeedInfo = {
+        id: Number(row.id),
+        isActive: row.is_active,
+        thresholdMin: row.threshold_min,
+        thresholdMax: row.threshold_max,
+      };
+      const key = feedKeyOf(row.user_id, row.key);
+      found.set(key, feed);
+      cache?.set(key, feed, now, version);
+    }
+  }
+  for (const [key, feed] of found) if (feed === null) found.delete(key);
+  return { feeds: found, keys };
+}
+
+interface Poison<T> {
+  row: T;
+  detail: string;
+}
+
+/**
+ * Inserts rows with `insert`, in a savepoint. When the database refuses them for
+ * anything but a transient failure (src/db/errors.ts), they are split in halves, each
+ * in its own savepoint, until the refused rows are isolated; those are returned, the
+ * rest are inserted.
+ */
+async function insertIsolated<T>(
+  tx: postgres.TransactionSql,
+  rows: T[],
+  insert: (sp: postgres.TransactionSql, rows: T[]) => Promise<number>,
+): Promise<{ inserted: number; poison: Poison<T>[] }> {
+  try {
+    return { inserted: await tx.savepoint((sp) => insert(sp, rows)), poison: [] };
+  } catch (error) {
+    if (isTransientDbError(error)) throw error;
+    if (rows.length === 1) {
+      const state = sqlStateOf(error);
+      const detail = state ? `${state}: ${(error as Error).message}` : describeError(error);
+      return { inserted: 0, poison: [{ row: rows[0], detail }] };
+    }
+    const middle = rows.length >>> 1;
+    const a = await insertIsolated(tx, rows.slice(0, middle), insert);
+    const b = await insertIsolated(tx, rows.slice(middle), insert);
+    return { inserted: a.inserted + b.inserted, poison: [...a.poison, ...b.poison] };
+  }
+}
+
+async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
+  const n = rows.length;
+  const feedIds = new Array<number>(n);
+  const nums = new Array<number | null>(n);
+  const texts = new Array<string | null>(n);
+  const created = new Array<number>(n);
+  const received = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const r = rows[i];
+    feedIds[i] = r.feedId;
+    nums[i] = r.value;
+    texts[i] = r.text;
+    created[i] = r.createdUs;
+    received[i] = r.receivedUs;
+  }
+  // Times travel as µs integers: exact, where a float of seconds would lose the last
+  // digit and two readings a microsecond apart could collide.
+  const res = await tx`
+    insert into feed_values (feed_id, value, value_text, created_at, received_at)
+    select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
+           to_timestamp(0) + r * interval '1 microsecond'
+    from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
+                ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
+                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
+    on conflict do nothing`;
+  return res.count;
+}
+
+/** Moves each feed's last value forward: late or replayed data never overwrites newer. */
+async function updateLastValues(
+  tx: postgres.TransactionSql,
+  rows: ValueRow[],
+  exclude: Set<ValueRow> | null,
+): Promise<void> {
+  const latest = new Map<number, ValueRow>();
+  for (const r of rows) {
+    if (exclude?.has(r)) continue;
+    const current = latest.get(r.feedId);
+    if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
+  }
+  if (latest.size === 0) return;
+  const ids: number[] = [];
+  const vals: string[] = [];
+  const ats: number[] = [];
+  for (const r of latest.values()) {
+    ids.push(r.feedId);
+    vals.push(r.text ?? String(r.value));
+    ats.push(r.createdUs);
+  }
+  await tx`
+    update feeds f
+    set last_value = x.v, last_value_at = x.at, updated_at = now()
+    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
+          from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
+                      ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
+    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
+}
+
+/** A status history row, as it goes into `device_status_events`. */
+interface StatusEvent {
+  deviceId: number;
+  status: string;
+  payload: string | null;
+  atUs: number;
+  inbound: Inbound;
+}
+
+/**
+ * Device status: history rows for every message, and each device's current status
+ * moved forward in time. A status for a device that is not registered is rejected. A
+ * retained status without a time of its own is the broker re-sending an old one on
+ * subscribe: it records no event (a restart would otherwise add one each time) and sets
+ * the status only of a device that has none yet.
+ */
+async function applyStatuses(
+  tx: postgres.TransactionSql,
+  batch: Pending[],
+  indexes: number[],
+  rejects: RejectRow[],
+  applied: Set<Inbound>,
+  skipped: Partial<Record<SkipReason, number>>,
+): Promise<number> {
+  const users: string[] = [];
+  const codes: string[] = [];
+  const seen = new Set<string>();
+  for (const i of indexes) {
+    const d = batch[i].decoded;
+    if (d.kind !== "status") continue;
+    const key = feedKeyOf(d.userId, d.deviceCode);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    users.push(d.userId);
+    codes.push(d.deviceCode);
+  }
+  const rows = await tx<{ id: string; user_id: string; code: string }[]>`
+    select d.id, d.user_id, d.code
+    from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
+    join devices d on d.user_id = k.user_id and d.code = k.code`;
+  const deviceIds = new Map(rows.map((r) => [feedKeyOf(r.user_id, r.code), Number(r.id)]));
+
+  const events: StatusEvent[] = [];
+  const firstKnown = new Map<number, { status: string; at: number }>();
+  for (const i of indexes) {
+    const { inbound, decoded: d } = batch[i];
+    if (d.kind !== "status") continue;
+    const id = deviceIds.get(feedKeyOf(d.userId, d.deviceCode));
+    if (id === undefined) {
+      rejects.push({
+        inbound,
+        reason: "unknown_device",
+        detail: `no device "${d.deviceCode}" for this user`,
+      });
+    } else if (inbound.retain && d.tsUs === null) {
+      count(skipped, "retained");
+      firstKnown.set(id, { status: d.status, at: inbound.receivedAtUs });
+    } else {
+      events.push({
+        deviceId: id,
+        status: d.status,
+        payload: d.details ? storableJson(d.details) : null,
+        atUs: d.tsUs ?? inbound.receivedAtUs,
+        inbound,
+      });
+    }
+  }
+  if (firstKnown.size > 0) {
+    const ids = [...firstKnown.keys()];
+    await tx`
+      update devices d
+      set status = x.s, status_changed_at = x.at, last_seen_at = x.at
+      from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
+            from unnest(${ids}::int8[], ${ids.map((id) => firstKnown.get(id)!.status)}::text[],
+                        ${ids.map((id) => firstKnown.get(id)!.at)}::int8[]) as u(id, s, a)) x
+      where d.id = x.id and d.status = 'unknown'`;
+  }
+  if (events.length === 0) return 0;
+  // A status event already recorded (a replay, a redelivery) is absorbed by its key.
+  const { inserted, poison } = await insertIsolated(tx, events, insertStatusEvents);
+  const poisoned = new Set(poison.map((p) => p.row));
+  for (const p of poison) {
+    rejects.push({ inbound: p.row.inbound, reason: "db_rejected", detail: p.detail });
+  }
+  const latest = new Map<number, { status: string; at: number }>();
+  for (const e of events) {
+    if (poisoned.has(e)) continue;
+    applied.add(e.inbound);
+    const current = latest.get(e.deviceId);
+    if (!current || current.at <= e.atUs) latest.set(e.deviceId, { status: e.status, at: e.atUs });
+  }
+  if (latest.size === 0) return inserted;
+  const ids = [...latest.keys()];
+  const statuses = ids.map((id) => latest.get(id)!.status);
+  const ats = ids.map((id) => latest.get(id)!.at);
+  await tx`
+    update devices d
+    set status = x.s,
+        status_changed_at = case when d.status is distinct from x.s then x.at
+                                 else coalesce(d.status_changed_at, x.at) end,
+        last_seen_at = x.at
+    from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
+          from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
+    where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
+  return inserted;
+}
+
+async function insertStatusEvents(
+  tx: postgres.TransactionSql,
+  events: StatusEvent[],
+): Promise<number> {
+  const res = await tx`
+    insert into device_status_events (device_id, status, payload, at)
+    select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
+    from unnest(${events.map((e) => e.deviceId)}::int8[], ${events.map((e) => e.status)}::text[],
+                ${events.map((e) => e.payload)}::text[], ${events.map((e) => e.atUs)}::int8[])
+      as x(d, s, p, a)
+    on conflict do nothing`;
+  return res.count;
+}
+
+/** One reject row per message and reason: a bulk message's details are joined. */
+function mergeRejects(rejects: RejectRow[]): RejectRow[] {
+  if (rejects.length < 2) return rejects;
+  const byMessage = new Map<Inbound, Map<RejectReason, RejectRow>>();
+  for (const r of rejects) {
+    let reasons = byMessage.get(r.inbound);
+    if (!reasons) byMessage.set(r.inbound, reasons = new Map());
+    const existing = reasons.get(r.reason);
+    if (existing) existing.detail = `${existing.detail}; ${r.detail}`.slice(0, 2000);
+    else reasons.set(r.reason, { ...r });
+  }
+  return [...byMessage.values()].flatMap((m) => [...m.values()]);
+}
+
+function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
+  const users = new Map<Inbound, string>();
+  for (const { inbound, decoded } of batch) {
+    if (decoded.kind !== "reject" && decoded.kind !== "skip") users.set(inbound, decoded.userId);
+  }
+  for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
+    out.push({
+      topic: r.inbound.topic,
+      reason: r.reason,
+      detail: r.detail,
+      userId: users.get(r.inbound) ?? null,
+      receivedAtUs: r.inbound.receivedAtUs,
+    });
+  }
+}
+
+/**
+ * The dead letter: one row per rejected message and reason, topic, detail and payload
+ * bounded. A message's receive time is unique per process (src/clock.ts), so a
+ * re-processed batch hits the unique key (received_at, reason, md5(topic)) and does not
+ * dead-letter the same message twice. This write must not fail for anything a message
+ * holds: rows the database still refuses are isolated, and each is written again as a
+ * last-resort row that keeps only the receive time, the reason and the error.
+ */
+async function insertRejects(
+  tx: postgres.TransactionSql,
+  rejects: RejectRow[],
+  payloadCap: number,
+): Promise<void> {
+  const rows = rejects.map((r) => rejectRecord(r, payloadCap));
+  const { poison } = await insertIsolated(tx, rows, insertRejectRows);
+  if (poison.length === 0) return;
+  const fallback = poison.map(({ row, detail }) => ({
+    topic: "",
+    payload: "",
+    size: row.size,
+    reason: row.reason,
+    detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: row.receivedUs,
+  }));
+  await insertRejectRows(tx, fallback);
+}
+
+interface RejectRecord {
+  topic: string;
+  /** base64 of the capped payload */
+  payload: string;
+  size: number;
+  reason: string;
+  detail: string;
+  receivedUs: number;
+}
+
+function rejectRecord(r: RejectRow, payloadCap: number): RejectRecord {
+  const bytes = r.inbound.payload;
+  return {
+    topic: safeText(r.inbound.topic, MAX_REJECT_TOPIC_CHARS),
+    payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
+      .toString("base64"),
+    size: bytes.byteLength,
+    reason: r.reason,
+    detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: r.inbound.receivedAtUs,
+  };
+}
+
+async function insertRejectRows(
+  tx: postgres.TransactionSql,
+  rows: RejectRecord[],
+): Promise<number> {
+  const res = await tx`
+    insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
+    select t, decode(p, 'base64'), s, r, d, to_timestamp(0) + a * interval '1 microsecond'
+    from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
+                ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
+                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
+      as x(t, p, s, r, d, a)
+    on conflict do nothing`;
+  return res.count;
+}

@@ -1,0 +1,236 @@
+/**
+ * The MQTT source: connects, subscribes, hands each message to the pipeline and sends
+ * its acknowledgement only when told to (after the commit). Knows nothing of SQL.
+ *
+ * Persistent session (clean start off, a stable client id, a session expiry on v5), so
+ * the broker keeps what arrives while we are away and redelivers what we did not ack.
+ */
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import { Buffer } from "node:buffer";
+import { nowUs } from "../clock.ts";
+import { FeedlineError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { redactUrl } from "../log.ts";
+import type { Ack, Inbound, Qos } from "../core/message.ts";
+import { DEFER_ACK, PubackWriter, sendDeferredAck } from "./ack.ts";
+
+/** Options of the MQTT source. */
+export interface MqttSourceOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  clientId: string;
+  protocolVersion: 4 | 5;
+  qos: Qos;
+  filters: string[];
+  /** Subscribe as `$share/<group>/<filter>` (MQTT 5 §4.8.2) to spread load over instances. */
+  sharedGroup?: string;
+  keepaliveSec: number;
+  /** v5 only: how long the broker keeps our session while we are away. */
+  sessionExpirySec: number;
+  /** v5 only: most unacknowledged QoS 1/2 messages we accept at once (§3.1.2.11.3). */
+  receiveMaximum: number;
+  connectTimeoutMs: number;
+  log: Logger;
+  /** Takes a message; false when its queue is full. */
+  deliver(inbound: Inbound, ack: Ack | null): boolean;
+  /** Resolves when the queues have room again. */
+  waitForRoom(): Promise<void>;
+  /** A QoS 0 message that found its queue full. */
+  onDrop(inbound: Inbound): void;
+  /**
+   * After a reconnect that resumed the session, the broker redelivers every message it
+   * had not seen acknowledged; `isStale(ack)` tells which queued ones those are.
+   */
+  onSessionResumed?(isStale: (ack: Ack) => boolean): void;
+}
+
+/** A running MQTT source. */
+export interface MqttSource {
+  readonly connected: boolean;
+  readonly subscribed: boolean;
+  readonly client: MqttClient;
+  /** Stop taking messages: later ones are left unacknowledged for redelivery. */
+  stopReading(): void;
+  /** Disconnects cleanly (after the final acks were sent). */
+  close(): Promise<void>;
+}
+
+const RECONNECT_MIN_MS = 500;
+
+function noop(): void {}
+const RECONNECT_MAX_MS = 30_000;
+
+/** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
+export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
+  const { log } = opts;
+  let generation = 0;
+  let subscribed = false;
+  let stopping = false;
+  // Each ack remembers the connection it belongs to, as a property of the function
+  // (one hidden class for all acks; no per-message WeakMap entry for the GC to trace).
+  type TaggedAck = Ack & { generation?: number };
+
+  const clientOptions: IClientOptions = {
+    clientId: opts.clientId,
+    username: opts.username,
+    password: opts.password,
+    protocolVersion: opts.protocolVersion,
+    clean: false,
+    keepalive: opts.keepaliveSec,
+    reconnectPeriod: RECONNECT_MIN_MS,
+    connectTimeout: opts.connectTimeoutMs,
+    // Hooks must be in place before the connection exists: a resumed session's backlog
+    // can arrive before the `connect` event. So: manualConnect, set hooks, connect.
+    manualConnect: true,
+    resubscribe: false,
+    // MQTT.js logs through `debug` several times per packet; even disabled, that is a
+    // measurable share of the receive path (docs/performance.md).
+    log: noop,
+    properties: opts.protocolVersion === 5
+      ? { sessionExpiryInterval: opts.sessionExpirySec, receiveMaximum: opts.receiveMaximum }
+      : undefined,
+  };
+  const client = mqtt.connect(opts.url, clientOptions);
+  const pubacks = new PubackWriter(client);
+
+  client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
+    if (stopping) {
+      // Not acknowledged, so the broker keeps it for our next session.
+      callback(packet.qos > 0 ? DEFER_ACK : undefined);
+      return;
+    }
+    const payload = packet.payload;
+    const inbound: Inbound = {
+      topic: packet.topic,
+      payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      receivedAtUs: nowUs(),
+    };
+    let ack: TaggedAck | null = null;
+    if (packet.qos > 0) {
+      const gen = generation;
+      // QoS 1 needs only the packet id: the closure must not keep the packet (and its
+      // payload) alive longer than the queue does.
+      const messageId = packet.messageId!;
+      ack = packet.qos === 1
+        ? () => {
+          if (gen === generation && client.connected) pubacks.ack(messageId);
+        }
+        : () => {
+          if (gen === generation && client.connected) sendDeferredAck(client, packet);
+        };
+      ack.generation = gen;
+    }
+    if (opts.deliver(inbound, ack)) {
+      callback(ack ? DEFER_ACK : undefined);
+      return;
+    }
+    if (!ack) {
+      opts.onDrop(inbound);
+      callback();
+      return;
+    }
+    // Back-pressure: hold MQTT.js's packet loop (and so the socket) until there is room;
+    // the broker keeps the rest.
+    (async () => {
+      while (!stopping && !opts.deliver(inbound, ack)) await opts.waitForRoom();
+      callback(DEFER_ACK);
+    })();
+  };
+
+  let reconnectDelay = RECONNECT_MIN_MS;
+  let lastError = "";
+  client.on("connect", (connack) => {
+    const resumed = connack.sessionPresent;
+    generation++;
+    reconnectDelay = RECONNECT_MIN_MS;
+    client.options.reconnectPeriod = reconnectDelay;
+    log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
+    if (generation > 1 && resumed) {
+      const current = generation;
+      opts.onSessionResumed?.((ack) => ((ack as TaggedAck).generation ?? current) < current);
+    }
+    if (resumed && subscribed) return; // the broker kept our subscriptions
+    const filters = opts.filters.map((f) =>
+      opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f
+    );
+    client.subscribe(filters, { qos: opts.qos }, (error, granted) => {
+      if (error) {
+        log.error("subscribe failed", { error: error.message });
+        return;
+      }
+      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+      if (refused.length > 0) {
+        log.error("broker refused subscriptions", { topics: refused.map((g) => g.topic) });
+        return;
+      }
+      subscribed = true;
+      log.info("subscribed", { filters, qos: opts.qos });
+    });
+  });
+  client.on("close", () => {
+    if (stopping) return;
+    if (subscribed || generation > 0) log.warn("broker connection lost; reconnecting");
+    // Exponential backoff: MQTT.js waits `reconnectPeriod` before each attempt.
+    reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
+    client.options.reconnectPeriod = reconnectDelay;
+  });
+  client.on("error", (error) => {
+    if (error.message !== lastError) log.warn("broker error", { error: error.message });
+    lastError = error.message;
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onConnect = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      stopping = true;
+      // MQTT.js (5.16) keeps reconnecting after end() while a reconnect period is set.
+      client.options.reconnectPeriod = 0;
+      client.end(true);
+      reject(
+        new FeedlineError(
+          "BROKER_UNREACHABLE",
+          `cannot connect to MQTT broker ${redactUrl(opts.url)}: ${error.message}; ` +
+            `check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that the broker is running`,
+          { cause: error },
+        ),
+      );
+    };
+    const timer = setTimeout(
+      () => onError(new Error(`no answer within ${opts.connectTimeoutMs} ms`)),
+      opts.connectTimeoutMs,
+    );
+    const cleanup = () => {
+      clearTimeout(timer);
+      client.off("connect", onConnect);
+      client.off("error", onError);
+    };
+    client.on("connect", onConnect);
+    client.on("error", onError);
+    client.connect();
+  });
+
+  return {
+    get connected() {
+      return client.connected;
+    },
+    get subscribed() {
+      return subscribed && client.connected;
+    },
+    client,
+    stopReading() {
+      stopping = true;
+    },
+    close() {
+      stopping = true;
+      client.options.reconnectPeriod = 0;
+      return new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    },
+  };
+}

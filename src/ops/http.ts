@@ -1,0 +1,72 @@
+/**
+ * The operations endpoint: one port with `/metrics` (Prometheus text format 0.0.4),
+ * `/healthz` (the process is alive) and `/readyz` (broker subscribed and database
+ * reachable; 503 with a JSON body naming what is not). Extra routes plug in by path.
+ */
+import type { Logger } from "../log.ts";
+
+/** What `/readyz` reports. */
+export interface Readiness {
+  broker: boolean;
+  database: boolean;
+}
+
+/** A route handler. */
+export type RouteHandler = (req: Request) => Response | Promise<Response>;
+
+/** Options of the HTTP server. */
+export interface HttpOptions {
+  hostname: string;
+  port: number;
+  metrics: () => string;
+  readiness: () => Readiness;
+  routes?: Record<string, RouteHandler>;
+  log: Logger;
+}
+
+/** Parses `host:port` (or `:port`, or a bare port). */
+export function parseListenAddress(text: string): { hostname: string; port: number } | null {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(text.trim());
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port > 65535) return null;
+  return { hostname: m[1] || "127.0.0.1", port };
+}
+
+/** Starts the server; resolves with its address and a shutdown function. */
+export function startHttpServer(opts: HttpOptions): { port: number; close(): Promise<void> } {
+  const server = Deno.serve({
+    hostname: opts.hostname,
+    port: opts.port,
+    onListen: () => {},
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/metrics") {
+      return new Response(opts.metrics(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
+    if (path === "/healthz") return Response.json({ status: "ok" });
+    if (path === "/readyz") {
+      const r = opts.readiness();
+      const ready = r.broker && r.database;
+      return Response.json({ status: ready ? "ready" : "not ready", ...r }, {
+        status: ready ? 200 : 503,
+      });
+    }
+    const route = opts.routes?.[path];
+    if (route) {
+      try {
+        return await route(req);
+      } catch (error) {
+        opts.log.error("http handler failed", { path, error: (error as Error).message });
+        return new Response("internal error\n", { status: 500 });
+      }
+    }
+    return new Response("not found\n", { status: 404 });
+  });
+  return {
+    port: server.addr.port,
+    close: () => server.shutdown(),
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * The operations side of `serve`, wired in one place: the database probe behind
+ * `/readyz`, flood warnings for rejects and drops, feedback to publishers on the errors
+ * topic, the extra gauges, a short in-process history of the counters, and the status
+ * page with its JSON endpoints.
+ *
+ * Created before the pipeline (whose after-commit hook it provides), attached once the
+ * MQTT source exists, closed with serve.
+ */
+import type postgres from "postgres";
+import { startDatabaseProbe } from "../db/health.ts";
+import { ErrorFeedback } from "./feedback.ts";
+import type { RouteHandler } from "./http.ts";
+import { addGauge, type IngestMetrics } from "../ingest/metrics.ts";
+import { createLogger, type Logger, type LogLevel, secretsOfUrl } from "../log.ts";
+import { createFloodLog } from "../log_flood.ts";
+import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
+import { Counter, Gauge } from "../prometheus.ts";
+import type { MqttSource } from "../mqtt/source.ts";
+import type { Pipeline, QueueItem } from "../ingest/pipeline.ts";
+import type { BatchResult } from "../ingest/processor.ts";
+import { queryDevices, queryFeeds, queryRejects } from "./status_queries.ts";
+import { STATUS_PAGE_HTML } from "./status_page.ts";
+import type { TopicRouter } from "../core/topics.ts";
+
+/** How often the history is sampled, and how many samples are kept (10 minutes). */
+export const HISTORY_INTERVAL_MS = 2000;
+const HISTORY_SAMPLES = 300;
+/** Database answers of the status page are reused this long. */
+const STATUS_CACHE_MS = 2000;
+const PROBE_TIMEOUT_MS = 3000;
+
+/** What the operations side needs from serve's configuration. */
+export interface OperationsConfig {
+  router: TopicRouter;
+  /** Parsed errors topic template, or null when feedback is off. */
+  errorsTopic: string | null;
+  errorsPerMinute: number;
+  dbCheckIntervalMs: number;
+  logRepeatIntervalMs: number;
+}
+
+/** One history sample: counter totals and gauges at time `t` (epoch ms). */
+export interface HistorySample {
+  t: number;
+  received: number;
+  stored: number;
+  rejected: number;
+  dropped: number;
+  queued: number;
+  unacked: number;
+  /** Mean batch duration since the previous sample, ms (null: no batch). */
+  batch_ms: number | null;
+}
+
+/** The logger `serve` uses: its level and format, with the configuration's secrets masked. */
+export function createServeLogger(
+  config: {
+    logLevel: LogLevel;
+    logFormat: "auto" | "json" | "text";
+    mqttUrl?: string;
+    mqttPassword?: string;
+    databaseUrl?: string;
+  },
+  write?: (line: string) => void,
+): Logger {
+  return createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    write,
+    secrets: [
+      config.mqttPassword,
+      ...secretsOfUrl(config.mqttUrl),
+      ...secretsOfUrl(config.databaseUrl),
+    ].filter((s): s is string => !!s),
+  });
+}
+
+/** Creates the operations side; see the module doc for its life cycle. */
+export function createOperations(opts: {
+  config: OperationsConfig;
+  sql: postgres.Sql;
+  metrics: IngestMetrics;
+  log: Logger;
+}) {
+  const { config, sql, metrics, log } = opts;
+  const startedAt = Date.now();
+  const flood = createFloodLog(log, config.logRepeatIntervalMs);
+  const probe = startDatabaseProbe(sql, {
+    intervalMs: config.dbCheckIntervalMs,
+    timeoutMs: PROBE_TIMEOUT_MS,
+    onChange: (up) =>
+      up
+        ? log.info("database reachable again")
+        : log.warn("database unreachable: not ready until it answers"),
+  });
+  const feedbackCounter = metrics.registry.add(
+    new Counter(
+      "feedline_error_feedback_total",
+      "Reject feedback on the errors topic, by outcome (published, rate_limited, no_user, " +
+        "not_connected).",
+    ),
+  );
+  const lastCommit = metrics.registry.add(
+    new Gauge(
+      "feedline_last_commit_timestamp_seconds",
+      "Unix time of the last committed batch (0: none yet).",
+    ),
+  );
+  let pipeline: Pipeline | null = null;
+  let source: MqttSource | null = null;
+  let feedback: ErrorFeedback | null = null;
+  const history: HistorySample[] = [];
+  let sampler: ReturnType<typeof setInterval> | null = null;
+  let lastBatch = { count: 0, sum: 0 };
+  const lastDropped = { queue_full: 0, shutdown: 0 };
+
+  const databaseUp = () => probe.up && (pipeline?.dbReady ?? true);
+  const readiness = () => ({ broker: source?.subscribed ?? false, database: databaseUp() });
+
+  const sample = () => {
+    const { count, sum } = metrics.batchDuration;
+    const batches = count - lastBatch.count;
+    history.push({
+      t: Date.now(),
+      received: metrics.received.total(),
+      stored: metrics.stored.total(),
+      rejected: metrics.rejected.total(),
+      dropped: metrics.dropped.total(),
+      queued: pipeline?.queued ?? 0,
+      unacked: pipeline?.unacked ?? 0,
+      batch_ms: batches > 0 ? ((sum - lastBatch.sum) / batches) * 1000 : null,
+    });
+    if (history.length > HISTORY_SAMPLES) history.shift();
+    lastBatch = { count, sum };
+    for (const reason of ["queue_full", "shutdown"] as const) {
+      const n = metrics.dropped.get({ reason });
+      const delta = n - lastDropped[reason];
+      lastDropped[reason] = n;
+      if (delta > 0) {
+        flood.note(`drop:${reason}`, "QoS 0 messages dropped", { reason }, delta);
+      }
+    }
+  };
+
+  const byReason = (counter: Counter, reasons: readonly string[]) =>
+    Object.fromEntries(reasons.map((reason) => [reason, counter.get({ reason })]));
+
+  const live = () => ({
+    now: Date.now(),
+    started_at: startedAt,
+    ready: readiness(),
+    totals: {
+      received: metrics.received.total(),
+      processed: metrics.processed.total(),
+      stored: metrics.stored.total(),
+      rejected: metrics.rejected.total(),
+      skipped: metrics.skipped.total(),
+      dropped: metrics.dropped.total(),
+      statuses: metrics.statuses.total(),
+      batches: metrics.batches.total(),
+    },
+    rejected_by_reason: byReason(metrics.rejected, REJECT_REASONS),
+    skipped_by_reason: byReason(metrics.skipped, SKIP_REASONS),
+    dropped_by_reason: byReason(metrics.dropped, ["queue_full", "shutdown"]),
+    queue: {
+      data: pipeline?.dataQueued ?? 0,
+      status: pipeline?.statusQueued ?? 0,
+      unacked: pipeline?.unacked ?? 0,
+      in_flight: pipeline?.inFlight ?? 0,
+      oldest_ms: pipeline?.oldestQueuedMs ?? 0,
+    },
+    batch: {
+      count: metrics.batchDuration.count,
+      mean_ms: metrics.batchDuration.count > 0
+        ? (metrics.batchDuration.sum / metrics.batchDuration.count) * 1000
+        : null,
+      lag_mean_ms: metrics.lag.count > 0 ? (metrics.lag.sum / metrics.lag.count) * 1000 : null,
+    },
+    memory_bytes: Deno.memoryUsage().rss,
+    history_interval_ms: HISTORY_INTERVAL_MS,
+    history,
+  });
+
+  const routes: Record<string, RouteHandler> = {
+    "/": () =>
+      new Response(STATUS_PAGE_HTML, {
+        headers: {
+          "content-type": "text/html; charset=utf-8",
+          // Everything is inline; nothing else may load (the page shows device data).
+          "content-security-policy":
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
+            "connect-src 'self'; img-src data:",
+        },
+      }),
+    "/api/live": () => Response.json(live(), { headers: NO_STORE }),
+    "/api/feeds": cached(() => queryFeeds(sql)),
+    "/api/rejects": cached(() => queryRejects(sql)),
+    "/api/devices": cached(() => queryDevices(sql)),
+  };
+
+  return {
+    routes,
+    readiness,
+    databaseUp,
+
+    /** The pipeline's after-commit hook: flood warnings and feedback for the rejects. */
+    onCommitted(_items: QueueItem[], result: BatchResult): void {
+      lastCommit.set(Date.now() / 1000);
+      for (const [reason, n] of Object.entries(result.rejected)) {
+        const example = result.rejects.find((r) => r.reason === reason);
+        flood.note(`reject:${reason}`, "messages rejected", {
+          reason,
+          topic: example?.topic,
+          detail: example?.detail,
+        }, n);
+      }
+      if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
+    },
+
+    /** Adds the gauges that need the pipeline and source, starts feedback and history. */
+    attach(p: Pipeline, s: MqttSource): void {
+      pipeline = p;
+      source = s;
+      if (config.errorsTopic) {
+        feedback = new ErrorFeedback({
+          template: config.errorsTopic,
+          perUserPerMinute: config.errorsPerMinute,
+          router: config.router,
+          counter: feedbackCounter,
+          publish(topic, payload) {
+            if (!s.client.connected) return false;
+            s.client.publish(topic, payload, { qos: 0, retain: false });
+            return true;
+          },
+        });
+      }
+      addGauge(
+        metrics,
+        "feedline_queue_oldest_age_seconds",
+        "How long the oldest queued message has waited: how far behind ingest is.",
+        () => p.oldestQueuedMs / 1000,
+      );
+      addGauge(
+        metrics,
+        "feedline_broker_connected",
+        "1 while the MQTT connection is up (subscribed or not).",
+        () => s.connected ? 1 : 0,
+      );
+      addGauge(
+        metrics,
+        "feedline_process_heap_used_bytes",
+        "V8 heap in use.",
+        () => Deno.memoryUsage().heapUsed,
+      );
+      addGauge(
+        metrics,
+        "feedline_process_start_time_seconds",
+        "Unix time the process started.",
+        () => startedAt / 1000,
+      );
+      sample();
+      sampler = setInterval(sample, HISTORY_INTERVAL_MS);
+    },
+
+    /** Stops the timers; pending flood counts are written. */
+    close(): Promise<void> {
+      if (sampler !== null) clearInterval(sampler);
+      sampler = null;
+      probe.stop();
+      flood.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** The operations side of a running serve. */
+export type Operations = ReturnType<typeof createOperations>;
+
+const NO_STORE = { "cache-control": "no-store" };
+
+/** A JSON route whose answer is computed at most once per STATUS_CACHE_MS. */
+function cached<T>(load: () => Promise<T>): RouteHandler {
+  let value: { at: number; body: Promise<T> } | null = null;
+  return async () => {
+    const now = Date.now();
+    if (!value || now - value.at > STATUS_CACHE_MS) {
+      const body = load();
+      value = { at: now, body };
+      // A failure is not cached: the next request asks again.
+      body.catch(() => {
+        if (value?.body === body) value = null;
+      });
+    }
+    const body = value.body;
+    try {
+      return Response.json(await body, { headers: NO_STORE });
+    } catch (error) {
+      return Response.json(
+        { error: `database query failed: ${(error as Error).message}` },
+        { status: 503, headers: NO_STORE },
+      );
+    }
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * Replay into the database: messages read from capture files go through `decode` and
+ * `processBatch`, the same core `serve` uses, in batches. One batch is written while the
+ * next is read and decoded, so reading and writing overlap; memory holds two batches.
+ *
+ * Idempotent: a message keeps the receive time it was captured with, which is the
+ * created_at of a reading without a device timestamp, so the (feed_id, created_at) key
+ * and `on conflict do nothing` absorb every reading that is already stored.
+ */
+import type postgres from "postgres";
+import type { ReadItem } from "../capture/reader.ts";
+import { decode, type DecodeOptions } from "../core/decode.ts";
+import { describePgError } from "../db/database.ts";
+import { FeedlineError } from "../errors.ts";
+import type { Pending } from "../core/message.ts";
+import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
+import { selectMessages, type SelectOptions } from "./input.ts";
+import { addBatch, type ReplayTotals } from "./totals.ts";
+
+/** What a replay into the database needs. */
+export interface ReplayOptions extends SelectOptions {
+  sql: postgres.Sql;
+  decode: DecodeOptions;
+  processor: ProcessorOptions;
+  batchSize: number;
+  /** Attempts per batch when the database fails, before giving up. */
+  attempts?: number;
+}
+
+/** Replays `input` into the database; counts into `totals`. */
+export async function replayIntoDatabase(
+  input: AsyncIterable<ReadItem[]>,
+  opts: ReplayOptions,
+  totals: ReplayTotals,
+): Promise<void> {
+  let batch: Pending[] = [];
+  let writing: Promise<void> | null = null;
+  let failure: unknown = null;
+
+  const submit = async (pending: Pending[]) => {
+    if (writing) await writing;
+    if (failure) throw failure;
+    writing = writeBatch(opts, pending, totals).catch((error) => {
+      failure = error;
+    });
+  };
+
+  try {
+    for await (const messages of selectMessages(input, opts, totals)) {
+      for (const inbound of messages) {
+        batch.push({ inbound, decoded: decode(inbound, opts.decode) });
+        if (batch.length >= opts.batchSize) {
+          await submit(batch);
+          batch = [];
+        }
+      }
+    }
+    if (batch.length > 0) await submit(batch);
+  } finally {
+    if (writing) await writing;
+  }
+  if (failure) throw failure;
+}
+
+/** Writes one batch, retrying with backoff while the database fails. */
+export async function writeBatch(
+  opts: Pick<ReplayOptions, "sql" | "processor" | "attempts">,
+  batch: Pending[],
+  totals: ReplayTotals,
+): Promise<void> {
+  const attempts = opts.attempts ?? 5;
+  for (let attempt = 1;; attempt++) {
+    let result: BatchResult;
+    try {
+      result = await processBatch(opts.sql, batch, opts.processor);
+    } catch (error) {
+      if (attempt >= attempts) {
+        throw new FeedlineError(
+          "DATABASE_UNREACHABLE",
+          `writing a batch failed ${attempts} times: ${describePgError(error)}; ` +
+            `${totals.processed} messages were written before it. Replay is idempotent: ` +
+            `run it again once the database is back`,
+          { cause: error },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+      continue;
+    }
+    addBatch(totals, result);
+    return;
+  }
+}

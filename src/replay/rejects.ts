@@ -1,0 +1,152 @@
+/**
+ * `replay --rejects`: re-processes dead-lettered messages from `ingest_rejects` (after a
+ * feed was created, a threshold fixed, a device registered) through the same processor.
+ *
+ * Per batch, in one transaction: the selected rows are deleted, the messages processed
+ * again with their original receive time, and whatever is still rejected is written
+ * again by the processor. So a message that is now stored loses its reject row, one
+ * that is rejected again keeps exactly one row per reason (never two), and a crash in
+ * between changes nothing. A message's rows are found by (received_at, topic): receive
+ * times are unique per process (src/clock.ts), and that pair is how the dead letter
+ * keys a message (its unique index is on received_at, reason, topic).
+ *
+ * A row whose payload was capped when it was stored (payload_size larger than what was
+ * kept, see --reject-payload-cap) cannot be re-processed; it is left in place and counted.
+ */
+import type postgres from "postgres";
+import type { DecodeOptions } from "../core/decode.ts";
+import { decode } from "../core/decode.ts";
+import type { Pending } from "../core/message.ts";
+import type { ProcessorOptions } from "../ingest/processor.ts";
+import { writeBatch } from "./into_database.ts";
+import type { ReplayTotals } from "./totals.ts";
+
+/** What `replay --rejects` needs. */
+export interface RejectReplayOptions {
+  sql: postgres.Sql;
+  decode: DecodeOptions;
+  processor: ProcessorOptions;
+  batchSize: number;
+  /** Only rows with one of these reasons; null: all. */
+  reasons: string[] | null;
+  sinceUs: number | null;
+  untilUs: number | null;
+  /** False for topics outside --topic. */
+  acceptTopic: (topic: string) => boolean;
+  /** Called after each batch with the messages handled so far. */
+  onProgress?: (done: number) => void;
+}
+
+interface RejectedMessage {
+  at_us: string;
+  topic: string;
+  payload: Uint8Array;
+  ids: string[];
+}
+
+/** Messages matching the filters that can be re-processed, and those that cannot. */
+export async function countRejects(
+  opts: RejectReplayOptions,
+): Promise<{ replayable: number; capped: number }> {
+  const { sql } = opts;
+  const [row] = await sql<{ replayable: number; capped: number }[]>`
+    select count(*) filter (where not capped)::int as replayable,
+           count(*) filter (where capped)::int as capped
+    from (select received_at, topic, bool_or(payload_size > octet_length(payload)) as capped
+          from ingest_rejects
+          where ${matching(sql, opts)}
+          group by received_at, topic) m`;
+  return row;
+}
+
+// The filters as a condition; times travel as µs integers, exactly.
+function matching(sql: postgres.Sql, opts: RejectReplayOptions) {
+  return sql`
+    (${opts.reasons}::text[] is null or reason = any(${opts.reasons}::text[]))
+    and (${opts.sinceUs}::int8 is null
+         or received_at >= to_timestamp(0) + ${opts.sinceUs}::int8 * interval '1 microsecond')
+    and (${opts.untilUs}::int8 is null
+         or received_at < to_timestamp(0) + ${opts.untilUs}::int8 * interval '1 microsecond')`;
+}
+
+/** Re-processes the matching rejects; counts into `totals`. */
+export async function replayRejects(
+  opts: RejectReplayOptions,
+  totals: ReplayTotals,
+): Promise<void> {
+  const { sql } = opts;
+  totals.rejectsUnreplayable = (await countRejects(opts)).capped;
+  let afterUs: string | null = null;
+  let afterTopic = "";
+  for (;;) {
+    // Keyset pagination in (received_at, topic) order: rows written again for messages
+    // of this page have the same key, so later pages never see them again.
+    const page: RejectedMessage[] = await sql<RejectedMessage[]>`
+      select (extract(epoch from received_at) * 1000000)::int8 as at_us, topic, payload,
+             array_agg(id) as ids
+      from ingest_rejects
+      where ${matching(sql, opts)}
+        and (${afterUs}::int8 is null
+             or (received_at, topic) >
+                (to_timestamp(0) + ${afterUs}::int8 * interval '1 microsecond', ${afterTopic}))
+      group by received_at, topic, payload
+      having bool_and(payload_size <= octet_length(payload))
+      order by received_at, topic
+      limit ${opts.batchSize}`;
+    if (page.length === 0) return;
+    const last = page[page.length - 1];
+    afterUs = last.at_us;
+    afterTopic = last.topic;
+
+    const selected = page.filter((m) => opts.acceptTopic(m.topic));
+    totals.messages += page.length;
+    totals.filtered += page.length - selected.length;
+    if (selected.length > 0) await reprocess(opts, selected, totals);
+    opts.onProgress?.(totals.messages);
+  }
+}
+
+async function reprocess(
+  opts: RejectReplayOptions,
+  messages: RejectedMessage[],
+  totals: ReplayTotals,
+): Promise<void> {
+  const batch: Pending[] = messages.map((m) => {
+    // qos and retain are not kept in the dead letter: re-processed as QoS 0, not retained.
+    const inbound = {
+      topic: m.topic,
+      payload: new Uint8Array(m.payload),
+      qos: 0 as const,
+      retain: false,
+      receivedAtUs: Number(m.at_us),
+    };
+    return { inbound, decoded: decode(inbound, opts.decode) };
+  });
+  const ids = messages.flatMap((m) => m.ids);
+  const ats = messages.map((m) => m.at_us);
+  const topics = messages.map((m) => m.topic);
+  let left = 0;
+  await writeBatch(
+    {
+      sql: opts.sql,
+      processor: {
+        ...opts.processor,
+        async inTransaction(tx, work) {
+          await tx`delete from ingest_rejects where id = any(${ids}::int8[])`;
+          await work();
+          const [row] = await tx<{ n: number }[]>`
+          select count(*)::int as n from (
+            select distinct r.received_at, r.topic
+            from unnest(${ats}::int8[], ${topics}::text[]) as k(a, t)
+            join ingest_rejects r
+              on r.received_at = to_timestamp(0) + k.a * interval '1 microsecond'
+             and r.topic = k.t) s`;
+          left = row.n;
+        },
+      },
+    },
+    batch,
+    totals,
+  );
+  totals.rejectsCleared += messages.length - left;
+}

@@ -1,0 +1,217 @@
+/**
+ * The traffic of a simulated fleet: the topic and payload codecs of decode.ts and
+ * payload.ts run in reverse. Each call to `next` makes one message (a reading in one of
+ * the payload formats of docs/topics-and-payloads.md, an out-of-range spike, or, with a bad ratio, a
+ * message built to be rejected for one reason), all drawn from a seeded generator:
+ * the same seed and the same model times give the same messages.
+ */
+import { createFeedModel, type FeedModel, type ModelValue } from "./feed_models.ts";
+import type { Fleet, FleetDevice, FleetFeed } from "./fleet.ts";
+import { REJECT_REASONS, type RejectReason } from "../core/message.ts";
+import { createRng } from "./prng.ts";
+import { formatTopic } from "../core/topics.ts";
+
+/** Payload formats of good readings. */
+export type PayloadFormat = "plain" | "json" | "bulk";
+export const PAYLOAD_FORMATS: readonly PayloadFormat[] = ["plain", "json", "bulk"];
+
+/** What a message is. */
+export type TrafficKind = PayloadFormat | "spike" | "bad";
+
+/**
+ * The reject reasons a publisher can cause from the outside: all but `db_rejected`, which
+ * needs a database that refuses a valid row, and `internal_error`, which is a bug of ours. Bad messages take them in this order.
+ */
+export type BadReason = Exclude<RejectReason, "db_rejected" | "internal_error">;
+export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
+  r !== "db_rejected" && r !== "internal_error"
+);
+
+/** One message to publish. */
+export interface SimMessage {
+  topic: string;
+  payload: string;
+  /** Index into `fleet.devices`: whose connection publishes it. */
+  device: number;
+  kind: TrafficKind;
+  /** For spikes and bad messages: the reject reason serve should record. */
+  reason?: BadReason;
+  /** Readings a good message carries (a many-feeds message carries several). */
+  readings: number;
+}
+
+/** Topic templates, as serve is configured (`--feed-topic` ...). */
+export interface TopicTemplates {
+  feed: string;
+  feeds: string;
+  status: string;
+}
+
+/** What the traffic is made of. */
+export interface TrafficOptions {
+  fleet: Fleet;
+  templates: TopicTemplates;
+  formats: readonly PayloadFormat[];
+  /** Share of messages built to be rejected, 0..1. */
+  badRatio: number;
+  /** Share of single-feed readings of feeds with thresholds sent far out of range, 0..1. */
+  spikeRatio: number;
+  /** serve's `--max-payload-bytes`: a too_large message is one byte over it. */
+  maxPayloadBytes: number;
+}
+
+/** A traffic generator. */
+export interface Traffic {
+  /** The next message, its readings taken at model time `tUs` (µs since the epoch). */
+  next(tUs: number): SimMessage;
+  /** The bad reasons this fleet can produce (out_of_range needs a feed with thresholds). */
+  readonly reasons: readonly BadReason[];
+}
+
+/** ISO 8601 with microseconds: exact, so two readings of a feed never share a timestamp. */
+export function isoMicros(tUs: number): string {
+  const ms = Math.floor(tUs / 1000);
+  return `${new Date(ms).toISOString().slice(0, 23)}${String(tUs - ms * 1000).padStart(3, "0")}Z`;
+}
+
+function valueJson(v: ModelValue): string {
+  return v.text !== undefined ? JSON.stringify(v.text) : String(v.value);
+}
+
+function valuePlain(v: ModelValue): string {
+  return v.text ?? String(v.value);
+}
+
+/**
+ * Creates the traffic generator of a fleet, its randomness from `seed`.
+ *
+ * @example
+ * ```ts
+ * const traffic = createTraffic(1, { fleet, templates: DEFAULT_TEMPLATES, formats: ["plain"],
+ *   badRatio: 0, spikeRatio: 0, maxPayloadBytes: 65536 });
+ * traffic.next(Date.now() * 1000).topic; // "<uuid>/esp32-1a2b3c/feeds/esp32-1a2b3c-battery"
+ * ```
+ */
+export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
+  const rng = createRng(seed, 2);
+  const { fleet, templates } = opts;
+  if (fleet.devices.some((d) => d.feeds.length === 0)) {
+    throw new Error("createTraffic: every device needs a feed");
+  }
+  const models = new Map<FleetFeed, FeedModel>();
+  for (const device of fleet.devices) {
+    for (const feed of device.feeds) models.set(feed, createFeedModel(feed.kind, rng));
+  }
+  const hasRange = (f: FleetFeed) => f.thresholdMin !== null || f.thresholdMax !== null;
+  const ranged = fleet.devices.flatMap((d, i) =>
+    d.feeds.filter(hasRange).map((feed) => ({ device: i, feed }))
+  );
+  const reasons = BAD_REASONS.filter((r) => r !== "out_of_range" || ranged.length > 0);
+  let nextReason = 0;
+
+  const feedTopic = (d: FleetDevice, key: string, user = d.userId, code = d.code) =>
+    formatTopic(templates.feed, { user_id: user, device_code: code, feed_key: key });
+  const statusTopic = (d: FleetDevice, code = d.code) =>
+    formatTopic(templates.status, { user_id: d.userId, device_code: code });
+
+  function spikeOf(device: number, feed: FleetFeed): SimMessage {
+    const d = fleet.devices[device];
+    const v = models.get(feed)!.spike()!;
+    return {
+      topic: feedTopic(d, feed.key),
+      payload: valuePlain(v),
+      device,
+      kind: "spike",
+      reason: "out_of_range",
+      readings: 0,
+    };
+  }
+
+  function bad(): SimMessage {
+    const reason = reasons[nextReason++ % reasons.length];
+    const device = rng.int(fleet.devices.length);
+    const d = fleet.devices[device];
+    const key = d.feeds[0]?.key ?? `${d.code}-temperature`;
+    const m = (topic: string, payload: string): SimMessage => ({
+      topic,
+      payload,
+      device,
+      kind: "bad",
+      reason,
+      readings: 0,
+    });
+    switch (reason) {
+      case "bad_topic":
+        // Matches the subscription filter (one level per +), but a device code longer
+        // than decode.ts accepts (128 characters).
+        return m(feedTopic(d, key, d.userId, `${d.code}-${"x".repeat(130)}`), "1");
+      case "bad_user_id":
+        return m(feedTopic(d, key, `user-${rng.hex(8)}`), "21.5");
+      case "bad_payload":
+        return m(feedTopic(d, key), '{"value": 21.5');
+      case "bad_timestamp":
+        return m(feedTopic(d, key), JSON.stringify({ value: 21.5, ts: "yesterday" }));
+      case "bad_status":
+        return m(statusTopic(d), "rebooting");
+      case "too_large": {
+        const head = '{"value": 1, "note": "';
+        const pad = Math.max(0, opts.maxPayloadBytes + 1 - head.length - 2);
+        return m(feedTopic(d, key), `${head}${"x".repeat(pad)}"}`);
+      }
+      case "future_timestamp":
+        // Far beyond any skew serve allows, and the same text every run.
+        return m(feedTopic(d, key), JSON.stringify({ value: 21.5, ts: "2999-01-01T00:00:00Z" }));
+      case "unknown_feed":
+        return m(feedTopic(d, `${d.code}-ghost-${rng.hex(4)}`), "1");
+      case "unknown_device":
+        return m(statusTopic(d, `ghost-${rng.hex(6)}`), "online");
+      case "out_of_range": {
+        const pick = ranged[rng.int(ranged.length)];
+        const spike = spikeOf(pick.device, pick.feed);
+        return { ...spike, kind: "bad" };
+      }
+    }
+    throw new Error(`unreachable: ${reason satisfies never}`);
+  }
+
+  function next(tUs: number): SimMessage {
+    if (rng.chance(opts.badRatio)) return bad();
+    const device = rng.int(fleet.devices.length);
+    const d = fleet.devices[device];
+    const format = rng.pick(opts.formats);
+    if (format === "bulk") {
+      const ts = isoMicros(tUs);
+      const entries = d.feeds.map((f) => ({ f, v: models.get(f)!.next(tUs) }));
+      // Both shapes of docs/topics-and-payloads.md: an object of values (receive time), or an array of
+      // entries with the device's timestamp.
+      const payload = rng.chance(0.5)
+        ? `{${entries.map(({ f, v }) => `${JSON.stringify(f.key)}:${valueJson(v)}`).join(",")}}`
+        : `[${
+          entries.map(({ f, v }) =>
+            `{"feed":${JSON.stringify(f.key)},"value":${valueJson(v)},"ts":"${ts}"}`
+          ).join(",")
+        }]`;
+      return {
+        topic: formatTopic(templates.feeds, { user_id: d.userId, device_code: d.code }),
+        payload,
+        device,
+        kind: "bulk",
+        readings: entries.length,
+      };
+    }
+    const feed = d.feeds[rng.int(d.feeds.length)];
+    if (hasRange(feed) && rng.chance(opts.spikeRatio)) return spikeOf(device, feed);
+    const v = models.get(feed)!.next(tUs);
+    return {
+      topic: feedTopic(d, feed.key),
+      payload: format === "plain"
+        ? valuePlain(v)
+        : `{"value":${valueJson(v)},"ts":"${isoMicros(tUs)}"}`,
+      device,
+      kind: format,
+      readings: 1,
+    };
+  }
+
+  return { next, reasons };
+}

@@ -1,0 +1,94 @@
+/**
+ * The layout of docs/architecture.md ("The wings"), checked: every relative import in
+ * `src/` goes to a wing the importer may import, and no chain of imports between files
+ * comes back to where it started.
+ */
+import assert from "node:assert/strict";
+
+const SRC = new URL("../src/", import.meta.url);
+
+/** Each wing and the wings it may import ("top" is the leaves directly in src/). */
+const MAY_IMPORT: Record<string, string[]> = {
+  top: [],
+  core: ["top"],
+  embedded: ["top"],
+  db: ["embedded", "top"],
+  cli: ["core", "top"],
+  mqtt: ["core", "top"],
+  capture: ["core", "top"],
+  ingest: ["db", "core", "top"],
+  sim: ["core", "top"],
+  replay: ["ingest", "capture", "db", "core", "top"],
+  ops: ["ingest", "mqtt", "db", "core", "top"],
+};
+
+async function sourceFiles(dir: URL, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isDirectory) {
+      out.push(...await sourceFiles(new URL(`${entry.name}/`, dir), `${prefix}${entry.name}/`));
+    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith("_test.ts")) {
+      out.push(`${prefix}${entry.name}`);
+    }
+  }
+  return out;
+}
+
+function wingOf(path: string): string {
+  return path.includes("/") ? path.slice(0, path.indexOf("/")) : "top";
+}
+
+async function importGraph(): Promise<Map<string, string[]>> {
+  const graph = new Map<string, string[]>();
+  for (const file of await sourceFiles(SRC)) {
+    const text = await Deno.readTextFile(new URL(file, SRC));
+    const targets: string[] = [];
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+\.ts)"/g)) {
+      const url = new URL(m[1], new URL(file, SRC));
+      targets.push(url.pathname.slice(SRC.pathname.length));
+    }
+    graph.set(file, targets);
+  }
+  return graph;
+}
+
+Deno.test("every import in src/ goes to a wing the importer may import", async () => {
+  const graph = await importGraph();
+  const wrong: string[] = [];
+  for (const [file, targets] of graph) {
+    const from = wingOf(file);
+    assert.ok(from in MAY_IMPORT, `src/${file}: wing "${from}" is not in docs/architecture.md`);
+    for (const target of targets) {
+      const to = wingOf(target);
+      if (to !== from && !MAY_IMPORT[from].includes(to)) wrong.push(`src/${file} → src/${target}`);
+    }
+  }
+  assert.deepEqual(wrong, [], "imports that go upward or sideways");
+});
+
+Deno.test("no import chain in src/ comes back to its start", async () => {
+  const graph = await importGraph();
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[] = [];
+  const visit = (file: string, path: string[]) => {
+    if (state.get(file) === "done") return;
+    if (state.get(file) === "open") {
+      cycles.push([...path.slice(path.indexOf(file)), file].join(" → "));
+      return;
+    }
+    state.set(file, "open");
+    for (const t of graph.get(file) ?? []) visit(t, [...path, file]);
+    state.set(file, "done");
+  };
+  for (const file of graph.keys()) visit(file, []);
+  assert.deepEqual(cycles, []);
+});
+
+Deno.test("src/ shows its wings: at most 12 files on top, at least 4 folders", async () => {
+  const files: string[] = [];
+  const folders: string[] = [];
+  for await (const e of Deno.readDir(SRC)) (e.isDirectory ? folders : files).push(e.name);
+  assert.ok(files.length <= 12, `src/ has ${files.length} files on top: ${files.join(", ")}`);
+  assert.ok(folders.length >= 4, `src/ has ${folders.length} folders`);
+  for (const folder of folders) assert.ok(folder in MAY_IMPORT, `src/${folder}/ is not documented`);
+});
