@@ -2,8 +2,8 @@
  * Issue 10, "Poison messages: no single message may stop ingest", as seeded properties
  * over generated hostile traffic (test/support/poison.ts):
  *
- * 1. `decode()` never throws and answers every message with readings, a status or a
- *    reject with a known reason; what it accepts, the database can hold.
+ * 1. `decode()` never throws and answers every message with readings, a status, a skip
+ *    or a reject with a known reason; what it accepts, the database can hold.
  * 2. `processBatch()` against a real PostgreSQL commits every batch of hostile messages
  *    mixed with valid ones: every valid reading and status is stored, and every message
  *    is accounted for exactly once, its reject rows agreeing with the outcome counts.
@@ -17,19 +17,19 @@ import fc from "fast-check";
 import type { MqttClient } from "mqtt";
 import type postgres from "postgres";
 import { nowUs } from "../src/clock.ts";
-import { decodeOptionsFrom } from "../src/config.ts";
-import { decode } from "../src/decode.ts";
-import { FeedCache } from "../src/feed_cache.ts";
+import { decodeOptions, decodeOptionsFrom } from "../src/cli/option_groups.ts";
+import { decode } from "../src/core/decode.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
 import {
   type Decoded,
   type Inbound,
   type Pending,
   REJECT_REASONS,
   type RejectReason,
-} from "../src/message.ts";
-import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../src/pg_array.ts";
-import { type BatchResult, MAX_REJECT_DETAILS, processBatch } from "../src/processor.ts";
-import { DEFAULT_TEMPLATES } from "../src/topics.ts";
+  SKIP_REASONS,
+} from "../src/core/message.ts";
+import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../src/ingest/pg_array.ts";
+import { type BatchResult, MAX_REJECT_DETAILS, processBatch } from "../src/ingest/processor.ts";
 import { type Mosquitto, startMosquitto } from "./support/broker.ts";
 import { withTestDatabase } from "./support/db.ts";
 import {
@@ -57,21 +57,19 @@ import {
   waitFor,
 } from "./support/serve.ts";
 
-/** serve's defaults (src/config.ts `decodeOptions`), built the way serve builds them. */
-const DECODE = decodeOptionsFrom({
-  feedTopic: DEFAULT_TEMPLATES.feed,
-  feedsTopic: DEFAULT_TEMPLATES.feeds,
-  statusTopic: DEFAULT_TEMPLATES.status,
-  maxPayloadBytes: 65536,
-  maxTextLength: 255,
-  maxFutureSkewMs: 300_000,
-});
+/** serve's defaults (every option of `decodeOptions` unset), built the way serve builds them. */
+const DECODE = decodeOptionsFrom(
+  Object.fromEntries(
+    Object.entries(decodeOptions).map(([name, o]) => [name, o.schema.parse(undefined)]),
+  ) as Parameters<typeof decodeOptionsFrom>[0],
+);
 
 const MIN_TS_US = Date.UTC(2000, 0, 1) * 1000;
 const UUID_LOWER = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // deno-lint-ignore no-control-regex
 const NUL_OR_CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 const REASONS = new Set<string>(REJECT_REASONS);
+const SKIPS = new Set<string>(SKIP_REASONS);
 
 function inboundOf(m: Materialized): Inbound {
   return { ...m, receivedAtUs: nowUs() };
@@ -86,6 +84,8 @@ function decodeProblem(inbound: Inbound, d: Decoded): string | null {
     case "reject":
       if (!REASONS.has(d.reason)) return `unknown reject reason ${String(d.reason)}`;
       return typeof d.detail === "string" ? null : "reject without a detail";
+    case "skip":
+      return SKIPS.has(d.reason) ? null : `unknown skip reason ${String(d.reason)}`;
     case "status":
       if (d.status !== "online" && d.status !== "offline") return `status ${String(d.status)}`;
       if (!UUID_LOWER.test(d.userId)) return `user id ${d.userId} is not a lower-case UUID`;
@@ -262,8 +262,8 @@ async function culprits(sql: postgres.Sql, entries: Entry[]): Promise<string[]> 
 /**
  * The outcome of each message as the database shows it: stored when one of its readings
  * that the registered feeds accept has a row (its own, or an equal one it was absorbed
- * by), or when it is a status of the registered device; else rejected when it has an
- * ingest_rejects row; else skipped.
+ * by), or when it is a status of the registered device (not an old retained one without
+ * a time); else rejected when it has an ingest_rejects row; else skipped.
  */
 async function outcomesFromDatabase(
   sql: postgres.Sql,
@@ -275,7 +275,8 @@ async function outcomesFromDatabase(
   const storedStatus = new Set<number>();
   batch.forEach(({ inbound, decoded: d }, i) => {
     if (d.kind === "status") {
-      if (d.userId === fleet.user && d.deviceCode === "d1") storedStatus.add(i);
+      const retainedOld = inbound.retain && d.tsUs === null;
+      if (d.userId === fleet.user && d.deviceCode === "d1" && !retainedOld) storedStatus.add(i);
       return;
     }
     if (d.kind !== "readings" || d.userId !== fleet.user) return;

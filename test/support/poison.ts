@@ -12,7 +12,7 @@
  * @module
  */
 import fc from "fast-check";
-import { createRng } from "../../src/prng.ts";
+import { createRng } from "../../src/sim/prng.ts";
 
 /** The seed of every property: `FEEDLINE_PROPERTY_SEED`, or a fixed default. */
 export const PROPERTY_SEED: number = (() => {
