@@ -127,3 +127,14 @@ Deno.test("--help prints every serve flag with its variable", async () => {
     assert.ok(r.stdout.includes(text), `help lacks ${text}`);
   }
 });
+
+Deno.test("--version and 'version' print deno.json's version", async () => {
+  const { version } = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  for (const args of [["--version"], ["version"], ["-V"], ["serve", "--version"]]) {
+    const r = await feedline(args);
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stdout, `feedline ${version}\n`, args.join(" "));
+  }
+});
