@@ -121,7 +121,7 @@ export const replayOptions = {
     schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
     defaultText: "the embedded broker of a running serve",
     doc: "With --publish: the broker. Unset: the one a local `serve` runs (its endpoints file).",
-    secret: true,
+    secret: "url",
   }),
   mqttUsername: serveOptions.mqttUsername,
   mqttPassword: serveOptions.mqttPassword,

@@ -39,7 +39,7 @@ export const serveOptions = {
     schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
     defaultText: "embedded broker on 127.0.0.1",
     doc: "Broker URL. Unset: an embedded MQTT 3.1.1 broker (aedes).",
-    secret: true,
+    secret: "url",
   }),
   mqttUsername: option({
     flag: "mqtt-username",

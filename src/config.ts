@@ -15,7 +15,7 @@ export const databaseOptions = {
     schema: zs.url(["postgres:", "postgresql:"]).optional(),
     defaultText: "embedded PGlite under --data-dir",
     doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start.",
-    secret: true,
+    secret: "url",
   }),
   dataDir: option({
     flag: "data-dir",
