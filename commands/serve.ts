@@ -19,7 +19,8 @@ import { startEmbeddedBroker } from "../src/embedded.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/feed_cache.ts";
 import { listenForFeedChanges } from "../src/feed_notify.ts";
-import { parseListenAddress, startHttpServer } from "../src/http.ts";
+import { parseListenAddress } from "../src/http.ts";
+import { listenHttp } from "../src/http_listen.ts";
 import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest_metrics.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/message.ts";
@@ -143,7 +144,8 @@ export const serveOptions = {
       "host:port, :port or off",
     ),
     defaultText: "127.0.0.1:8080",
-    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable.",
+    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable. " +
+      "Unset with an embedded broker or database: a free port if this one is taken (logged).",
   }),
   migrate: option({
     flag: "migrate",
@@ -188,7 +190,7 @@ export type ServeConfig = ReturnType<typeof parseServeArgs>;
 
 /** Parses flags and environment into a validated configuration. Pure. */
 export function parseServeArgs(args: string[], env: Record<string, string | undefined>) {
-  const { values, positionals } = resolveOptions(serveOptions, args, env, "serve");
+  const { values, positionals, sources } = resolveOptions(serveOptions, args, env, "serve");
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
   }
@@ -210,6 +212,12 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     clientId: values.clientId ?? `feedline-${safeHostname()}`,
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
+    /** Who chose the HTTP address: a taken default moves to a free port (src/http_listen.ts). */
+    httpGivenBy: sources.http === "flag"
+      ? "--http" as const
+      : sources.http === "env"
+      ? "HTTP_ADDR" as const
+      : null,
   };
 }
 
@@ -261,6 +269,11 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       migrate: config.migrate,
     });
     closers.push(() => db.close());
+    if (db.fellBack) {
+      log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
+        url: db.url,
+      });
+    }
     log.info("database ready", { where: db.where });
 
     let mqttUrl = config.mqttUrl;
@@ -282,7 +295,13 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     const capture = config.capture
       ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
       : null;
-    if (capture) closers.push(() => capture.close());
+    if (capture) {
+      closers.push(() => capture.close());
+      log.info(`capturing to ${config.capture}`, {
+        file: config.capture,
+        rotateAtBytes: config.captureMaxBytes || null,
+      });
+    }
 
     const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
     // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
@@ -382,15 +401,23 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     let httpPort: number | null = null;
     if (config.http !== "off") {
       const addr = parseListenAddress(config.http)!;
-      const http = startHttpServer({
+      const http = listenHttp({
         ...addr,
         metrics: () => metrics.registry.render(),
         readiness: ops.readiness,
         routes: ops.routes,
         log,
+      }, {
+        givenBy: config.httpGivenBy,
+        fallBack: config.embeddedBroker || db.embedded,
       });
       httpPort = http.port;
       closers.push(() => http.close());
+      if (http.fellBack) {
+        log.warn(`port ${addr.port} is taken; the status page and /metrics use another`, {
+          url: `http://${addr.hostname}:${http.port}/`,
+        });
+      }
       log.info("http listening", {
         status: `http://${addr.hostname}:${http.port}/`,
         metrics: `http://${addr.hostname}:${http.port}/metrics`,

@@ -16,6 +16,8 @@ export interface Database {
   /** Connection URL (for the embedded database: how other local processes reach it). */
   url: string;
   embedded: boolean;
+  /** The embedded database's port was taken and it listens on another (see `url`). */
+  fellBack: boolean;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
       url: embedded.url,
       embedded: true,
+      fellBack: embedded.fellBack,
       close: async () => {
         await sql.end({ timeout: 5 });
         await embedded.close();
@@ -87,6 +90,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     where: redactUrl(opts.url),
     url: opts.url,
     embedded: false,
+    fellBack: false,
     close: () => sql.end({ timeout: 5 }),
   };
 }
