@@ -31,6 +31,7 @@ import { createOperations, createServeLogger } from "../src/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/options.ts";
 import { Pipeline } from "../src/pipeline.ts";
 import { startRejectRetention } from "../src/reject_retention.ts";
+import { exitCodeOf, listenForStopSignals } from "../src/shutdown_signals.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
 export const serveOptions = {
@@ -474,17 +475,30 @@ export async function run(args: string[]): Promise<void> {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });
-  // Signals are watched from the start: a SIGTERM while starting up still ends cleanly.
+  // Signals are watched from the start until the end: a SIGTERM while starting up still
+  // ends cleanly, the copy of a signal that `deno task` forwards is ignored, and a
+  // deliberate second one exits at once (src/shutdown_signals.ts).
   let signalled!: () => void;
   const signal = new Promise<void>((resolve) => signalled = resolve);
-  const onSignal = () => {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    signalled();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-  const running = await startServe(config, log);
+  let running: RunningServe | null = null;
+  const stopListening = listenForStopSignals({
+    onFirst: () => signalled(),
+    onSecond(sig) {
+      const p = running?.pipeline;
+      log.warn("second signal: exiting now; queued messages are left unwritten", {
+        signal: sig,
+        unwritten: p ? p.queued + p.inFlight : null,
+        note: "QoS 1/2 ones stay with the broker and are redelivered; QoS 0 ones are lost",
+      });
+      Deno.exit(exitCodeOf(sig));
+    },
+  });
+  try {
+    running = await startServe(config, log);
+  } catch (error) {
+    stopListening();
+    throw error;
+  }
   if (config.embeddedBroker) {
     log.info(
       `try: mosquitto_pub -h 127.0.0.1 -p ${new URL(running.mqttUrl).port} ` +
@@ -492,6 +506,7 @@ export async function run(args: string[]): Promise<void> {
     );
   }
   await signal;
-  log.info("signal received; flushing and stopping");
+  log.info("signal received; flushing and stopping (a second Ctrl-C exits without waiting)");
   await running.stop();
+  stopListening();
 }
