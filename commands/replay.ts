@@ -211,8 +211,11 @@ Usage: feedline replay [options] FILE...     (FILE may be gzip-compressed; - rea
        feedline replay --publish [--speed N|max] [options] FILE...
 
 Reads capture files written by 'serve --capture' (JSON lines) or 'mosquitto_sub -v' output,
-and writes them to the database exactly as serve would. Replaying a file twice changes
-nothing the second time. See docs/replay.md.
+and writes them to the database exactly as serve would. Replaying a capture twice changes
+nothing the second time. 'mosquitto_sub -v' output has no receive times: its messages
+without a device timestamp are stored again on every replay (replay warns how many).
+A new database rejects unknown users, devices and feeds: register them, or --auto-register;
+rejects stay in ingest_rejects until 'replay --rejects'. See docs/replay.md.
 
 Options (flag, [environment variable], default):
 ${formatOptionsHelp(replayOptions)}
