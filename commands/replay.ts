@@ -366,6 +366,7 @@ async function openReplayDatabase(config: ReplayConfig) {
     embeddedPort: config.embeddedDbPort,
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
+    command: "feedline replay",
   });
   return db;
 }

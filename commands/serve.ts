@@ -268,6 +268,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       embeddedPort: config.embeddedDbPort,
       poolSize: config.dbPoolSize,
       migrate: config.migrate,
+      command: "feedline serve",
     });
     closers.push(() => db.close());
     if (db.fellBack) {

@@ -22,7 +22,7 @@ export const databaseOptions = {
     env: "FEEDLINE_DATA_DIR",
     schema: z.string().min(1).default(".feedline"),
     defaultText: ".feedline",
-    doc: "Where the embedded database keeps its files.",
+    doc: "Where the embedded database keeps its files; one process at a time uses it (lock file).",
   }),
   embeddedDbPort: option({
     flag: "embedded-db-port",
