@@ -7,6 +7,7 @@
  * @module
  */
 import { describeCauses, FeedlineError } from "./src/errors.ts";
+import { VERSION } from "./src/cli/version.ts";
 
 interface Command {
   help: string;
@@ -39,12 +40,16 @@ Usage: feedline <command> [options]
 Commands:
 ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)}${c.summary}`).join("\n")}
 
-Run 'feedline <command> --help' for its options.`;
+Run 'feedline <command> --help' for its options, 'feedline --version' for the version.`;
 
 async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (!name || name === "--help" || name === "-h" || name === "help") {
     console.log(USAGE);
+    return 0;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    console.log(`feedline ${VERSION}`);
     return 0;
   }
   const entry = COMMANDS[name];
@@ -53,6 +58,10 @@ async function main(args: string[]): Promise<number> {
       `feedline: unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`,
     );
     return 2;
+  }
+  if (rest.includes("--version")) {
+    console.log(`feedline ${VERSION}`);
+    return 0;
   }
   const command = await entry.load();
   if (rest.includes("--help") || rest.includes("-h")) {

@@ -4,6 +4,7 @@
  */
 import { databaseOptions, logOptions } from "../src/cli/option_groups.ts";
 import { openDatabase } from "../src/db/database.ts";
+import { readEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { applyMigrations, migrationStatus } from "../src/db/migrate.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
@@ -42,12 +43,15 @@ ${formatOptionsHelp(migrateOptions)}
 /** Runs `migrate`; prints what it did. */
 export async function run(args: string[]): Promise<void> {
   const config = parseMigrateArgs(args, Deno.env.toObject());
+  // DATABASE_URL, else the embedded database of a serve running on this data directory
+  // (one process at a time opens it), else our own embedded one.
   const db = await openDatabase({
-    url: config.databaseUrl,
+    url: config.databaseUrl ?? (await readEndpoints(config.dataDir))?.databaseUrl,
     dataDir: config.dataDir,
     embeddedPort: config.embeddedDbPort,
     poolSize: 2,
     migrate: false,
+    command: "feedline migrate",
   });
   try {
     if (config.status) {

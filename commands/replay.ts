@@ -121,7 +121,7 @@ export const replayOptions = {
     schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
     defaultText: "the embedded broker of a running serve",
     doc: "With --publish: the broker. Unset: the one a local `serve` runs (its endpoints file).",
-    secret: true,
+    secret: "url",
   }),
   mqttUsername: serveOptions.mqttUsername,
   mqttPassword: serveOptions.mqttPassword,
@@ -211,8 +211,11 @@ Usage: feedline replay [options] FILE...     (FILE may be gzip-compressed; - rea
        feedline replay --publish [--speed N|max] [options] FILE...
 
 Reads capture files written by 'serve --capture' (JSON lines) or 'mosquitto_sub -v' output,
-and writes them to the database exactly as serve would. Replaying a file twice changes
-nothing the second time. See docs/replay.md.
+and writes them to the database exactly as serve would. Replaying a capture twice changes
+nothing the second time. 'mosquitto_sub -v' output has no receive times: its messages
+without a device timestamp are stored again on every replay (replay warns how many).
+A new database rejects unknown users, devices and feeds: register them, or --auto-register;
+rejects stay in ingest_rejects until 'replay --rejects'. See docs/replay.md.
 
 Options (flag, [environment variable], default):
 ${formatOptionsHelp(replayOptions)}
@@ -363,6 +366,7 @@ async function openReplayDatabase(config: ReplayConfig) {
     embeddedPort: config.embeddedDbPort,
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
+    command: "feedline replay",
   });
   return db;
 }

@@ -19,7 +19,8 @@ import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { listenForFeedChanges } from "../src/ingest/feed_notify.ts";
-import { parseListenAddress, startHttpServer } from "../src/ops/http.ts";
+import { parseListenAddress } from "../src/ops/http.ts";
+import { listenHttp } from "../src/ops/http_listen.ts";
 import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest/metrics.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import type { Qos } from "../src/core/message.ts";
@@ -30,6 +31,7 @@ import { createOperations, createServeLogger } from "../src/ops/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
+import { exitCodeOf, listenForStopSignals } from "../src/cli/shutdown_signals.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
 export const serveOptions = {
@@ -39,7 +41,7 @@ export const serveOptions = {
     schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
     defaultText: "embedded broker on 127.0.0.1",
     doc: "Broker URL. Unset: an embedded MQTT 3.1.1 broker (aedes).",
-    secret: true,
+    secret: "url",
   }),
   mqttUsername: option({
     flag: "mqtt-username",
@@ -143,7 +145,8 @@ export const serveOptions = {
       "host:port, :port or off",
     ),
     defaultText: "127.0.0.1:8080",
-    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable.",
+    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable. " +
+      "Unset with an embedded broker or database: a free port if this one is taken (logged).",
   }),
   migrate: option({
     flag: "migrate",
@@ -188,7 +191,7 @@ export type ServeConfig = ReturnType<typeof parseServeArgs>;
 
 /** Parses flags and environment into a validated configuration. Pure. */
 export function parseServeArgs(args: string[], env: Record<string, string | undefined>) {
-  const { values, positionals } = resolveOptions(serveOptions, args, env, "serve");
+  const { values, positionals, sources } = resolveOptions(serveOptions, args, env, "serve");
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
   }
@@ -210,6 +213,12 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     clientId: values.clientId ?? `feedline-${safeHostname()}`,
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
+    /** Who chose the HTTP address: a taken default moves to a free port (src/ops/http_listen.ts). */
+    httpGivenBy: sources.http === "flag"
+      ? "--http" as const
+      : sources.http === "env"
+      ? "HTTP_ADDR" as const
+      : null,
   };
 }
 
@@ -259,8 +268,14 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       embeddedPort: config.embeddedDbPort,
       poolSize: config.dbPoolSize,
       migrate: config.migrate,
+      command: "feedline serve",
     });
     closers.push(() => db.close());
+    if (db.fellBack) {
+      log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
+        url: db.url,
+      });
+    }
     log.info("database ready", { where: db.where });
 
     let mqttUrl = config.mqttUrl;
@@ -282,7 +297,13 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     const capture = config.capture
       ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
       : null;
-    if (capture) closers.push(() => capture.close());
+    if (capture) {
+      closers.push(() => capture.close());
+      log.info(`capturing to ${config.capture}`, {
+        file: config.capture,
+        rotateAtBytes: config.captureMaxBytes || null,
+      });
+    }
 
     const feedCache = new FeedCache({ ttlMs: config.feedCacheTtlMs });
     // Feed changes reach the cache at once through LISTEN (sql/002); the embedded PGlite
@@ -382,15 +403,23 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
     let httpPort: number | null = null;
     if (config.http !== "off") {
       const addr = parseListenAddress(config.http)!;
-      const http = startHttpServer({
+      const http = listenHttp({
         ...addr,
         metrics: () => metrics.registry.render(),
         readiness: ops.readiness,
         routes: ops.routes,
         log,
+      }, {
+        givenBy: config.httpGivenBy,
+        fallBack: config.embeddedBroker || db.embedded,
       });
       httpPort = http.port;
       closers.push(() => http.close());
+      if (http.fellBack) {
+        log.warn(`port ${addr.port} is taken; the status page and /metrics use another`, {
+          url: `http://${addr.hostname}:${http.port}/`,
+        });
+      }
       log.info("http listening", {
         status: `http://${addr.hostname}:${http.port}/`,
         metrics: `http://${addr.hostname}:${http.port}/metrics`,
@@ -447,17 +476,30 @@ export async function run(args: string[]): Promise<void> {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });
-  // Signals are watched from the start: a SIGTERM while starting up still ends cleanly.
+  // Signals are watched from the start until the end: a SIGTERM while starting up still
+  // ends cleanly, the copy of a signal that `deno task` forwards is ignored, and a
+  // deliberate second one exits at once (src/cli/shutdown_signals.ts).
   let signalled!: () => void;
   const signal = new Promise<void>((resolve) => signalled = resolve);
-  const onSignal = () => {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
-    signalled();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-  const running = await startServe(config, log);
+  let running: RunningServe | null = null;
+  const stopListening = listenForStopSignals({
+    onFirst: () => signalled(),
+    onSecond(sig) {
+      const p = running?.pipeline;
+      log.warn("second signal: exiting now; queued messages are left unwritten", {
+        signal: sig,
+        unwritten: p ? p.queued + p.inFlight : null,
+        note: "QoS 1/2 ones stay with the broker and are redelivered; QoS 0 ones are lost",
+      });
+      Deno.exit(exitCodeOf(sig));
+    },
+  });
+  try {
+    running = await startServe(config, log);
+  } catch (error) {
+    stopListening();
+    throw error;
+  }
   if (config.embeddedBroker) {
     log.info(
       `try: mosquitto_pub -h 127.0.0.1 -p ${new URL(running.mqttUrl).port} ` +
@@ -465,6 +507,7 @@ export async function run(args: string[]): Promise<void> {
     );
   }
   await signal;
-  log.info("signal received; flushing and stopping");
+  log.info("signal received; flushing and stopping (a second Ctrl-C exits without waiting)");
   await running.stop();
+  stopListening();
 }

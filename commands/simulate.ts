@@ -251,7 +251,7 @@ export const simulateOptions = {
     schema: serveOptions.mqttUrl.schema,
     defaultText: "the broker of a running serve",
     doc: "Broker URL. Unset: the broker of the serve running with the same --data-dir.",
-    secret: true,
+    secret: "url",
   }),
   mqttUsername: serveOptions.mqttUsername,
   mqttPassword: serveOptions.mqttPassword,

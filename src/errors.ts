@@ -13,6 +13,8 @@ export type ErrorCode =
   | "DATABASE_UNREACHABLE"
   | "BROKER_UNREACHABLE"
   | "EMBEDDED_FAILED"
+  | "ADDRESS_IN_USE"
+  | "DATA_DIR_LOCKED"
   | "BAD_INPUT";
 
 /** An error meant for the person running feedline. */

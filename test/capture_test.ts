@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { parseCaptureLine } from "../src/capture/format.ts";
+import { createLogger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { prefixedTopicArgs, publish, waitFor } from "./support/serve.ts";
@@ -165,5 +166,33 @@ Deno.test("--capture-max-bytes rotates the capture into numbered files that toge
       for (const f of files) total += (await readLines(`${dir}/${f}`)).length;
       assert.equal(total, 6);
     },
+  );
+});
+
+Deno.test("serve says where it captures to at start", async () => {
+  await withTempDir(async (dir) => {
+    const capture = `${dir}/traffic.jsonl`;
+    const lines: Record<string, unknown>[] = [];
+    const fixture = await startServeFixture({
+      args: ["--capture", capture],
+      log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+    });
+    await fixture.close();
+    const line = lines.find((l) => l.msg === `capturing to ${capture}`);
+    assert.ok(line, `no "capturing to" line in ${JSON.stringify(lines.map((l) => l.msg))}`);
+    assert.equal(line.file, capture);
+  });
+});
+
+Deno.test("the README's capture example does not write into the repository unnoticed", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const gitignore = await Deno.readTextFile(new URL("../.gitignore", import.meta.url));
+  const example = /deno task serve --capture (\S+)/.exec(readme);
+  assert.ok(example, "README has a capture example");
+  const ignored = gitignore.split("\n").includes("*.jsonl") &&
+    gitignore.split("\n").includes("*.jsonl.*");
+  assert.ok(
+    example[1].startsWith("/") || example[1].startsWith("~") || ignored,
+    `the example writes ${example[1]}, inside the repository and not in .gitignore`,
   );
 });

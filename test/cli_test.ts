@@ -52,14 +52,34 @@ Deno.test("a bad environment value names the variable", async () => {
   assertOneLine(r.stderr, /^feedline: FEEDLINE_QUEUE_SIZE must be at least 1 \(got "0"\)$/);
 });
 
-Deno.test("a malformed DATABASE_URL is refused without echoing the secret", async () => {
+Deno.test("a malformed DATABASE_URL is repeated with its password masked", async () => {
   const r = await feedline(["serve"], { DATABASE_URL: "mysql://u:hunter2@x/db" });
   assert.equal(r.code, 1);
   assertOneLine(
     r.stderr,
-    /^feedline: DATABASE_URL must be a URL starting with postgres:\/\/ or postgresql:\/\/$/,
+    /^feedline: DATABASE_URL must be a URL starting with postgres:\/\/ or postgresql:\/\/ \(got "mysql:\/\/u:\*\*\*@x\/db"\)$/,
   );
   assert.doesNotMatch(r.stderr, /hunter2/);
+});
+
+Deno.test("a negative number names the bound, not 'ambiguous'", async () => {
+  for (const args of [["--batch-size", "-1"], ["--batch-size=-1"]]) {
+    const r = await feedline(["serve", ...args]);
+    assert.equal(r.code, 1);
+    assertOneLine(r.stderr, /^feedline: --batch-size must be at least 1 \(got "-1"\)$/);
+  }
+});
+
+Deno.test("a bad --mqtt-url is repeated, without its password", async () => {
+  let r = await feedline(["serve", "--mqtt-url", "nonsense"]);
+  assert.equal(r.code, 1);
+  assertOneLine(
+    r.stderr,
+    /^feedline: --mqtt-url must be a URL starting with mqtt:\/\/.* \(got "nonsense"\)$/,
+  );
+  r = await feedline(["serve", "--mqtt-url", "http://me:s3cret@broker"]);
+  assertOneLine(r.stderr, /\(got "http:\/\/me:\*\*\*@broker"\)$/);
+  assert.doesNotMatch(r.stderr, /s3cret/);
 });
 
 Deno.test("a bad topic template names the flag", async () => {
@@ -125,5 +145,16 @@ Deno.test("--help prints every serve flag with its variable", async () => {
     ]
   ) {
     assert.ok(r.stdout.includes(text), `help lacks ${text}`);
+  }
+});
+
+Deno.test("--version and 'version' print deno.json's version", async () => {
+  const { version } = JSON.parse(
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+  );
+  for (const args of [["--version"], ["version"], ["-V"], ["serve", "--version"]]) {
+    const r = await feedline(args);
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stdout, `feedline ${version}\n`, args.join(" "));
   }
 });

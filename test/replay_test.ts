@@ -455,3 +455,62 @@ Deno.test("a file that cannot be read stops replay before anything is written", 
     await db.close();
   }
 });
+
+Deno.test("mosquitto_sub -v input without timestamps: replay warns that a second run stores them again", async () => {
+  const db = await createTestDatabase();
+  try {
+    const user = await registerUser(db.sql);
+    await withTempDir(async (dir) => {
+      const file = `${dir}/sub.txt`;
+      await Deno.writeTextFile(
+        file,
+        [
+          `${user}/dev1/feeds/temp 21.5`,
+          `${user}/dev1/feeds/hum 40`,
+          `${user}/dev1/feeds/temp {"value": 20, "ts": 1767225600}`,
+          `${user}/dev1/status offline`,
+        ].join("\n") + "\n",
+      );
+      const first = await replay(db.url, [file]);
+      assert.equal(first.totals.untimed, 3, "the one with a ts of its own is keyed by it");
+      assert.match(
+        first.out,
+        /^warning: 3 messages have no device timestamp \(and the input no receive time\); replaying them again will store them again$/m,
+      );
+      // The warning is true: a second run stores the untimed readings again.
+      const second = await replay(db.url, [file]);
+      assert.equal(second.totals.untimed, 3);
+      const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+      assert.equal(n, 5);
+      // A capture (with receive times) gets no warning.
+      const capture = `${dir}/capture.jsonl`;
+      await Deno.writeTextFile(capture, sampleCapture(user).join("\n"));
+      const timed = await replay(db.url, [capture]);
+      assert.equal(timed.totals.untimed, 0);
+      assert.doesNotMatch(timed.out, /warning/);
+    });
+  } finally {
+    await db.close();
+  }
+});
+
+Deno.test("README and replay --help say which inputs replay idempotently, and how a backfill works", async () => {
+  const { help } = await import("../commands/replay.ts");
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const flat = (text: string) => text.replace(/\s+/g, " ");
+  for (const [name, text] of [["README", flat(readme)], ["replay --help", flat(help)]]) {
+    assert.match(text, /Replaying a capture twice changes nothing/, name);
+    assert.match(text, /mosquitto_sub -v['`]? output has no receive times/, name);
+    assert.match(text, /stored again on every replay/, name);
+    assert.match(text, /--auto-register/, name);
+    assert.match(text, /replay --rejects/, name);
+  }
+  assert.doesNotMatch(readme, /Replaying a file twice changes nothing/);
+  // The backfill example: a glob that matches even before any rotation, into a database
+  // that accepts the fleet.
+  const example = /^DATABASE_URL=\S+ deno task replay (.*)$/m.exec(readme);
+  assert.ok(example, "README has the backfill example");
+  assert.match(example[1], /--auto-register/);
+  assert.match(example[1], /\btraffic\.jsonl\*$/);
+  assert.doesNotMatch(example[1], /traffic\.jsonl\.\*/);
+});

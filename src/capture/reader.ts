@@ -98,7 +98,16 @@ async function* readSource(
         kind: "message",
         source: name,
         line: lineNo,
-        inbound: { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, receivedAtUs },
+        inbound: e.receivedAtUs === null
+          ? {
+            topic: e.topic,
+            payload: e.payload,
+            qos: e.qos,
+            retain: e.retain,
+            receivedAtUs,
+            timeless: true,
+          }
+          : { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, receivedAtUs },
       });
     }
     if (items.length > 0) yield items;

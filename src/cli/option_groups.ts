@@ -16,14 +16,14 @@ export const databaseOptions = {
     schema: zs.url(["postgres:", "postgresql:"]).optional(),
     defaultText: "embedded PGlite under --data-dir",
     doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start.",
-    secret: true,
+    secret: "url",
   }),
   dataDir: option({
     flag: "data-dir",
     env: "FEEDLINE_DATA_DIR",
     schema: z.string().min(1).default(".feedline"),
     defaultText: ".feedline",
-    doc: "Where the embedded database keeps its files.",
+    doc: "Where the embedded database keeps its files; one process at a time uses it (lock file).",
   }),
   embeddedDbPort: option({
     flag: "embedded-db-port",

@@ -20,8 +20,12 @@ export interface OptionSpec<T extends z.ZodType = z.ZodType> {
   doc: string;
   /** A switch takes no value on the command line (`--verbose`). */
   boolean?: boolean;
-  /** Hidden from help (still parsed). */
-  secret?: boolean;
+  /**
+   * A secret: a bad value is never repeated in the error. `"url"`: a URL that may hold a
+   * password; a bad value is repeated with the password (and token-like query values)
+   * masked.
+   */
+  secret?: boolean | "url";
 }
 
 /** Declares an option with its types inferred. */
@@ -31,8 +35,9 @@ export function option<T extends z.ZodType>(spec: OptionSpec<T>): OptionSpec<T> 
 
 /** Common schemas for string input from flags and env. */
 export const zs = {
+  // A sign is accepted here so that `-1` fails on the bound ("at least 1"), not the form.
   int: (min: number, max = Number.MAX_SAFE_INTEGER) =>
-    z.string().trim().regex(/^\d+$/, "a whole number").transform(Number).pipe(
+    z.string().trim().regex(/^[+-]?\d+$/, "a whole number").transform(Number).pipe(
       z.number().int().min(min, `at least ${min}`).max(max, `at most ${max}`),
     ),
   bool: () =>
@@ -79,7 +84,12 @@ export function resolveOptions<S extends Record<string, OptionSpec>>(
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args, options: parseOptions, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: joinNegativeValues(args, parseOptions),
+      options: parseOptions,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (error) {
     const message = (error as Error).message.replace(/\. To specify a positional.*$/s, "");
     throw new FeedlineError(
@@ -104,7 +114,9 @@ export function resolveOptions<S extends Record<string, OptionSpec>>(
     const result = spec.schema.safeParse(raw);
     if (!result.success) {
       const issue = result.error.issues[0];
-      const shown = spec.secret || raw === undefined ? "" : ` (got ${JSON.stringify(raw)})`;
+      const shown = raw === undefined || (spec.secret && spec.secret !== "url")
+        ? ""
+        : ` (got ${JSON.stringify(spec.secret === "url" ? maskUrlSecrets(String(raw)) : raw)})`;
       const where = source === "default" ? `--${spec.flag}` : name;
       throw new FeedlineError(
         "CONFIG_INVALID",
@@ -119,6 +131,52 @@ export function resolveOptions<S extends Record<string, OptionSpec>>(
     positionals: parsed.positionals,
     sources: sources as Record<keyof S, "flag" | "env" | "default">,
   };
+}
+
+/**
+ * `--batch-size -1` would be refused by parseArgs as "ambiguous" (the value looks like a
+ * flag): a negative number after a flag that takes a value is joined to it
+ * (`--batch-size=-1`), so the value reaches its schema and the error names the bound.
+ */
+function joinNegativeValues(
+  args: string[],
+  options: Record<string, { type: "string" | "boolean" }>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const flag = arg.startsWith("--") ? arg.slice(2) : null;
+    const next = args[i + 1];
+    if (
+      flag !== null && options[flag]?.type === "string" && next !== undefined &&
+      /^-\d/.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
+/**
+ * A URL as it may be shown in an error: whatever stands between the user's `:` and the
+ * last `@` (the password, even in a malformed URL) and token-like query values masked.
+ */
+export function maskUrlSecrets(text: string): string {
+  let out = text;
+  const at = out.lastIndexOf("@");
+  if (at >= 0) {
+    const scheme = out.indexOf("://");
+    const colon = out.indexOf(":", scheme >= 0 && scheme < at ? scheme + 3 : 0);
+    if (colon >= 0 && colon < at) out = `${out.slice(0, colon)}:***${out.slice(at)}`;
+  }
+  return out.replace(/([?&;][^=&\s]*(?:pass|secret|token|key)[^=&\s]*=)[^&\s#]*/gi, "$1***");
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

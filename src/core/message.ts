@@ -15,6 +15,11 @@ export interface Inbound {
   retain: boolean;
   /** Receive time in microseconds since the Unix epoch. */
   receivedAtUs: number;
+  /**
+   * Replay: the input line had no receive time (`mosquitto_sub -v`), so `receivedAtUs` is
+   * when it was read, and a reading without a device timestamp gets a new key each time.
+   */
+  timeless?: true;
 }
 
 /**

@@ -3,6 +3,7 @@
  * when none is given. Either way the caller gets a postgres.js client and a `close`.
  */
 import postgres from "postgres";
+import { lockDataDir } from "../embedded/data_dir_lock.ts";
 import { startEmbeddedDatabase } from "../embedded/services.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
@@ -16,6 +17,8 @@ export interface Database {
   /** Connection URL (for the embedded database: how other local processes reach it). */
   url: string;
   embedded: boolean;
+  /** The embedded database's port was taken and it listens on another (see `url`). */
+  fellBack: boolean;
   close(): Promise<void>;
 }
 
@@ -27,12 +30,16 @@ export interface OpenDatabaseOptions {
   poolSize: number;
   /** Apply pending migrations (always done for the embedded database). */
   migrate: boolean;
+  /** Who opens it, for the data directory's lock (src/embedded/data_dir_lock.ts): "feedline serve". */
+  command?: string;
 }
 
 /** Connects (or starts the embedded database) and checks that the database answers. */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   if (!opts.url) {
     const dir = `${opts.dataDir.replace(/\/$/, "")}/pgdata`;
+    // PGlite has no locking of its own: one process at a time opens the data directory.
+    const lock = await lockDataDir(opts.dataDir, opts.command ?? "feedline");
     let embedded;
     try {
       embedded = await startEmbeddedDatabase({
@@ -42,6 +49,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
         maxConnections: opts.poolSize + 4,
       });
     } catch (error) {
+      await lock.release();
       throw new FeedlineError(
         "EMBEDDED_FAILED",
         `cannot start the embedded database in ${dir}: ${(error as Error).message}; ` +
@@ -50,15 +58,24 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       );
     }
     const sql = postgres(embedded.url, { max: opts.poolSize, ssl: false, onnotice: () => {} });
-    await applyMigrations(sql);
+    try {
+      await applyMigrations(sql);
+    } catch (error) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      await embedded.close().catch(() => {});
+      await lock.release();
+      throw error;
+    }
     return {
       sql,
       where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
       url: embedded.url,
       embedded: true,
+      fellBack: embedded.fellBack,
       close: async () => {
         await sql.end({ timeout: 5 });
         await embedded.close();
+        await lock.release();
       },
     };
   }
@@ -87,6 +104,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     where: redactUrl(opts.url),
     url: opts.url,
     embedded: false,
+    fellBack: false,
     close: () => sql.end({ timeout: 5 }),
   };
 }

@@ -5,14 +5,16 @@
  *
  * Idempotent: a message keeps the receive time it was captured with, which is the
  * created_at of a reading without a device timestamp, so the (feed_id, created_at) key
- * and `on conflict do nothing` absorb every reading that is already stored.
+ * and `on conflict do nothing` absorb every reading that is already stored. Lines with no
+ * time (`mosquitto_sub -v`) are stamped when read: those without a device timestamp are
+ * counted in `untimed`, and the summary warns that replaying them again stores them again.
  */
 import type postgres from "postgres";
 import type { ReadItem } from "../capture/reader.ts";
 import { decode, type DecodeOptions } from "../core/decode.ts";
 import { describePgError } from "../db/database.ts";
 import { FeedlineError } from "../errors.ts";
-import type { Pending } from "../core/message.ts";
+import type { Decoded, Pending } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
 import { selectMessages, type SelectOptions } from "./input.ts";
 import { addBatch, type ReplayTotals } from "./totals.ts";
@@ -48,7 +50,9 @@ export async function replayIntoDatabase(
   try {
     for await (const messages of selectMessages(input, opts, totals)) {
       for (const inbound of messages) {
-        batch.push({ inbound, decoded: decode(inbound, opts.decode) });
+        const decoded = decode(inbound, opts.decode);
+        if (inbound.timeless && !hasOwnTime(decoded)) totals.untimed++;
+        batch.push({ inbound, decoded });
         if (batch.length >= opts.batchSize) {
           await submit(batch);
           batch = [];
@@ -60,6 +64,16 @@ export async function replayIntoDatabase(
     if (writing) await writing;
   }
   if (failure) throw failure;
+}
+
+/**
+ * Whether a message's rows are keyed by times of its own (device timestamps), so storing
+ * it again is absorbed. Rejects and skips store no reading.
+ */
+function hasOwnTime(decoded: Decoded): boolean {
+  if (decoded.kind === "readings") return decoded.readings.every((r) => r.tsUs !== null);
+  if (decoded.kind === "status") return decoded.tsUs !== null;
+  return true;
 }
 
 /** Writes one batch, retrying with backoff while the database fails. */

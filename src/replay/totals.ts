@@ -34,6 +34,11 @@ export interface ReplayTotals {
   rejectsCleared: number;
   /** --rejects: rows whose payload was capped when stored, so cannot be re-processed. */
   rejectsUnreplayable: number;
+  /**
+   * Messages with no time of their own: read from a line without one (`mosquitto_sub -v`)
+   * and no device timestamp. Replaying them again stores them again.
+   */
+  untimed: number;
   /** --strict: where the replay stopped. */
   stoppedAt: string | null;
   elapsedMs: number;
@@ -59,6 +64,7 @@ export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTot
     publishFailed: 0,
     rejectsCleared: 0,
     rejectsUnreplayable: 0,
+    untimed: 0,
     stoppedAt: null,
     elapsedMs: 0,
     peakRssBytes: 0,
@@ -144,6 +150,7 @@ export function formatSummary(t: ReplayTotals): string {
     }
   }
   if (t.stoppedAt) lines.push(row("stopped at", `${t.stoppedAt} (--strict)`));
+  if (t.untimed > 0) lines.push(untimedWarning(t.untimed));
   lines.push(
     row(
       "elapsed",
@@ -152,6 +159,12 @@ export function formatSummary(t: ReplayTotals): string {
     ),
   );
   return lines.join("\n");
+}
+
+/** The warning about messages a second replay would store again. */
+export function untimedWarning(n: number): string {
+  return `warning: ${int.format(n)} message${n === 1 ? " has" : "s have"} no device timestamp ` +
+    "(and the input no receive time); replaying them again will store them again";
 }
 
 /** The summary as one JSON object (with `messagesPerSec`). */

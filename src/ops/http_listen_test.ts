@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { FeedlineError } from "../errors.ts";
+import { listenHttp } from "./http_listen.ts";
+import { silentLogger } from "../log.ts";
+
+function opts(port: number) {
+  return {
+    hostname: "127.0.0.1",
+    port,
+    metrics: () => "",
+    readiness: () => ({ broker: true, database: true }),
+    log: silentLogger,
+  };
+}
+
+Deno.test("listenHttp: a taken default port moves to a free one", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  try {
+    const http = listenHttp(opts(port), { givenBy: null, fallBack: true });
+    try {
+      assert.equal(http.fellBack, true);
+      assert.notEqual(http.port, port);
+      const res = await fetch(`http://127.0.0.1:${http.port}/healthz`);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    } finally {
+      await http.close();
+    }
+  } finally {
+    busy.close();
+  }
+});
+
+Deno.test("listenHttp: a taken address the user gave fails with one line naming it", () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  try {
+    for (const givenBy of ["--http", "HTTP_ADDR"] as const) {
+      assert.throws(
+        () => listenHttp(opts(port), { givenBy, fallBack: true }),
+        (error: unknown) => {
+          assert.ok(error instanceof FeedlineError);
+          assert.equal(error.code, "ADDRESS_IN_USE");
+          assert.equal(
+            error.message,
+            `cannot listen on 127.0.0.1:${port}: the address is already in use (from ${givenBy}); ` +
+              "pick a free one, or --http off",
+          );
+          return true;
+        },
+      );
+    }
+    // Outside the embedded default, a taken default port is not moved either.
+    assert.throws(
+      () => listenHttp(opts(port), { givenBy: null, fallBack: false }),
+      /already in use \(the default\); pick a free one with --http HOST:PORT/,
+    );
+  } finally {
+    busy.close();
+  }
+});
