@@ -16,7 +16,8 @@ export interface Database {
   /** Connection URL (for the embedded database: how other local processes reach it). */
   url: string;
   embedded: boolean;
-  close(): Promise<void>;
+  /** Ends the pool, waiting at most `timeoutSec` (default 5) for running queries. */
+  close(timeoutSec?: number): Promise<void>;
 }
 
 /** Options to open a database. */
@@ -56,8 +57,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
       url: embedded.url,
       embedded: true,
-      close: async () => {
-        await sql.end({ timeout: 5 });
+      close: async (timeoutSec = 5) => {
+        await sql.end({ timeout: timeoutSec });
         await embedded.close();
       },
     };
@@ -87,7 +88,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     where: redactUrl(opts.url),
     url: opts.url,
     embedded: false,
-    close: () => sql.end({ timeout: 5 }),
+    close: (timeoutSec = 5) => sql.end({ timeout: timeoutSec }),
   };
 }
 
