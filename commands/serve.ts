@@ -21,15 +21,22 @@ import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { listenForFeedChanges } from "../src/ingest/feed_notify.ts";
 import { parseListenAddress } from "../src/ops/http.ts";
 import { listenHttp } from "../src/ops/http_listen.ts";
-import { accounting, addServeGauges, createIngestMetrics } from "../src/ingest/metrics.ts";
+import {
+  accounting,
+  addServeGauges,
+  createIngestMetrics,
+  DISCARD_REASONS,
+  DROP_REASONS,
+} from "../src/ingest/metrics.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
-import type { Qos } from "../src/core/message.ts";
+import type { Decoded, Inbound, Qos } from "../src/core/message.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
 import { parseErrorsTopic } from "../src/ops/feedback.ts";
 import { operationsOptions } from "../src/cli/ops_options.ts";
 import { createOperations, createServeLogger } from "../src/ops/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
+import { installProcessGuard } from "../src/process_guard.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { exitCodeOf, listenForStopSignals } from "../src/cli/shutdown_signals.ts";
 
@@ -255,12 +262,62 @@ export interface RunningServe {
   stop(): Promise<void>;
 }
 
+/** Longest a single closer (broker client, database pool, ...) may take at shutdown. */
+const CLOSE_TIMEOUT_MS = 3000;
+/** Longest kept of an error message in an `internal_error` reject's detail. */
+const MAX_ERROR_DETAIL = 500;
+
+/** Replaceable parts of `startServe`, for tests. */
+export interface ServeHooks {
+  /** The decoder (default: src/decode.ts). */
+  decode?: typeof decode;
+}
+
+/**
+ * Decodes, and never throws: a decoder failure (a bug of ours) becomes an
+ * `internal_error` reject carrying the error, queued and dead-lettered like any reject,
+ * so the message can be replayed once the bug is fixed.
+ */
+export function decodeGuarded(
+  decoder: typeof decode,
+  inbound: Inbound,
+  opts: ServeConfig["decode"],
+): Decoded {
+  try {
+    return decoder(inbound, opts);
+  } catch (error) {
+    const message = String((error as Error)?.message ?? error);
+    return {
+      kind: "reject",
+      reason: "internal_error",
+      detail: `decode failed: ${message}`.slice(0, MAX_ERROR_DETAIL),
+    };
+  }
+}
+
 /** Starts everything `serve` runs; `stop()` shuts it down gracefully. */
-export async function startServe(config: ServeConfig, log: Logger): Promise<RunningServe> {
+export async function startServe(
+  config: ServeConfig,
+  log: Logger,
+  hooks: ServeHooks = {},
+): Promise<RunningServe> {
+  const decoder = hooks.decode ?? decode;
   const closers: (() => Promise<void>)[] = [];
+  // Each closer gets a bounded time: shutdown must keep --shutdown-timeout-ms even when
+  // the broker or the database does not answer.
   const closeAll = async () => {
-    for (const close of closers.reverse()) await close().catch(() => {});
+    for (const close of closers.reverse()) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), CLOSE_TIMEOUT_MS);
+      });
+      const result = await Promise.race([close().catch(() => {}), timeout]);
+      clearTimeout(timer);
+      if (result === "timeout") log.warn("a component did not close in time; moving on");
+    }
   };
+  // Set when shutdown gave up on a batch: the pool then closes without waiting for it.
+  let abandoned = false;
   try {
     const db = await openDatabase({
       url: config.databaseUrl,
@@ -270,7 +327,7 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       migrate: config.migrate,
       command: "feedline serve",
     });
-    closers.push(() => db.close());
+    closers.push(() => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
         url: db.url,
@@ -363,6 +420,8 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
       receiveMaximum: Math.max(config.ackWindow, 1),
       connectTimeoutMs: 10_000,
       log,
+      // Throws only before the message is queued (offer is the last step): the source
+      // then acknowledges it and calls onDeliveryError.
       deliver(inbound, ack) {
         // Under overload the data queue is full for most QoS 0 messages: don't parse a
         // payload that will be dropped (status messages have a queue of their own).
@@ -370,16 +429,21 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
           !ack && pipeline.isFull("readings") &&
           config.router.match(inbound.topic)?.kind !== "status"
         ) return false;
-        const pending = { inbound, decoded: decode(inbound, config.decode) };
+        const pending = { inbound, decoded: decodeGuarded(decoder, inbound, config.decode) };
         if (!pipeline.offer(pending, ack)) return false;
         metrics.received.inc();
         return true;
       },
       waitForRoom: () => pipeline.waitForRoom(),
-      onDrop(inbound) {
-        capture?.dropped(inbound);
+      onDrop(inbound, reason) {
+        if (reason === "queue_full") capture?.dropped(inbound);
         metrics.received.inc();
-        metrics.dropped.inc({ reason: "queue_full" });
+        metrics.dropped.inc({ reason });
+      },
+      onDeliveryError(topic, error) {
+        metrics.received.inc();
+        metrics.dropped.inc({ reason: "internal_error" });
+        ops.noteInternalError(topic, error);
       },
       onSessionResumed(isStale) {
         // The broker redelivers these; writing the old copies too would store twice.
@@ -451,11 +515,24 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
         stopping ??= (async () => {
           source.stopReading();
           const left = await pipeline.drain(config.shutdownTimeoutMs);
+          if (left > 0) {
+            abandoned = true;
+            log.warn("shutdown timeout reached; left unwritten messages", {
+              messages: left,
+              shutdown_timeout_ms: config.shutdownTimeoutMs,
+            });
+          }
           const { balanced: _, ...terms } = accounting(metrics, pipeline.queued, pipeline.inFlight);
           log.info("stopped", {
             ...terms,
             unwritten: left,
             readingsStored: metrics.stored.total(),
+            droppedByReason: Object.fromEntries(
+              DROP_REASONS.map((reason) => [reason, metrics.dropped.get({ reason })]),
+            ),
+            discardedByReason: Object.fromEntries(
+              DISCARD_REASONS.map((reason) => [reason, metrics.discarded.get({ reason })]),
+            ),
           });
           await closeAll();
         })();
@@ -500,6 +577,9 @@ export async function run(args: string[]): Promise<void> {
     stopListening();
     throw error;
   }
+  // From here on, an error nobody caught is logged and counted, not fatal
+  // (src/process_guard.ts says why).
+  const removeGuard = installProcessGuard(log, running.metrics.uncaught);
   if (config.embeddedBroker) {
     log.info(
       `try: mosquitto_pub -h 127.0.0.1 -p ${new URL(running.mqttUrl).port} ` +
@@ -510,4 +590,12 @@ export async function run(args: string[]): Promise<void> {
   log.info("signal received; flushing and stopping (a second Ctrl-C exits without waiting)");
   await running.stop();
   stopListening();
+  removeGuard();
+  // Everything is closed; should a socket or timer still hold the event loop (a hung
+  // database connection), exit all the same: the shutdown timeout is a promise.
+  const exit = setTimeout(() => {
+    log.warn("still busy after stopping; exiting");
+    Deno.exit(Deno.exitCode ?? 0);
+  }, 1000);
+  Deno.unrefTimer(exit);
 }

@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
 import { accounting } from "../src/ingest/metrics.ts";
+import { createServeLogger } from "../src/ops/operations.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
+import { parsePrometheusText } from "./support/prometheus.ts";
 import {
   connectClient,
   endClient,
@@ -178,6 +180,68 @@ Deno.test("QoS 0 messages that find the queue full are dropped and counted, neve
     const dropped = f.serve.metrics.dropped.get({ reason: "queue_full" });
     assert.ok(dropped > 0, "some messages must have found the queue full");
     assert.equal(await f.storedCount() + dropped, 200);
+    assertBalanced(f.serve);
+  } finally {
+    blocker.release();
+    await f.close();
+  }
+});
+
+Deno.test("a batch held up by a table lock is a stalled writer: /readyz 503 with its age, the gauge, one warning; ready again after", async () => {
+  const logs: Record<string, unknown>[] = [];
+  const f = await startServeFixture({
+    args: [
+      "--batch-interval-ms",
+      "50",
+      "--stall-warn-ms",
+      "400",
+      "--db-check-interval-ms",
+      "100",
+      "--http",
+      "127.0.0.1:0",
+    ],
+    log: (config) =>
+      createServeLogger({ ...config, logFormat: "json" }, (line) => logs.push(JSON.parse(line))),
+  });
+  const port = f.serve.httpPort!;
+  const batchAge = async () =>
+    parsePrometheusText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())
+      .value("feedline_batch_age_seconds");
+  const stallWarnings = () => logs.filter((l) => String(l.msg).startsWith("writer stalled"));
+  const blocker = await f.db.sql.reserve();
+  try {
+    await waitFor("ready at start", async () => (await readyz(port)).status === 200);
+    await blocker`begin`;
+    await blocker`lock table feed_values in access exclusive mode`;
+    await publishMany(f.pub, f.serve.feedTopic(f.user, "d1", "temp"), 0, 5);
+    await waitFor("the stall to show on /readyz", async () => {
+      const r = await readyz(port);
+      return r.status === 503 && (r.body.writer as { stalled: boolean }).stalled;
+    });
+    // Held a while longer: the age grows, and the warning is still a single line.
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await readyz(port);
+    assert.equal(r.status, 503);
+    assert.equal(r.body.broker, true);
+    assert.equal(r.body.database, true, "a held batch is not a database outage");
+    const writer = r.body.writer as { stalled: boolean; batch_age_ms: number };
+    assert.equal(writer.stalled, true);
+    assert.ok(writer.batch_age_ms >= 1500, `batch_age_ms ${writer.batch_age_ms}`);
+    assert.ok((await batchAge()) >= 1.5, "feedline_batch_age_seconds shows the stall");
+    assert.equal(stallWarnings().length, 1, "one warning per stall");
+    assert.equal(stallWarnings()[0].level, "warn");
+    assert.equal(f.serve.metrics.stored.total(), 0, "nothing committed while the lock is held");
+
+    await blocker`rollback`;
+    await waitFor("the readings to be stored", async () => (await f.storedCount()) === 5);
+    await waitFor("ready again", async () => (await readyz(port)).status === 200);
+    assert.deepEqual((await readyz(port)).body.writer, { stalled: false, batch_age_ms: 0 });
+    assert.equal(await batchAge(), 0);
+    await waitFor(
+      "the all-clear in the log",
+      () => logs.some((l) => l.msg === "writer moving again: the stalled batch is done"),
+    );
+    assert.equal(stallWarnings().length, 1);
     assertBalanced(f.serve);
   } finally {
     blocker.release();

@@ -131,6 +131,8 @@ Deno.test("/readyz turns 503 naming the database or broker that went away, and 2
       status: "not ready",
       broker: true,
       database: false,
+
+      writer: { stalled: false, batch_age_ms: 0 },
     });
     assert.equal((await scrape(port)).value("feedline_database_up"), 0);
     dbProxy.restore();
@@ -145,6 +147,8 @@ Deno.test("/readyz turns 503 naming the database or broker that went away, and 2
       status: "not ready",
       broker: false,
       database: true,
+
+      writer: { stalled: false, batch_age_ms: 0 },
     });
     assert.equal((await scrape(port)).value("feedline_broker_connected"), 0);
     brokerProxy.restore();

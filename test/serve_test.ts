@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { startServeFixture } from "./support/fixture.ts";
 import { endClient, publish, waitFor } from "./support/serve.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 /** Connects as serve's own client id, resuming its session, and collects what arrives. */
 async function resumeSession(
@@ -81,5 +82,66 @@ Deno.test("a committed QoS 1 message is acknowledged: a resumed session gets not
   } finally {
     if (resumed) await endClient(resumed, true);
     await f.close();
+  }
+});
+
+Deno.test("a backlog the broker sends right behind the CONNACK of a reconnect is stored and acknowledged", async () => {
+  let proxy!: TcpProxy;
+  const f = await startServeFixture({
+    // serve reaches the broker through a proxy the test can cut; the publisher does not.
+    async mqttUrl(broker) {
+      const url = new URL(broker.url);
+      proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
+      url.port = String(proxy.port);
+      return url.href;
+    },
+    args: ["--batch-interval-ms", "50"],
+  });
+  let resumed: MqttClient | null = null;
+  try {
+    const topic = f.serve.feedTopic(f.user, "d1", "temp");
+    const reading = (i: number) => JSON.stringify({ value: i, ts: 1_767_225_600_000 + i });
+    await publish(f.pub, topic, reading(0));
+    await waitFor("the first reading", async () => (await f.storedCount()) === 1);
+
+    proxy.cut();
+    await waitFor("serve to lose the broker", () => !f.serve.source.connected);
+    // Queued by the broker in serve's session; sent as soon as serve is back, in the
+    // packets right behind the CONNACK, before MQTT.js emits `connect`.
+    const backlog = 30;
+    for (let i = 1; i <= backlog; i++) await publish(f.pub, topic, reading(i));
+    // Something in MQTT.js's outgoing store (a QoS 1 publish of serve's own, made while
+    // offline): on reconnect MQTT.js resends it and emits `connect` only once the broker
+    // has acknowledged it, while the backlog is already being handed over. This is what
+    // makes the race certain rather than a matter of how the packets are split.
+    const ownPublish = publish(
+      f.serve.source.client,
+      `${f.serve.prefix}/not-subscribed`,
+      "x",
+      { qos: 1 },
+    );
+    proxy.restore();
+    await ownPublish;
+    await waitFor(
+      "the backlog to be stored",
+      async () => (await f.storedCount()) === 1 + backlog,
+      20_000,
+    );
+    assert.equal(
+      f.serve.metrics.discarded.get({ reason: "redelivered" }),
+      0,
+      "no message of the new connection was taken for a stale copy",
+    );
+    await waitFor("no ack outstanding", () => f.serve.pipeline.unacked === 0);
+    await new Promise((r) => setTimeout(r, 200)); // let the PUBACKs reach the broker
+    f.serve.source.client.end(true);
+    const session = await resumeSession(f.broker, `feedline-test-${f.serve.prefix}`);
+    resumed = session.client;
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(session.topics, [], "every message of the backlog was acknowledged");
+  } finally {
+    if (resumed) await endClient(resumed, true);
+    await f.close();
+    await proxy.close();
   }
 });

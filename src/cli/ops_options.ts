@@ -1,6 +1,7 @@
 /**
  * Options of the operations side of `serve`: feedback to publishers, the database probe
- * behind `/readyz`, and how often flood warnings are written.
+ * and the stalled-writer threshold behind `/readyz`, and how often flood warnings are
+ * written.
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
@@ -27,6 +28,14 @@ export const operationsOptions = {
     schema: zs.int(50, 3_600_000).default(5000),
     defaultText: "5000",
     doc: "How often `select 1` checks the database for /readyz and feedline_database_up.",
+  }),
+  stallWarnMs: option({
+    flag: "stall-warn-ms",
+    env: "FEEDLINE_STALL_WARN_MS",
+    schema: zs.int(10, 3_600_000).default(30_000),
+    defaultText: "30000",
+    doc: "A batch still uncommitted after this long is a stalled writer: /readyz answers 503 " +
+      "with its age and a warning is logged.",
   }),
   logRepeatIntervalMs: option({
     flag: "log-repeat-interval-ms",

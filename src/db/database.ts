@@ -19,7 +19,8 @@ export interface Database {
   embedded: boolean;
   /** The embedded database's port was taken and it listens on another (see `url`). */
   fellBack: boolean;
-  close(): Promise<void>;
+  /** Ends the pool, waiting at most `timeoutSec` (default 5) for running queries. */
+  close(timeoutSec?: number): Promise<void>;
 }
 
 /** Options to open a database. */
@@ -72,8 +73,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       url: embedded.url,
       embedded: true,
       fellBack: embedded.fellBack,
-      close: async () => {
-        await sql.end({ timeout: 5 });
+      close: async (timeoutSec = 5) => {
+        await sql.end({ timeout: timeoutSec });
         await embedded.close();
         await lock.release();
       },
@@ -105,7 +106,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     url: opts.url,
     embedded: false,
     fellBack: false,
-    close: () => sql.end({ timeout: 5 }),
+    close: (timeoutSec = 5) => sql.end({ timeout: timeoutSec }),
   };
 }
 

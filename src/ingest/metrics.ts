@@ -10,8 +10,22 @@
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
 import { Counter, Gauge, Histogram, Registry } from "../prometheus.ts";
 
-/** Why a message was dropped without being processed. */
-export type DropReason = "queue_full" | "shutdown";
+/**
+ * Why a message was dropped without being processed: QoS 0 on a full queue or unwritten
+ * at an abandoned shutdown; any QoS when feedline itself failed on it before it was
+ * queued (`internal_error`: acknowledged, so it cannot crash-loop).
+ */
+export type DropReason = "queue_full" | "shutdown" | "internal_error";
+
+/** All drop reasons, for metrics and the status API. */
+export const DROP_REASONS: readonly DropReason[] = ["queue_full", "shutdown", "internal_error"];
+
+/**
+ * Why a message was discarded: a queued copy the broker redelivers after a resumed
+ * session (`redelivered`), or an unacknowledged QoS 1/2 message left with the broker at
+ * an abandoned shutdown (`shutdown`).
+ */
+export const DISCARD_REASONS = ["redelivered", "shutdown"] as const;
 
 /** Creates the pipeline's metrics in a registry. */
 export function createIngestMetrics(registry = new Registry()) {
@@ -32,11 +46,23 @@ export function createIngestMetrics(registry = new Registry()) {
     discarded: registry.add(
       new Counter(
         "feedline_messages_discarded_total",
-        "Queued copies dropped because the broker redelivers them (not lost), by reason.",
+        "Unacknowledged messages given up because the broker redelivers them (not lost), by " +
+          "reason: redelivered (session resumed), shutdown (shutdown timeout ran out).",
       ),
     ),
     dropped: registry.add(
-      new Counter("feedline_messages_dropped_total", "QoS 0 messages dropped, by reason."),
+      new Counter(
+        "feedline_messages_dropped_total",
+        "Messages dropped unwritten, by reason: queue_full and shutdown (QoS 0), " +
+          "internal_error (feedline failed on it; acknowledged).",
+      ),
+    ),
+    uncaught: registry.add(
+      new Counter(
+        "feedline_uncaught_errors_total",
+        "Exceptions and promise rejections no code handled, logged instead of ending the " +
+          "process, by kind (uncaught_exception, unhandled_rejection).",
+      ),
     ),
     stored: registry.add(new Counter("feedline_readings_stored_total", "Readings stored.")),
     skipped: registry.add(
@@ -104,9 +130,10 @@ export function createIngestMetrics(registry = new Registry()) {
   };
   for (const reason of SKIP_REASONS) m.skipped.init({ reason });
   for (const reason of REJECT_REASONS) m.rejected.init({ reason });
-  for (const reason of ["queue_full", "shutdown"]) m.dropped.init({ reason });
+  for (const reason of DROP_REASONS) m.dropped.init({ reason });
   for (const outcome of ["stored", "rejected", "skipped"]) m.outcomes.init({ outcome });
-  m.discarded.init({ reason: "redelivered" });
+  for (const reason of DISCARD_REASONS) m.discarded.init({ reason });
+  for (const kind of ["uncaught_exception", "unhandled_rejection"]) m.uncaught.init({ kind });
   return m;
 }
 

@@ -7,7 +7,13 @@
  * window is about to run out or when no message has arrived for a moment (the broker may
  * be waiting for our acks: a window smaller than configured looks exactly like that).
  * A failed batch is kept and retried with backoff; nothing is acknowledged before the
- * transaction that holds it commits.
+ * transaction that holds it commits. Only transient database errors (src/db/errors.ts)
+ * mark the database as down.
+ *
+ * Shutdown (`drain`) keeps its deadline even when a batch hangs: at the deadline the
+ * batch in flight and everything queued are abandoned and counted, QoS 0 as
+ * `dropped{shutdown}`, QoS 1/2 (left unacknowledged with the broker, which redelivers
+ * them) as `discarded{shutdown}`.
  */
 import type postgres from "postgres";
 import type { IngestMetrics } from "./metrics.ts";
@@ -16,6 +22,7 @@ import type { Ack, Pending } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "./processor.ts";
 import { BoundedQueue } from "./queue.ts";
 import { nowUs } from "../clock.ts";
+import { isTransientDbError } from "../db/errors.ts";
 
 export type { Ack };
 
@@ -63,6 +70,9 @@ export class Pipeline {
   #loop: Promise<void> | null = null;
   #dbReady = true;
   #inFlight = 0;
+  /** The batch being written, until it is acknowledged or abandoned. */
+  #batch: { items: QueueItem[]; acks: number; startedAt: number; abandoned: boolean } | null = null;
+  #batchesTaken = 0;
 
   constructor(opts: PipelineOptions) {
     this.#opts = opts;
@@ -96,9 +106,17 @@ export class Pipeline {
     );
     return oldest === Infinity ? 0 : performance.now() - oldest;
   }
-  /** False while the last batch attempt failed. */
+  /** False while the last batch attempt failed with a transient database error. */
   get dbReady(): boolean {
     return this.#dbReady;
+  }
+  /** How long the batch being written has been out of the queues, in ms (0: none). */
+  get batchAgeMs(): number {
+    return this.#batch ? performance.now() - this.#batch.startedAt : 0;
+  }
+  /** Batches taken from the queues so far: tells one batch from the next. */
+  get batchesTaken(): number {
+    return this.#batchesTaken;
   }
 
   /** Starts the batch loop. */
@@ -156,24 +174,49 @@ export class Pipeline {
   }
 
   /**
-   * Writes everything queued, then stops. After `deadlineMs` (database still down), it
-   * gives up: the unacknowledged messages stay with the broker, which redelivers them.
-   * Returns how many messages were left unwritten.
+   * Writes everything queued, then stops. After `deadlineMs` (database down or hung) it
+   * gives up without waiting for the batch in flight: the unacknowledged messages stay
+   * with the broker, which redelivers them (`discarded{shutdown}`); QoS 0 ones are lost
+   * (`dropped{shutdown}`). Returns how many messages were abandoned.
    */
   async drain(deadlineMs = 30_000): Promise<number> {
     this.#stopping = true;
     this.#wake?.();
-    const timer = setTimeout(() => {
-      this.#abandon = true;
-      this.#wake?.();
-    }, deadlineMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"deadline">((resolve) => {
+      timer = setTimeout(() => resolve("deadline"), deadlineMs);
+    });
     try {
-      await this.#loop;
+      const first = await Promise.race([this.#loop ?? Promise.resolve(), deadline]);
+      if (first !== "deadline") return 0;
     } finally {
       clearTimeout(timer);
     }
-    const left = this.queued + this.#inFlight;
-    return left;
+    return this.#abandonAll();
+  }
+
+  /** Gives up on the batch in flight and everything queued, counting each message. */
+  #abandonAll(): number {
+    this.#abandon = true;
+    this.#wake?.();
+    const { metrics } = this.#opts;
+    const items: QueueItem[] = [];
+    const batch = this.#batch;
+    if (batch && !batch.abandoned) {
+      batch.abandoned = true;
+      items.push(...batch.items);
+      this.#unackedInFlight -= batch.acks;
+      this.#inFlight = 0;
+      this.#batch = null;
+    }
+    items.push(...this.#status.take(this.#status.length), ...this.#data.take(this.#data.length));
+    this.#unackedQueued = 0;
+    let unacked = 0;
+    for (const item of items) if (item.ack) unacked++;
+    if (unacked > 0) metrics.discarded.inc({ reason: "shutdown" }, unacked);
+    if (items.length > unacked) metrics.dropped.inc({ reason: "shutdown" }, items.length - unacked);
+    this.#notifyRoom();
+    return items.length;
   }
 
   async #run(): Promise<void> {
@@ -181,7 +224,14 @@ export class Pipeline {
       const delay = this.#delayUntilFlush();
       if (delay === 0) {
         if (this.queued === 0) break; // stopping and empty
-        await this.#flush();
+        try {
+          await this.#flush();
+        } catch (error) {
+          // #flush handles its own failures; this is the last guard of the loop, which
+          // must never end while feedline runs.
+          this.#opts.log.error("batch loop error", { error: (error as Error)?.message });
+          await this.#sleep(this.#opts.retryMinMs ?? 100);
+        }
       } else {
         await this.#sleep(delay);
       }
@@ -232,6 +282,9 @@ export class Pipeline {
     this.#unackedQueued -= acks;
     this.#unackedInFlight += acks;
     this.#inFlight = items.length;
+    const batch = { items, acks, startedAt: performance.now(), abandoned: false };
+    this.#batch = batch;
+    this.#batchesTaken++;
     this.#notifyRoom();
 
     const pending = items.map((i) => i.pending);
@@ -243,29 +296,35 @@ export class Pipeline {
         result = await processBatch(this.#opts.sql, pending, this.#opts.processor);
         metrics.batchDuration.observe((performance.now() - started) / 1000);
       } catch (error) {
+        // Abandoned at the shutdown deadline: already counted, nothing to retry.
+        if (batch.abandoned) return;
         metrics.batchErrors.inc();
-        if (this.#dbReady) {
+        const message = (error as Error)?.message ?? String(error);
+        if (!isTransientDbError(error)) {
+          // Not the database being away: a bug (the processor turns data errors into
+          // reject rows). Kept and retried all the same, never reported as a database
+          // outage; a batch that never commits shows as a stalled writer on /readyz.
+          log.error("batch failed with an unexpected error; keeping it and retrying", {
+            messages: items.length,
+            error: message,
+          });
+        } else if (this.#dbReady) {
           log.warn("batch failed; keeping it and retrying", {
             messages: items.length,
-            error: (error as Error).message,
+            error: message,
           });
+          this.#dbReady = false;
         } else {
-          log.debug("batch retry failed", { error: (error as Error).message });
-        }
-        this.#dbReady = false;
-        if (this.#abandon) {
-          // Unwritten and unacknowledged: the broker keeps QoS 1/2 messages and
-          // redelivers them; QoS 0 ones are counted as dropped at shutdown.
-          this.#unackedInFlight -= acks;
-          this.#inFlight = 0;
-          const qos0 = items.filter((i) => !i.ack).length;
-          if (qos0 > 0) metrics.dropped.inc({ reason: "shutdown" }, qos0);
-          return;
+          log.debug("batch retry failed", { error: message });
         }
         await this.#sleep(backoff);
+        if (batch.abandoned) return;
         backoff = Math.min(backoff * 2, this.#opts.retryMaxMs ?? 5000);
       }
     }
+    // Committed after the shutdown deadline gave up on it: its messages were counted as
+    // dropped or discarded, and the broker redelivers the unacknowledged ones.
+    if (batch.abandoned) return;
     if (!this.#dbReady) log.info("database is back; batch written", { messages: items.length });
     this.#dbReady = true;
 
@@ -274,9 +333,18 @@ export class Pipeline {
     } catch (error) {
       log.error("after-commit hook failed", { error: (error as Error).message });
     }
-    for (const item of items) item.ack?.();
+    if (batch.abandoned) return;
+    for (const item of items) {
+      // One failing ack (a socket error) must not stop the others, nor the loop.
+      try {
+        item.ack?.();
+      } catch (error) {
+        log.error("acknowledgement failed", { error: (error as Error)?.message });
+      }
+    }
     this.#unackedInFlight -= acks;
     this.#inFlight = 0;
+    this.#batch = null;
 
     metrics.batches.inc();
     metrics.processed.inc(undefined, items.length);

@@ -4,6 +4,10 @@
  *
  * Persistent session (clean start off, a stable client id, a session expiry on v5), so
  * the broker keeps what arrives while we are away and redelivers what we did not ack.
+ *
+ * No message may stop the packet loop or the process: anything thrown while handing a
+ * message over is caught, the message is acknowledged (so it cannot come back and fail
+ * again forever) and reported through `onDeliveryError`.
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
@@ -36,8 +40,16 @@ export interface MqttSourceOptions {
   deliver(inbound: Inbound, ack: Ack | null): boolean;
   /** Resolves when the queues have room again. */
   waitForRoom(): Promise<void>;
-  /** A QoS 0 message that found its queue full. */
-  onDrop(inbound: Inbound): void;
+  /**
+   * A QoS 0 message not taken: its queue was full (`queue_full`), or it arrived after
+   * `stopReading()` (`shutdown`).
+   */
+  onDrop(inbound: Inbound, reason: "queue_full" | "shutdown"): void;
+  /**
+   * `deliver` (or anything before it) threw on a message: it was not queued, and it is
+   * acknowledged. The caller counts it (`dropped{internal_error}`) and logs it.
+   */
+  onDeliveryError(topic: string, error: unknown): void;
   /**
    * After a reconnect that resumed the session, the broker redelivers every message it
    * had not seen acknowledged; `isStale(ack)` tells which queued ones those are.
@@ -64,12 +76,20 @@ const RECONNECT_MAX_MS = 30_000;
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
 export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
   const { log } = opts;
-  let generation = 0;
+  let connections = 0;
   let subscribed = false;
   let stopping = false;
-  // Each ack remembers the connection it belongs to, as a property of the function
-  // (one hidden class for all acks; no per-message WeakMap entry for the GC to trace).
-  type TaggedAck = Ack & { generation?: number };
+  // Each ack remembers the connection it arrived on, as a property of the function (one
+  // hidden class for all acks; no per-message WeakMap entry for the GC to trace). The
+  // connection is MQTT.js's stream object: `client.stream` is replaced when a
+  // (re)connect starts, before any packet of the new connection is read, and MQTT.js
+  // drops packets still queued from a superseded connection. A counter bumped in the
+  // `connect` event would not do: MQTT.js hands over PUBLISH packets that arrive right
+  // behind the CONNACK before it emits `connect` (it first replays its outgoing store),
+  // so they would be tagged with the previous connection and their acks dropped as
+  // stale: never acknowledged, redelivered to the next process (issue 10).
+  type Stream = MqttClient["stream"];
+  type TaggedAck = Ack & { stream?: Stream };
 
   const clientOptions: IClientOptions = {
     clientId: opts.clientId,
@@ -95,62 +115,90 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const pubacks = new PubackWriter(client);
 
   client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
-    if (stopping) {
-      // Not acknowledged, so the broker keeps it for our next session.
-      callback(packet.qos > 0 ? DEFER_ACK : undefined);
+    let inbound: Inbound;
+    let ack: TaggedAck | null = null;
+    let delivered: boolean;
+    try {
+      const payload = packet.payload;
+      inbound = {
+        topic: packet.topic,
+        payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+        qos: packet.qos,
+        retain: packet.retain,
+        receivedAtUs: nowUs(),
+      };
+      if (stopping) {
+        // QoS 1/2: not acknowledged, so the broker keeps it for our next session.
+        if (packet.qos === 0) opts.onDrop(inbound, "shutdown");
+        callback(packet.qos > 0 ? DEFER_ACK : undefined);
+        return;
+      }
+      if (packet.qos > 0) {
+        const stream = client.stream;
+        // QoS 1 needs only the packet id: the closure must not keep the packet (and its
+        // payload) alive longer than the queue does.
+        const messageId = packet.messageId!;
+        ack = packet.qos === 1
+          ? () => {
+            if (stream === client.stream && client.connected) pubacks.ack(messageId);
+          }
+          : () => {
+            if (stream === client.stream && client.connected) sendDeferredAck(client, packet);
+          };
+        ack.stream = stream;
+      }
+      delivered = opts.deliver(inbound, ack);
+    } catch (error) {
+      deliveryFailed(packet, callback, error);
       return;
     }
-    const payload = packet.payload;
-    const inbound: Inbound = {
-      topic: packet.topic,
-      payload: typeof payload === "string" ? Buffer.from(payload) : payload,
-      qos: packet.qos,
-      retain: packet.retain,
-      receivedAtUs: nowUs(),
-    };
-    let ack: TaggedAck | null = null;
-    if (packet.qos > 0) {
-      const gen = generation;
-      // QoS 1 needs only the packet id: the closure must not keep the packet (and its
-      // payload) alive longer than the queue does.
-      const messageId = packet.messageId!;
-      ack = packet.qos === 1
-        ? () => {
-          if (gen === generation && client.connected) pubacks.ack(messageId);
-        }
-        : () => {
-          if (gen === generation && client.connected) sendDeferredAck(client, packet);
-        };
-      ack.generation = gen;
-    }
-    if (opts.deliver(inbound, ack)) {
+    if (delivered) {
       callback(ack ? DEFER_ACK : undefined);
       return;
     }
     if (!ack) {
-      opts.onDrop(inbound);
+      opts.onDrop(inbound, "queue_full");
       callback();
       return;
     }
     // Back-pressure: hold MQTT.js's packet loop (and so the socket) until there is room;
     // the broker keeps the rest.
+    const held = ack;
     (async () => {
-      while (!stopping && !opts.deliver(inbound, ack)) await opts.waitForRoom();
+      while (!stopping && !opts.deliver(inbound, held)) await opts.waitForRoom();
       callback(DEFER_ACK);
-    })();
+    })().catch((error) => deliveryFailed(packet, callback, error));
+  };
+
+  /**
+   * The last guard: a message the delivery path threw on is acknowledged now (calling
+   * back without an error makes MQTT.js send PUBACK/PUBCOMP) so the broker does not send
+   * it again to fail again, and reported.
+   */
+  const deliveryFailed = (
+    packet: IPublishPacket,
+    callback: (error?: Error) => void,
+    error: unknown,
+  ) => {
+    try {
+      opts.onDeliveryError(String(packet.topic), error);
+    } catch {
+      // Reporting must not be what stops the packet loop.
+    }
+    callback();
   };
 
   let reconnectDelay = RECONNECT_MIN_MS;
   let lastError = "";
   client.on("connect", (connack) => {
     const resumed = connack.sessionPresent;
-    generation++;
+    connections++;
     reconnectDelay = RECONNECT_MIN_MS;
     client.options.reconnectPeriod = reconnectDelay;
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
-    if (generation > 1 && resumed) {
-      const current = generation;
-      opts.onSessionResumed?.((ack) => ((ack as TaggedAck).generation ?? current) < current);
+    if (connections > 1 && resumed) {
+      const current = client.stream;
+      opts.onSessionResumed?.((ack) => ((ack as TaggedAck).stream ?? current) !== current);
     }
     if (resumed && subscribed) return; // the broker kept our subscriptions
     const filters = opts.filters.map((f) =>
@@ -172,7 +220,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   });
   client.on("close", () => {
     if (stopping) return;
-    if (subscribed || generation > 0) log.warn("broker connection lost; reconnecting");
+    if (subscribed || connections > 0) log.warn("broker connection lost; reconnecting");
     // Exponential backoff: MQTT.js waits `reconnectPeriod` before each attempt.
     reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
     client.options.reconnectPeriod = reconnectDelay;

@@ -1,7 +1,7 @@
 /**
  * The operations endpoint: one port with `/metrics` (Prometheus text format 0.0.4),
- * `/healthz` (the process is alive) and `/readyz` (broker subscribed and database
- * reachable; 503 with a JSON body naming what is not). Extra routes plug in by path.
+ * `/healthz` (the process is alive) and `/readyz` (broker subscribed, database
+ * reachable, writer not stalled; 503 with a JSON body naming what is not). Extra routes plug in by path.
  */
 import type { Logger } from "../log.ts";
 
@@ -9,6 +9,8 @@ import type { Logger } from "../log.ts";
 export interface Readiness {
   broker: boolean;
   database: boolean;
+  /** The batch writer: stalled when a batch is uncommitted past `--stall-warn-ms`. */
+  writer?: { stalled: boolean; batch_age_ms: number };
 }
 
 /** A route handler. */
@@ -49,7 +51,7 @@ export function startHttpServer(opts: HttpOptions): { port: number; close(): Pro
     if (path === "/healthz") return Response.json({ status: "ok" });
     if (path === "/readyz") {
       const r = opts.readiness();
-      const ready = r.broker && r.database;
+      const ready = r.broker && r.database && !r.writer?.stalled;
       return Response.json({ status: ready ? "ready" : "not ready", ...r }, {
         status: ready ? 200 : 503,
       });

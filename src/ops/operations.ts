@@ -1,6 +1,7 @@
 /**
- * The operations side of `serve`, wired in one place: the database probe behind
- * `/readyz`, flood warnings for rejects and drops, feedback to publishers on the errors
+ * The operations side of `serve`, wired in one place: the database probe and the
+ * stalled-writer check behind `/readyz`, flood warnings for rejects, drops and internal
+ * errors, feedback to publishers on the errors
  * topic, the extra gauges, a short in-process history of the counters, and the status
  * page with its JSON endpoints.
  *
@@ -11,7 +12,7 @@ import type postgres from "postgres";
 import { startDatabaseProbe } from "../db/health.ts";
 import { ErrorFeedback } from "./feedback.ts";
 import type { RouteHandler } from "./http.ts";
-import { addGauge, type IngestMetrics } from "../ingest/metrics.ts";
+import { addGauge, DROP_REASONS, type IngestMetrics } from "../ingest/metrics.ts";
 import { createLogger, type Logger, type LogLevel, secretsOfUrl } from "../log.ts";
 import { createFloodLog } from "../log_flood.ts";
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
@@ -38,6 +39,8 @@ export interface OperationsConfig {
   errorsPerMinute: number;
   dbCheckIntervalMs: number;
   logRepeatIntervalMs: number;
+  /** A batch uncommitted for this long is a stalled writer. */
+  stallWarnMs: number;
 }
 
 /** One history sample: counter totals and gauges at time `t` (epoch ms). */
@@ -114,9 +117,38 @@ export function createOperations(opts: {
   let sampler: ReturnType<typeof setInterval> | null = null;
   let lastBatch = { count: 0, sum: 0 };
   const lastDropped = { queue_full: 0, shutdown: 0 };
+  let stallCheck: ReturnType<typeof setInterval> | null = null;
+  /** The batch (by number) a stall warning was logged for. */
+  let stalledBatch: number | null = null;
 
   const databaseUp = () => probe.up && (pipeline?.dbReady ?? true);
-  const readiness = () => ({ broker: source?.subscribed ?? false, database: databaseUp() });
+  const writer = () => {
+    const age = Math.round(pipeline?.batchAgeMs ?? 0);
+    return { stalled: age >= config.stallWarnMs, batch_age_ms: age };
+  };
+  const readiness = () => ({
+    broker: source?.subscribed ?? false,
+    database: databaseUp(),
+    writer: writer(),
+  });
+
+  /** Logs a stalled writer once per stalled batch, and when it moves again. */
+  const checkStall = () => {
+    if (!pipeline) return;
+    const w = writer();
+    if (w.stalled && stalledBatch !== pipeline.batchesTaken) {
+      stalledBatch = pipeline.batchesTaken;
+      log.warn("writer stalled: a batch is not committed yet", {
+        batch_age_ms: w.batch_age_ms,
+        messages: pipeline.inFlight,
+        stall_warn_ms: config.stallWarnMs,
+        database: databaseUp(),
+      });
+    } else if (stalledBatch !== null && !w.stalled) {
+      log.info("writer moving again: the stalled batch is done");
+      stalledBatch = null;
+    }
+  };
 
   const sample = () => {
     const { count, sum } = metrics.batchDuration;
@@ -162,7 +194,7 @@ export function createOperations(opts: {
     },
     rejected_by_reason: byReason(metrics.rejected, REJECT_REASONS),
     skipped_by_reason: byReason(metrics.skipped, SKIP_REASONS),
-    dropped_by_reason: byReason(metrics.dropped, ["queue_full", "shutdown"]),
+    dropped_by_reason: byReason(metrics.dropped, DROP_REASONS),
     queue: {
       data: pipeline?.dataQueued ?? 0,
       status: pipeline?.statusQueued ?? 0,
@@ -204,6 +236,18 @@ export function createOperations(opts: {
     readiness,
     databaseUp,
 
+    /**
+     * A message the delivery path failed on (counted by the caller as
+     * `dropped{internal_error}`): one warning per interval, with a count.
+     */
+    noteInternalError(topic: string, error: unknown): void {
+      flood.note("drop:internal_error", "message dropped: feedline failed on it", {
+        reason: "internal_error",
+        topic,
+        error: String((error as Error)?.message ?? error).slice(0, 500),
+      });
+    },
+
     /** The pipeline's after-commit hook: flood warnings and feedback for the rejects. */
     onCommitted(_items: QueueItem[], result: BatchResult): void {
       lastCommit.set(Date.now() / 1000);
@@ -243,6 +287,12 @@ export function createOperations(opts: {
       );
       addGauge(
         metrics,
+        "feedline_batch_age_seconds",
+        "How long the batch being written has been uncommitted (0: none): a stalled writer.",
+        () => p.batchAgeMs / 1000,
+      );
+      addGauge(
+        metrics,
         "feedline_broker_connected",
         "1 while the MQTT connection is up (subscribed or not).",
         () => s.connected ? 1 : 0,
@@ -261,12 +311,18 @@ export function createOperations(opts: {
       );
       sample();
       sampler = setInterval(sample, HISTORY_INTERVAL_MS);
+      stallCheck = setInterval(
+        checkStall,
+        Math.max(10, Math.min(1000, Math.floor(config.stallWarnMs / 4))),
+      );
     },
 
     /** Stops the timers; pending flood counts are written. */
     close(): Promise<void> {
       if (sampler !== null) clearInterval(sampler);
       sampler = null;
+      if (stallCheck !== null) clearInterval(stallCheck);
+      stallCheck = null;
       probe.stop();
       flood.close();
       return Promise.resolve();

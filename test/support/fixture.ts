@@ -5,7 +5,7 @@
  * @module
  */
 import type { MqttClient } from "mqtt";
-import type { ServeConfig } from "../../commands/serve.ts";
+import type { ServeConfig, ServeHooks } from "../../commands/serve.ts";
 import type { Logger } from "../../src/log.ts";
 import { createTestBroker, type TestBroker } from "./broker.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
@@ -40,6 +40,8 @@ export interface ServeFixtureOptions {
   prefix?: string;
   /** Where serve logs (see {@linkcode startTestServe}); default: nowhere. */
   log?: Logger | ((config: ServeConfig) => Logger);
+  /** Replaced parts of serve (see {@linkcode startTestServe}). */
+  hooks?: ServeHooks;
   /** A broker of the test's own (e.g. a private Mosquitto); default: the test broker. */
   broker?: { url: string; protocolVersion: 4 | 5 };
   /** Serve's DATABASE_URL, e.g. through a proxy; default: the test database's. */
@@ -76,6 +78,7 @@ export async function startServeFixture(opts: ServeFixtureOptions = {}): Promise
       env: opts.env,
       prefix: opts.prefix,
       log: opts.log,
+      hooks: opts.hooks,
     });
     const pub = await connectClient(broker.url, broker.protocolVersion);
     const running = serve;

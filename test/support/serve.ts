@@ -9,6 +9,7 @@ import {
   parseServeArgs,
   type RunningServe,
   type ServeConfig,
+  type ServeHooks,
   startServe,
 } from "../../commands/serve.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
@@ -51,6 +52,8 @@ export async function startTestServe(opts: {
   prefix?: string;
   /** Where serve logs (default: nowhere); a function gets the parsed configuration. */
   log?: Logger | ((config: ServeConfig) => Logger);
+  /** Replaced parts of serve (see `ServeHooks`). */
+  hooks?: ServeHooks;
 }): Promise<TestServe> {
   const prefix = opts.prefix ?? uniquePrefix();
   const config = parseServeArgs([
@@ -73,7 +76,7 @@ export async function startTestServe(opts: {
     ...(opts.args ?? []),
   ], opts.env ?? {});
   const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
-  const running = await startServe(config, log ?? silentLogger);
+  const running = await startServe(config, log ?? silentLogger, opts.hooks);
   return {
     ...running,
     prefix,
