@@ -34,7 +34,7 @@ import {
 } from "../src/replay/totals.ts";
 import { republish } from "../src/replay/publish.ts";
 import { compileTopicFilter } from "../src/core/topic_filter.ts";
-import { serveOptions } from "./serve.ts";
+import { mqttOptions as serveOptions } from "../src/cli/serve_options.ts";
 
 const timeSchema = z.string().optional().refine(
   (v) => v === undefined || parseTimestamp(v) !== null,

@@ -3,195 +3,30 @@
  * after commit; metrics and health over HTTP. With no MQTT_URL it runs an embedded
  * broker, with no DATABASE_URL an embedded PostgreSQL: the zero-config default.
  */
-import { z } from "zod";
-import {
-  databaseOptions,
-  decodeOptions,
-  decodeOptionsFrom,
-  logOptions,
-  processingOptions,
-} from "../src/cli/option_groups.ts";
-import { openDatabase } from "../src/db/database.ts";
+import { decodeOptionsFrom } from "../src/cli/option_groups.ts";
+import { parseListenAddress, serveOptions } from "../src/cli/serve_options.ts";
+import { formatOptionsHelp, resolveOptions } from "../src/cli/options.ts";
+import { exitCodeOf, listenForStopSignals } from "../src/cli/shutdown_signals.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
+import type { decode } from "../src/core/decode.ts";
+import { openDatabase } from "../src/db/database.ts";
+import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
-import { decode } from "../src/core/decode.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { FeedlineError } from "../src/errors.ts";
+import { Accounting } from "../src/ingest/accounting.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { listenForFeedChanges } from "../src/ingest/feed_notify.ts";
-import { parseListenAddress } from "../src/ops/http.ts";
-import { listenHttp } from "../src/ops/http_listen.ts";
-import {
-  accounting,
-  addServeGauges,
-  createIngestMetrics,
-  DISCARD_REASONS,
-  DROP_REASONS,
-} from "../src/ingest/metrics.ts";
+import { createIntake } from "../src/ingest/intake.ts";
+import { addServeGauges, createIngestMetrics } from "../src/ingest/metrics.ts";
+import { Pipeline } from "../src/ingest/pipeline.ts";
+import { processBatch } from "../src/ingest/processor.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
-import type { Decoded, Inbound, Qos } from "../src/core/message.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
 import { parseErrorsTopic } from "../src/ops/feedback.ts";
-import { operationsOptions } from "../src/cli/ops_options.ts";
-import { createOperations, createServeLogger } from "../src/ops/operations.ts";
-import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
-import { Pipeline } from "../src/ingest/pipeline.ts";
+import { listenHttp } from "../src/ops/http_listen.ts";
+import { createOperations, createServeLogger, type Operations } from "../src/ops/operations.ts";
 import { installProcessGuard } from "../src/process_guard.ts";
-import { startRejectRetention } from "../src/db/reject_retention.ts";
-import { exitCodeOf, listenForStopSignals } from "../src/cli/shutdown_signals.ts";
-
-/** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
-export const serveOptions = {
-  mqttUrl: option({
-    flag: "mqtt-url",
-    env: "MQTT_URL",
-    schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
-    defaultText: "embedded broker on 127.0.0.1",
-    doc: "Broker URL. Unset: an embedded MQTT 3.1.1 broker (aedes).",
-    secret: "url",
-  }),
-  mqttUsername: option({
-    flag: "mqtt-username",
-    env: "MQTT_USERNAME",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker user name.",
-  }),
-  mqttPassword: option({
-    flag: "mqtt-password",
-    env: "MQTT_PASSWORD",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker password (prefer the environment variable; never logged).",
-    secret: true,
-  }),
-  clientId: option({
-    flag: "client-id",
-    env: "MQTT_CLIENT_ID",
-    schema: z.string().min(1).max(256).optional(),
-    defaultText: "feedline-<hostname>",
-    doc: "MQTT client id. Keep it stable: the broker keeps the session under it.",
-  }),
-  mqttProtocol: option({
-    flag: "mqtt-protocol",
-    env: "MQTT_PROTOCOL",
-    schema: z.enum(["5", "3.1.1"]).optional(),
-    defaultText: "5 (3.1.1 for the embedded broker)",
-    doc: "MQTT protocol version.",
-  }),
-  qos: option({
-    flag: "qos",
-    env: "MQTT_QOS",
-    schema: z.enum(["0", "1", "2"]).default("1").transform((v) => Number(v) as Qos),
-    defaultText: "1",
-    doc: "Subscription QoS. 1 and 2 are acknowledged only after commit.",
-  }),
-  sharedGroup: option({
-    flag: "shared-group",
-    env: "MQTT_SHARED_GROUP",
-    schema: z.string().regex(/^[^/+#]+$/, "a name without / + #").optional(),
-    defaultText: "none",
-    doc: "Subscribe as $share/<group>/... so several instances split the traffic (MQTT 5).",
-  }),
-  keepaliveSec: option({
-    flag: "keepalive",
-    env: "MQTT_KEEPALIVE",
-    schema: zs.int(0, 65535).default(30),
-    defaultText: "30",
-    doc: "MQTT keep-alive in seconds.",
-  }),
-  sessionExpirySec: option({
-    flag: "session-expiry",
-    env: "MQTT_SESSION_EXPIRY",
-    schema: zs.int(0, 4_294_967_295).default(86_400),
-    defaultText: "86400",
-    doc: "MQTT 5: seconds the broker keeps our session (and backlog) while we are away.",
-  }),
-  ackWindow: option({
-    flag: "ack-window",
-    env: "FEEDLINE_ACK_WINDOW",
-    schema: zs.int(1, 65535).default(20),
-    defaultText: "20",
-    doc: "Write a batch when this many QoS 1/2 messages await their ack: the broker's in-flight " +
-      "window (Mosquitto's max_inflight_messages, default 20).",
-  }),
-  ackIdleMs: option({
-    flag: "ack-idle-ms",
-    env: "FEEDLINE_ACK_IDLE_MS",
-    schema: zs.int(1, 60_000).default(20),
-    defaultText: "20",
-    doc: "Write a batch holding unacknowledged messages once nothing arrived for this long.",
-  }),
-  queueSize: option({
-    flag: "queue-size",
-    env: "FEEDLINE_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
-    doc:
-      "Feed data queue capacity. Full: QoS 1/2 wait at the broker, QoS 0 is dropped and counted.",
-  }),
-  statusQueueSize: option({
-    flag: "status-queue-size",
-    env: "FEEDLINE_STATUS_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
-    doc: "Device status queue capacity (written first).",
-  }),
-  embeddedMqttPort: option({
-    flag: "embedded-mqtt-port",
-    env: "FEEDLINE_EMBEDDED_MQTT_PORT",
-    schema: zs.int(0, 65535).default(1883),
-    defaultText: "1883",
-    doc: "Port of the embedded broker on 127.0.0.1 (a free one if taken).",
-  }),
-  http: option({
-    flag: "http",
-    env: "HTTP_ADDR",
-    schema: z.string().default("127.0.0.1:8080").refine(
-      (v) => v === "off" || parseListenAddress(v) !== null,
-      "host:port, :port or off",
-    ),
-    defaultText: "127.0.0.1:8080",
-    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable. " +
-      "Unset with an embedded broker or database: a free port if this one is taken (logged).",
-  }),
-  migrate: option({
-    flag: "migrate",
-    env: "FEEDLINE_MIGRATE",
-    schema: zs.bool().default(true),
-    defaultText: "on",
-    doc:
-      "Apply pending sql/ migrations at start (under an advisory lock, safe with many instances).",
-    boolean: true,
-  }),
-  shutdownTimeoutMs: option({
-    flag: "shutdown-timeout-ms",
-    env: "FEEDLINE_SHUTDOWN_TIMEOUT_MS",
-    schema: zs.int(0).default(30_000),
-    defaultText: "30000",
-    doc: "On SIGTERM, how long to keep trying to write what is queued before exiting.",
-  }),
-  capture: option({
-    flag: "capture",
-    env: "FEEDLINE_CAPTURE",
-    schema: z.string().min(1).optional(),
-    defaultText: "off",
-    doc: "Append every received message to this file (JSON lines) as its batch commits, for " +
-      "`replay`; see docs/replay.md.",
-  }),
-  captureMaxBytes: option({
-    flag: "capture-max-bytes",
-    env: "FEEDLINE_CAPTURE_MAX_BYTES",
-    schema: zs.int(0).default(0),
-    defaultText: "0 (never rotate)",
-    doc: "Rotate the capture file at this size: it becomes FILE.1, FILE.2, ...",
-  }),
-  ...databaseOptions,
-  ...decodeOptions,
-  ...processingOptions,
-  ...operationsOptions,
-  ...logOptions,
-};
 
 /** `serve`'s configuration, validated. */
 export type ServeConfig = ReturnType<typeof parseServeArgs>;
@@ -264,35 +99,10 @@ export interface RunningServe {
 
 /** Longest a single closer (broker client, database pool, ...) may take at shutdown. */
 const CLOSE_TIMEOUT_MS = 3000;
-/** Longest kept of an error message in an `internal_error` reject's detail. */
-const MAX_ERROR_DETAIL = 500;
-
 /** Replaceable parts of `startServe`, for tests. */
 export interface ServeHooks {
-  /** The decoder (default: src/decode.ts). */
+  /** The decoder (default: src/core/decode.ts). */
   decode?: typeof decode;
-}
-
-/**
- * Decodes, and never throws: a decoder failure (a bug of ours) becomes an
- * `internal_error` reject carrying the error, queued and dead-lettered like any reject,
- * so the message can be replayed once the bug is fixed.
- */
-export function decodeGuarded(
-  decoder: typeof decode,
-  inbound: Inbound,
-  opts: ServeConfig["decode"],
-): Decoded {
-  try {
-    return decoder(inbound, opts);
-  } catch (error) {
-    const message = String((error as Error)?.message ?? error);
-    return {
-      kind: "reject",
-      reason: "internal_error",
-      detail: `decode failed: ${message}`.slice(0, MAX_ERROR_DETAIL),
-    };
-  }
 }
 
 /** Starts everything `serve` runs; `stop()` shuts it down gracefully. */
@@ -301,7 +111,6 @@ export async function startServe(
   log: Logger,
   hooks: ServeHooks = {},
 ): Promise<RunningServe> {
-  const decoder = hooks.decode ?? decode;
   const closers: (() => Promise<void>)[] = [];
   // Each closer gets a bounded time: shutdown must keep --shutdown-timeout-ms even when
   // the broker or the database does not answer.
@@ -377,15 +186,14 @@ export async function startServe(
     closers.push(stopRetention);
 
     const metrics = createIngestMetrics();
-    const ops = createOperations({ config, sql: db.sql, metrics, log });
-    closers.push(() => ops.close());
+    const accounting = new Accounting(metrics);
+    const processor = {
+      autoRegister: config.autoRegister,
+      rejectPayloadCap: config.rejectPayloadCap,
+      feedCache,
+    };
     const pipeline = new Pipeline({
-      sql: db.sql,
-      processor: {
-        autoRegister: config.autoRegister,
-        rejectPayloadCap: config.rejectPayloadCap,
-        feedCache,
-      },
+      write: (batch) => processBatch(db.sql, batch, processor),
       batchSize: config.batchSize,
       batchIntervalMs: config.batchIntervalMs,
       queueSize: config.queueSize,
@@ -394,18 +202,26 @@ export async function startServe(
       ackIdleMs: config.ackIdleMs,
       log,
       metrics,
-      onCommitted: capture
-        ? async (items, result) => {
-          await capture.committed(items.map((item) => item.pending.inbound));
-          ops.onCommitted(items, result);
-        }
-        : ops.onCommitted,
+      accounting,
     });
-    pipeline.start();
     closers.push(async () => {
       await pipeline.drain(0);
     });
+    if (capture) {
+      pipeline.onCommit((items) => capture.committed(items.map((i) => i.pending.inbound)));
+    }
 
+    let ops: Operations | null = null;
+    const intake = createIntake({
+      pipeline,
+      accounting,
+      decode: config.decode,
+      decoder: hooks.decode,
+      onQueueFull: (inbound) => capture?.dropped(inbound),
+      onInternalError: (topic, error) => ops?.noteInternalError(topic, error),
+      onDiscarded: (messages) =>
+        log.info("session resumed; dropped queued copies the broker redelivers", { messages }),
+    });
     const source = await startMqttSource({
       url: mqttUrl,
       username: config.mqttUsername,
@@ -420,42 +236,15 @@ export async function startServe(
       receiveMaximum: Math.max(config.ackWindow, 1),
       connectTimeoutMs: 10_000,
       log,
-      // Throws only before the message is queued (offer is the last step): the source
-      // then acknowledges it and calls onDeliveryError.
-      deliver(inbound, ack) {
-        // Under overload the data queue is full for most QoS 0 messages: don't parse a
-        // payload that will be dropped (status messages have a queue of their own).
-        if (
-          !ack && pipeline.isFull("readings") &&
-          config.router.match(inbound.topic)?.kind !== "status"
-        ) return false;
-        const pending = { inbound, decoded: decodeGuarded(decoder, inbound, config.decode) };
-        if (!pipeline.offer(pending, ack)) return false;
-        metrics.received.inc();
-        return true;
-      },
-      waitForRoom: () => pipeline.waitForRoom(),
-      onDrop(inbound, reason) {
-        if (reason === "queue_full") capture?.dropped(inbound);
-        metrics.received.inc();
-        metrics.dropped.inc({ reason });
-      },
-      onDeliveryError(topic, error) {
-        metrics.received.inc();
-        metrics.dropped.inc({ reason: "internal_error" });
-        ops.noteInternalError(topic, error);
-      },
-      onSessionResumed(isStale) {
-        // The broker redelivers these; writing the old copies too would store twice.
-        const n = pipeline.discardQueued((item) => item.ack !== null && isStale(item.ack));
-        if (n > 0) {
-          metrics.discarded.inc({ reason: "redelivered" }, n);
-          log.info("session resumed; dropped queued copies the broker redelivers", { messages: n });
-        }
-      },
+      ...intake,
     });
     closers.push(() => source.close());
-    ops.attach(pipeline, source);
+    ops = createOperations({ config, sql: db.sql, metrics, log, pipeline, source });
+    closers.push(() => ops!.close());
+    pipeline.onCommit(ops.onCommitted);
+    // The batch loop starts once every listener is in place; what arrived meanwhile waits
+    // in the queues.
+    pipeline.start();
 
     addServeGauges(metrics, {
       pipeline,
@@ -522,17 +311,14 @@ export async function startServe(
               shutdown_timeout_ms: config.shutdownTimeoutMs,
             });
           }
-          const { balanced: _, ...terms } = accounting(metrics, pipeline.queued, pipeline.inFlight);
+          const { balanced: _, ...terms } = accounting.terms(pipeline.queued, pipeline.inFlight);
+          const byReason = accounting.byReason();
           log.info("stopped", {
             ...terms,
             unwritten: left,
             readingsStored: metrics.stored.total(),
-            droppedByReason: Object.fromEntries(
-              DROP_REASONS.map((reason) => [reason, metrics.dropped.get({ reason })]),
-            ),
-            discardedByReason: Object.fromEntries(
-              DISCARD_REASONS.map((reason) => [reason, metrics.discarded.get({ reason })]),
-            ),
+            droppedByReason: byReason.dropped,
+            discardedByReason: byReason.discarded,
           });
           await closeAll();
         })();

@@ -35,7 +35,7 @@ import {
   type PayloadFormat,
   type SimMessage,
 } from "../src/sim/traffic.ts";
-import { serveOptions } from "./serve.ts";
+import { mqttOptions as serveOptions } from "../src/cli/serve_options.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 

@@ -4,7 +4,7 @@
  * `deno task docs`; test/readme_test.ts fails when the README is out of date.
  */
 import { formatOptionsMarkdown, type OptionSpec } from "../src/cli/options.ts";
-import { serveOptions } from "../commands/serve.ts";
+import { serveOptions } from "../src/cli/serve_options.ts";
 import { migrateOptions } from "../commands/migrate.ts";
 import { benchOptions } from "../bench/main.ts";
 import { simulateOptions } from "../commands/simulate.ts";

@@ -4,7 +4,7 @@
  * the reason it deserves (or counted as skipped, by reason).
  */
 import assert from "node:assert/strict";
-import { accounting } from "../src/ingest/metrics.ts";
+import { accounting } from "../src/ingest/accounting.ts";
 import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { connectClient, endClient, publish, startTestServe, waitFor } from "./support/serve.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
-import { accounting } from "../src/ingest/metrics.ts";
+import { accounting } from "../src/ingest/accounting.ts";
 import { createServeLogger } from "../src/ops/operations.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";

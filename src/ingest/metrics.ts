@@ -27,6 +27,9 @@ export const DROP_REASONS: readonly DropReason[] = ["queue_full", "shutdown", "i
  */
 export const DISCARD_REASONS = ["redelivered", "shutdown"] as const;
 
+/** One of DISCARD_REASONS. */
+export type DiscardReason = typeof DISCARD_REASONS[number];
+
 /** Creates the pipeline's metrics in a registry. */
 export function createIngestMetrics(registry = new Registry()) {
   const m = {
@@ -139,23 +142,6 @@ export function createIngestMetrics(registry = new Registry()) {
 
 /** The pipeline's metrics. */
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
-
-/** The accounting equation's terms, for logs and tests. */
-export function accounting(m: IngestMetrics, queued: number, inFlight: number) {
-  const terms = {
-    received: m.received.total(),
-    stored: m.outcomes.get({ outcome: "stored" }),
-    rejected: m.outcomes.get({ outcome: "rejected" }),
-    skipped: m.outcomes.get({ outcome: "skipped" }),
-    dropped: m.dropped.total(),
-    discarded: m.discarded.total(),
-    queued,
-    inFlight,
-  };
-  const accounted = terms.stored + terms.rejected + terms.skipped + terms.dropped +
-    terms.discarded + terms.queued + terms.inFlight;
-  return { ...terms, balanced: accounted === terms.received };
-}
 
 /** Adds a gauge read at scrape time. */
 export function addGauge(m: IngestMetrics, name: string, help: string, read: () => number): Gauge {

@@ -15,11 +15,11 @@
  * `dropped{shutdown}`, QoS 1/2 (left unacknowledged with the broker, which redelivers
  * them) as `discarded{shutdown}`.
  */
-import type postgres from "postgres";
 import type { IngestMetrics } from "./metrics.ts";
 import type { Logger } from "../log.ts";
 import type { Ack, Pending } from "../core/message.ts";
-import { type BatchResult, processBatch, type ProcessorOptions } from "./processor.ts";
+import type { BatchResult } from "./processor.ts";
+import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
 import { nowUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
@@ -37,8 +37,12 @@ export interface QueueItem {
 
 /** Options of the pipeline. */
 export interface PipelineOptions {
-  sql: postgres.Sql;
-  processor: ProcessorOptions;
+  /**
+   * Writes one batch and tells what became of each message: `processBatch` against the
+   * database in `serve`; any function in the pipeline's own tests. Throws only when the
+   * batch must be kept and retried (src/db/errors.ts says which errors those are).
+   */
+  write(batch: Pending[]): Promise<BatchResult>;
   batchSize: number;
   batchIntervalMs: number;
   queueSize: number;
@@ -49,11 +53,16 @@ export interface PipelineOptions {
   ackIdleMs: number;
   log: Logger;
   metrics: IngestMetrics;
+  accounting: Accounting;
   retryMinMs?: number;
   retryMaxMs?: number;
-  /** Called after each commit, before the acks are sent (capture files hook in here). */
-  onCommitted?: (items: QueueItem[], result: BatchResult) => void | Promise<void>;
 }
+
+/**
+ * Called after each commit, before the acks are sent (the capture file and the
+ * operations side listen here); one that fails is logged and the others still run.
+ */
+export type CommitListener = (items: QueueItem[], result: BatchResult) => void | Promise<void>;
 
 /** Batches messages and writes them. */
 export class Pipeline {
@@ -73,6 +82,7 @@ export class Pipeline {
   /** The batch being written, until it is acknowledged or abandoned. */
   #batch: { items: QueueItem[]; acks: number; startedAt: number; abandoned: boolean } | null = null;
   #batchesTaken = 0;
+  readonly #commitListeners: CommitListener[] = [];
 
   constructor(opts: PipelineOptions) {
     this.#opts = opts;
@@ -119,6 +129,11 @@ export class Pipeline {
     return this.#batchesTaken;
   }
 
+  /** Adds a listener for committed batches, in the order they are to run. */
+  onCommit(listener: CommitListener): void {
+    this.#commitListeners.push(listener);
+  }
+
   /** Starts the batch loop. */
   start(): void {
     this.#loop ??= this.#run();
@@ -134,11 +149,14 @@ export class Pipeline {
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;
     if (ack) this.#unackedQueued++;
-    // Wake the loop only when it has to act on this message now, or when it was idle;
-    // otherwise its timer is already due.
+    // Wake the loop only when it has to act on this message now, when it was idle, or
+    // when this is the first message awaiting an ack: the loop may be asleep until the
+    // batch interval of a QoS 0 message ahead of it, and the ack-idle deadline must start
+    // now (otherwise a QoS 1 reading behind a QoS 0 one waited the whole interval).
+    // Otherwise its timer is already due.
     if (
       this.queued === 1 || this.queued >= this.#opts.batchSize ||
-      this.unacked >= this.#opts.ackWindow
+      this.unacked >= this.#opts.ackWindow || (ack !== null && this.#unackedQueued === 1)
     ) {
       this.#wake?.();
     }
@@ -199,7 +217,7 @@ export class Pipeline {
   #abandonAll(): number {
     this.#abandon = true;
     this.#wake?.();
-    const { metrics } = this.#opts;
+    const { accounting } = this.#opts;
     const items: QueueItem[] = [];
     const batch = this.#batch;
     if (batch && !batch.abandoned) {
@@ -213,8 +231,8 @@ export class Pipeline {
     this.#unackedQueued = 0;
     let unacked = 0;
     for (const item of items) if (item.ack) unacked++;
-    if (unacked > 0) metrics.discarded.inc({ reason: "shutdown" }, unacked);
-    if (items.length > unacked) metrics.dropped.inc({ reason: "shutdown" }, items.length - unacked);
+    accounting.discarded("shutdown", unacked);
+    accounting.dropped("shutdown", items.length - unacked);
     this.#notifyRoom();
     return items.length;
   }
@@ -293,7 +311,7 @@ export class Pipeline {
     while (result === null) {
       const started = performance.now();
       try {
-        result = await processBatch(this.#opts.sql, pending, this.#opts.processor);
+        result = await this.#opts.write(pending);
         metrics.batchDuration.observe((performance.now() - started) / 1000);
       } catch (error) {
         // Abandoned at the shutdown deadline: already counted, nothing to retry.
@@ -328,10 +346,12 @@ export class Pipeline {
     if (!this.#dbReady) log.info("database is back; batch written", { messages: items.length });
     this.#dbReady = true;
 
-    try {
-      await this.#opts.onCommitted?.(items, result);
-    } catch (error) {
-      log.error("after-commit hook failed", { error: (error as Error).message });
+    for (const listener of this.#commitListeners) {
+      try {
+        await listener(items, result);
+      } catch (error) {
+        log.error("after-commit hook failed", { error: (error as Error)?.message });
+      }
     }
     if (batch.abandoned) return;
     for (const item of items) {
@@ -347,10 +367,7 @@ export class Pipeline {
     this.#batch = null;
 
     metrics.batches.inc();
-    metrics.processed.inc(undefined, items.length);
-    metrics.outcomes.inc({ outcome: "stored" }, result.outcomes.stored);
-    metrics.outcomes.inc({ outcome: "rejected" }, result.outcomes.rejected);
-    metrics.outcomes.inc({ outcome: "skipped" }, result.outcomes.skipped);
+    this.#opts.accounting.committed(result.outcomes);
     metrics.batchSize.observe(items.length);
     metrics.stored.inc(undefined, result.stored);
     metrics.statuses.inc(undefined, result.statuses);

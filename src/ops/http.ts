@@ -26,15 +26,6 @@ export interface HttpOptions {
   log: Logger;
 }
 
-/** Parses `host:port` (or `:port`, or a bare port). */
-export function parseListenAddress(text: string): { hostname: string; port: number } | null {
-  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(text.trim());
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (port > 65535) return null;
-  return { hostname: m[1] || "127.0.0.1", port };
-}
-
 /** Starts the server; resolves with its address and a shutdown function. */
 export function startHttpServer(opts: HttpOptions): { port: number; close(): Promise<void> } {
   const server = Deno.serve({

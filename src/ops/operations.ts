@@ -5,8 +5,8 @@
  * topic, the extra gauges, a short in-process history of the counters, and the status
  * page with its JSON endpoints.
  *
- * Created before the pipeline (whose after-commit hook it provides), attached once the
- * MQTT source exists, closed with serve.
+ * Created once the pipeline and the MQTT source exist (its `onCommitted` is then added to
+ * the pipeline's after-commit listeners), closed with serve.
  */
 import type postgres from "postgres";
 import { startDatabaseProbe } from "../db/health.ts";
@@ -85,8 +85,10 @@ export function createOperations(opts: {
   sql: postgres.Sql;
   metrics: IngestMetrics;
   log: Logger;
+  pipeline: Pipeline;
+  source: MqttSource;
 }) {
-  const { config, sql, metrics, log } = opts;
+  const { config, sql, metrics, log, pipeline, source } = opts;
   const startedAt = Date.now();
   const flood = createFloodLog(log, config.logRepeatIntervalMs);
   const probe = startDatabaseProbe(sql, {
@@ -110,8 +112,6 @@ export function createOperations(opts: {
       "Unix time of the last committed batch (0: none yet).",
     ),
   );
-  let pipeline: Pipeline | null = null;
-  let source: MqttSource | null = null;
   let feedback: ErrorFeedback | null = null;
   const history: HistorySample[] = [];
   let sampler: ReturnType<typeof setInterval> | null = null;
@@ -231,7 +231,7 @@ export function createOperations(opts: {
     "/api/devices": cached(() => queryDevices(sql)),
   };
 
-  return {
+  const api = {
     routes,
     readiness,
     databaseUp,
@@ -261,61 +261,64 @@ export function createOperations(opts: {
       }
       if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
     },
+  };
 
-    /** Adds the gauges that need the pipeline and source, starts feedback and history. */
-    attach(p: Pipeline, s: MqttSource): void {
-      pipeline = p;
-      source = s;
-      if (config.errorsTopic) {
-        feedback = new ErrorFeedback({
-          template: config.errorsTopic,
-          perUserPerMinute: config.errorsPerMinute,
-          router: config.router,
-          counter: feedbackCounter,
-          publish(topic, payload) {
-            if (!s.client.connected) return false;
-            s.client.publish(topic, payload, { qos: 0, retain: false });
-            return true;
-          },
-        });
-      }
-      addGauge(
-        metrics,
-        "feedline_queue_oldest_age_seconds",
-        "How long the oldest queued message has waited: how far behind ingest is.",
-        () => p.oldestQueuedMs / 1000,
-      );
-      addGauge(
-        metrics,
-        "feedline_batch_age_seconds",
-        "How long the batch being written has been uncommitted (0: none): a stalled writer.",
-        () => p.batchAgeMs / 1000,
-      );
-      addGauge(
-        metrics,
-        "feedline_broker_connected",
-        "1 while the MQTT connection is up (subscribed or not).",
-        () => s.connected ? 1 : 0,
-      );
-      addGauge(
-        metrics,
-        "feedline_process_heap_used_bytes",
-        "V8 heap in use.",
-        () => Deno.memoryUsage().heapUsed,
-      );
-      addGauge(
-        metrics,
-        "feedline_process_start_time_seconds",
-        "Unix time the process started.",
-        () => startedAt / 1000,
-      );
-      sample();
-      sampler = setInterval(sample, HISTORY_INTERVAL_MS);
-      stallCheck = setInterval(
-        checkStall,
-        Math.max(10, Math.min(1000, Math.floor(config.stallWarnMs / 4))),
-      );
-    },
+  /** Adds the gauges that need the pipeline and source, starts feedback and history. */
+  function start(p: Pipeline, s: MqttSource): void {
+    if (config.errorsTopic) {
+      feedback = new ErrorFeedback({
+        template: config.errorsTopic,
+        perUserPerMinute: config.errorsPerMinute,
+        router: config.router,
+        counter: feedbackCounter,
+        publish(topic, payload) {
+          if (!s.client.connected) return false;
+          s.client.publish(topic, payload, { qos: 0, retain: false });
+          return true;
+        },
+      });
+    }
+    addGauge(
+      metrics,
+      "feedline_queue_oldest_age_seconds",
+      "How long the oldest queued message has waited: how far behind ingest is.",
+      () => p.oldestQueuedMs / 1000,
+    );
+    addGauge(
+      metrics,
+      "feedline_batch_age_seconds",
+      "How long the batch being written has been uncommitted (0: none): a stalled writer.",
+      () => p.batchAgeMs / 1000,
+    );
+    addGauge(
+      metrics,
+      "feedline_broker_connected",
+      "1 while the MQTT connection is up (subscribed or not).",
+      () => s.connected ? 1 : 0,
+    );
+    addGauge(
+      metrics,
+      "feedline_process_heap_used_bytes",
+      "V8 heap in use.",
+      () => Deno.memoryUsage().heapUsed,
+    );
+    addGauge(
+      metrics,
+      "feedline_process_start_time_seconds",
+      "Unix time the process started.",
+      () => startedAt / 1000,
+    );
+    sample();
+    sampler = setInterval(sample, HISTORY_INTERVAL_MS);
+    stallCheck = setInterval(
+      checkStall,
+      Math.max(10, Math.min(1000, Math.floor(config.stallWarnMs / 4))),
+    );
+  }
+  start(pipeline, source);
+
+  return {
+    ...api,
 
     /** Stops the timers; pending flood counts are written. */
     close(): Promise<void> {

@@ -1,0 +1,180 @@
+/**
+ * `serve`'s options: the MQTT connection, queues and flushing, HTTP, capture and
+ * shutdown, plus the shared groups. Declared once here; `commands/serve.ts` resolves
+ * them and `deno task docs` writes the README's table from them.
+ */
+import { z } from "zod";
+import { databaseOptions, decodeOptions, logOptions, processingOptions } from "./option_groups.ts";
+import { operationsOptions } from "./ops_options.ts";
+import { option, zs } from "./options.ts";
+import type { Qos } from "../core/message.ts";
+
+/**
+ * The MQTT connection of `serve` (and, picked by name, of `replay --publish` and
+ * `simulate`).
+ */
+export const mqttOptions = {
+  mqttUrl: option({
+    flag: "mqtt-url",
+    env: "MQTT_URL",
+    schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
+    defaultText: "embedded broker on 127.0.0.1",
+    doc: "Broker URL. Unset: an embedded MQTT 3.1.1 broker (aedes).",
+    secret: "url",
+  }),
+  mqttUsername: option({
+    flag: "mqtt-username",
+    env: "MQTT_USERNAME",
+    schema: z.string().optional(),
+    defaultText: "none",
+    doc: "Broker user name.",
+  }),
+  mqttPassword: option({
+    flag: "mqtt-password",
+    env: "MQTT_PASSWORD",
+    schema: z.string().optional(),
+    defaultText: "none",
+    doc: "Broker password (prefer the environment variable; never logged).",
+    secret: true,
+  }),
+  clientId: option({
+    flag: "client-id",
+    env: "MQTT_CLIENT_ID",
+    schema: z.string().min(1).max(256).optional(),
+    defaultText: "feedline-<hostname>",
+    doc: "MQTT client id. Keep it stable: the broker keeps the session under it.",
+  }),
+  mqttProtocol: option({
+    flag: "mqtt-protocol",
+    env: "MQTT_PROTOCOL",
+    schema: z.enum(["5", "3.1.1"]).optional(),
+    defaultText: "5 (3.1.1 for the embedded broker)",
+    doc: "MQTT protocol version.",
+  }),
+  qos: option({
+    flag: "qos",
+    env: "MQTT_QOS",
+    schema: z.enum(["0", "1", "2"]).default("1").transform((v) => Number(v) as Qos),
+    defaultText: "1",
+    doc: "Subscription QoS. 1 and 2 are acknowledged only after commit.",
+  }),
+  sharedGroup: option({
+    flag: "shared-group",
+    env: "MQTT_SHARED_GROUP",
+    schema: z.string().regex(/^[^/+#]+$/, "a name without / + #").optional(),
+    defaultText: "none",
+    doc: "Subscribe as $share/<group>/... so several instances split the traffic (MQTT 5).",
+  }),
+  keepaliveSec: option({
+    flag: "keepalive",
+    env: "MQTT_KEEPALIVE",
+    schema: zs.int(0, 65535).default(30),
+    defaultText: "30",
+    doc: "MQTT keep-alive in seconds.",
+  }),
+  sessionExpirySec: option({
+    flag: "session-expiry",
+    env: "MQTT_SESSION_EXPIRY",
+    schema: zs.int(0, 4_294_967_295).default(86_400),
+    defaultText: "86400",
+    doc: "MQTT 5: seconds the broker keeps our session (and backlog) while we are away.",
+  }),
+};
+
+/** Options of `serve`: the shared groups plus queues, HTTP, capture and shutdown. */
+export const serveOptions = {
+  ...mqttOptions,
+  ackWindow: option({
+    flag: "ack-window",
+    env: "FEEDLINE_ACK_WINDOW",
+    schema: zs.int(1, 65535).default(20),
+    defaultText: "20",
+    doc: "Write a batch when this many QoS 1/2 messages await their ack: the broker's in-flight " +
+      "window (Mosquitto's max_inflight_messages, default 20).",
+  }),
+  ackIdleMs: option({
+    flag: "ack-idle-ms",
+    env: "FEEDLINE_ACK_IDLE_MS",
+    schema: zs.int(1, 60_000).default(20),
+    defaultText: "20",
+    doc: "Write a batch holding unacknowledged messages once nothing arrived for this long.",
+  }),
+  queueSize: option({
+    flag: "queue-size",
+    env: "FEEDLINE_QUEUE_SIZE",
+    schema: zs.int(1, 10_000_000).default(100_000),
+    defaultText: "100000",
+    doc:
+      "Feed data queue capacity. Full: QoS 1/2 wait at the broker, QoS 0 is dropped and counted.",
+  }),
+  statusQueueSize: option({
+    flag: "status-queue-size",
+    env: "FEEDLINE_STATUS_QUEUE_SIZE",
+    schema: zs.int(1, 10_000_000).default(100_000),
+    defaultText: "100000",
+    doc: "Device status queue capacity (written first).",
+  }),
+  embeddedMqttPort: option({
+    flag: "embedded-mqtt-port",
+    env: "FEEDLINE_EMBEDDED_MQTT_PORT",
+    schema: zs.int(0, 65535).default(1883),
+    defaultText: "1883",
+    doc: "Port of the embedded broker on 127.0.0.1 (a free one if taken).",
+  }),
+  http: option({
+    flag: "http",
+    env: "HTTP_ADDR",
+    schema: z.string().default("127.0.0.1:8080").refine(
+      (v) => v === "off" || parseListenAddress(v) !== null,
+      "host:port, :port or off",
+    ),
+    defaultText: "127.0.0.1:8080",
+    doc: "Address of the status page (/), /metrics, /healthz and /readyz; `off` to disable. " +
+      "Unset with an embedded broker or database: a free port if this one is taken (logged).",
+  }),
+  migrate: option({
+    flag: "migrate",
+    env: "FEEDLINE_MIGRATE",
+    schema: zs.bool().default(true),
+    defaultText: "on",
+    doc:
+      "Apply pending sql/ migrations at start (under an advisory lock, safe with many instances).",
+    boolean: true,
+  }),
+  shutdownTimeoutMs: option({
+    flag: "shutdown-timeout-ms",
+    env: "FEEDLINE_SHUTDOWN_TIMEOUT_MS",
+    schema: zs.int(0).default(30_000),
+    defaultText: "30000",
+    doc: "On SIGTERM, how long to keep trying to write what is queued before exiting.",
+  }),
+  capture: option({
+    flag: "capture",
+    env: "FEEDLINE_CAPTURE",
+    schema: z.string().min(1).optional(),
+    defaultText: "off",
+    doc: "Append every received message to this file (JSON lines) as its batch commits, for " +
+      "`replay`; see docs/replay.md.",
+  }),
+  captureMaxBytes: option({
+    flag: "capture-max-bytes",
+    env: "FEEDLINE_CAPTURE_MAX_BYTES",
+    schema: zs.int(0).default(0),
+    defaultText: "0 (never rotate)",
+    doc: "Rotate the capture file at this size: it becomes FILE.1, FILE.2, ...",
+  }),
+  ...databaseOptions,
+  ...decodeOptions,
+  ...processingOptions,
+  ...operationsOptions,
+  ...logOptions,
+};
+
+/** Parses `host:port` (or `:port`, or a bare port). */
+export function parseListenAddress(text: string): { hostname: string; port: number } | null {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(text.trim());
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port > 65535) return null;
+  return { hostname: m[1] || "127.0.0.1", port };
+}

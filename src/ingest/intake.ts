@@ -1,0 +1,103 @@
+/**
+ * The intake: where a message from a source enters the pipeline (docs/architecture.md,
+ * "The data path", step 3). It decodes the message (a decoder failure becomes an
+ * `internal_error` reject, never an exception), applies the drop policy, and counts what
+ * arrives in the accounting (src/ingest/accounting.ts).
+ *
+ * Drop policy: QoS 1/2 messages are never dropped here: when their queue is full the
+ * source holds them back (`deliver` answers false and the source waits for room), so the
+ * broker keeps the backlog. QoS 0 messages that find the data queue full are dropped and
+ * counted (`queue_full`), and are not even decoded: under overload most of them are.
+ *
+ * The returned object has the shape of the MQTT source's callbacks (src/mqtt/source.ts),
+ * which knows nothing of queues or SQL.
+ */
+import { decode as decodeMessage, describeError } from "../core/decode.ts";
+import type { DecodeOptions } from "../core/decode.ts";
+import type { Ack, Decoded, Inbound } from "../core/message.ts";
+import type { Accounting } from "./accounting.ts";
+import type { Pipeline, QueueItem } from "./pipeline.ts";
+
+/** What the intake needs. */
+export interface IntakeOptions {
+  pipeline: Pipeline;
+  accounting: Accounting;
+  decode: DecodeOptions;
+  /** The decoder; tests replace it with one that throws. */
+  decoder?: typeof decodeMessage;
+  /** A QoS 0 message dropped on a full queue (the capture file keeps it for replay). */
+  onQueueFull?(inbound: Inbound): void;
+  /** Feedline failed on a message before it was queued (for the flood log). */
+  onInternalError?(topic: string, error: unknown): void;
+  /** Queued copies were discarded after a resumed session. */
+  onDiscarded?(messages: number): void;
+}
+
+/** The callbacks a source calls; see src/mqtt/source.ts for when. */
+export interface Intake {
+  deliver(inbound: Inbound, ack: Ack | null): boolean;
+  waitForRoom(): Promise<void>;
+  onDrop(inbound: Inbound, reason: "queue_full" | "shutdown"): void;
+  onDeliveryError(topic: string, error: unknown): void;
+  onSessionResumed(isStale: (ack: Ack) => boolean): void;
+}
+
+/** Longest kept of an error message in an `internal_error` reject's detail. */
+const MAX_ERROR_DETAIL = 500;
+
+/**
+ * Decodes, and never throws: a decoder failure (a bug of ours) becomes an
+ * `internal_error` reject carrying the error, queued and dead-lettered like any reject,
+ * so the message can be replayed once the bug is fixed.
+ */
+export function decodeGuarded(
+  decoder: typeof decodeMessage,
+  inbound: Inbound,
+  opts: DecodeOptions,
+): Decoded {
+  try {
+    return decoder(inbound, opts);
+  } catch (error) {
+    return {
+      kind: "reject",
+      reason: "internal_error",
+      detail: `decode failed: ${describeError(error)}`.slice(0, MAX_ERROR_DETAIL),
+    };
+  }
+}
+
+/** Creates the intake of one pipeline. */
+export function createIntake(opts: IntakeOptions): Intake {
+  const { pipeline, accounting } = opts;
+  const decoder = opts.decoder ?? decodeMessage;
+  const router = opts.decode.router;
+  return {
+    deliver(inbound, ack) {
+      if (!ack && pipeline.isFull("readings") && router.match(inbound.topic)?.kind !== "status") {
+        return false; // the source calls onDrop
+      }
+      const pending = { inbound, decoded: decodeGuarded(decoder, inbound, opts.decode) };
+      if (!pipeline.offer(pending, ack)) return false;
+      accounting.received();
+      return true;
+    },
+    waitForRoom: () => pipeline.waitForRoom(),
+    onDrop(inbound, reason) {
+      if (reason === "queue_full") opts.onQueueFull?.(inbound);
+      accounting.received();
+      accounting.dropped(reason);
+    },
+    onDeliveryError(topic, error) {
+      accounting.received();
+      accounting.dropped("internal_error");
+      opts.onInternalError?.(topic, error);
+    },
+    onSessionResumed(isStale) {
+      // The broker redelivers these; writing the old copies too would store twice.
+      const stale = (item: QueueItem) => item.ack !== null && isStale(item.ack);
+      const n = pipeline.discardQueued(stale);
+      accounting.discarded("redelivered", n);
+      if (n > 0) opts.onDiscarded?.(n);
+    },
+  };
+}

@@ -1,0 +1,251 @@
+/**
+ * The pipeline's flush policy, without a database: the batch writer is injected
+ * (PipelineOptions.write), so these tests watch exactly which messages go into which
+ * batch and when acks are sent. The writer itself is tested against PostgreSQL in
+ * test/processor_test.ts; the pipeline with it, in test/serve_test.ts.
+ */
+import assert from "node:assert/strict";
+import { nowUs } from "../clock.ts";
+import { createLogger } from "../log.ts";
+import type { Ack, Decoded, Pending } from "../core/message.ts";
+import { Accounting } from "./accounting.ts";
+import { createIngestMetrics } from "./metrics.ts";
+import { Pipeline, type PipelineOptions } from "./pipeline.ts";
+import type { BatchResult } from "./processor.ts";
+
+const READING: Decoded = {
+  kind: "readings",
+  userId: "u",
+  deviceCode: "d",
+  readings: [{ feedKey: "f", value: 1, text: null, tsUs: null }],
+  rejects: [],
+};
+const STATUS: Decoded = {
+  kind: "status",
+  userId: "u",
+  deviceCode: "d",
+  status: "online",
+  details: null,
+  tsUs: null,
+};
+
+function message(topic: string, decoded: Decoded = READING): Pending {
+  return {
+    inbound: {
+      topic,
+      payload: new Uint8Array(),
+      qos: 1,
+      retain: false,
+      receivedAtUs: nowUs(),
+    },
+    decoded,
+  };
+}
+
+function stored(batch: Pending[]): BatchResult {
+  return {
+    messages: batch.length,
+    stored: batch.length,
+    skipped: {},
+    rejected: {},
+    statuses: 0,
+    outcomes: { stored: batch.length, rejected: 0, skipped: 0 },
+    rejects: [],
+  };
+}
+
+/** A pipeline whose writer records each batch (by topic) and stores everything. */
+function rig(opts: Partial<PipelineOptions> = {}) {
+  const batches: string[][] = [];
+  const acked: string[] = [];
+  const metrics = createIngestMetrics();
+  const accounting = new Accounting(metrics);
+  const pipeline = new Pipeline({
+    write: (batch) => {
+      batches.push(batch.map((p) => p.inbound.topic));
+      return Promise.resolve(stored(batch));
+    },
+    batchSize: 1000,
+    batchIntervalMs: 60_000,
+    queueSize: 100,
+    statusQueueSize: 100,
+    ackWindow: 1000,
+    ackIdleMs: 60_000,
+    log: createLogger({ level: "error", write: () => {} }),
+    metrics,
+    accounting,
+    retryMinMs: 5,
+    retryMaxMs: 10,
+    ...opts,
+  });
+  const ack = (topic: string): Ack => () => acked.push(topic);
+  return {
+    pipeline,
+    batches,
+    acked,
+    accounting,
+    /** Offers a message counted as received, as the intake does. */
+    offer(topic: string, opts: { ack?: boolean; decoded?: Decoded } = {}) {
+      assert.ok(pipeline.offer(message(topic, opts.decoded), opts.ack ? ack(topic) : null));
+      accounting.received();
+    },
+  };
+}
+
+/** Waits until `done()`, failing after `ms` (a generous bound, never a measurement). */
+async function until(what: string, done: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("Pipeline writes a full batch at once", async () => {
+  const r = rig({ batchSize: 3 });
+  r.pipeline.start();
+  for (const t of ["a", "b", "c", "d"]) r.offer(t);
+  await until("the full batch", () => r.batches.length === 1);
+  assert.deepEqual(r.batches, [["a", "b", "c"]]);
+  await r.pipeline.drain(1000);
+  assert.deepEqual(r.batches, [["a", "b", "c"], ["d"]]);
+});
+
+Deno.test("Pipeline writes a QoS 0 message once the batch interval has passed, not before", async () => {
+  const r = rig({ batchIntervalMs: 150 });
+  r.pipeline.start();
+  r.offer("a");
+  await wait(50);
+  assert.deepEqual(r.batches, [], "not before the interval");
+  await until("the interval", () => r.batches.length === 1);
+  assert.deepEqual(r.batches, [["a"]]);
+  await r.pipeline.drain(1000);
+});
+
+Deno.test("Pipeline writes when the ack window is full, and acks only after the write", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const r = rig({ ackWindow: 2 });
+  const write = (batch: Pending[]) => {
+    r.batches.push(batch.map((p) => p.inbound.topic));
+    return gate.then(() => stored(batch));
+  };
+  const p = new Pipeline({ ...rigOptions(r), write, ackWindow: 2 });
+  p.start();
+  assert.ok(p.offer(message("a"), () => r.acked.push("a")));
+  assert.ok(p.offer(message("b"), () => r.acked.push("b")));
+  await until("the window's batch", () => r.batches.length === 1);
+  assert.equal(p.unacked, 2);
+  await wait(20);
+  assert.deepEqual(r.acked, [], "no ack before the write resolves");
+  release();
+  await until("the acks", () => r.acked.length === 2);
+  assert.equal(p.unacked, 0);
+  await p.drain(1000);
+});
+
+Deno.test("Pipeline writes unacknowledged messages once nothing arrived for the ack idle time", async () => {
+  const r = rig({ ackIdleMs: 30 });
+  r.pipeline.start();
+  r.offer("a", { ack: true });
+  await until("the idle flush", () => r.batches.length === 1, 5000);
+  assert.deepEqual(r.acked, ["a"]);
+  await r.pipeline.drain(1000);
+});
+
+Deno.test("a QoS 1 message queued behind a QoS 0 one starts the ack idle deadline (not the batch interval)", async () => {
+  const r = rig({ ackIdleMs: 30, batchIntervalMs: 60_000 });
+  r.pipeline.start();
+  r.offer("qos0");
+  await wait(30); // the loop now sleeps until the QoS 0 message's batch interval
+  r.offer("qos1", { ack: true });
+  // Well before the 60 s interval: the ack idle deadline (30 ms) wrote both.
+  await until("the QoS 1 message's batch", () => r.acked.includes("qos1"), 10_000);
+  assert.deepEqual(r.batches, [["qos0", "qos1"]]);
+  await r.pipeline.drain(1000);
+});
+
+Deno.test("Pipeline writes device status before feed data", async () => {
+  const r = rig({ batchSize: 10 });
+  r.offer("data1");
+  r.offer("data2");
+  r.offer("status1", { decoded: STATUS });
+  r.pipeline.start();
+  await r.pipeline.drain(1000);
+  assert.deepEqual(r.batches, [["status1", "data1", "data2"]]);
+});
+
+Deno.test("Pipeline keeps and retries a batch the writer fails on, and acks it once written", async () => {
+  let failures = 2;
+  const r = rig({ ackIdleMs: 5 });
+  const transient = Object.assign(new Error("connection refused"), { code: "ECONNREFUSED" });
+  const p = new Pipeline({
+    ...rigOptions(r),
+    ackIdleMs: 5,
+    write(batch) {
+      r.batches.push(batch.map((m) => m.inbound.topic));
+      return failures-- > 0 ? Promise.reject(transient) : Promise.resolve(stored(batch));
+    },
+  });
+  p.start();
+  assert.ok(p.offer(message("a"), () => r.acked.push("a")));
+  await until("the third attempt", () => r.acked.length === 1);
+  assert.deepEqual(r.batches, [["a"], ["a"], ["a"]]);
+  assert.equal(p.dbReady, true, "ready again once written");
+  await p.drain(1000);
+});
+
+Deno.test("a QoS 0 message finds its queue full; a status message still has room", () => {
+  const r = rig({ queueSize: 2, statusQueueSize: 1 });
+  r.offer("a");
+  r.offer("b");
+  assert.equal(r.pipeline.offer(message("c"), null), false);
+  assert.equal(r.pipeline.isFull("readings"), true);
+  assert.equal(r.pipeline.isFull("status"), false);
+  assert.equal(r.pipeline.offer(message("s", STATUS), null), true);
+});
+
+Deno.test("drain at its deadline counts every message left: QoS 0 dropped, QoS 1 discarded", async () => {
+  const r = rig({ batchSize: 2, ackIdleMs: 5 });
+  const p = new Pipeline({
+    ...rigOptions(r),
+    batchSize: 2,
+    write: () => new Promise<BatchResult>(() => {}), // a write that never ends
+  });
+  p.start();
+  const offer = (t: string, ack: boolean) => {
+    assert.ok(p.offer(message(t), ack ? () => r.acked.push(t) : null));
+    r.accounting.received();
+  };
+  offer("a", true);
+  offer("b", false);
+  offer("c", true);
+  offer("d", false);
+  offer("e", false);
+  assert.equal(await p.drain(50), 5);
+  const terms = r.accounting.terms(p.queued, p.inFlight);
+  assert.equal(terms.balanced, true, JSON.stringify(terms));
+  assert.deepEqual(r.accounting.byReason().discarded.shutdown, 2);
+  assert.deepEqual(r.accounting.byReason().dropped.shutdown, 3);
+  assert.deepEqual(r.acked, []);
+});
+
+/** The options `rig` built, to make a second pipeline with another writer. */
+function rigOptions(r: ReturnType<typeof rig>): PipelineOptions {
+  return {
+    write: () => Promise.reject(new Error("unused")),
+    batchSize: 1000,
+    batchIntervalMs: 60_000,
+    queueSize: 100,
+    statusQueueSize: 100,
+    ackWindow: 1000,
+    ackIdleMs: 60_000,
+    log: createLogger({ level: "error", write: () => {} }),
+    metrics: r.accounting.metrics,
+    accounting: r.accounting,
+    retryMinMs: 5,
+    retryMaxMs: 10,
+  };
+}
