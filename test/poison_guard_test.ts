@@ -63,7 +63,7 @@ Deno.test("a decoder that throws turns its message into an internal_error reject
     assert.equal(rejects.length, 1);
     assert.equal(rejects[0].reason, "internal_error");
     assert.equal(rejects[0].topic, topic);
-    assert.match(rejects[0].detail, /^decode failed: decoder exploded x+/);
+    assert.match(rejects[0].detail, /^decode failed: Error: decoder exploded x+/);
     assert.ok(rejects[0].detail.length <= 500, `detail of ${rejects[0].detail.length} chars`);
     assert.equal(f.serve.metrics.rejected.get({ reason: "internal_error" }), 1);
     assertBalanced(f);

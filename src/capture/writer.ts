@@ -69,6 +69,10 @@ export class CaptureWriter {
       );
     }
     const { size } = await file.stat();
+    opts.log.info(`capturing to ${opts.path}`, {
+      file: opts.path,
+      rotateAtBytes: opts.maxBytes || null,
+    });
     return new CaptureWriter(opts, file, size, await firstFreeRotation(opts.path));
   }
 

@@ -1,13 +1,22 @@
 /**
  * `serve`'s options: the MQTT connection, queues and flushing, HTTP, capture and
- * shutdown, plus the shared groups. Declared once here; `commands/serve.ts` resolves
- * them and `deno task docs` writes the README's table from them.
+ * shutdown, plus the shared groups, and `parseServeArgs`, which resolves them (flags,
+ * then environment, then defaults) into serve's validated configuration. Declared once
+ * here; `deno task docs` writes the README's table from them.
  */
 import { z } from "zod";
-import { databaseOptions, decodeOptions, logOptions, processingOptions } from "./option_groups.ts";
+import {
+  databaseOptions,
+  decodeOptions,
+  decodeOptionsFrom,
+  logOptions,
+  processingOptions,
+} from "./option_groups.ts";
 import { operationsOptions } from "./ops_options.ts";
-import { option, zs } from "./options.ts";
+import { option, resolveOptions, zs } from "./options.ts";
 import type { Qos } from "../core/message.ts";
+import { parseErrorsTopic } from "../core/topics.ts";
+import { FeedlineError } from "../errors.ts";
 
 /**
  * The MQTT connection of `serve` (and, picked by name, of `replay --publish` and
@@ -177,4 +186,72 @@ export function parseListenAddress(text: string): { hostname: string; port: numb
   const port = Number(m[2]);
   if (port > 65535) return null;
   return { hostname: m[1] || "127.0.0.1", port };
+}
+
+/** `serve`'s configuration, validated. */
+export type ServeConfig = ReturnType<typeof parseServeArgs>;
+
+/** Parses flags and environment into a validated configuration. Pure. */
+export function parseServeArgs(args: string[], env: Record<string, string | undefined>) {
+  const { values, positionals, sources } = resolveOptions(serveOptions, args, env, "serve");
+  if (positionals.length > 0) {
+    throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
+  }
+  const decode = decodeOptionsFrom(values);
+  const embeddedBroker = values.mqttUrl === undefined;
+  const protocolVersion: 4 | 5 = embeddedBroker ? 4 : (values.mqttProtocol ?? "5") === "5" ? 5 : 4;
+  if (values.sharedGroup && protocolVersion !== 5) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      "--shared-group needs MQTT 5 (--mqtt-protocol 5 and a broker given by MQTT_URL)",
+    );
+  }
+  return {
+    ...values,
+    decode,
+    router: decode.router,
+    embeddedBroker,
+    protocolVersion,
+    clientId: values.clientId ?? `feedline-${safeHostname()}`,
+    autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
+    errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
+    /** Who chose the HTTP address: a taken default moves to a free port (src/ops/http_listen.ts). */
+    httpGivenBy: sources.http === "flag"
+      ? "--http" as const
+      : sources.http === "env"
+      ? "HTTP_ADDR" as const
+      : null,
+  };
+}
+
+function safeHostname(): string {
+  try {
+    return Deno.hostname().replace(/[^A-Za-z0-9_.-]/g, "-");
+  } catch {
+    return "local";
+  }
+}
+
+/** The MQTT source's connection settings from serve's configuration. */
+export function mqttConnectionOf(config: ServeConfig, url: string) {
+  return {
+    url,
+    username: config.mqttUsername,
+    password: config.mqttPassword,
+    clientId: config.clientId,
+    protocolVersion: config.protocolVersion,
+    qos: config.qos,
+    filters: config.router.filters,
+    sharedGroup: config.sharedGroup,
+    keepaliveSec: config.keepaliveSec,
+    sessionExpirySec: config.sessionExpirySec,
+    receiveMaximum: Math.max(config.ackWindow, 1),
+    connectTimeoutMs: 10_000,
+  };
+}
+
+/** The pipeline's queue and flush settings from serve's configuration. */
+export function batchingOf(config: ServeConfig) {
+  const { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs } = config;
+  return { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs };
 }

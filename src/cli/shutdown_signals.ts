@@ -64,3 +64,51 @@ export function listenForStopSignals(opts: ShutdownSignalOptions): () => void {
     Deno.removeSignalListener("SIGTERM", onTerm);
   };
 }
+
+/** What {@linkcode runUntilStopSignal} runs. */
+export interface StoppableRun<T> {
+  /** Starts everything; a signal during the start still ends cleanly after it. */
+  start(): Promise<T>;
+  /** Stops gracefully (drains, then closes). */
+  stop(running: T): Promise<void>;
+  /** Logs, on a deliberate second signal, what is left unwritten; then the process exits. */
+  onSecondSignal(signal: StopSignal, running: T | null): void;
+  /** Runs once started (e.g. a hint for the user, the process guard); returns its undo. */
+  started?(running: T): () => void;
+  /** Logs that the first signal arrived and the graceful stop begins. */
+  onStopping?(): void;
+}
+
+/**
+ * Starts, waits for SIGINT or SIGTERM, stops. Signals are watched from the start until
+ * the end: a signal while starting still ends cleanly, the copy `deno task` forwards is
+ * ignored, a deliberate second one exits at once. After a clean stop the process exits 0
+ * even if a socket or timer would keep it alive (a hung connection): the shutdown timeout
+ * is a promise.
+ */
+export async function runUntilStopSignal<T>(run: StoppableRun<T>): Promise<void> {
+  let signalled!: () => void;
+  const signal = new Promise<void>((resolve) => signalled = resolve);
+  let running: T | null = null;
+  const stopListening = listenForStopSignals({
+    onFirst: () => signalled(),
+    onSecond(sig) {
+      run.onSecondSignal(sig, running);
+      Deno.exit(exitCodeOf(sig));
+    },
+  });
+  try {
+    running = await run.start();
+  } catch (error) {
+    stopListening();
+    throw error;
+  }
+  const undo = run.started?.(running) ?? (() => {});
+  await signal;
+  run.onStopping?.();
+  await run.stop(running);
+  stopListening();
+  undo();
+  const exit = setTimeout(() => Deno.exit(Deno.exitCode ?? 0), 1000);
+  Deno.unrefTimer(exit);
+}

@@ -182,3 +182,23 @@ export function formatTopic(
     return value;
   });
 }
+
+/**
+ * Checks an errors topic template: `off` disables feedback; otherwise it must contain
+ * `{user_id}`, no wildcard, and must not match what serve subscribes to (feedline would
+ * otherwise reject its own feedback, forever).
+ */
+export function parseErrorsTopic(template: string, router: TopicRouter): string | null {
+  if (template === "off") return null;
+  const fail = (why: string) =>
+    new FeedlineError("CONFIG_INVALID", `--errors-topic ${why} (got "${template}")`);
+  if (!template.includes("{user_id}")) throw fail(`must contain {user_id}, or be off`);
+  if (/[+#]/.test(template) || template.startsWith("$")) {
+    throw fail("must be a topic without + # and not start with $");
+  }
+  const sample = template.replaceAll("{user_id}", "00000000-0000-4000-8000-000000000000");
+  if (router.match(sample)) {
+    throw fail("matches one of the feed or status topic templates; feedback would loop");
+  }
+  return template;
+}

@@ -41,6 +41,7 @@ import { createServer, type Server } from "node:net";
 import { Aedes } from "aedes";
 import { PGlite } from "@electric-sql/pglite";
 import { type PgliteServer, startPgliteServer } from "./pglite_server.ts";
+import type { Logger } from "../log.ts";
 
 /** A running embedded MQTT broker. */
 export interface EmbeddedBroker {
@@ -59,6 +60,8 @@ export interface EmbeddedBrokerOptions {
   host?: string;
   /** Port to listen on; 0 picks a free one. Default 1883. */
   port?: number;
+  /** Where to say which address it listens on (and that it moved off a taken port). */
+  log?: Logger;
 }
 
 /**
@@ -86,8 +89,13 @@ export async function startEmbeddedBroker(
     throw err;
   }
   let closing: Promise<void> | undefined;
+  const url = `mqtt://${_urlHost(host)}:${listened.port}`;
+  if (listened.fellBack) {
+    opts.log?.warn(`port ${opts.port} is taken; the embedded broker uses another`, { url });
+  }
+  opts.log?.info("embedded MQTT broker (MQTT 3.1.1) listening", { url });
   return {
-    url: `mqtt://${_urlHost(host)}:${listened.port}`,
+    url,
     ...listened,
     close() {
       closing ??= (async () => {

@@ -10,7 +10,7 @@
  * connection runs next) or the connection is down, entries still expire.
  */
 import type postgres from "postgres";
-import { type FeedCache, feedKeyOf } from "./feed_cache.ts";
+import { FeedCache, feedKeyOf } from "./feed_cache.ts";
 import type { Logger } from "../log.ts";
 
 /** The channel sql/002_feed_change_notify.sql notifies on. */
@@ -69,4 +69,19 @@ export async function listenForFeedChanges(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The feed cache of a serving process. Feed changes reach it at once through LISTEN
+ * (sql/002) when `listen` is true; the embedded PGlite serves all connections from one
+ * backend, where LISTEN cannot work, so there it relies on the TTL.
+ */
+export async function createFeedCache(
+  sql: postgres.Sql,
+  opts: { ttlMs: number; listen: boolean },
+  log: Logger,
+): Promise<FeedCache> {
+  const cache = new FeedCache({ ttlMs: opts.ttlMs });
+  if (opts.listen && opts.ttlMs > 0) await listenForFeedChanges(sql, cache, log);
+  return cache;
 }

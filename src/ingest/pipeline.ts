@@ -213,6 +213,31 @@ export class Pipeline {
     return this.#abandonAll();
   }
 
+  /**
+   * `drain`, then the final accounting line (docs/delivery.md, "Where every message
+   * ends"): every message the process received is in exactly one of its terms.
+   */
+  async shutdown(deadlineMs: number): Promise<number> {
+    const { log, accounting, metrics } = this.#opts;
+    const left = await this.drain(deadlineMs);
+    if (left > 0) {
+      log.warn("shutdown timeout reached; left unwritten messages", {
+        messages: left,
+        shutdown_timeout_ms: deadlineMs,
+      });
+    }
+    const { balanced: _, ...terms } = accounting.terms(this.queued, this.inFlight);
+    const byReason = accounting.byReason();
+    log.info("stopped", {
+      ...terms,
+      unwritten: left,
+      readingsStored: metrics.stored.total(),
+      droppedByReason: byReason.dropped,
+      discardedByReason: byReason.discarded,
+    });
+    return left;
+  }
+
   /** Gives up on the batch in flight and everything queued, counting each message. */
   #abandonAll(): number {
     this.#abandon = true;

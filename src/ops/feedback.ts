@@ -9,7 +9,6 @@
  * client is disconnected the message is dropped and counted rather than queued.
  */
 import { isUuid } from "../core/decode.ts";
-import { FeedlineError } from "../errors.ts";
 import type { Counter } from "../prometheus.ts";
 import type { RejectDetail } from "../ingest/processor.ts";
 import type { TopicRouter } from "../core/topics.ts";
@@ -20,26 +19,6 @@ const USER = "{user_id}";
 const MAX_TRACKED_USERS = 10_000;
 /** Feedback messages per second over all users. */
 const GLOBAL_PER_SECOND = 1000;
-
-/**
- * Checks an errors topic template: `off` disables feedback; otherwise it must contain
- * `{user_id}`, no wildcard, and must not match what serve subscribes to (feedline would
- * otherwise reject its own feedback, forever).
- */
-export function parseErrorsTopic(template: string, router: TopicRouter): string | null {
-  if (template === "off") return null;
-  const fail = (why: string) =>
-    new FeedlineError("CONFIG_INVALID", `--errors-topic ${why} (got "${template}")`);
-  if (!template.includes(USER)) throw fail(`must contain ${USER}, or be off`);
-  if (/[+#]/.test(template) || template.startsWith("$")) {
-    throw fail("must be a topic without + # and not start with $");
-  }
-  const sample = template.replaceAll(USER, "00000000-0000-4000-8000-000000000000");
-  if (router.match(sample)) {
-    throw fail("matches one of the feed or status topic templates; feedback would loop");
-  }
-  return template;
-}
 
 /** Options of the feedback publisher. */
 export interface ErrorFeedbackOptions {

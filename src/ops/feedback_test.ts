@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ErrorFeedback, parseErrorsTopic } from "./feedback.ts";
+import { ErrorFeedback } from "./feedback.ts";
+import { parseErrorsTopic } from "../core/topics.ts";
 import { Counter } from "../prometheus.ts";
 import type { RejectDetail } from "../ingest/processor.ts";
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";

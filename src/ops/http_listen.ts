@@ -6,6 +6,7 @@
  * address and where it came from.
  */
 import { FeedlineError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { type HttpOptions, startHttpServer } from "./http.ts";
 
 /** How the address was chosen. */
@@ -42,4 +43,19 @@ export function listenHttp(opts: HttpOptions, choice: HttpAddressChoice): Listen
       { cause: error },
     );
   }
+}
+
+/** Starts the operations endpoint for `serve` and logs where it is (and a moved port). */
+export function startOpsHttp(
+  opts: HttpOptions,
+  choice: HttpAddressChoice,
+  log: Logger,
+): ListeningHttp {
+  const http = listenHttp(opts, choice);
+  const base = `http://${opts.hostname}:${http.port}/`;
+  if (http.fellBack) {
+    log.warn(`port ${opts.port} is taken; the status page and /metrics use another`, { url: base });
+  }
+  log.info("http listening", { status: base, metrics: `${base}metrics` });
+  return http;
 }

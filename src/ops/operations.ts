@@ -12,7 +12,7 @@ import type postgres from "postgres";
 import { startDatabaseProbe } from "../db/health.ts";
 import { ErrorFeedback } from "./feedback.ts";
 import type { RouteHandler } from "./http.ts";
-import { addGauge, DROP_REASONS, type IngestMetrics } from "../ingest/metrics.ts";
+import { addGauge, addServeGauges, DROP_REASONS, type IngestMetrics } from "../ingest/metrics.ts";
 import { createLogger, type Logger, type LogLevel, secretsOfUrl } from "../log.ts";
 import { createFloodLog } from "../log_flood.ts";
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
@@ -87,6 +87,8 @@ export function createOperations(opts: {
   log: Logger;
   pipeline: Pipeline;
   source: MqttSource;
+  /** Capture write errors so far, when serve captures. */
+  captureErrors?: () => number;
 }) {
   const { config, sql, metrics, log, pipeline, source } = opts;
   const startedAt = Date.now();
@@ -316,6 +318,12 @@ export function createOperations(opts: {
     );
   }
   start(pipeline, source);
+  addServeGauges(metrics, {
+    pipeline,
+    brokerUp: () => source.subscribed,
+    databaseUp,
+    captureErrors: opts.captureErrors ?? null,
+  });
 
   return {
     ...api,
