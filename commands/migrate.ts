@@ -4,7 +4,7 @@
  */
 import { databaseOptions, logOptions } from "../src/cli/option_groups.ts";
 import { openDatabase } from "../src/db/database.ts";
-import { readEndpoints } from "../src/embedded/endpoints.ts";
+import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { applyMigrations, migrationStatus } from "../src/db/migrate.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
@@ -46,7 +46,7 @@ export async function run(args: string[]): Promise<void> {
   // DATABASE_URL, else the embedded database of a serve running on this data directory
   // (one process at a time opens it), else our own embedded one.
   const db = await openDatabase({
-    url: config.databaseUrl ?? (await readEndpoints(config.dataDir))?.databaseUrl,
+    url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
     dataDir: config.dataDir,
     embeddedPort: config.embeddedDbPort,
     poolSize: 2,

@@ -514,3 +514,29 @@ Deno.test("README and replay --help say which inputs replay idempotently, and ho
   assert.match(example[1], /\btraffic\.jsonl\*$/);
   assert.doesNotMatch(example[1], /traffic\.jsonl\.\*/);
 });
+
+Deno.test("replay's summary adds up: read = filtered + processed, processed = stored + rejected + skipped messages", () =>
+  withCapture((user) =>
+    [
+      line(`${user}/dev1/feeds/temp`, "1", BASE_US - 10), // before --since
+      ...sampleCapture(user),
+      line(`${user}/dev1/status`, "online", BASE_US + 5), // the same status event again
+      line(`${user}/dev1/feeds/temp`, "21.5", BASE_US + 1), // the same reading again
+      line(`${user}/ghost/feeds/nope`, "3", BASE_US + 7),
+    ].join("\n") + "\n", async ({ db, file }) => {
+    const { totals: t, out } = await replay(db.url, [
+      "--since",
+      String((BASE_US - 5) / 1000),
+      file,
+    ]);
+    assert.equal(t.messages, 10);
+    assert.equal(t.filtered, 1);
+    assert.equal(t.messages, t.filtered + t.processed);
+    const o = t.outcomes;
+    assert.equal(t.processed, o.stored + o.rejected + o.skipped);
+    // 5 readings messages + the status + its duplicate + the reading's duplicate are stored
+    // (duplicates as absorbed); the control-character one and the unknown feed are rejected.
+    assert.deepEqual(o, { stored: 7, rejected: 2, skipped: 0 });
+    assert.match(out, /processed\s+9 messages: 7 stored, 2 rejected, 0 skipped/);
+    assert.match(out, /rejected\s+2 \(.*\) messages/);
+  }));

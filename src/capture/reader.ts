@@ -9,6 +9,7 @@
  * time they are read: replaying those is idempotent only for payloads with their own `ts`.
  */
 import { MonotonicStamper, nowUs } from "../clock.ts";
+import { FeedlineError } from "../errors.ts";
 import { parseCaptureLine, parseMosquittoLine, sniffFormat } from "./format.ts";
 import type { Inbound } from "../core/message.ts";
 
@@ -169,4 +170,24 @@ function rechunk(max: number): TransformStream<Uint8Array, Uint8Array> {
       }
     },
   });
+}
+
+/** Checks that every file can be read before anything is written; returns their size. */
+export async function statInputs(files: string[]): Promise<number> {
+  let total = 0;
+  for (const file of files) {
+    if (file === "-") continue;
+    try {
+      const info = await Deno.stat(file);
+      if (!info.isFile) throw new Error("not a file");
+      total += info.size;
+    } catch (error) {
+      throw new FeedlineError(
+        "BAD_INPUT",
+        `cannot read ${sourceName(file)}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+  return total;
 }

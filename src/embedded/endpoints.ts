@@ -4,6 +4,7 @@
  * another terminal find the embedded broker (and database) without flags, even when the
  * broker had to move off port 1883.
  */
+import { FeedlineError } from "../errors.ts";
 
 /** What `serve` publishes about itself. */
 export interface Endpoints {
@@ -43,4 +44,35 @@ export async function readEndpoints(dataDir: string): Promise<Endpoints | null> 
   } catch {
     return null;
   }
+}
+
+/**
+ * The database to use: the given URL, else the embedded database of a `serve` running on
+ * this data directory (one process at a time opens it), else undefined: open our own.
+ */
+export async function databaseUrlOrRunningServe(
+  url: string | undefined,
+  dataDir: string,
+): Promise<string | undefined> {
+  return url ?? (await readEndpoints(dataDir))?.databaseUrl;
+}
+
+/**
+ * The broker to publish to: the given URL, else the embedded broker of a running `serve`
+ * (`embedded`: it speaks MQTT 3.1.1 only). Throws BROKER_UNREACHABLE when there is none.
+ */
+export async function brokerOrRunningServe(
+  url: string | undefined,
+  dataDir: string,
+): Promise<{ url: string; embedded: boolean; endpoints: Endpoints | null }> {
+  if (url) return { url, embedded: false, endpoints: null };
+  const endpoints = await readEndpoints(dataDir);
+  if (!endpoints) {
+    throw new FeedlineError(
+      "BROKER_UNREACHABLE",
+      "no broker to publish to: set MQTT_URL (or --mqtt-url), or start `feedline serve` " +
+        `with its embedded broker in another terminal (none running under --data-dir ${dataDir})`,
+    );
+  }
+  return { url: endpoints.mqttUrl, embedded: true, endpoints };
 }

@@ -14,8 +14,14 @@ export interface ReplayTotals {
   badLines: number;
   /** Messages outside --since / --until / --topic. */
   filtered: number;
-  /** Messages given to the processor (or published). */
+  /** Messages given to the processor (or published). read = filtered + processed. */
   processed: number;
+  /**
+   * What became of each processed message: processed = stored + rejected + skipped.
+   * `stored` counts a message whose readings or status are in the database, also as
+   * absorbed duplicates.
+   */
+  outcomes: { stored: number; rejected: number; skipped: number };
   /** Readings stored (a many-feeds message holds several). */
   stored: number;
   /** Readings already stored: absorbed by the (feed_id, created_at) key. */
@@ -55,6 +61,7 @@ export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTot
     badLines: 0,
     filtered: 0,
     processed: 0,
+    outcomes: { stored: 0, rejected: 0, skipped: 0 },
     stored: 0,
     duplicates: 0,
     statuses: 0,
@@ -74,6 +81,9 @@ export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTot
 /** Adds one batch's result. */
 export function addBatch(totals: ReplayTotals, result: BatchResult): void {
   totals.processed += result.messages;
+  totals.outcomes.stored += result.outcomes.stored;
+  totals.outcomes.rejected += result.outcomes.rejected;
+  totals.outcomes.skipped += result.outcomes.skipped;
   totals.stored += result.stored;
   totals.statuses += result.statuses;
   for (const [reason, n] of Object.entries(result.skipped)) {
@@ -131,14 +141,23 @@ export function formatSummary(t: ReplayTotals): string {
     lines.push(row("published", int.format(t.published)));
     if (t.publishFailed > 0) lines.push(row("failed", int.format(t.publishFailed)));
   } else {
+    // Messages first (they add up: processed = stored + rejected + skipped), then what the
+    // stored ones held: readings (a many-feeds message holds several) and status events.
+    const o = t.outcomes;
     lines.push(
       row(
-        dry ? "would store" : "stored",
-        `${int.format(t.stored)} readings, ${int.format(t.statuses)} status messages`,
+        "processed",
+        `${int.format(t.processed)} messages: ${int.format(o.stored)} ${
+          dry ? "would be stored" : "stored"
+        }, ${int.format(o.rejected)} rejected, ${int.format(o.skipped)} skipped`,
       ),
-      row("duplicates", `${int.format(t.duplicates)} (already stored, absorbed)`),
-      row("skipped", byReason(t.skipped)),
-      row(dry ? "would reject" : "rejected", byReason(t.rejected)),
+      row(
+        dry ? "would store" : "stored",
+        `${int.format(t.stored)} readings, ${int.format(t.statuses)} status events`,
+      ),
+      row("duplicates", `${int.format(t.duplicates)} readings (already stored, absorbed)`),
+      row("skipped", `${byReason(t.skipped)} readings or statuses`),
+      row(dry ? "would reject" : "rejected", `${byReason(t.rejected)} messages`),
     );
   }
   if (t.mode === "rejects") {
