@@ -104,14 +104,25 @@ Deno.test({
         30_000,
       );
       assert.equal(await serve.signal("SIGKILL"), 137);
+      const killed = serve;
       serve = rig.spawnAgain();
       await publishing;
       assert.equal(acked, total, "the broker acknowledged every publish");
-      await waitFor(
-        "every acknowledged reading",
-        async () => await rig.storedCount() === total,
-        60_000,
-      );
+      try {
+        await waitFor(
+          "every acknowledged reading",
+          async () => await rig.storedCount() === total,
+          60_000,
+        );
+      } catch (error) {
+        // What the two processes said, so a failure here can be understood afterwards.
+        const tail = (logs: Record<string, unknown>[]) =>
+          logs.slice(-25).map((l) => JSON.stringify(l)).join("\n");
+        console.error(`stored ${await rig.storedCount()} of ${total}`);
+        console.error(`killed serve's last log lines:\n${tail(killed.logs)}`);
+        console.error(`restarted serve's last log lines:\n${tail(serve.logs)}`);
+        throw error;
+      }
       const [{ distinct }] = await db
         .sql`select count(distinct created_at)::int as distinct from feed_values`;
       assert.equal(distinct, total, "each reading stored once");
