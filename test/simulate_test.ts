@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { parseServeArgs, startServe } from "../commands/serve.ts";
-import {
-  parseSimulateArgs,
-  resolveTargets,
-  type SimulateTargets,
-  startSimulation,
-} from "../commands/simulate.ts";
-import { writeEndpoints } from "../src/embedded/endpoints.ts";
+import { parseSimulateArgs } from "../src/cli/simulate_options.ts";
+import { startSimulation } from "../src/sim/simulation.ts";
+import { resolveTargets, type SimulateTargets } from "../src/sim/targets.ts";
+import { readEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { registerFleet } from "../src/sim/register.ts";
@@ -291,7 +288,7 @@ Deno.test("simulate finds a running embedded serve and its data lands with no ot
       ["--data-dir", dataDir, "--count", "40", "--rate", "0", "--spike-ratio", "0"],
       {},
     );
-    const targets = await resolveTargets(config);
+    const targets = await resolveTargets(config, readEndpoints);
     assert.equal(targets.protocolVersion, 4, "the embedded broker speaks MQTT 3.1.1");
     assert.equal(targets.register, true);
     const summary = await (await startSimulation(config, targets)).done;
@@ -318,6 +315,7 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
   try {
     const given = await resolveTargets(
       parseSimulateArgs(["--data-dir", dataDir], { MQTT_URL: "mqtt://127.0.0.1:1883" }),
+      readEndpoints,
     );
     assert.deepEqual(given, {
       mqttUrl: "mqtt://127.0.0.1:1883",
@@ -327,9 +325,12 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
       foundServe: false,
     });
     await assert.rejects(
-      resolveTargets(parseSimulateArgs(["--data-dir", dataDir, "--register"], {
-        MQTT_URL: "mqtt://127.0.0.1:1883",
-      })),
+      resolveTargets(
+        parseSimulateArgs(["--data-dir", dataDir, "--register"], {
+          MQTT_URL: "mqtt://127.0.0.1:1883",
+        }),
+        readEndpoints,
+      ),
       (e) =>
         e instanceof FeedlineError && e.code === "CONFIG_INVALID" && /DATABASE_URL/.test(e.message),
     );
@@ -341,6 +342,7 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
     });
     const found = await resolveTargets(
       parseSimulateArgs(["--data-dir", dataDir, "--no-register"], {}),
+      readEndpoints,
     );
     assert.equal(found.mqttUrl, "mqtt://127.0.0.1:41883");
     assert.equal(found.register, false);
