@@ -63,6 +63,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
             color: #8a4b00; font-size: 12px; font-weight: 600; }
   .online { color: var(--ok); font-weight: 600; }
   .offline { color: var(--bad); font-weight: 600; }
+  .stale { color: var(--rej); font-weight: 600; }
   .empty { color: var(--muted); padding: 8px 0; }
   td.clip { max-width: 0; width: 40%; white-space: nowrap; overflow: hidden;
             text-overflow: ellipsis; }
@@ -83,11 +84,16 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <div class="tiles" id="tiles"></div>
   </section>
   <section class="wide">
-    <h2>Ingest rate, messages per second (last 10 minutes)</h2>
-    <div class="legend"><span><i style="background:var(--recv)"></i>received</span><span><i
-      style="background:var(--stored)"></i>stored</span><span><i
-      style="background:var(--rej)"></i>rejected</span></div>
+    <h2>Messages per second (last 10 minutes)</h2>
+    <div class="legend"><span><i style="background:var(--recv)"></i>messages received</span><span><i
+      style="background:var(--stored)"></i>messages stored</span><span><i
+      style="background:var(--rej)"></i>messages rejected</span></div>
     <svg id="rate-chart" viewBox="0 0 900 180" preserveAspectRatio="none" height="180"></svg>
+  </section>
+  <section class="wide">
+    <h2>Readings stored per second (a bulk message carries several readings)</h2>
+    <div class="legend"><span><i style="background:var(--stored)"></i>readings stored</span></div>
+    <svg id="readings-chart" viewBox="0 0 900 120" preserveAspectRatio="none" height="120"></svg>
   </section>
   <section>
     <h2>Queue depth and unacked</h2>
@@ -117,7 +123,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     </table>
   </section>
   <section>
-    <h2>Devices</h2>
+    <h2>Devices (online but silent for 5 min: stale)</h2>
     <div class="tiles" id="device-counts"></div>
     <table id="devices" style="margin-top:8px">
       <thead><tr><th>device</th><th>status</th><th>last seen</th></tr></thead>

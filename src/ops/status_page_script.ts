@@ -14,8 +14,12 @@ export function statusPageScript(): void {
   /** The answer of `/api/live` (src/ops/operations.ts), as far as the page reads it. */
   interface LiveSample {
     t: number;
+    /** Messages. */
     received: number;
+    /** Readings. */
     stored: number;
+    /** Messages. */
+    messages_stored: number;
     rejected: number;
     queued: number;
     unacked: number;
@@ -25,7 +29,13 @@ export function statusPageScript(): void {
     now: number;
     started_at: number;
     ready: { broker: boolean; database: boolean };
-    totals: { received: number; stored: number; rejected: number; dropped: number };
+    totals: {
+      received: number;
+      stored: number;
+      messages_stored: number;
+      rejected: number;
+      dropped: number;
+    };
     rejected_by_reason: Record<string, number>;
     queue: { data: number; status: number; unacked: number; oldest_ms: number };
     batch: { mean_ms: number | null; lag_mean_ms: number | null };
@@ -43,9 +53,11 @@ export function statusPageScript(): void {
     code: string;
     status: string;
     last_seen_at: string | null;
+    stale: boolean;
   }
   interface Devices {
     counts: Record<string, number>;
+    stale: number;
     recent: DeviceRow[];
   }
   interface FeedRow {
@@ -181,7 +193,10 @@ export function statusPageScript(): void {
     node.textContent = name + (ok ? " up" : " down");
   }
 
-  function rates(history: LiveSample[], key: "received" | "stored" | "rejected") {
+  function rates(
+    history: LiveSample[],
+    key: "received" | "stored" | "messages_stored" | "rejected",
+  ) {
     return history.map((s, i) =>
       i === 0
         ? null
@@ -194,13 +209,18 @@ export function statusPageScript(): void {
     badge($("ready-database"), live.ready.database, "database");
     const h = live.history;
     const recv = rates(h, "received");
-    const last = recv.length ? recv[recv.length - 1] : null;
+    const readings = rates(h, "stored");
+    const last = (xs: (number | null)[]) => xs.length ? xs[xs.length - 1] : null;
+    // Messages and readings are labelled apart: a bulk message carries several readings,
+    // so "received 403 / stored 810" is no contradiction.
     const tiles: [string, string, string][] = [
-      ["received/s", fmt(last), "rate-received"],
-      ["received", fmt(live.totals.received), "total-received"],
-      ["stored", fmt(live.totals.stored), "total-stored"],
-      ["rejected", fmt(live.totals.rejected), "total-rejected"],
-      ["dropped", fmt(live.totals.dropped), "total-dropped"],
+      ["messages received/s", fmt(last(recv)), "rate-received"],
+      ["messages received", fmt(live.totals.received), "total-received"],
+      ["messages stored", fmt(live.totals.messages_stored), "messages-stored"],
+      ["messages rejected", fmt(live.totals.rejected), "total-rejected"],
+      ["messages dropped", fmt(live.totals.dropped), "total-dropped"],
+      ["readings stored/s", fmt(last(readings)), "rate-readings"],
+      ["readings stored", fmt(live.totals.stored), "readings-stored"],
       ["queued", fmt(live.queue.data + live.queue.status), "queued"],
       ["unacked", fmt(live.queue.unacked), "unacked"],
       ["oldest queued", fmt(live.queue.oldest_ms / 1000) + " s", "oldest"],
@@ -219,9 +239,10 @@ export function statusPageScript(): void {
     const xs = h.map((s) => s.t);
     chart($("rate-chart"), xs, [
       { values: recv, color: "#94a3b8" },
-      { values: rates(h, "stored"), color: "#2563eb" },
+      { values: rates(h, "messages_stored"), color: "#2563eb" },
       { values: rates(h, "rejected"), color: "#d97706" },
     ]);
+    chart($("readings-chart"), xs, [{ values: readings, color: "#2563eb" }]);
     chart($("queue-chart"), xs, [
       { values: h.map((s) => s.queued), color: "#2563eb" },
       { values: h.map((s) => s.unacked), color: "#d97706" },
@@ -268,7 +289,9 @@ export function statusPageScript(): void {
   }
 
   function renderDevices(d: Devices) {
-    const online = d.counts.online || 0, offline = d.counts.offline || 0;
+    // Stale: online, but silent for longer than the server's threshold (stale_after_s).
+    const stale = d.stale || 0;
+    const online = (d.counts.online || 0) - stale, offline = d.counts.offline || 0;
     const other = Object.entries(d.counts).filter(([s]) => s !== "online" && s !== "offline")
       .reduce((n, [, c]) => n + c, 0);
     $("device-counts").replaceChildren(
@@ -277,6 +300,12 @@ export function statusPageScript(): void {
         { class: "tile", "data-tile": "online" },
         el("div", { class: "v online" }, online),
         el("div", { class: "l" }, "online"),
+      ),
+      el(
+        "div",
+        { class: "tile", "data-tile": "stale" },
+        el("div", { class: "v stale" }, stale),
+        el("div", { class: "l" }, "stale (online, silent)"),
       ),
       el(
         "div",
@@ -296,9 +325,9 @@ export function statusPageScript(): void {
       d.recent.map((r) =>
         el(
           "tr",
-          {},
+          { "data-device": r.code },
           el("td", { class: "mono" }, r.code),
-          el(
+          r.stale ? el("td", { class: "stale" }, "stale (online, silent)") : el(
             "td",
             { class: r.status === "online" || r.status === "offline" ? r.status : "muted" },
             r.status,
