@@ -41,6 +41,7 @@ function simulate(
     databaseUrl: null,
     register: false,
     foundServe: false,
+    autoRegister: null,
     ...targets,
   });
 }
@@ -303,6 +304,30 @@ Deno.test("simulate finds a running embedded serve and its data lands with no ot
       await feedsWithThresholds(db) > 0,
       "thresholds registered",
     );
+    assert.equal(targets.autoRegister, true, "the embedded serve auto-registers");
+
+    // Bad traffic against it: unknown feeds and devices are auto-registered and stored,
+    // so the summary does not count them as meant to be rejected, and what it does count
+    // is exactly what serve rejected.
+    const bad = await (await startSimulation(
+      parseSimulateArgs(
+        ["--data-dir", dataDir, "--count", "33", "--rate", "0", "--bad-ratio", "1", "--seed", "3"],
+        {},
+      ),
+      targets,
+    )).done;
+    assert.equal(bad.failed, 0);
+    assert.equal(bad.auto_register, true);
+    assert.ok((bad.stored_by_auto_register.unknown_feed ?? 0) > 0, "unknown_feed sent");
+    assert.ok((bad.stored_by_auto_register.unknown_device ?? 0) > 0, "unknown_device sent");
+    assert.equal(bad.rejects_intended.unknown_feed, undefined);
+    assert.equal(bad.rejects_intended.unknown_device, undefined);
+    const intended = Object.values(bad.rejects_intended).reduce((n, v) => n + (v ?? 0), 0);
+    await waitFor(
+      `${intended} rejects`,
+      async () => await rowCount(db, "ingest_rejects") === intended,
+    );
+    assert.deepEqual(await rejectsByReason(db), bad.rejects_intended);
   } finally {
     await sql?.end();
     await serve.stop();
@@ -323,6 +348,7 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
       databaseUrl: null,
       register: false,
       foundServe: false,
+      autoRegister: null,
     });
     await assert.rejects(
       resolveTargets(
@@ -339,6 +365,7 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
       databaseUrl: "postgres://postgres@127.0.0.1:45433/postgres",
       httpPort: null,
       pid: Deno.pid,
+      autoRegister: true,
     });
     const found = await resolveTargets(
       parseSimulateArgs(["--data-dir", dataDir, "--no-register"], {}),
@@ -346,6 +373,12 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
     );
     assert.equal(found.mqttUrl, "mqtt://127.0.0.1:41883");
     assert.equal(found.register, false);
+    assert.equal(found.autoRegister, true, "the serve found says it auto-registers");
+    const elsewhere = await resolveTargets(
+      parseSimulateArgs(["--data-dir", dataDir], { MQTT_URL: "mqtt://127.0.0.1:1883" }),
+      readEndpoints,
+    );
+    assert.equal(elsewhere.autoRegister, null, "a broker given by MQTT_URL: not known");
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
@@ -385,6 +418,7 @@ Deno.test("simulate fails with BROKER_UNREACHABLE when the broker refuses", asyn
       databaseUrl: null,
       register: false,
       foundServe: false,
+      autoRegister: null,
     }),
     (e) => e instanceof FeedlineError && e.code === "BROKER_UNREACHABLE",
   );
@@ -469,6 +503,7 @@ Deno.test("--count 0 --manifest writes the same fleet for the same seed and publ
         databaseUrl: null,
         register: false,
         foundServe: false,
+        autoRegister: null,
       })).done;
       assert.equal(summary.messages, 0);
       assert.equal(summary.connections, 0);

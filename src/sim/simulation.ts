@@ -121,6 +121,7 @@ export async function startSimulation(
     connections: config.count === 0 ? 0 : config.connections,
     registered,
     manifest: config.manifest ?? null,
+    auto_register: targets.autoRegister,
   };
   const targetRate = config.rate > 0 ? config.rate : null;
   if (config.count === 0) {

@@ -9,6 +9,8 @@ export interface FoundServe {
   mqttUrl: string;
   /** Its embedded database; absent when serve writes to a real DATABASE_URL. */
   databaseUrl?: string;
+  /** Whether it creates unknown users, devices and feeds (absent: an older serve). */
+  autoRegister?: boolean;
 }
 
 /** The options target resolution reads. */
@@ -28,6 +30,12 @@ export interface SimulateTargets {
   register: boolean;
   /** True when the broker came from a running serve's endpoints file. */
   foundServe: boolean;
+  /**
+   * Whether the serve behind the broker auto-registers, so that unknown_feed and
+   * unknown_device traffic is stored rather than rejected; null when not known (a broker
+   * given by MQTT_URL, or a serve that does not say).
+   */
+  autoRegister: boolean | null;
 }
 
 /**
@@ -62,5 +70,12 @@ export async function resolveTargets(
   // A broker found through serve may be its embedded aedes, which speaks 3.1.1 only;
   // every broker speaks 3.1.1.
   const protocol = config.mqttProtocol ?? (foundServe ? "3.1.1" : "5");
-  return { mqttUrl, protocolVersion: protocol === "5" ? 5 : 4, databaseUrl, register, foundServe };
+  return {
+    mqttUrl,
+    protocolVersion: protocol === "5" ? 5 : 4,
+    databaseUrl,
+    register,
+    foundServe,
+    autoRegister: foundServe ? endpoints?.autoRegister ?? null : null,
+  };
 }
