@@ -183,6 +183,7 @@ export async function startServe(
         databaseUrl: db.embedded ? db.url : undefined,
         httpPort,
         pid: Deno.pid,
+        autoRegister: config.autoRegister,
       });
       closers.push(() => removeEndpoints(config.dataDir));
     }

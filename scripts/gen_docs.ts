@@ -7,7 +7,7 @@ import { formatOptionsMarkdown, type OptionSpec } from "../src/cli/options.ts";
 import { serveOptions } from "../src/cli/serve_options.ts";
 import { migrateOptions } from "../commands/migrate.ts";
 import { benchOptions } from "../bench/main.ts";
-import { simulateOptions } from "../commands/simulate.ts";
+import { simulateOptions } from "../src/cli/simulate_options.ts";
 import { replayOptions } from "../commands/replay.ts";
 
 /** The tables, by marker name. Commands add theirs here. */

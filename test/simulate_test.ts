@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { parseServeArgs, startServe } from "../commands/serve.ts";
-import {
-  parseSimulateArgs,
-  resolveTargets,
-  type SimulateTargets,
-  startSimulation,
-} from "../commands/simulate.ts";
-import { writeEndpoints } from "../src/embedded/endpoints.ts";
+import { parseSimulateArgs } from "../src/cli/simulate_options.ts";
+import { startSimulation } from "../src/sim/simulation.ts";
+import { resolveTargets, type SimulateTargets } from "../src/sim/targets.ts";
+import { readEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import { registerFleet } from "../src/sim/register.ts";
@@ -44,6 +41,7 @@ function simulate(
     databaseUrl: null,
     register: false,
     foundServe: false,
+    autoRegister: null,
     ...targets,
   });
 }
@@ -291,7 +289,7 @@ Deno.test("simulate finds a running embedded serve and its data lands with no ot
       ["--data-dir", dataDir, "--count", "40", "--rate", "0", "--spike-ratio", "0"],
       {},
     );
-    const targets = await resolveTargets(config);
+    const targets = await resolveTargets(config, readEndpoints);
     assert.equal(targets.protocolVersion, 4, "the embedded broker speaks MQTT 3.1.1");
     assert.equal(targets.register, true);
     const summary = await (await startSimulation(config, targets)).done;
@@ -306,6 +304,30 @@ Deno.test("simulate finds a running embedded serve and its data lands with no ot
       await feedsWithThresholds(db) > 0,
       "thresholds registered",
     );
+    assert.equal(targets.autoRegister, true, "the embedded serve auto-registers");
+
+    // Bad traffic against it: unknown feeds and devices are auto-registered and stored,
+    // so the summary does not count them as meant to be rejected, and what it does count
+    // is exactly what serve rejected.
+    const bad = await (await startSimulation(
+      parseSimulateArgs(
+        ["--data-dir", dataDir, "--count", "33", "--rate", "0", "--bad-ratio", "1", "--seed", "3"],
+        {},
+      ),
+      targets,
+    )).done;
+    assert.equal(bad.failed, 0);
+    assert.equal(bad.auto_register, true);
+    assert.ok((bad.stored_by_auto_register.unknown_feed ?? 0) > 0, "unknown_feed sent");
+    assert.ok((bad.stored_by_auto_register.unknown_device ?? 0) > 0, "unknown_device sent");
+    assert.equal(bad.rejects_intended.unknown_feed, undefined);
+    assert.equal(bad.rejects_intended.unknown_device, undefined);
+    const intended = Object.values(bad.rejects_intended).reduce((n, v) => n + (v ?? 0), 0);
+    await waitFor(
+      `${intended} rejects`,
+      async () => await rowCount(db, "ingest_rejects") === intended,
+    );
+    assert.deepEqual(await rejectsByReason(db), bad.rejects_intended);
   } finally {
     await sql?.end();
     await serve.stop();
@@ -318,6 +340,7 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
   try {
     const given = await resolveTargets(
       parseSimulateArgs(["--data-dir", dataDir], { MQTT_URL: "mqtt://127.0.0.1:1883" }),
+      readEndpoints,
     );
     assert.deepEqual(given, {
       mqttUrl: "mqtt://127.0.0.1:1883",
@@ -325,11 +348,15 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
       databaseUrl: null,
       register: false,
       foundServe: false,
+      autoRegister: null,
     });
     await assert.rejects(
-      resolveTargets(parseSimulateArgs(["--data-dir", dataDir, "--register"], {
-        MQTT_URL: "mqtt://127.0.0.1:1883",
-      })),
+      resolveTargets(
+        parseSimulateArgs(["--data-dir", dataDir, "--register"], {
+          MQTT_URL: "mqtt://127.0.0.1:1883",
+        }),
+        readEndpoints,
+      ),
       (e) =>
         e instanceof FeedlineError && e.code === "CONFIG_INVALID" && /DATABASE_URL/.test(e.message),
     );
@@ -338,12 +365,20 @@ Deno.test("resolveTargets() uses a given MQTT_URL with MQTT 5 and registers only
       databaseUrl: "postgres://postgres@127.0.0.1:45433/postgres",
       httpPort: null,
       pid: Deno.pid,
+      autoRegister: true,
     });
     const found = await resolveTargets(
       parseSimulateArgs(["--data-dir", dataDir, "--no-register"], {}),
+      readEndpoints,
     );
     assert.equal(found.mqttUrl, "mqtt://127.0.0.1:41883");
     assert.equal(found.register, false);
+    assert.equal(found.autoRegister, true, "the serve found says it auto-registers");
+    const elsewhere = await resolveTargets(
+      parseSimulateArgs(["--data-dir", dataDir], { MQTT_URL: "mqtt://127.0.0.1:1883" }),
+      readEndpoints,
+    );
+    assert.equal(elsewhere.autoRegister, null, "a broker given by MQTT_URL: not known");
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
@@ -383,6 +418,7 @@ Deno.test("simulate fails with BROKER_UNREACHABLE when the broker refuses", asyn
       databaseUrl: null,
       register: false,
       foundServe: false,
+      autoRegister: null,
     }),
     (e) => e instanceof FeedlineError && e.code === "BROKER_UNREACHABLE",
   );
@@ -467,6 +503,7 @@ Deno.test("--count 0 --manifest writes the same fleet for the same seed and publ
         databaseUrl: null,
         register: false,
         foundServe: false,
+        autoRegister: null,
       })).done;
       assert.equal(summary.messages, 0);
       assert.equal(summary.connections, 0);

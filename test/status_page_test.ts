@@ -31,12 +31,14 @@ if (!hasChromium) {
 }
 
 Deno.test({
-  name: "the status page shows a published value and a reject with its reason, with no console " +
-    "errors" + (hasChromium ? "" : ` (skipped: no ${CHROMIUM})`),
+  name: "the status page shows a published value, a reject with its reason, messages and " +
+    "readings apart, a stale device, with no console errors" +
+    (hasChromium ? "" : ` (skipped: no ${CHROMIUM})`),
   ignore: !hasChromium,
   async fn() {
     const fixture = await startServeFixture({
       device: "dev1",
+      feeds: ["temp", "hum", "wind", "rain", "co2"],
       args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
     });
     const { serve, pub: device, user } = fixture;
@@ -61,7 +63,13 @@ Deno.test({
       await publish(device, serve.feedTopic(user, "dev1", "temp"), "23.75");
       await publish(device, serve.feedTopic(user, "dev1", "temp"), "{not json");
       await publish(device, serve.statusTopic(user, "dev1"), "online");
-      await waitFor("three messages processed", () => serve.metrics.processed.total() === 3);
+      // One bulk message, four readings.
+      await publish(
+        device,
+        serve.feedsTopic(user, "dev1"),
+        JSON.stringify({ hum: 40, wind: 3.5, rain: 0, co2: 410 }),
+      );
+      await waitFor("four messages processed", () => serve.metrics.processed.total() === 4);
 
       await page.goto(`http://127.0.0.1:${serve.httpPort}/`);
       const value = page.locator('#feeds tr[data-feed="temp"] td.value');
@@ -78,10 +86,35 @@ Deno.test({
       assert.equal(await page.locator("#ready-broker").textContent(), "broker up");
       assert.equal(await page.locator("#ready-database").textContent(), "database up");
 
+      // Messages and readings are labelled apart: 4 messages received (plain, bad, status,
+      // bulk), 3 of them stored, 1 rejected; 5 readings stored (1 plain + 4 in the bulk).
+      const tile = async (id: string) => {
+        const t = page.locator(`[data-tile="${id}"]`);
+        return [await t.locator(".l").textContent(), await t.locator(".v").textContent()];
+      };
+      assert.deepEqual(await tile("total-received"), ["messages received", "4"]);
+      assert.deepEqual(await tile("messages-stored"), ["messages stored", "3"]);
+      assert.deepEqual(await tile("total-rejected"), ["messages rejected", "1"]);
+      assert.deepEqual(await tile("readings-stored"), ["readings stored", "5"]);
+      assert.deepEqual(await tile("stale"), ["stale (online, silent)", "0"]);
+
       // Live: a value published while the page is open appears without a reload.
       await publish(device, serve.feedTopic(user, "dev1", "temp"), "24.5");
       await value.filter({ hasText: /^24\.5$/ }).waitFor({ timeout: 15_000 });
       assert.equal(await page.locator('#feeds tr[data-feed="temp"] svg path').count(), 1);
+      // Both rates are charted once two history samples exist.
+      await page.locator("#rate-chart path").first().waitFor({ timeout: 15_000 });
+      await page.locator("#readings-chart path").first().waitFor({ timeout: 15_000 });
+
+      // A device online but silent for longer than the threshold (5 min) is shown stale.
+      await fixture.db.sql`update devices set last_seen_at = now() - interval '10 minutes'`;
+      await page.locator('[data-tile="stale"] .v').filter({ hasText: /^1$/ })
+        .waitFor({ timeout: 15_000 });
+      assert.equal(await page.locator('[data-tile="online"] .v').textContent(), "0");
+      assert.equal(
+        await page.locator('#devices tr[data-device="dev1"] td.stale').textContent(),
+        "stale (online, silent)",
+      );
 
       const screenshot = Deno.env.get("STATUS_PAGE_SCREENSHOT");
       if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });

@@ -151,7 +151,9 @@ async function* splitLines(
     ? raw.pipeThrough(new DecompressionStream("gzip") as TransformStream<Uint8Array, Uint8Array>)
       .pipeThrough(rechunk(MAX_CHUNK_BYTES))
     : raw;
-  const text = bytes.pipeThrough(new TextDecoderStream());
+  // The cast: with the DOM lib in the program (src/ops/status_page_script.ts), the DOM's
+  // TextDecoderStream (writable side BufferSource) and Deno's disagree.
+  const text = bytes.pipeThrough(new TextDecoderStream() as TransformStream<Uint8Array, string>);
   let rest = "";
   for await (const chunk of text) {
     const parts = (rest + chunk).split("\n");

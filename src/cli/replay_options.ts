@@ -15,7 +15,7 @@ import {
   processingOptions,
 } from "./option_groups.ts";
 import { option, resolveOptions, zs } from "./options.ts";
-import { mqttOptions as serveOptions } from "./serve_options.ts";
+import { mqttClientOptions } from "./mqtt_options.ts";
 
 const timeSchema = z.string().optional().refine(
   (v) => v === undefined || parseTimestamp(v) !== null,
@@ -104,9 +104,9 @@ export const replayOptions = {
     doc: "With --publish: the broker. Unset: the one a local `serve` runs (its endpoints file).",
     secret: "url",
   }),
-  mqttUsername: serveOptions.mqttUsername,
-  mqttPassword: serveOptions.mqttPassword,
-  mqttProtocol: serveOptions.mqttProtocol,
+  mqttUsername: mqttClientOptions.mqttUsername,
+  mqttPassword: mqttClientOptions.mqttPassword,
+  mqttProtocol: mqttClientOptions.mqttProtocol,
   progress: option({
     flag: "progress",
     schema: z.enum(["auto", "bar", "lines", "off"]).default("auto"),

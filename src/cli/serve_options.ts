@@ -12,6 +12,7 @@ import {
   logOptions,
   processingOptions,
 } from "./option_groups.ts";
+import { mqttClientOptions } from "./mqtt_options.ts";
 import { operationsOptions } from "./ops_options.ts";
 import { option, resolveOptions, zs } from "./options.ts";
 import type { Qos } from "../core/message.ts";
@@ -19,46 +20,17 @@ import { parseErrorsTopic } from "../core/topics.ts";
 import { FeedlineError } from "../errors.ts";
 
 /**
- * The MQTT connection of `serve` (and, picked by name, of `replay --publish` and
- * `simulate`).
+ * The MQTT connection of `serve`: the client options it shares with `replay --publish`
+ * and `simulate` (src/cli/mqtt_options.ts), plus its session and subscription.
  */
 export const mqttOptions = {
-  mqttUrl: option({
-    flag: "mqtt-url",
-    env: "MQTT_URL",
-    schema: zs.url(["mqtt:", "mqtts:", "tcp:", "ssl:", "ws:", "wss:"]).optional(),
-    defaultText: "embedded broker on 127.0.0.1",
-    doc: "Broker URL. Unset: an embedded MQTT 3.1.1 broker (aedes).",
-    secret: "url",
-  }),
-  mqttUsername: option({
-    flag: "mqtt-username",
-    env: "MQTT_USERNAME",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker user name.",
-  }),
-  mqttPassword: option({
-    flag: "mqtt-password",
-    env: "MQTT_PASSWORD",
-    schema: z.string().optional(),
-    defaultText: "none",
-    doc: "Broker password (prefer the environment variable; never logged).",
-    secret: true,
-  }),
+  ...mqttClientOptions,
   clientId: option({
     flag: "client-id",
     env: "MQTT_CLIENT_ID",
     schema: z.string().min(1).max(256).optional(),
     defaultText: "feedline-<hostname>",
     doc: "MQTT client id. Keep it stable: the broker keeps the session under it.",
-  }),
-  mqttProtocol: option({
-    flag: "mqtt-protocol",
-    env: "MQTT_PROTOCOL",
-    schema: z.enum(["5", "3.1.1"]).optional(),
-    defaultText: "5 (3.1.1 for the embedded broker)",
-    doc: "MQTT protocol version.",
   }),
   qos: option({
     flag: "qos",
@@ -73,13 +45,6 @@ export const mqttOptions = {
     schema: z.string().regex(/^[^/+#]+$/, "a name without / + #").optional(),
     defaultText: "none",
     doc: "Subscribe as $share/<group>/... so several instances split the traffic (MQTT 5).",
-  }),
-  keepaliveSec: option({
-    flag: "keepalive",
-    env: "MQTT_KEEPALIVE",
-    schema: zs.int(0, 65535).default(30),
-    defaultText: "30",
-    doc: "MQTT keep-alive in seconds.",
   }),
   sessionExpirySec: option({
     flag: "session-expiry",

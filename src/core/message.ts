@@ -7,6 +7,13 @@
 /** MQTT quality of service. */
 export type Qos = 0 | 1 | 2;
 
+/**
+ * The payload formats of readings (docs/topics-and-payloads.md): a bare value, a JSON
+ * object with value and time, or many feeds of one device in one message.
+ */
+export type PayloadFormat = "plain" | "json" | "bulk";
+export const PAYLOAD_FORMATS: readonly PayloadFormat[] = ["plain", "json", "bulk"];
+
 /** A message as it arrived, before any parsing. */
 export interface Inbound {
   topic: string;

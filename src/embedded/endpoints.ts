@@ -13,6 +13,11 @@ export interface Endpoints {
   databaseUrl?: string;
   httpPort: number | null;
   pid: number;
+  /**
+   * Whether serve creates unknown users, devices and feeds: then traffic for unknown
+   * feeds and devices is stored, not rejected (`simulate` says so in its summary).
+   */
+  autoRegister?: boolean;
 }
 
 function pathOf(dataDir: string): string {

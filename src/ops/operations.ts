@@ -43,11 +43,19 @@ export interface OperationsConfig {
   stallWarnMs: number;
 }
 
-/** One history sample: counter totals and gauges at time `t` (epoch ms). */
+/**
+ * One history sample: counter totals and gauges at time `t` (epoch ms). Messages and
+ * readings differ: a bulk message carries several readings.
+ */
 export interface HistorySample {
   t: number;
+  /** Messages received. */
   received: number;
+  /** Readings stored. */
   stored: number;
+  /** Messages committed with the outcome stored (their readings or their device status). */
+  messages_stored: number;
+  /** Messages rejected. */
   rejected: number;
   dropped: number;
   queued: number;
@@ -159,6 +167,7 @@ export function createOperations(opts: {
       t: Date.now(),
       received: metrics.received.total(),
       stored: metrics.stored.total(),
+      messages_stored: metrics.outcomes.get({ outcome: "stored" }),
       rejected: metrics.rejected.total(),
       dropped: metrics.dropped.total(),
       queued: pipeline?.queued ?? 0,
@@ -187,7 +196,9 @@ export function createOperations(opts: {
     totals: {
       received: metrics.received.total(),
       processed: metrics.processed.total(),
+      /** Readings (a bulk message carries several); `messages_stored` counts messages. */
       stored: metrics.stored.total(),
+      messages_stored: metrics.outcomes.get({ outcome: "stored" }),
       rejected: metrics.rejected.total(),
       skipped: metrics.skipped.total(),
       dropped: metrics.dropped.total(),

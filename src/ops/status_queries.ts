@@ -1,6 +1,6 @@
 /**
  * The database side of the status page: recent feeds with their last value and a few
- * recent values each, the latest rejects, devices online/offline. These run against
+ * recent values each, the latest rejects, devices online/offline/stale. These run against
  * production databases, so each is bounded (a LIMIT on every result, index scans where
  * the schema has an index, one short statement timeout) and cached for a moment, so
  * any number of open pages costs one set of queries per `cacheMs`.
@@ -17,6 +17,12 @@ import type postgres from "postgres";
 /** Rows shown, at most. */
 export const STATUS_LIMITS = { feeds: 25, points: 40, rejects: 20, devices: 20 };
 const STATEMENT_TIMEOUT_MS = 2000;
+/**
+ * A device whose status is `online` but that has not been heard from (no status, no
+ * reading) for this long is shown as stale: its connection may be gone without a last
+ * will (a simulated or unregistered "ghost" device, a broker that lost it). Fixed, 5 min.
+ */
+export const STALE_AFTER_S = 300;
 
 /** A feed row of the status page. */
 export interface FeedStatus {
@@ -99,20 +105,38 @@ export function queryRejects(sql: postgres.Sql) {
   });
 }
 
-/** Devices by status, and the most recently seen. */
+/**
+ * Devices by status, how many of the online ones are stale (silent for longer than
+ * {@linkcode STALE_AFTER_S}), and the most recently seen, each marked stale or not.
+ */
 export function queryDevices(sql: postgres.Sql) {
   return bounded(sql, async (tx) => {
-    const counts = await tx<{ status: string; n: number }[]>`
-      select status, count(*)::int as n from devices group by status`;
+    const counts = await tx<{ status: string; n: number; stale: number }[]>`
+      select status, count(*)::int as n,
+             (count(*) filter (
+               where status = 'online'
+                 and last_seen_at < now() - ${STALE_AFTER_S} * interval '1 second'))::int as stale
+      from devices group by status`;
     const recent = await tx<
-      { user_id: string; code: string; status: string; last_seen_at: Date | null }[]
+      {
+        user_id: string;
+        code: string;
+        status: string;
+        last_seen_at: Date | null;
+        stale: boolean;
+      }[]
     >`
-      select user_id::text as user_id, code, status, last_seen_at, status_changed_at
+      select user_id::text as user_id, code, status, last_seen_at, status_changed_at,
+             coalesce(status = 'online'
+               and last_seen_at < now() - ${STALE_AFTER_S} * interval '1 second', false) as stale
       from devices
       order by last_seen_at desc nulls last
       limit ${STATUS_LIMITS.devices}`;
     return {
       counts: Object.fromEntries(counts.map((c) => [c.status, c.n])),
+      /** Online devices silent for longer than `stale_after_s` (included in `counts.online`). */
+      stale: counts.reduce((n, c) => n + c.stale, 0),
+      stale_after_s: STALE_AFTER_S,
       recent: recent.map((d) => ({ ...d, last_seen_at: toIso(d.last_seen_at) })),
     };
   });

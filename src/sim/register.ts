@@ -3,8 +3,10 @@
  * into the database, so that serve accepts its traffic without auto-register. One
  * transaction; running it again changes nothing but thresholds that differ.
  */
-import type postgres from "postgres";
+import postgres from "postgres";
 import type { Fleet } from "./fleet.ts";
+import { FeedlineError } from "../errors.ts";
+import { redactUrl } from "../log.ts";
 
 /** Rows written (new ones; an existing row is left alone or only its thresholds updated). */
 export interface RegisterResult {
@@ -54,4 +56,39 @@ export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<Register
            or feeds.threshold_max is distinct from excluded.threshold_max`;
     return { users: users.count, devices: devices.count, feeds: feedRows.count };
   });
+}
+
+/** A PostgreSQL error as one line: its message, and its SQLSTATE when the message lacks it. */
+function describeError(error: unknown): string {
+  // The same wording as src/db/database.ts's describePgError, which this wing may not import.
+  const e = error as { code?: string; message?: string };
+  const message = e?.message ?? String(error);
+  return e?.code && !message.includes(e.code) ? `${message} (${e.code})` : message;
+}
+
+/**
+ * Connects to `url`, registers `fleet` and disconnects; a database without the schema
+ * or out of reach is one actionable {@linkcode FeedlineError}.
+ */
+export async function registerInDatabase(url: string, fleet: Fleet): Promise<RegisterResult> {
+  // No `select 1` probe first: against the embedded PGlite, a query outside a
+  // transaction can be disturbed by serve's traffic on the shared backend; the
+  // transaction of registerFleet is safe, and its first query tells whether we connect.
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    return await registerFleet(sql, fleet);
+  } catch (error) {
+    const missing = (error as { code?: string }).code === "42P01";
+    throw new FeedlineError(
+      missing ? "CONFIG_INVALID" : "DATABASE_UNREACHABLE",
+      missing
+        ? `the database at ${redactUrl(url)} has no feedline tables; run \`deno task migrate\` ` +
+          `(or start serve, which migrates) first`
+        : `cannot register the fleet in ${redactUrl(url)}: ${describeError(error)}; ` +
+          `check DATABASE_URL and that the server is running`,
+      { cause: error },
+    );
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 }

@@ -50,6 +50,8 @@ export interface SimSummary {
   connections: number;
   registered: { users: number; devices: number; feeds: number } | null;
   manifest: string | null;
+  /** Whether the serve found auto-registers (null: not known); see `stored_by_auto_register`. */
+  auto_register: boolean | null;
   elapsed_s: number;
   messages: number;
   rate: number;
@@ -58,6 +60,11 @@ export interface SimSummary {
   readings: number;
   /** Reject reasons serve should record for this run: bad messages, and spikes as out_of_range. */
   rejects_intended: Partial<Record<BadReason, number>>;
+  /**
+   * Bad messages for unknown feeds and devices sent to a serve that auto-registers: it
+   * stores them (creating the feed or device), so they are not in `rejects_intended`.
+   */
+  stored_by_auto_register: Partial<Record<BadReason, number>>;
   acked: number;
   failed: number;
   unsettled: number;
@@ -70,11 +77,22 @@ export interface SimSummary {
   last_error: string | null;
 }
 
+/** Reject reasons that a serve with auto-register turns into stored messages. */
+export const AUTO_REGISTERED: readonly BadReason[] = ["unknown_feed", "unknown_device"];
+
 /** Builds the summary from the counters. */
 export function buildSummary(
   base: Pick<
     SimSummary,
-    "seed" | "broker" | "protocol" | "qos" | "fleet" | "connections" | "registered" | "manifest"
+    | "seed"
+    | "broker"
+    | "protocol"
+    | "qos"
+    | "fleet"
+    | "connections"
+    | "registered"
+    | "manifest"
+    | "auto_register"
   >,
   send: SendStats,
   links: LinkStats | null,
@@ -84,6 +102,14 @@ export function buildSummary(
   const messages = totalSent(send);
   const intended: Partial<Record<BadReason, number>> = { ...send.badByReason };
   if (send.sent.spike > 0) intended.out_of_range = (intended.out_of_range ?? 0) + send.sent.spike;
+  const autoStored: Partial<Record<BadReason, number>> = {};
+  if (base.auto_register) {
+    for (const reason of AUTO_REGISTERED) {
+      if (intended[reason] === undefined) continue;
+      autoStored[reason] = intended[reason];
+      delete intended[reason];
+    }
+  }
   const seconds = elapsedMs / 1000;
   return {
     ...base,
@@ -94,6 +120,7 @@ export function buildSummary(
     by_kind: { ...send.sent },
     readings: send.readings,
     rejects_intended: intended,
+    stored_by_auto_register: autoStored,
     acked: send.acked,
     failed: send.failed,
     unsettled: send.inflight,
@@ -153,6 +180,13 @@ export function formatSummary(s: SimSummary): string {
     (s.last_error ? ` (last error: ${s.last_error})` : ""),
   ];
   if (intended) lines.push(`  meant to be rejected: ${intended}`);
+  const autoStored = Object.entries(s.stored_by_auto_register).map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  if (autoStored) {
+    lines.push(
+      `  stored, not rejected (serve auto-registers unknown feeds and devices): ${autoStored}`,
+    );
+  }
   if (s.manifest) lines.push(`  manifest: ${s.manifest}`);
   return lines.join("\n");
 }

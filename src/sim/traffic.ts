@@ -7,13 +7,17 @@
  */
 import { createFeedModel, type FeedModel, type ModelValue } from "./feed_models.ts";
 import type { Fleet, FleetDevice, FleetFeed } from "./fleet.ts";
-import { REJECT_REASONS, type RejectReason } from "../core/message.ts";
+import {
+  PAYLOAD_FORMATS,
+  type PayloadFormat,
+  REJECT_REASONS,
+  type RejectReason,
+} from "../core/message.ts";
 import { createRng } from "./prng.ts";
 import { formatTopic } from "../core/topics.ts";
 
-/** Payload formats of good readings. */
-export type PayloadFormat = "plain" | "json" | "bulk";
-export const PAYLOAD_FORMATS: readonly PayloadFormat[] = ["plain", "json", "bulk"];
+/** Payload formats of good readings (declared in the core, with the message model). */
+export { PAYLOAD_FORMATS, type PayloadFormat };
 
 /** What a message is. */
 export type TrafficKind = PayloadFormat | "spike" | "bad";

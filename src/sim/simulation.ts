@@ -1,0 +1,285 @@
+/**
+ * The simulation engine of `simulate`: builds the fleet, writes the manifest, registers
+ * it, opens the device connections, then publishes paced traffic (and churn) until
+ * --count, --duration or `stop()`, and sums it up. `commands/simulate.ts` wires it.
+ */
+import { createDeviceLinks, type DeviceLinks } from "./device_links.ts";
+import { buildFleet, type Fleet, fleetManifest } from "./fleet.ts";
+import { createPacer } from "./pacer.ts";
+import { createRng } from "./prng.ts";
+import { registerInDatabase, type RegisterResult } from "./register.ts";
+import {
+  buildSummary,
+  createSendStats,
+  formatStatusLine,
+  type SendStats,
+  type SimSummary,
+  totalSent,
+} from "./report.ts";
+import type { SimulateTargets } from "./targets.ts";
+import { createTraffic, type PayloadFormat, type SimMessage } from "./traffic.ts";
+import { nowUs } from "../clock.ts";
+import { redactUrl } from "../log.ts";
+import type { Qos } from "../core/message.ts";
+import { formatTopic } from "../core/topics.ts";
+
+/** What the engine reads of `simulate`'s options (src/cli/simulate_options.ts). */
+export interface SimulationConfig {
+  seed: number;
+  users: number;
+  devices: number;
+  feeds: number;
+  rate: number;
+  duration?: number;
+  count?: number;
+  qos: Qos;
+  formats: readonly PayloadFormat[];
+  badRatio: number;
+  spikeRatio: number;
+  connections: number;
+  connectRate: number;
+  churn: number;
+  reconnectMs: number;
+  maxInflight: number;
+  drainTimeoutMs: number;
+  manifest?: string;
+  startTime?: number;
+  clientIdPrefix: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  keepaliveSec: number;
+  feedTopic: string;
+  feedsTopic: string;
+  statusTopic: string;
+  maxPayloadBytes: number;
+}
+
+/** Where progress lines go. */
+export interface ProgressSink {
+  /** On a terminal, one line rewritten in place every second; otherwise a line every 10 s. */
+  tty: boolean;
+  write(text: string): void;
+}
+
+/** A running simulation. */
+export interface Simulation {
+  fleet: Fleet;
+  /** The connections (null with --count 0). */
+  links: DeviceLinks | null;
+  send: SendStats;
+  registered: RegisterResult | null;
+  /** Resolves with the summary once publishing stopped and connections closed. */
+  done: Promise<SimSummary>;
+  /** Stops publishing; `done` resolves after the in-flight messages settle. */
+  stop(): void;
+}
+
+const MAX_BATCH = 1000;
+const CLOSE_TIMEOUT_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Builds the fleet, writes the manifest, registers, opens the connections, then
+ * publishes in the background until --count, --duration or `stop()`.
+ */
+export async function startSimulation(
+  config: SimulationConfig,
+  targets: SimulateTargets,
+  progress?: ProgressSink,
+): Promise<Simulation> {
+  const fleet = buildFleet({
+    seed: config.seed,
+    users: config.users,
+    devicesPerUser: config.devices,
+    feedsPerDevice: config.feeds,
+  });
+  const templates = {
+    feed: config.feedTopic,
+    feeds: config.feedsTopic,
+    status: config.statusTopic,
+  };
+  if (config.manifest) {
+    await Deno.writeTextFile(
+      config.manifest,
+      JSON.stringify(fleetManifest(fleet, templates), null, 2) + "\n",
+    );
+  }
+  const registered = targets.register
+    ? await registerInDatabase(targets.databaseUrl!, fleet)
+    : null;
+  const send = createSendStats();
+  const base = {
+    seed: config.seed,
+    broker: redactUrl(targets.mqttUrl),
+    protocol: targets.protocolVersion === 5 ? "5" as const : "3.1.1" as const,
+    qos: config.qos,
+    fleet: {
+      users: fleet.users.length,
+      devices: fleet.devices.length,
+      feeds: fleet.devices.reduce((n, d) => n + d.feeds.length, 0),
+    },
+    connections: config.count === 0 ? 0 : config.connections,
+    registered,
+    manifest: config.manifest ?? null,
+    auto_register: targets.autoRegister,
+  };
+  const targetRate = config.rate > 0 ? config.rate : null;
+  if (config.count === 0) {
+    return {
+      fleet,
+      links: null,
+      send,
+      registered,
+      done: Promise.resolve(buildSummary(base, send, null, 0, targetRate)),
+      stop() {},
+    };
+  }
+
+  const links = createDeviceLinks({
+    url: targets.mqttUrl,
+    username: config.mqttUsername,
+    password: config.mqttPassword,
+    protocolVersion: targets.protocolVersion,
+    keepaliveSec: config.keepaliveSec,
+    clientIdPrefix: config.clientIdPrefix,
+    statusTopics: fleet.devices.map((d) =>
+      formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
+    ),
+    connections: config.connections,
+    connectRate: config.connectRate,
+    reconnectMs: config.reconnectMs,
+    statusQos: config.qos,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  });
+
+  let stopped = false;
+  let wake: () => void = () => {};
+  const stopSignal = new Promise<void>((resolve) => (wake = resolve));
+  /** Sleeps `ms`, or less when stopped; leaves no timer behind. */
+  const pause = (ms: number) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      stopSignal,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+    ]).then(() => clearTimeout(timer));
+  };
+  const stop = () => {
+    stopped = true;
+    wake();
+  };
+
+  try {
+    await links.open(30_000);
+  } catch (error) {
+    await links.close(0);
+    throw error;
+  }
+
+  const traffic = createTraffic(config.seed, {
+    fleet,
+    templates,
+    formats: config.formats,
+    badRatio: config.badRatio,
+    spikeRatio: config.spikeRatio,
+    maxPayloadBytes: config.maxPayloadBytes,
+  });
+  const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
+  const modelTime = config.startTime !== undefined
+    ? (seq: number) => config.startTime! + Math.round(seq * stepUs)
+    : () => nowUs();
+
+  const publish = (msg: SimMessage) => {
+    send.sent[msg.kind]++;
+    send.readings += msg.readings;
+    if (msg.kind === "bad") {
+      send.badByReason[msg.reason!] = (send.badByReason[msg.reason!] ?? 0) + 1;
+    }
+    send.inflight++;
+    links.clientFor(msg.device).publish(msg.topic, msg.payload, { qos: config.qos }, (error) => {
+      send.inflight--;
+      if (error) {
+        send.failed++;
+        send.lastPublishError = error.message;
+      } else {
+        send.acked++;
+      }
+    });
+  };
+
+  const startMs = performance.now();
+  let publishingEndedMs = startMs;
+
+  async function pump(): Promise<void> {
+    const deadline = config.duration !== undefined ? startMs + config.duration : Infinity;
+    const limit = config.count ?? Infinity;
+    const pacer = createPacer({ rate: config.rate, startMs });
+    let seq = 0;
+    while (!stopped && seq < limit) {
+      const now = performance.now();
+      if (now >= deadline) break;
+      const room = config.maxInflight - send.inflight;
+      if (room <= 0) {
+        await pause(5);
+        continue;
+      }
+      const n = pacer.take(now, Math.min(room, limit - seq, MAX_BATCH));
+      for (let i = 0; i < n; i++) publish(traffic.next(modelTime(seq++)));
+      if (config.rate === 0) {
+        await pause(0); // let the sockets write and the acks come in
+      } else if (n === 0) {
+        await pause(Math.min(100, pacer.waitMs(now), Math.max(0, deadline - now)));
+      }
+    }
+    publishingEndedMs = performance.now();
+  }
+
+  async function churn(): Promise<void> {
+    if (config.churn <= 0) return;
+    const rng = createRng(config.seed, 3);
+    while (!stopped) {
+      // Exponential gaps: drops arrive as a Poisson process of rate --churn.
+      const gapMs = (-Math.log(1 - rng.next()) / config.churn) * 1000;
+      const until = performance.now() + gapMs;
+      while (!stopped && performance.now() < until) {
+        await pause(Math.min(100, until - performance.now()));
+      }
+      if (stopped) break;
+      const up = links.upIndexes();
+      if (up.length > 0) links.drop(rng.pick(up), config.reconnectMs * (0.5 + rng.next()));
+    }
+  }
+
+  let lastSent = 0;
+  let lastAt = startMs;
+  const report = (final: boolean) => {
+    if (!progress) return;
+    const now = performance.now();
+    const sent = totalSent(send);
+    const rate = now > lastAt ? ((sent - lastSent) * 1000) / (now - lastAt) : 0;
+    lastSent = sent;
+    lastAt = now;
+    const line = formatStatusLine(send, links.stats, links.up, links.size, rate, now - startMs);
+    if (progress.tty) progress.write(`\r${line}\x1b[K${final ? "\n" : ""}`);
+    else progress.write(`${line}\n`);
+  };
+  const reporter = progress
+    ? setInterval(() => report(false), progress.tty ? 1000 : 10_000)
+    : undefined;
+
+  const done = (async () => {
+    try {
+      await Promise.all([pump().finally(stop), churn()]);
+      const settleUntil = performance.now() + config.drainTimeoutMs;
+      while (send.inflight > 0 && performance.now() < settleUntil) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      clearInterval(reporter);
+      report(true);
+      await links.close(CLOSE_TIMEOUT_MS);
+    }
+    return buildSummary(base, send, links.stats, publishingEndedMs - startMs, targetRate);
+  })();
+
+  return { fleet, links, send, registered, done, stop };
+}
