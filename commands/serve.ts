@@ -72,7 +72,6 @@ export async function startServe(
   hooks: ServeHooks = {},
 ): Promise<RunningServe> {
   const closers = new Closers(log); // each closer gets at most 3 s
-  const closeAll = () => closers.closeAll();
   // Set when shutdown gave up on a batch: the pool then closes without waiting for it.
   let abandoned = false;
   try {
@@ -107,10 +106,11 @@ export async function startServe(
       : null;
     if (capture) closers.push(() => capture.close());
 
-    const feedCache = await createFeedCache(db.sql, {
+    const feeds = await createFeedCache(db.sql, {
       ttlMs: config.feedCacheTtlMs,
       listen: !db.embedded,
     }, log);
+    closers.push(() => feeds.close());
 
     const stopRetention = startRejectRetention(db.sql, {
       retentionHours: config.rejectsRetentionHours,
@@ -122,7 +122,8 @@ export async function startServe(
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap } = config;
     const pipeline = new Pipeline({
-      write: (batch) => processBatch(db.sql, batch, { autoRegister, rejectPayloadCap, feedCache }),
+      write: (batch) =>
+        processBatch(db.sql, batch, { autoRegister, rejectPayloadCap, feedCache: feeds.cache }),
       ...batchingOf(config),
       log,
       metrics,
@@ -202,13 +203,13 @@ export async function startServe(
           source.stopReading();
           const left = await pipeline.shutdown(config.shutdownTimeoutMs);
           abandoned = left > 0;
-          await closeAll();
+          await closers.closeAll();
         })();
         return stopping;
       },
     };
   } catch (error) {
-    await closeAll();
+    await closers.closeAll();
     throw error;
   }
 }

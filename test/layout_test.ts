@@ -92,3 +92,11 @@ Deno.test("src/ shows its wings: at most 12 files on top, at least 4 folders", a
   assert.ok(folders.length >= 4, `src/ has ${folders.length} folders`);
   for (const folder of folders) assert.ok(folder in MAY_IMPORT, `src/${folder}/ is not documented`);
 });
+
+Deno.test("each command only parses and wires: at most 250 lines", async () => {
+  const commands = new URL("../commands/", import.meta.url);
+  for await (const e of Deno.readDir(commands)) {
+    const lines = (await Deno.readTextFile(new URL(e.name, commands))).split("\n").length - 1;
+    assert.ok(lines <= 250, `commands/${e.name} has ${lines} lines`);
+  }
+});

@@ -35,6 +35,7 @@ export async function listenForFeedChanges(
   cache: FeedCache,
   log: Logger,
   timeoutMs = 5_000,
+  onListening?: (unlisten: () => Promise<void>) => void,
 ): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -44,7 +45,7 @@ export async function listenForFeedChanges(
       log.debug("PGlite has no LISTEN over its socket; the feed cache relies on its TTL");
       return false;
     }
-    await Promise.race([
+    const listening = await Promise.race([
       sql.listen(
         FEED_CHANGED_CHANNEL,
         (payload) => {
@@ -56,10 +57,11 @@ export async function listenForFeedChanges(
         // connection: whatever changed in between was not heard, so forget everything.
         () => cache.clear(),
       ),
-      new Promise((_, reject) => {
+      new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
+    onListening?.(() => listening.unlisten());
     return true;
   } catch (error) {
     log.warn("cannot LISTEN for feed changes; the feed cache relies on its TTL", {
@@ -80,8 +82,18 @@ export async function createFeedCache(
   sql: postgres.Sql,
   opts: { ttlMs: number; listen: boolean },
   log: Logger,
-): Promise<FeedCache> {
+): Promise<{ cache: FeedCache; close(): Promise<void> }> {
   const cache = new FeedCache({ ttlMs: opts.ttlMs });
-  if (opts.listen && opts.ttlMs > 0) await listenForFeedChanges(sql, cache, log);
-  return cache;
+  let unlisten: (() => Promise<void>) | null = null;
+  if (opts.listen && opts.ttlMs > 0) {
+    await listenForFeedChanges(sql, cache, log, undefined, (u) => unlisten = u);
+  }
+  return {
+    cache,
+    // UNLISTEN before the pool ends: postgres.js re-listens when its listening
+    // connection closes, and that reconnect would fail once the database is gone.
+    close: async () => {
+      await unlisten?.().catch(() => {});
+    },
+  };
 }
