@@ -8,6 +8,7 @@
  */
 import { describeCauses, FeedlineError } from "./src/errors.ts";
 import { VERSION } from "./src/cli/version.ts";
+import { verboseFrom } from "./src/cli/option_groups.ts";
 
 interface Command {
   help: string;
@@ -72,8 +73,7 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-const verbose = Deno.args.includes("--verbose") ||
-  /^(1|true|yes|on)$/i.test(Deno.env.get("FEEDLINE_VERBOSE") ?? "");
+const verbose = verboseFrom(Deno.args, Deno.env.toObject());
 try {
   Deno.exitCode = await main(Deno.args);
 } catch (error) {

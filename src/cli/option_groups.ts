@@ -192,6 +192,16 @@ export const processingOptions = {
   }),
 };
 
+/**
+ * Is `--verbose` (or FEEDLINE_VERBOSE) set? `main.ts` needs it before, and even when, a
+ * command's own parsing fails; the same schema as the option decides what counts as on.
+ */
+export function verboseFrom(args: string[], env: Record<string, string | undefined>): boolean {
+  if (args.includes("--verbose")) return true;
+  const parsed = logOptions.verbose.schema.safeParse(env.FEEDLINE_VERBOSE);
+  return parsed.success && parsed.data === true;
+}
+
 /** Logging and diagnostics. */
 export const logOptions = {
   logLevel: option({

@@ -1,3 +1,4 @@
+import { verboseFrom } from "./option_groups.ts";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { maskUrlSecrets, option, resolveOptions, zs } from "./options.ts";
@@ -108,4 +109,12 @@ Deno.test("maskUrlSecrets keeps what is not secret", () => {
     maskUrlSecrets("postgres://u:pw@db/x?sslmode=require"),
     "postgres://u:***@db/x?sslmode=require",
   );
+});
+
+Deno.test("verboseFrom() reads --verbose or FEEDLINE_VERBOSE with the option's own rule", () => {
+  assert.equal(verboseFrom(["serve", "--verbose"], {}), true);
+  assert.equal(verboseFrom(["serve"], { FEEDLINE_VERBOSE: "on" }), true);
+  assert.equal(verboseFrom(["serve"], { FEEDLINE_VERBOSE: "0" }), false);
+  assert.equal(verboseFrom(["serve"], { FEEDLINE_VERBOSE: "maybe" }), false);
+  assert.equal(verboseFrom(["serve"], {}), false);
 });

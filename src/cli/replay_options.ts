@@ -134,7 +134,9 @@ export const replayOptions = {
   autoRegister: processingOptions.autoRegister,
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
-  ...logOptions,
+  // replay prints a summary and progress, not log lines: of the log options only
+  // --verbose applies (to errors, in main.ts).
+  verbose: logOptions.verbose,
 };
 
 /** `replay`'s configuration, validated. */

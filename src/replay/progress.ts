@@ -1,8 +1,10 @@
 /**
  * Progress of a long run: a live bar with rate and ETA on a terminal, a plain line now
  * and then otherwise (log files, CI). The ETA comes from the share of the input done
- * (bytes of the files, or rows), when that total is known.
+ * (bytes of the files, or rows), when that total is known. Drawn by the status line
+ * simulate uses too (src/status_line.ts).
  */
+import { StatusLine } from "../status_line.ts";
 
 /** How progress is shown. */
 export type ProgressMode = "bar" | "lines" | "off";
@@ -50,47 +52,41 @@ export function describeProgress(
   return { fraction, text };
 }
 
-/** Shows progress; call `update` often, it renders at a bounded rate. */
+/** Shows progress; call `update` often, it renders at a bounded rate (src/status_line.ts). */
 export class Progress {
   readonly #opts: ProgressOptions;
   readonly #started = performance.now();
-  #lastRender = 0;
-  #drawn = false;
+  readonly #line: StatusLine;
 
   constructor(opts: ProgressOptions) {
     this.#opts = opts;
-    this.#lastRender = this.#started;
+    this.#line = new StatusLine({
+      mode: opts.mode === "bar" ? "live" : opts.mode,
+      write: opts.write,
+      liveIntervalMs: BAR_INTERVAL_MS,
+      lineIntervalMs: opts.lineIntervalMs ?? 5000,
+      prefix: "replay: ",
+    });
   }
 
   /** `done` in the unit of the total; `messages` so far. */
   update(done: number, messages: number): void {
-    const { mode } = this.#opts;
-    if (mode === "off") return;
     const now = performance.now();
-    const interval = mode === "bar" ? BAR_INTERVAL_MS : this.#opts.lineIntervalMs ?? 5000;
-    if (now - this.#lastRender < interval) return;
-    this.#lastRender = now;
+    if (!this.#line.due(now)) return;
     const { fraction, text } = describeProgress(
       messages,
       now - this.#started,
       done,
       this.#opts.total,
     );
-    if (mode === "lines") {
-      this.#opts.write(`replay: ${text}\n`);
-      return;
-    }
-    const bar = fraction === null
+    const bar = this.#opts.mode !== "bar" || fraction === null
       ? ""
       : `[${"█".repeat(Math.round(fraction * BAR_WIDTH)).padEnd(BAR_WIDTH, "░")}] `;
-    // \r and "erase line" (CSI 2K) redraw in place.
-    this.#opts.write(`\r\x1b[2K${bar}${text}`);
-    this.#drawn = true;
+    this.#line.show(bar + text);
   }
 
   /** Clears the bar, so the summary starts on a clean line. */
   finish(): void {
-    if (this.#drawn) this.#opts.write("\r\x1b[2K");
-    this.#drawn = false;
+    this.#line.finish();
   }
 }

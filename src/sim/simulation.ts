@@ -22,6 +22,7 @@ import { nowUs } from "../clock.ts";
 import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
 import { formatTopic } from "../core/topics.ts";
+import { StatusLine } from "../status_line.ts";
 
 /** What the engine reads of `simulate`'s options (src/cli/simulate_options.ts). */
 export interface SimulationConfig {
@@ -249,18 +250,26 @@ export async function startSimulation(
     }
   }
 
+  const statusLine = progress
+    ? new StatusLine({
+      mode: progress.tty ? "live" : "lines",
+      write: progress.write,
+      liveIntervalMs: 1000,
+      lineIntervalMs: 10_000,
+    })
+    : null;
   let lastSent = 0;
   let lastAt = startMs;
   const report = (final: boolean) => {
-    if (!progress) return;
+    if (!statusLine) return;
     const now = performance.now();
     const sent = totalSent(send);
     const rate = now > lastAt ? ((sent - lastSent) * 1000) / (now - lastAt) : 0;
     lastSent = sent;
     lastAt = now;
     const line = formatStatusLine(send, links.stats, links.up, links.size, rate, now - startMs);
-    if (progress.tty) progress.write(`\r${line}\x1b[K${final ? "\n" : ""}`);
-    else progress.write(`${line}\n`);
+    statusLine.show(line, true);
+    if (final) statusLine.finish(true);
   };
   const reporter = progress
     ? setInterval(() => report(false), progress.tty ? 1000 : 10_000)
