@@ -7,6 +7,7 @@ import { startEmbeddedDatabase } from "../embedded/services.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import { applyMigrations } from "./migrate.ts";
+import { explainTlsError, resolvePgTls } from "./tls.ts";
 
 /** An open database. */
 export interface Database {
@@ -27,6 +28,8 @@ export interface OpenDatabaseOptions {
   poolSize: number;
   /** Apply pending migrations (always done for the embedded database). */
   migrate: boolean;
+  /** Environment for libpq's PGSSL* variables and ~/.postgresql (default: the process's). */
+  env?: Record<string, string | undefined>;
 }
 
 /** Connects (or starts the embedded database) and checks that the database answers. */
@@ -62,7 +65,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       },
     };
   }
-  const sql = postgres(opts.url, {
+  const tls = await resolvePgTls(opts.url, opts.env ?? Deno.env.toObject());
+  const sql = postgres(tls.url, {
+    ssl: tls.ssl,
     max: opts.poolSize,
     onnotice: () => {},
     connect_timeout: 10,
@@ -76,15 +81,17 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await sql.end({ timeout: 1 }).catch(() => {});
     throw new FeedlineError(
       "DATABASE_UNREACHABLE",
-      `cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ${describePgError(error)}; ` +
-        `check DATABASE_URL and that the server is running`,
+      `cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ` + (
+        explainTlsError(error, tls) ??
+          `${describePgError(error)}; check DATABASE_URL and that the server is running`
+      ),
       { cause: error },
     );
   }
   if (opts.migrate) await applyMigrations(sql);
   return {
     sql,
-    where: redactUrl(opts.url),
+    where: `${redactUrl(tls.url)} (${tls.summary})`,
     url: opts.url,
     embedded: false,
     close: () => sql.end({ timeout: 5 }),
