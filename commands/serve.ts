@@ -30,6 +30,7 @@ import { createOperations, createServeLogger } from "../src/ops/operations.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
+import { appliedSecretFiles, formatConfig, printConfigOptions } from "../src/cli/secrets.ts";
 
 /** Options of `serve`: the shared groups plus MQTT, queues and HTTP. */
 export const serveOptions = {
@@ -53,7 +54,8 @@ export const serveOptions = {
     env: "MQTT_PASSWORD",
     schema: z.string().optional(),
     defaultText: "none",
-    doc: "Broker password (prefer the environment variable; never logged).",
+    doc: "Broker password (never logged). Prefer MQTT_PASSWORD or MQTT_PASSWORD_FILE: a flag " +
+      "shows in ps.",
     secret: true,
   }),
   clientId: option({
@@ -181,6 +183,7 @@ export const serveOptions = {
   ...processingOptions,
   ...operationsOptions,
   ...logOptions,
+  ...printConfigOptions,
 };
 
 /** `serve`'s configuration, validated. */
@@ -442,6 +445,12 @@ export async function startServe(config: ServeConfig, log: Logger): Promise<Runn
 /** Runs `serve` until SIGINT or SIGTERM. */
 export async function run(args: string[]): Promise<void> {
   const config = parseServeArgs(args, Deno.env.toObject());
+  if (config.printConfig) {
+    console.log(
+      formatConfig(serveOptions, args, Deno.env.toObject(), appliedSecretFiles(), "serve"),
+    );
+    return;
+  }
   const log = createServeLogger(config);
   log.info("feedline serve starting", {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
