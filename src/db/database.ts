@@ -81,7 +81,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await sql.end({ timeout: 1 }).catch(() => {});
     throw new FeedlineError(
       "DATABASE_UNREACHABLE",
-      `cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ` + (
+      `cannot connect to PostgreSQL at ${redactUrl(tls.url)} (${tls.summary}): ` + (
         explainTlsError(error, tls) ??
           `${describePgError(error)}; check DATABASE_URL and that the server is running`
       ),

@@ -129,6 +129,9 @@ export async function makeTestPki(): Promise<TestPki> {
   };
 }
 
+/** The password of the cluster's `pwuser`. */
+export const PWUSER_PASSWORD = "pw-user-right-one";
+
 /** A private PostgreSQL cluster with TLS on. */
 export interface TlsPostgres {
   port: number;
@@ -142,7 +145,8 @@ export interface TlsPostgres {
  * Creates a cluster with `initdb` in a temp folder (owned by `postgres`), TLS on with
  * a certificate from `makeTestPki`, listening on 127.0.0.1 only. `trust` for every
  * loopback connection (TLS or not), except the user `certuser`, who must present a
- * client certificate with CN=certuser over TLS.
+ * client certificate with CN=certuser over TLS, and `pwuser`, who logs in with the
+ * password `PWUSER_PASSWORD`.
  */
 export async function startTlsPostgres(): Promise<TlsPostgres> {
   if (PG_TLS_MISSING) throw new Error(PG_TLS_MISSING);
@@ -183,6 +187,7 @@ export async function startTlsPostgres(): Promise<TlsPostgres> {
       "local all all trust",
       "hostssl all certuser 127.0.0.1/32 cert",
       "host all certuser 127.0.0.1/32 reject",
+      "host all pwuser 127.0.0.1/32 scram-sha-256",
       "host all all 127.0.0.1/32 trust",
     ].join("\n") + "\n",
   );
@@ -211,7 +216,8 @@ export async function startTlsPostgres(): Promise<TlsPostgres> {
       "-d",
       "postgres",
       "-qc",
-      "create user certuser; create user root superuser;",
+      "create user certuser; create user root superuser; " +
+      `create user pwuser password '${PWUSER_PASSWORD}';`,
     ]);
   } catch (error) {
     const log = await Deno.readTextFile(`${dir}/log`).catch(() => "(no log)");
