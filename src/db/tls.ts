@@ -308,7 +308,10 @@ export function explainTlsError(error: unknown, tls: PgTls): string | null {
     return `certificate verify failed (${message}): connect by a host name the server's ` +
       `certificate names, or use sslmode=verify-ca to check only the CA`;
   }
-  if (/certificate|tls|ssl/i.test(message) && tls.mode !== "prefer") {
+  // The server's own refusals (a SQLSTATE, e.g. 28000 "requires a valid client
+  // certificate") are already clear.
+  const fromServer = /^[0-9A-Z]{5}$/.test(code) && /\d/.test(code);
+  if (!fromServer && /certificate|tls|ssl/i.test(message) && tls.mode !== "prefer") {
     return `TLS handshake failed (${message}); check sslmode, sslrootcert, sslcert and sslkey`;
   }
   return null;
