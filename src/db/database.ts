@@ -81,7 +81,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await sql.end({ timeout: 1 }).catch(() => {});
     throw new FeedlineError(
       "DATABASE_UNREACHABLE",
-      `cannot connect to PostgreSQL at ${redactUrl(tls.url)} (${tls.summary}): ` + (
+      `cannot connect to PostgreSQL at ${redactUrl(tls.url)}${
+        tls.summary === "sslmode=prefer" ? "" : ` (${tls.summary})`
+      }: ` + (
         explainTlsError(error, tls) ??
           `${describePgError(error)}; check DATABASE_URL and that the server is running`
       ),
