@@ -9,6 +9,7 @@
 import { describeCauses, FeedlineError } from "./src/errors.ts";
 import { VERSION } from "./src/cli/version.ts";
 import { verboseFrom } from "./src/cli/option_groups.ts";
+import { applySecretFiles, commandLineSecretWarnings, redactSecrets } from "./src/cli/secrets.ts";
 
 interface Command {
   help: string;
@@ -69,6 +70,11 @@ async function main(args: string[]): Promise<number> {
     console.log(command.help);
     return 0;
   }
+  // DATABASE_URL_FILE and the like (docs/security.md#secrets), for every command.
+  await applySecretFiles();
+  for (const warning of commandLineSecretWarnings(rest)) {
+    console.error(`feedline: warning: ${warning}`);
+  }
   await command.run(rest);
   return 0;
 }
@@ -78,11 +84,15 @@ try {
   Deno.exitCode = await main(Deno.args);
 } catch (error) {
   const code = error instanceof FeedlineError ? error.code : "UNEXPECTED";
+  // No secret is printed, whatever an error message picked up (docs/security.md#secrets).
+  const redact = (text: string) => redactSecrets(text, Deno.args, Deno.env.toObject());
   const message = error instanceof Error ? error.message : String(error);
-  console.error(`feedline: ${message}`);
+  console.error(redact(`feedline: ${message}`));
   if (verbose) {
-    for (const line of describeCauses(error).slice(1)) console.error(`  caused by ${line}`);
-    if (error instanceof Error && error.stack) console.error(error.stack);
+    for (const line of describeCauses(error).slice(1)) {
+      console.error(redact(`  caused by ${line}`));
+    }
+    if (error instanceof Error && error.stack) console.error(redact(error.stack));
   } else if (code === "UNEXPECTED") {
     console.error("(run with --verbose for details)");
   }

@@ -12,6 +12,7 @@ import {
   serveOptions,
 } from "../src/cli/serve_options.ts";
 import { formatOptionsHelp } from "../src/cli/options.ts";
+import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
 import { runUntilStopSignal } from "../src/cli/shutdown_signals.ts";
 import { Closers } from "../src/closers.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
@@ -216,7 +217,11 @@ export async function startServe(
 
 /** Runs `serve` until SIGINT or SIGTERM (src/cli/shutdown_signals.ts). */
 export async function run(args: string[]): Promise<void> {
-  const config = parseServeArgs(args, Deno.env.toObject());
+  const env = Deno.env.toObject();
+  const config = parseServeArgs(args, env);
+  if (config.printConfig) {
+    return console.log(formatConfig(serveOptions, args, env, appliedSecretFiles(), "serve"));
+  }
   const log = createServeLogger(config);
   log.info("feedline serve starting", {
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
@@ -234,12 +239,6 @@ export async function run(args: string[]): Promise<void> {
       });
     },
     started(running) {
-      if (config.embeddedBroker) {
-        log.info(
-          `try: mosquitto_pub -h 127.0.0.1 -p ${new URL(running.mqttUrl).port} ` +
-            `-t 6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f/dev1/feeds/temperature -m 21.5`,
-        );
-      }
       // From here on, an error nobody caught is logged and counted, not fatal
       // (src/process_guard.ts says why).
       return installProcessGuard(log, running.metrics.uncaught);

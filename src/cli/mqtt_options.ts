@@ -28,7 +28,8 @@ export const mqttClientOptions = {
     env: "MQTT_PASSWORD",
     schema: z.string().optional(),
     defaultText: "none",
-    doc: "Broker password (prefer the environment variable; never logged).",
+    doc: "Broker password (never logged). Prefer MQTT_PASSWORD or MQTT_PASSWORD_FILE: a flag " +
+      "shows in ps.",
     secret: true,
   }),
   mqttProtocol: option({

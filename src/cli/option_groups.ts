@@ -15,7 +15,9 @@ export const databaseOptions = {
     env: "DATABASE_URL",
     schema: zs.url(["postgres:", "postgresql:"]).optional(),
     defaultText: "embedded PGlite under --data-dir",
-    doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start.",
+    doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start. " +
+      "Or DATABASE_URL_FILE: a file holding it. libpq's sslmode, sslrootcert, sslcert, sslkey " +
+      "(and PGSSLMODE, ...) apply; see docs/security.md.",
     secret: "url",
   }),
   dataDir: option({

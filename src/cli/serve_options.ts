@@ -14,6 +14,7 @@ import {
 } from "./option_groups.ts";
 import { mqttClientOptions } from "./mqtt_options.ts";
 import { operationsOptions } from "./ops_options.ts";
+import { printConfigOptions } from "./secrets.ts";
 import { option, resolveOptions, zs } from "./options.ts";
 import type { Qos } from "../core/message.ts";
 import { parseErrorsTopic } from "../core/topics.ts";
@@ -142,6 +143,7 @@ export const serveOptions = {
   ...processingOptions,
   ...operationsOptions,
   ...logOptions,
+  ...printConfigOptions,
 };
 
 /** Parses `host:port` (or `:port`, or a bare port). */

@@ -8,6 +8,7 @@ import { startEmbeddedDatabase } from "../embedded/services.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import { applyMigrations } from "./migrate.ts";
+import { explainTlsError, resolvePgTls } from "./tls.ts";
 
 /** An open database. */
 export interface Database {
@@ -33,6 +34,8 @@ export interface OpenDatabaseOptions {
   migrate: boolean;
   /** Who opens it, for the data directory's lock (src/embedded/data_dir_lock.ts): "feedline serve". */
   command?: string;
+  /** Environment for libpq's PGSSL* variables and ~/.postgresql (default: the process's). */
+  env?: Record<string, string | undefined>;
 }
 
 /** Connects (or starts the embedded database) and checks that the database answers. */
@@ -80,7 +83,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       },
     };
   }
-  const sql = postgres(opts.url, {
+  const tls = await resolvePgTls(opts.url, opts.env ?? Deno.env.toObject());
+  const sql = postgres(tls.url, {
+    ssl: tls.ssl,
     max: opts.poolSize,
     onnotice: () => {},
     connect_timeout: 10,
@@ -94,15 +99,19 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await sql.end({ timeout: 1 }).catch(() => {});
     throw new FeedlineError(
       "DATABASE_UNREACHABLE",
-      `cannot connect to PostgreSQL at ${redactUrl(opts.url)}: ${describePgError(error)}; ` +
-        `check DATABASE_URL and that the server is running`,
+      `cannot connect to PostgreSQL at ${redactUrl(tls.url)}${
+        tls.summary === "sslmode=prefer" ? "" : ` (${tls.summary})`
+      }: ` + (
+        explainTlsError(error, tls) ??
+          `${describePgError(error)}; check DATABASE_URL and that the server is running`
+      ),
       { cause: error },
     );
   }
   if (opts.migrate) await applyMigrations(sql);
   return {
     sql,
-    where: redactUrl(opts.url),
+    where: `${redactUrl(tls.url)} (${tls.summary})`,
     url: opts.url,
     embedded: false,
     fellBack: false,

@@ -24,10 +24,33 @@ function pathOf(dataDir: string): string {
   return `${dataDir.replace(/\/$/, "")}/endpoints.json`;
 }
 
-/** Writes the endpoints file. */
+/**
+ * Writes the endpoints file. No secret is written to disk: a broker URL loses its
+ * password and token-like parameters (a client reading the file brings its own, e.g.
+ * MQTT_PASSWORD); see docs/security.md#secrets.
+ */
 export async function writeEndpoints(dataDir: string, endpoints: Endpoints): Promise<void> {
   await Deno.mkdir(dataDir, { recursive: true });
-  await Deno.writeTextFile(pathOf(dataDir), JSON.stringify(endpoints, null, 2) + "\n");
+  const safe = {
+    ...endpoints,
+    mqttUrl: withoutSecrets(endpoints.mqttUrl),
+    ...(endpoints.databaseUrl ? { databaseUrl: withoutSecrets(endpoints.databaseUrl) } : {}),
+  };
+  await Deno.writeTextFile(pathOf(dataDir), JSON.stringify(safe, null, 2) + "\n");
+}
+
+/** `mqtt://u:pw@h/?token=t` → `mqtt://u@h/`. */
+export function withoutSecrets(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = "";
+    for (const key of [...u.searchParams.keys()]) {
+      if (/pass|secret|token|key/i.test(key)) u.searchParams.delete(key);
+    }
+    return u.href;
+  } catch {
+    return "";
+  }
 }
 
 /** Removes the endpoints file (on shutdown). */

@@ -94,6 +94,10 @@ export async function startEmbeddedBroker(
     opts.log?.warn(`port ${opts.port} is taken; the embedded broker uses another`, { url });
   }
   opts.log?.info("embedded MQTT broker (MQTT 3.1.1) listening", { url });
+  opts.log?.info(
+    `try: mosquitto_pub -h ${host} -p ${listened.port} ` +
+      `-t 6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f/dev1/feeds/temperature -m 21.5`,
+  );
   return {
     url,
     ...listened,
