@@ -27,8 +27,9 @@ function serveArgs(
 ): { args: string[]; env: Record<string, string> } {
   return {
     args: [
+      // On a free port: its /metrics explain a failure (see the SIGKILL test).
       "--http",
-      "off",
+      "127.0.0.1:0",
       "--client-id",
       `feedline-crash-${prefix}`,
       "--batch-interval-ms",
@@ -121,6 +122,13 @@ Deno.test({
         console.error(`stored ${await rig.storedCount()} of ${total}`);
         console.error(`killed serve's last log lines:\n${tail(killed.logs)}`);
         console.error(`restarted serve's last log lines:\n${tail(serve.logs)}`);
+        const http = serve.logs.find((l) => l.msg === "http listening");
+        if (http) {
+          const text = await (await fetch(String(http.metrics))).text();
+          const wanted =
+            /^feedline_(messages_received|unacked|queue_depth|in_flight|batches|batch_errors|message_outcomes|broker|messages_discarded)/;
+          console.error(text.split("\n").filter((l) => wanted.test(l)).join("\n"));
+        }
         throw error;
       }
       const [{ distinct }] = await db
