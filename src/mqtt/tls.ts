@@ -190,8 +190,11 @@ export function explainMqttTlsError(error: unknown, settings: MqttTlsSettings): 
     : "a CA the system trusts (no --mqtt-ca-file given)";
   const caHint = "check --mqtt-ca-file (MQTT_CA_FILE)";
   const mine = settings.certFile ? ` --mqtt-cert-file "${settings.certFile}"` : "";
+  // Deno reports an expired broker certificate as "unable to verify the first
+  // certificate" too, so the line names both causes.
   if (UNTRUSTED.has(code) || /unable to verify|self.signed|UnknownIssuer/i.test(message)) {
-    return `TLS: the broker's certificate is not signed by ${ca} (${message}); ${caHint}` +
+    return `TLS: the broker's certificate does not verify against ${ca} (${message}): it is ` +
+      `signed by another CA, or out of its dates; ${caHint} and the broker certificate's dates` +
       (settings.caFile ? "" : ", or --mqtt-insecure for a self-signed development broker");
   }
   if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
