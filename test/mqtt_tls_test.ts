@@ -37,7 +37,11 @@ async function feedline(args: string[]) {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
 }
 
 /** serve exits 1 with exactly one line on stderr, matching `pattern`, and no stack. */
@@ -293,6 +297,10 @@ Deno.test({
           ...["--users", "1", "--devices", "1", "--count", "3", "--rate", "0"],
         ]);
         assert.equal(r.code, 0, r.stderr);
+        const summary = JSON.parse(r.stdout);
+        assert.equal(summary.messages, 3);
+        assert.equal(summary.acked, 3, "the broker acknowledged all three (QoS 1)");
+        assert.equal(summary.connects, 1);
       });
 
       await t.step(
