@@ -8,6 +8,7 @@ import type { MqttClient } from "mqtt";
 import { type ReadBadLine, readCaptures, statInputs } from "../src/capture/reader.ts";
 import { parseReplayArgs, type ReplayConfig, replayOptions } from "../src/cli/replay_options.ts";
 import { formatOptionsHelp } from "../src/cli/options.ts";
+import { mqttTlsOf } from "../src/cli/mqtt_options.ts";
 import type { Inbound } from "../src/core/message.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { brokerOrRunningServe, databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
@@ -182,6 +183,7 @@ async function connectPublisher(config: ReplayConfig): Promise<MqttClient> {
     clientId: `feedline-replay-${crypto.randomUUID().slice(0, 8)}`,
     username: config.mqttUsername,
     password: config.mqttPassword,
+    tls: mqttTlsOf(config),
     protocolVersion: config.mqttProtocol === "5" || (!broker.embedded && !config.mqttProtocol)
       ? 5
       : 4,

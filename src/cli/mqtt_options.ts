@@ -1,10 +1,62 @@
 /**
- * The options of an MQTT client: broker URL, credentials, protocol version and
- * keep-alive. `simulate` uses this group; `serve` declares the same flags and is to
- * point at it too.
+ * The options of an MQTT client: broker URL, credentials, protocol version, keep-alive
+ * and TLS. `serve` spreads this group; `replay` and `simulate` pick from it, each with
+ * every TLS option (`mqttTlsOptions`).
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
+
+/**
+ * TLS to the broker (mqtts://, wss://): a private CA, a client certificate, and the
+ * development opt-out. Read and checked by src/mqtt/tls.ts.
+ */
+export const mqttTlsOptions = {
+  mqttCaFile: option({
+    flag: "mqtt-ca-file",
+    env: "MQTT_CA_FILE",
+    schema: z.string().min(1).optional(),
+    defaultText: "the system's CAs",
+    doc: "PEM file of the CA(s) that signed the broker's certificate (mqtts://, wss://).",
+  }),
+  mqttCertFile: option({
+    flag: "mqtt-cert-file",
+    env: "MQTT_CERT_FILE",
+    schema: z.string().min(1).optional(),
+    defaultText: "none",
+    doc: "PEM client certificate for mutual TLS (with --mqtt-key-file).",
+  }),
+  mqttKeyFile: option({
+    flag: "mqtt-key-file",
+    env: "MQTT_KEY_FILE",
+    schema: z.string().min(1).optional(),
+    defaultText: "none",
+    doc: "PEM private key of --mqtt-cert-file (unencrypted; keep it mode 0600).",
+  }),
+  mqttInsecure: option({
+    flag: "mqtt-insecure",
+    env: "MQTT_INSECURE",
+    schema: zs.bool().default(false),
+    defaultText: "off",
+    doc: "Development only: do not verify the broker's certificate (a self-signed broker). " +
+      "Warns at every start.",
+    boolean: true,
+  }),
+};
+
+/** The TLS settings of a parsed configuration, for src/mqtt/tls.ts. */
+export function mqttTlsOf(config: {
+  mqttCaFile?: string;
+  mqttCertFile?: string;
+  mqttKeyFile?: string;
+  mqttInsecure: boolean;
+}) {
+  return {
+    caFile: config.mqttCaFile,
+    certFile: config.mqttCertFile,
+    keyFile: config.mqttKeyFile,
+    insecure: config.mqttInsecure,
+  };
+}
 
 /** Broker URL, credentials, protocol and keep-alive of an MQTT client. */
 export const mqttClientOptions = {
@@ -46,4 +98,5 @@ export const mqttClientOptions = {
     defaultText: "30",
     doc: "MQTT keep-alive in seconds.",
   }),
+  ...mqttTlsOptions,
 };

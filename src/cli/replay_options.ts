@@ -15,7 +15,7 @@ import {
   processingOptions,
 } from "./option_groups.ts";
 import { option, resolveOptions, zs } from "./options.ts";
-import { mqttClientOptions } from "./mqtt_options.ts";
+import { mqttClientOptions, mqttTlsOptions } from "./mqtt_options.ts";
 
 const timeSchema = z.string().optional().refine(
   (v) => v === undefined || parseTimestamp(v) !== null,
@@ -107,6 +107,7 @@ export const replayOptions = {
   mqttUsername: mqttClientOptions.mqttUsername,
   mqttPassword: mqttClientOptions.mqttPassword,
   mqttProtocol: mqttClientOptions.mqttProtocol,
+  ...mqttTlsOptions,
   progress: option({
     flag: "progress",
     schema: z.enum(["auto", "bar", "lines", "off"]).default("auto"),

@@ -12,7 +12,7 @@ import {
   logOptions,
   processingOptions,
 } from "./option_groups.ts";
-import { mqttClientOptions } from "./mqtt_options.ts";
+import { mqttClientOptions, mqttTlsOf } from "./mqtt_options.ts";
 import { operationsOptions } from "./ops_options.ts";
 import { printConfigOptions } from "./secrets.ts";
 import { option, resolveOptions, zs } from "./options.ts";
@@ -214,6 +214,7 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
     sessionExpirySec: config.sessionExpirySec,
     receiveMaximum: Math.max(config.ackWindow, 1),
     connectTimeoutMs: 10_000,
+    tls: mqttTlsOf(config),
   };
 }
 

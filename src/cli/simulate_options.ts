@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { databaseOptions, decodeOptions, logOptions } from "./option_groups.ts";
-import { mqttClientOptions } from "./mqtt_options.ts";
+import { mqttClientOptions, mqttTlsOptions } from "./mqtt_options.ts";
 import { option, resolveOptions, zs } from "./options.ts";
 import { FeedlineError } from "../errors.ts";
 import { PAYLOAD_FORMATS, type PayloadFormat, type Qos } from "../core/message.ts";
@@ -231,6 +231,7 @@ export const simulateOptions = {
     doc: "MQTT protocol version.",
   }),
   keepaliveSec: mqttClientOptions.keepaliveSec,
+  ...mqttTlsOptions,
   databaseUrl: option({
     ...databaseOptions.databaseUrl,
     defaultText: "a running serve's embedded database",

@@ -6,6 +6,12 @@
 import mqtt, { type MqttClient } from "mqtt";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
+import {
+  connectFailureLine,
+  INSECURE_WARNING,
+  type MqttTlsSettings,
+  resolveMqttTls,
+} from "./tls.ts";
 
 /** How to connect. */
 export interface ConnectOptions {
@@ -16,15 +22,26 @@ export interface ConnectOptions {
   protocolVersion: 4 | 5;
   /** Give up after this long; default 10 s. */
   timeoutMs?: number;
+  /** TLS files and the opt-out (src/mqtt/tls.ts); read here, before connecting. */
+  tls?: MqttTlsSettings;
+  /** Where the `--mqtt-insecure` warning goes; default stderr. */
+  warn?: (text: string) => void;
 }
 
 /**
- * Connects with a clean session; rejects with BROKER_UNREACHABLE, naming the broker
+ * Connects with a clean session (over TLS as `tls` says; CONFIG_INVALID for a bad TLS
+ * file); rejects with BROKER_UNREACHABLE, naming the broker
  * (its password masked) and what to check, when the broker refuses or does not answer.
  */
 export async function connectClient(opts: ConnectOptions): Promise<MqttClient> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  const tlsSettings = opts.tls ?? {};
+  const tls = await resolveMqttTls(opts.url, tlsSettings);
+  if (tlsSettings.insecure) {
+    (opts.warn ?? ((text) => console.error(`feedline: warning: ${text}`)))(INSECURE_WARNING);
+  }
   const client = mqtt.connect(opts.url, {
+    ...tls,
     clientId: opts.clientId,
     username: opts.username,
     password: opts.password,
@@ -50,8 +67,7 @@ export async function connectClient(opts: ConnectOptions): Promise<MqttClient> {
       reject(
         new FeedlineError(
           "BROKER_UNREACHABLE",
-          `cannot connect to MQTT broker ${redactUrl(opts.url)}: ${error.message}; ` +
-            "check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that the broker is running",
+          connectFailureLine(redactUrl(opts.url), error, tlsSettings),
           { cause: error },
         ),
       );

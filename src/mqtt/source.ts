@@ -17,6 +17,12 @@ import type { Logger } from "../log.ts";
 import { redactUrl } from "../log.ts";
 import type { Ack, Inbound, Qos } from "../core/message.ts";
 import { DEFER_ACK, PubackWriter, sendDeferredAck } from "./ack.ts";
+import {
+  connectFailureLine,
+  INSECURE_WARNING,
+  type MqttTlsSettings,
+  resolveMqttTls,
+} from "./tls.ts";
 
 /** Options of the MQTT source. */
 export interface MqttSourceOptions {
@@ -35,6 +41,8 @@ export interface MqttSourceOptions {
   /** v5 only: most unacknowledged QoS 1/2 messages we accept at once (§3.1.2.11.3). */
   receiveMaximum: number;
   connectTimeoutMs: number;
+  /** TLS files and the opt-out (src/mqtt/tls.ts); read here, before connecting. */
+  tls?: MqttTlsSettings;
   log: Logger;
   /** Takes a message; false when its queue is full. */
   deliver(inbound: Inbound, ack: Ack | null): boolean;
@@ -76,6 +84,9 @@ const RECONNECT_MAX_MS = 30_000;
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
 export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
   const { log } = opts;
+  const tlsSettings = opts.tls ?? {};
+  const tls = await resolveMqttTls(opts.url, tlsSettings);
+  if (tlsSettings.insecure) log.warn(INSECURE_WARNING);
   let connections = 0;
   let subscribed = false;
   let stopping = false;
@@ -110,6 +121,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     properties: opts.protocolVersion === 5
       ? { sessionExpiryInterval: opts.sessionExpirySec, receiveMaximum: opts.receiveMaximum }
       : undefined,
+    ...tls,
   };
   const client = mqtt.connect(opts.url, clientOptions);
   const pubacks = new PubackWriter(client);
@@ -244,8 +256,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       reject(
         new FeedlineError(
           "BROKER_UNREACHABLE",
-          `cannot connect to MQTT broker ${redactUrl(opts.url)}: ${error.message}; ` +
-            `check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that the broker is running`,
+          connectFailureLine(redactUrl(opts.url), error, tlsSettings),
           { cause: error },
         ),
       );

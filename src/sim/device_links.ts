@@ -14,6 +14,7 @@ import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
 import { createPacer } from "./pacer.ts";
+import type { LinkTls } from "./targets.ts";
 
 /** Where and how to connect. */
 export interface DeviceLinksOptions {
@@ -34,6 +35,10 @@ export interface DeviceLinksOptions {
   statusQos: Qos;
   /** How long the first connection may take before the broker counts as unreachable. */
   connectTimeoutMs: number;
+  /** TLS options for mqtts:// and wss:// (src/mqtt/tls.ts made them). */
+  tls?: LinkTls;
+  /** The TLS part of a failed first connect's line, or null when it is not about TLS. */
+  explainTlsError?: (error: Error) => string | null;
 }
 
 /** Counters of connection life. */
@@ -120,6 +125,7 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
   function create(index: number): MqttClient {
     const devices = devicesOf[index];
     const client = mqtt.connect(opts.url, {
+      ...opts.tls,
       clientId: `${opts.clientIdPrefix}-${index}`,
       username: opts.username,
       password: opts.password,
@@ -177,11 +183,13 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
         const hint = opts.protocolVersion === 5
           ? " (an embedded feedline broker speaks MQTT 3.1.1 only: --mqtt-protocol 3.1.1)"
           : "";
+        const tls = opts.explainTlsError?.(error);
         reject(
           new FeedlineError(
             "BROKER_UNREACHABLE",
-            `cannot connect to MQTT broker ${redactUrl(opts.url)}: ${error.message}; ` +
-              `check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that the broker is running${hint}`,
+            `cannot connect to MQTT broker ${redactUrl(opts.url)}: ` + (tls ??
+              `${error.message}; check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that ` +
+                `the broker is running${hint}`),
             { cause: error },
           ),
         );

@@ -151,6 +151,8 @@ export async function startSimulation(
     reconnectMs: config.reconnectMs,
     statusQos: config.qos,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    tls: targets.tls,
+    explainTlsError: targets.explainTlsError,
   });
 
   let stopped = false;

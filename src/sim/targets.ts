@@ -36,6 +36,21 @@ export interface SimulateTargets {
    * given by MQTT_URL, or a serve that does not say).
    */
   autoRegister: boolean | null;
+  /**
+   * MQTT.js's TLS options (`ca`, `cert`, `key`, `rejectUnauthorized`), read by the
+   * command from --mqtt-ca-file and the like (src/mqtt/tls.ts).
+   */
+  tls?: LinkTls;
+  /** The TLS part of a connect failure's line, or null when it is not about TLS. */
+  explainTlsError?: (error: Error) => string | null;
+}
+
+/** MQTT.js's TLS options, as the device connections pass them on. */
+export interface LinkTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized?: boolean;
 }
 
 /**

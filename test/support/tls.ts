@@ -49,6 +49,12 @@ export interface TestPki {
   serverKey: string;
   /** Issues a client certificate with CN=`name`; returns [cert, key] paths. */
   client(name: string): Promise<[string, string]>;
+  /**
+   * Issues a certificate signed by the CA that expired in 2020 (`openssl ca` with
+   * -startdate/-enddate: OpenSSL 3.0's `x509 -days` cannot go back in time), for
+   * `localhost` and 127.0.0.1 too, so it serves as a client or a server certificate.
+   */
+  expired(name: string): Promise<[string, string]>;
 }
 
 /** Makes a CA, a wrong CA and a server certificate in a new temp folder. */
@@ -125,6 +131,65 @@ export async function makeTestPki(): Promise<TestPki> {
     async client(name) {
       await issue(`client-${name}`, name);
       return [p(`client-${name}.crt`), p(`client-${name}.key`)];
+    },
+    async expired(name) {
+      const base = p(`expired-${name}`);
+      await run(OPENSSL, [
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        `/CN=${name}`,
+        "-keyout",
+        `${base}.key`,
+        "-out",
+        `${base}.csr`,
+      ], `making key expired-${name}`);
+      await Deno.mkdir(`${base}.db`);
+      await Deno.writeTextFile(`${base}.db/index.txt`, "");
+      await Deno.writeTextFile(`${base}.db/serial`, "1000\n");
+      await Deno.writeTextFile(
+        `${base}.cnf`,
+        [
+          "[ca]",
+          "default_ca = test",
+          "[test]",
+          `database = ${base}.db/index.txt`,
+          `new_certs_dir = ${base}.db`,
+          `serial = ${base}.db/serial`,
+          "default_md = sha256",
+          "policy = any",
+          "x509_extensions = ext",
+          "[any]",
+          "commonName = supplied",
+          "[ext]",
+          "basicConstraints = CA:FALSE",
+          "keyUsage = digitalSignature,keyEncipherment",
+          "subjectAltName = DNS:localhost,IP:127.0.0.1",
+        ].join("\n") + "\n",
+      );
+      await run(OPENSSL, [
+        "ca",
+        "-batch",
+        "-notext",
+        "-config",
+        `${base}.cnf`,
+        "-cert",
+        p("ca.crt"),
+        "-keyfile",
+        p("ca.key"),
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200102000000Z",
+        "-in",
+        `${base}.csr`,
+        "-out",
+        `${base}.crt`,
+      ], `signing expired-${name}`);
+      await Deno.chmod(`${base}.key`, 0o600);
+      return [`${base}.crt`, `${base}.key`];
     },
   };
 }
