@@ -109,3 +109,12 @@ Deno.test("maskUrlSecrets keeps what is not secret", () => {
     "postgres://u:***@db/x?sslmode=require",
   );
 });
+
+Deno.test("serve's default client id is stable per data dir and differs between two on one host", async () => {
+  const { defaultClientId } = await import("./serve_options.ts");
+  const a = defaultClientId(".feedline", "/srv/one");
+  assert.equal(a, defaultClientId("/srv/one/.feedline", "/elsewhere"));
+  assert.equal(a, defaultClientId("./.feedline/", "/srv/one/"));
+  assert.notEqual(a, defaultClientId(".feedline", "/srv/two"));
+  assert.match(a, /^feedline-[A-Za-z0-9_.-]+-[0-9a-f]{8}$/);
+});
