@@ -18,6 +18,7 @@ import { Closers } from "../src/closers.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
 import type { decode } from "../src/core/decode.ts";
 import { openDatabase } from "../src/db/database.ts";
+import { leaseLane } from "../src/db/ingest_lanes.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
@@ -60,9 +61,8 @@ export interface RunningServe {
   stop(): Promise<void>;
 }
 
-/** Replaceable parts of `startServe`, for tests. */
+/** Replaceable parts of `startServe`, for tests: the decoder (default: src/core/decode.ts). */
 export interface ServeHooks {
-  /** The decoder (default: src/core/decode.ts). */
   decode?: typeof decode;
 }
 
@@ -148,6 +148,11 @@ export async function startServe(
       onDiscarded: (messages) =>
         log.info("session resumed; dropped queued copies the broker redelivers", { messages }),
     });
+    // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
+    // leased before subscribing.
+    if (config.sharedGroup) {
+      closers.push((await leaseLane(db.sql, { holder: config.clientId, log })).release);
+    }
     const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
     closers.push(() => source.close());
     ops = createOperations({
@@ -191,24 +196,14 @@ export async function startServe(
     }
 
     let stopping: Promise<void> | null = null;
-    return {
-      config,
-      log,
-      metrics,
-      pipeline,
-      source,
-      mqttUrl,
-      httpPort,
-      stop() {
-        stopping ??= (async () => {
-          source.stopReading();
-          const left = await pipeline.shutdown(config.shutdownTimeoutMs);
-          abandoned = left > 0;
-          await closers.closeAll();
-        })();
-        return stopping;
-      },
-    };
+    const stop = () =>
+      stopping ??= (async () => {
+        source.stopReading();
+        const left = await pipeline.shutdown(config.shutdownTimeoutMs);
+        abandoned = left > 0;
+        await closers.closeAll();
+      })();
+    return { config, log, metrics, pipeline, source, mqttUrl, httpPort, stop };
   } catch (error) {
     await closers.closeAll();
     throw error;

@@ -4,15 +4,28 @@
  * within one microsecond, so the receive clock is strictly increasing: no two messages
  * received by one process share a stamp, and re-processing a message (a retried batch,
  * a replay of its capture) stamps it exactly as before, which keeps that idempotent.
+ *
+ * Several processes (a shared subscription group) each lease a lane L of N in the
+ * database (src/db/ingest_lanes.ts) and call `setLane(L, N)`: from then on the clock
+ * stamps only microseconds ≡ L (mod N), so two processes holding different lanes can
+ * never produce the same stamp (docs/delivery.md, "Duplicates and idempotence").
  */
 
 let lastUs = 0;
+let lane = 0;
+let lanes = 1;
+
+/** Wall-clock time in whole microseconds since the Unix epoch (not a stamp: may repeat). */
+export function wallUs(): number {
+  return Date.now() * 1000 + Math.floor((performance.now() % 1) * 1000);
+}
 
 /**
  * Wall-clock time in whole microseconds since the Unix epoch, strictly increasing within
- * the process. Date.now() keeps it on the wall clock over weeks of uptime (a monotonic
- * clock drifts from it); performance.now() supplies the sub-millisecond part. At more
- * than a million messages a second it runs ahead of the wall clock, then waits for it.
+ * the process and ≡ lane (mod lanes). Date.now() keeps it on the wall clock over weeks of
+ * uptime (a monotonic clock drifts from it); performance.now() supplies the
+ * sub-millisecond part. At more than a million / `lanes` messages a second it runs ahead
+ * of the wall clock, then waits for it.
  *
  * @example
  * ```ts
@@ -20,9 +33,33 @@ let lastUs = 0;
  * ```
  */
 export function nowUs(): number {
-  const us = Date.now() * 1000 + Math.floor((performance.now() % 1) * 1000);
-  lastUs = us > lastUs ? us : lastUs + 1;
-  return lastUs;
+  const us = wallUs();
+  let next = us > lastUs ? us : lastUs + 1;
+  if (lanes > 1) next += (lane - (next % lanes) + lanes) % lanes;
+  lastUs = next;
+  return next;
+}
+
+/**
+ * From now on, stamp only microseconds ≡ `laneNumber` (mod `laneCount`), and none at or
+ * below `floorUs` (the highest stamp a previous holder of the lane recorded). Stamps stay
+ * strictly increasing across the change. `setLane(0, 1)` turns lanes off.
+ */
+export function setLane(laneNumber: number, laneCount: number, floorUs = 0): void {
+  if (
+    !Number.isInteger(laneCount) || laneCount < 1 || !Number.isInteger(laneNumber) ||
+    laneNumber < 0 || laneNumber >= laneCount
+  ) {
+    throw new RangeError(`lane ${laneNumber} of ${laneCount}`);
+  }
+  lane = laneNumber;
+  lanes = laneCount;
+  if (floorUs > lastUs) lastUs = floorUs;
+}
+
+/** The lane in use and the highest stamp given so far (recorded with the lease). */
+export function clockState(): { lane: number; lanes: number; lastUs: number } {
+  return { lane, lanes, lastUs };
 }
 
 /**

@@ -15,7 +15,8 @@ export type ErrorCode =
   | "EMBEDDED_FAILED"
   | "ADDRESS_IN_USE"
   | "DATA_DIR_LOCKED"
-  | "BAD_INPUT";
+  | "BAD_INPUT"
+  | "NO_FREE_LANE";
 
 /** An error meant for the person running feedline. */
 export class FeedlineError extends Error {

@@ -246,3 +246,35 @@ Deno.test("dry run reports what would happen and leaves the database untouched",
     assert.equal(await count(db, "ingest_rejects"), 0);
   });
 });
+
+Deno.test("a different reading absorbed by a stored reading's key is counted as a conflict; a redelivery is not", async () => {
+  await withFleet(async (db, u) => {
+    const at = 1_767_225_600_000_123;
+    const topic = `${u}/d1/feeds/temp`;
+    // Two different readings with one receive time (as two processes without lanes could
+    // stamp them), and the first one again (a redelivery).
+    const first = await processBatch(db.sql, [msg(topic, "1.5", { receivedAtUs: at })]);
+    assert.equal(first.conflicts, 0);
+    const again = await processBatch(db.sql, [
+      msg(topic, "1.5", { receivedAtUs: at }),
+      msg(topic, "2.5", { receivedAtUs: at }),
+      msg(topic, "3.5", { receivedAtUs: at + 1 }),
+    ]);
+    assert.equal(again.stored, 1);
+    assert.equal(again.skipped.duplicate, 2);
+    assert.equal(again.conflicts, 1);
+    assert.deepEqual(again.conflict, {
+      feedId: again.conflict!.feedId,
+      createdAtUs: at,
+      stored: "1.5",
+      dropped: "2.5",
+    });
+    // Within one batch: the second of two different readings with one key.
+    const inBatch = await processBatch(db.sql, [
+      msg(topic, "7", { receivedAtUs: at + 5 }),
+      msg(topic, "8", { receivedAtUs: at + 5 }),
+    ]);
+    assert.equal(inBatch.conflicts, 1);
+    assert.equal(await count(db, "feed_values"), 3);
+  });
+});

@@ -118,3 +118,12 @@ Deno.test("verboseFrom() reads --verbose or FEEDLINE_VERBOSE with the option's o
   assert.equal(verboseFrom(["serve"], { FEEDLINE_VERBOSE: "maybe" }), false);
   assert.equal(verboseFrom(["serve"], {}), false);
 });
+
+Deno.test("serve's default client id is stable per data dir and differs between two on one host", async () => {
+  const { defaultClientId } = await import("./serve_options.ts");
+  const a = defaultClientId(".feedline", "/srv/one");
+  assert.equal(a, defaultClientId("/srv/one/.feedline", "/elsewhere"));
+  assert.equal(a, defaultClientId("./.feedline/", "/srv/one/"));
+  assert.notEqual(a, defaultClientId(".feedline", "/srv/two"));
+  assert.match(a, /^feedline-[A-Za-z0-9_.-]+-[0-9a-f]{8}$/);
+});

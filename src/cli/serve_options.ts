@@ -30,8 +30,9 @@ export const mqttOptions = {
     flag: "client-id",
     env: "MQTT_CLIENT_ID",
     schema: z.string().min(1).max(256).optional(),
-    defaultText: "feedline-<hostname>",
-    doc: "MQTT client id. Keep it stable: the broker keeps the session under it.",
+    defaultText: "feedline-<hostname>-<hash of the data dir's absolute path>",
+    doc: "MQTT client id. Keep it stable: the broker keeps the session under it. Required " +
+      "with --shared-group (one distinct id per instance).",
   }),
   qos: option({
     flag: "qos",
@@ -173,13 +174,21 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
       "--shared-group needs MQTT 5 (--mqtt-protocol 5 and a broker given by MQTT_URL)",
     );
   }
+  if (values.sharedGroup && values.clientId === undefined) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      "--shared-group needs --client-id (MQTT_CLIENT_ID): each instance of the group keeps " +
+        "its share of the backlog in a session of its own, so give each a stable id no other " +
+        `instance uses, e.g. --client-id feedline-${safeHostname()}-1`,
+    );
+  }
   return {
     ...values,
     decode,
     router: decode.router,
     embeddedBroker,
     protocolVersion,
-    clientId: values.clientId ?? `feedline-${safeHostname()}`,
+    clientId: values.clientId ?? defaultClientId(values.dataDir),
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
     /** Who chose the HTTP address: a taken default moves to a free port (src/ops/http_listen.ts). */
@@ -189,6 +198,31 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
       ? "HTTP_ADDR" as const
       : null,
   };
+}
+
+/**
+ * `feedline-<hostname>-<8 hex digits>`: the digits hash the absolute path of the data
+ * directory, so the id stays the same across restarts of one installation, and two
+ * installations on one host (two working directories or --data-dir) do not take over
+ * each other's session.
+ */
+export function defaultClientId(dataDir: string, cwd = safeCwd()): string {
+  const path = dataDir.startsWith("/") ? dataDir : `${cwd.replace(/\/$/, "")}/${dataDir}`;
+  const normalized = path.replace(/\/+$/, "").replace(/\/\.(?=\/|$)/g, "");
+  let h = 0x811c9dc5; // FNV-1a, 32 bits
+  for (let i = 0; i < normalized.length; i++) {
+    h ^= normalized.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return `feedline-${safeHostname()}-${h.toString(16).padStart(8, "0")}`;
+}
+
+function safeCwd(): string {
+  try {
+    return Deno.cwd();
+  } catch {
+    return "/";
+  }
 }
 
 function safeHostname(): string {

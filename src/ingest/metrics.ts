@@ -77,6 +77,14 @@ export function createIngestMetrics(registry = new Registry()) {
         "Rejected messages written to ingest_rejects, by reason.",
       ),
     ),
+    conflicts: registry.add(
+      new Counter(
+        "feedline_readings_conflicts_total",
+        "Readings not stored because a different reading already holds their key " +
+          "(feed_id, created_at): two messages with one key, an anomaly (also counted as " +
+          "skipped duplicates).",
+      ),
+    ),
     statuses: registry.add(
       new Counter("feedline_device_statuses_total", "Device status messages applied."),
     ),

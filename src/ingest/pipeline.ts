@@ -21,7 +21,7 @@ import type { Ack, Pending } from "../core/message.ts";
 import type { BatchResult } from "./processor.ts";
 import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
-import { nowUs } from "../clock.ts";
+import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
 
 export type { Ack };
@@ -396,9 +396,10 @@ export class Pipeline {
     metrics.batchSize.observe(items.length);
     metrics.stored.inc(undefined, result.stored);
     metrics.statuses.inc(undefined, result.statuses);
+    if (result.conflicts > 0) metrics.conflicts.inc(undefined, result.conflicts);
     for (const [reason, n] of Object.entries(result.skipped)) metrics.skipped.inc({ reason }, n);
     for (const [reason, n] of Object.entries(result.rejected)) metrics.rejected.inc({ reason }, n);
-    const now = nowUs();
+    const now = wallUs();
     for (const item of items) metrics.lag.observe((now - item.pending.inbound.receivedAtUs) / 1e6);
   }
 }

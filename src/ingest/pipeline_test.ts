@@ -49,6 +49,7 @@ function stored(batch: Pending[]): BatchResult {
     skipped: {},
     rejected: {},
     statuses: 0,
+    conflicts: 0,
     outcomes: { stored: batch.length, rejected: 0, skipped: 0 },
     rejects: [],
   };

@@ -51,6 +51,15 @@ export interface BatchResult {
   /** Status events recorded (one already recorded is absorbed, not counted). */
   statuses: number;
   /**
+   * Readings absorbed by the key (feed_id, created_at) although the stored reading has
+   * another value: two different messages got one key (two publishers sending one `ts`,
+   * or receive times that collided), and the later one is not stored. Counted among
+   * `skipped.duplicate` too; an anomaly, not a redelivery.
+   */
+  conflicts: number;
+  /** One of them, for the log. */
+  conflict?: ValueConflict;
+  /**
    * One outcome per message, for accounting: `stored` when any of its readings (or its
    * status) is in the database now, including as an absorbed duplicate; else `rejected`
    * when it has a row in ingest_rejects; else `skipped`.
@@ -71,6 +80,14 @@ export interface RejectDetail {
   /** The user id of a topic that parsed (null for bad_topic, bad_user_id, ...). */
   userId: string | null;
   receivedAtUs: number;
+}
+
+/** A reading absorbed by the key of a stored reading with another value. */
+export interface ValueConflict {
+  feedId: number;
+  createdAtUs: number;
+  stored: string | null;
+  dropped: string | null;
 }
 
 /** Most reject details a `BatchResult` carries; its counts are always complete. */
@@ -121,6 +138,7 @@ function emptyResult(messages: number): BatchResult {
     skipped: {},
     rejected: {},
     statuses: 0,
+    conflicts: 0,
     outcomes: { stored: 0, rejected: 0, skipped: 0 },
     rejects: [],
   };
@@ -163,6 +181,8 @@ function mergeResults(a: BatchResult, b: BatchResult): BatchResult {
     skipped: sum(a.skipped, b.skipped),
     rejected: sum(a.rejected, b.rejected),
     statuses: a.statuses + b.statuses,
+    conflicts: a.conflicts + b.conflicts,
+    conflict: a.conflict ?? b.conflict,
     outcomes: {
       stored: a.outcomes.stored + b.outcomes.stored,
       rejected: a.outcomes.rejected + b.outcomes.rejected,
@@ -219,6 +239,8 @@ async function processInOneTransaction(
       result.skipped = {};
       result.rejected = {};
       result.statuses = 0;
+      result.conflicts = 0;
+      result.conflict = undefined;
       result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
       result.rejects = [];
       const work = () => processInTransaction(tx, batch, opts, result);
@@ -304,7 +326,16 @@ async function processInTransaction(
     for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
     result.stored += inserted;
     const absorbed = values.length - inserted - poison.length;
-    if (absorbed > 0) count(result.skipped, "duplicate", absorbed);
+    if (absorbed > 0) {
+      count(result.skipped, "duplicate", absorbed);
+      // Only a batch with absorbed rows pays for this second look.
+      const conflicts = await findConflicts(
+        tx,
+        poisoned.size > 0 ? values.filter((v) => !poisoned.has(v)) : values,
+      );
+      result.conflicts += conflicts.length;
+      result.conflict ??= conflicts[0];
+    }
     for (const p of poison) {
       rejects.push({
         inbound: batch[p.row.message].inbound,
@@ -511,6 +542,41 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
                 ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
     on conflict do nothing`;
   return res.count;
+}
+
+/**
+ * The rows of `rows` whose key holds a stored reading with another value: absorbed by
+ * `on conflict do nothing` although they are different readings. One index lookup per
+ * row, in one statement; a row inserted by this batch finds itself and its own value.
+ */
+async function findConflicts(
+  tx: postgres.TransactionSql,
+  rows: ValueRow[],
+): Promise<ValueConflict[]> {
+  const found = await tx<
+    {
+      f: string;
+      c: string;
+      v: number | null;
+      t: string | null;
+      sv: number | null;
+      st: string | null;
+    }[]
+  >`
+    select x.f, x.c, x.v, x.t, fv.value as sv, fv.value_text as st
+    from unnest(${intArrayLiteral(rows.map((r) => r.feedId))}::int8[],
+                ${floatArrayLiteral(rows.map((r) => r.value))}::float8[],
+                ${textArrayLiteral(rows.map((r) => r.text))}::text[],
+                ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[]) as x(f, v, t, c)
+    join feed_values fv
+      on fv.feed_id = x.f and fv.created_at = to_timestamp(0) + x.c * interval '1 microsecond'
+    where fv.value is distinct from x.v or fv.value_text is distinct from x.t`;
+  return found.map((r) => ({
+    feedId: Number(r.f),
+    createdAtUs: Number(r.c),
+    stored: r.st ?? (r.sv === null ? null : String(r.sv)),
+    dropped: r.t ?? (r.v === null ? null : String(r.v)),
+  }));
 }
 
 /** Moves each feed's last value forward: late or replayed data never overwrites newer. */

@@ -77,6 +77,11 @@ export interface MqttSource {
 }
 
 const RECONNECT_MIN_MS = 500;
+/** MQTT 5 DISCONNECT reason "Session taken over". */
+const SESSION_TAKEN_OVER = 0x8e;
+/** So many closes without a reason within the window suggest a client id clash. */
+const SILENT_CLOSES = 3;
+const SILENT_CLOSE_WINDOW_MS = 60_000;
 
 function noop(): void {}
 const RECONNECT_MAX_MS = 30_000;
@@ -200,9 +205,55 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     callback();
   };
 
+  /** One clear line when the broker refuses our subscriptions at SUBACK. */
+  const subscriptionRefused = (topics: string[], reasonCodes?: number[], reason?: string) => {
+    if (opts.sharedGroup) {
+      log.error(
+        `broker refused the shared subscription of group "${opts.sharedGroup}": it does not ` +
+          "support shared subscriptions ($share/..., MQTT 5) or does not allow them to this " +
+          "client; use a broker that does (Mosquitto 2, EMQX, HiveMQ, VerneMQ) and check its " +
+          "ACLs, or run one instance without --shared-group",
+        { sharedGroup: opts.sharedGroup, topics, reasonCodes, reason, clientId: opts.clientId },
+      );
+    } else {
+      log.error("broker refused subscriptions; check the broker's ACLs for this client", {
+        topics,
+        reasonCodes,
+        reason,
+        clientId: opts.clientId,
+      });
+    }
+  };
+
+  // A broker that does not say why it closes a connection (MQTT 3.1.1; Mosquitto before
+  // 2.0.15 on MQTT 5) closes it without a DISCONNECT when another client takes the
+  // session over. Closes without a reason or a socket error, again and again, are that.
+  let connectionUp = false;
+  let toldWhy = false;
+  let socketFailed = false;
+  let silentCloses: number[] = [];
+  let suspectedAt = -Infinity;
+  const noteSilentClose = () => {
+    const now = Date.now();
+    silentCloses = silentCloses.filter((t) => now - t < SILENT_CLOSE_WINDOW_MS);
+    silentCloses.push(now);
+    if (silentCloses.length < SILENT_CLOSES || now - suspectedAt < SILENT_CLOSE_WINDOW_MS) return;
+    suspectedAt = now;
+    log.error(
+      `the broker closed this connection ${silentCloses.length} times within ` +
+        `${SILENT_CLOSE_WINDOW_MS / 1000} s without giving a reason: most likely another ` +
+        `client uses client id "${opts.clientId}" and the two take the session from each ` +
+        "other in turn; give each serve its own --client-id (MQTT_CLIENT_ID)",
+      { clientId: opts.clientId, closes: silentCloses.length },
+    );
+  };
+
   let reconnectDelay = RECONNECT_MIN_MS;
   let lastError = "";
   client.on("connect", (connack) => {
+    connectionUp = true;
+    toldWhy = false;
+    socketFailed = false;
     const resumed = connack.sessionPresent;
     connections++;
     reconnectDelay = RECONNECT_MIN_MS;
@@ -217,27 +268,57 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f
     );
     client.subscribe(filters, { qos: opts.qos }, (error, granted) => {
-      if (error) {
+      // MQTT 5: MQTT.js reports a SUBACK reason code >= 0x80 as an error ("Subscribe
+      // error: Not authorized"); MQTT 3.1.1: as granted QoS 128.
+      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
+      if (error && !/^Subscribe error/.test(error.message)) {
         log.error("subscribe failed", { error: error.message });
         return;
       }
-      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
-      if (refused.length > 0) {
-        log.error("broker refused subscriptions", { topics: refused.map((g) => g.topic) });
+      if (error || refused.length > 0) {
+        if (refused.length > 0) {
+          subscriptionRefused(refused.map((g) => g.topic), refused.map((g) => g.qos));
+        } else subscriptionRefused(filters, undefined, error!.message);
         return;
       }
       subscribed = true;
       log.info("subscribed", { filters, qos: opts.qos });
     });
   });
+  // MQTT 5: the broker says why it ends the connection (§3.14.2.1). 0x8E: another
+  // connection with our client id took the session; without this line the only trace was
+  // "broker connection lost", once per take-over, forever.
+  client.on("disconnect", (packet) => {
+    toldWhy = true;
+    const reasonCode = packet.reasonCode ?? 0;
+    const reason = packet.properties?.reasonString;
+    if (reasonCode === SESSION_TAKEN_OVER) {
+      log.error(
+        `another client connected with client id "${opts.clientId}" and took over this ` +
+          "session (MQTT reason 0x8E); two processes with one client id take the session " +
+          "(and its backlog) from each other in turn: give each serve its own --client-id " +
+          "(MQTT_CLIENT_ID)",
+        { clientId: opts.clientId, reasonCode, reason },
+      );
+    } else {
+      log.warn("broker disconnected us", {
+        clientId: opts.clientId,
+        reasonCode: `0x${reasonCode.toString(16).padStart(2, "0")}`,
+        reason,
+      });
+    }
+  });
   client.on("close", () => {
     if (stopping) return;
+    if (connectionUp && !toldWhy && !socketFailed) noteSilentClose();
+    connectionUp = false;
     if (subscribed || connections > 0) log.warn("broker connection lost; reconnecting");
     // Exponential backoff: MQTT.js waits `reconnectPeriod` before each attempt.
     reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
     client.options.reconnectPeriod = reconnectDelay;
   });
   client.on("error", (error) => {
+    socketFailed = true;
     if (error.message !== lastError) log.warn("broker error", { error: error.message });
     lastError = error.message;
   });

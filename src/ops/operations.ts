@@ -272,6 +272,22 @@ export function createOperations(opts: {
           detail: example?.detail,
         }, n);
       }
+      if (result.conflicts > 0) {
+        const c = result.conflict;
+        flood.note(
+          "conflict",
+          "readings not stored: a different reading already holds their key (feed, time); " +
+            "two messages got one timestamp",
+          {
+            feed_id: c?.feedId,
+            created_at: c ? new Date(c.createdAtUs / 1000).toISOString() : undefined,
+            created_at_us: c?.createdAtUs,
+            stored: c?.stored,
+            dropped: c?.dropped,
+          },
+          result.conflicts,
+        );
+      }
       if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
     },
   };
