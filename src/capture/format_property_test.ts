@@ -76,7 +76,9 @@ Deno.test("property: parseMosquittoLine() answers every line with a message or a
 Deno.test("property: a captured message parses back to the same topic, payload and time", () => {
   fc.assert(
     fc.property(
-      fc.string({ minLength: 1, maxLength: 200 }).filter((t) => !/[+#\u0000]/.test(t)),
+      fc.string({ minLength: 1, maxLength: 200 }).filter((t) =>
+        !/[+#]/.test(t) && !t.includes("\u0000")
+      ),
       fc.uint8Array({ maxLength: 300 }),
       fc.constantFrom(0, 1, 2),
       fc.boolean(),
