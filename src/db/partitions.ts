@@ -39,9 +39,10 @@ export interface PartitionOptions {
 /** One partition of `feed_values`. */
 export interface Partition {
   name: string;
-  /** null for the default partition. */
+  /** null for the default partition (and for MINVALUE / MAXVALUE bounds). */
   from: Date | null;
   to: Date | null;
+  isDefault: boolean;
 }
 
 /** What one upkeep run did. */
@@ -98,10 +99,11 @@ export function partitionName(from: Date): string {
 export async function listPartitions(
   sql: postgres.Sql | postgres.TransactionSql,
 ): Promise<Partition[]> {
-  const rows = await sql<{ name: string; from: Date | null; to: Date | null }[]>`
+  const rows = await sql<Partition[]>`
     select c.relname as name,
-           (regexp_match(b.bound, 'FROM \(''([^'']+)''\)'))[1]::timestamptz as from,
-           (regexp_match(b.bound, 'TO \(''([^'']+)''\)'))[1]::timestamptz as to
+           (regexp_match(b.bound, ${"FROM \\('([^']+)'\\)"}))[1]::timestamptz as from,
+           (regexp_match(b.bound, ${"TO \\('([^']+)'\\)"}))[1]::timestamptz as to,
+           b.bound = 'DEFAULT' as "isDefault"
     from pg_inherits i
     join pg_class c on c.oid = i.inhrelid
     cross join lateral (select pg_get_expr(c.relpartbound, c.oid) as bound) b
@@ -136,7 +138,7 @@ export async function maintainPartitions(
     await tx`set local lock_timeout = '10s'`;
     const parts = await listPartitions(tx);
     const ranges = parts.filter((p) => p.to !== null);
-    const defaultPart = parts.find((p) => p.from === null && p.to === null)?.name ?? null;
+    const defaultPart = parts.find((p) => p.isDefault)?.name ?? null;
     const target = (() => {
       let t = nextBoundary(now, opts.interval);
       for (let i = 0; i < opts.premake; i++) t = nextBoundary(t, opts.interval);
@@ -219,7 +221,7 @@ export async function inspectDefaultPartition(
   since: Date | null,
 ): Promise<(DefaultPartitionReport & { until: Date | null }) | null> {
   const parts = await listPartitions(sql);
-  const def = parts.find((p) => p.from === null && p.to === null);
+  const def = parts.find((p) => p.isDefault);
   if (!def) return null;
   const [{ total, until }] = await sql<{ total: number; until: Date | null }[]>`
     select count(*)::int as total, max(received_at) as until from ${sql(def.name)}`;
