@@ -31,6 +31,7 @@ import { buildFleet, registerFleet } from "./fleet.ts";
 import type { CounterConfig, CounterReport } from "./counter.ts";
 import { type PublisherConfig, type PublisherReport, wallMs } from "./publisher.ts";
 import { probeWindow, type WindowProbe } from "./window.ts";
+import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -120,11 +121,14 @@ export const benchOptions = {
     flag: "phases",
     schema: z.string().default("window,broker,db,processor,serve").refine(
       (v) =>
-        v.split(",").every((p) => ["window", "broker", "db", "processor", "serve"].includes(p)),
-      "a comma list of window, broker, db, processor, serve",
+        v.split(",").every((p) =>
+          ["window", "broker", "db", "processor", "serve", "scale"].includes(p)
+        ),
+      "a comma list of window, broker, db, processor, serve, scale",
     ),
     defaultText: "window,broker,db,processor,serve",
-    doc: "Which measurements to run.",
+    doc: "Which measurements to run. `scale` (not in the default): 1, 2 and 3 serve " +
+      "instances in one shared group, stored rate and CPU by process (bench/scale.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -325,12 +329,28 @@ async function main(args: string[]): Promise<void> {
       results.push(await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId));
     }
 
+    let scale: ScaleResult[] | null = null;
+    if (cfg.phaseList.includes("scale")) {
+      if (cfg.phaseList.includes("serve")) await resetData(sql);
+      scale = await scalePhase({
+        counts: [1, 2, 3],
+        mqttUrl,
+        dbUrl: dbUrl.href,
+        sql,
+        pc: publisherConfig(rate),
+        serveArgs: cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/),
+        idleMs: cfg.idleMs,
+        reset: () => resetData(sql),
+      });
+    }
+
     const limits = results.filter((r) => r.name === "broker limit" || r.name === "database limit");
     const serve = results.find((r) => r.name.startsWith("feedline serve"));
     const slower = limits.length > 0
       ? limits.reduce((a, b) => (a.perSecond <= b.perSecond ? a : b))
       : null;
-    printTable(results);
+    if (results.length > 0) printTable(results);
+    if (scale) printScale(scale);
     console.log(
       `load average at start ${machine.loadAvgAtStart.join(" ")}, at end ${
         Deno.loadavg().join(" ")
@@ -359,6 +379,7 @@ async function main(args: string[]): Promise<void> {
           mosquittoConfig: cfg.mqttUrl ? null : mosquittoConfig(cfg),
           window,
           results,
+          scale,
           ratioToSlowerLimit: ratio,
         },
         null,

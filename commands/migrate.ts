@@ -2,7 +2,13 @@
  * `feedline migrate`: apply pending `sql/` migrations, or list them with `--status`.
  * Safe to run from several processes at once (advisory lock, one transaction per file).
  */
-import { databaseOptions, logOptions } from "../src/cli/option_groups.ts";
+import {
+  databaseOptions,
+  logOptions,
+  partitionOptions,
+  partitionSettingsOf,
+} from "../src/cli/option_groups.ts";
+import { maintainPartitions } from "../src/db/partitions.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
@@ -19,6 +25,7 @@ export const migrateOptions = {
     boolean: true,
   }),
   ...databaseOptions,
+  ...partitionOptions,
   verbose: logOptions.verbose,
 };
 
@@ -51,6 +58,7 @@ export async function run(args: string[]): Promise<void> {
     embeddedPort: config.embeddedDbPort,
     poolSize: 2,
     migrate: false,
+    pooler: config.dbPooler,
     command: "feedline migrate",
   });
   try {
@@ -71,6 +79,13 @@ export async function run(args: string[]): Promise<void> {
         ? `database is up to date (${db.where})`
         : `applied ${applied.join(", ")} (${db.where})`,
     );
+    // Partitions ahead of time, so serve's first inserts find theirs (src/db/partitions.ts).
+    const upkeep = await maintainPartitions(db.sql, partitionSettingsOf(config));
+    if (upkeep.created.length > 0) console.log(`partitions created: ${upkeep.created.join(", ")}`);
+    if (upkeep.moved > 0) console.log(`rows moved out of the default partition: ${upkeep.moved}`);
+    if (upkeep.dropped.length > 0) {
+      console.log(`partitions dropped (retention): ${upkeep.dropped.join(", ")}`);
+    }
   } finally {
     await db.close();
   }

@@ -5,11 +5,13 @@
  */
 import {
   batchingOf,
+  databaseOf,
   mqttConnectionOf,
   parseListenAddress,
   parseServeArgs,
   type ServeConfig,
   serveOptions,
+  upkeepOf,
 } from "../src/cli/serve_options.ts";
 import { formatOptionsHelp } from "../src/cli/options.ts";
 import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
@@ -19,6 +21,7 @@ import { CaptureWriter } from "../src/capture/writer.ts";
 import type { decode } from "../src/core/decode.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { leaseLane } from "../src/db/ingest_lanes.ts";
+import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
@@ -76,21 +79,14 @@ export async function startServe(
   // Set when shutdown gave up on a batch: the pool then closes without waiting for it.
   let abandoned = false;
   try {
-    const db = await openDatabase({
-      url: config.databaseUrl,
-      dataDir: config.dataDir,
-      embeddedPort: config.embeddedDbPort,
-      poolSize: config.dbPoolSize,
-      migrate: config.migrate,
-      command: "feedline serve",
-    });
+    const db = await openDatabase(databaseOf(config));
     closers.push(() => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
         url: db.url,
       });
     }
-    log.info("database ready", { where: db.where });
+    log.info("database ready", { where: db.where, partitions_created: db.partitions?.created });
 
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {
@@ -107,19 +103,12 @@ export async function startServe(
       : null;
     if (capture) closers.push(() => capture.close());
 
-    const feeds = await createFeedCache(db.sql, {
-      ttlMs: config.feedCacheTtlMs,
-      listen: !db.embedded,
-    }, log);
+    const feeds = await createFeedCache({ ttlMs: config.feedCacheTtlMs, listen: db.listen }, log);
     closers.push(() => feeds.close());
-
-    const stopRetention = startRejectRetention(db.sql, {
-      retentionHours: config.rejectsRetentionHours,
-      maxRows: config.rejectsMaxRows,
-    }, log);
-    closers.push(stopRetention);
-
     const metrics = createIngestMetrics();
+    const upkeep = upkeepOf(config);
+    closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
+    closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap } = config;
     const pipeline = new Pipeline({

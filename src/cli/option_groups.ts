@@ -41,7 +41,80 @@ export const databaseOptions = {
     defaultText: "4",
     doc: "PostgreSQL connections to open at most.",
   }),
+  dbPooler: option({
+    flag: "db-pooler",
+    env: "FEEDLINE_DB_POOLER",
+    schema: z.enum(["none", "transaction"]).default("none"),
+    defaultText: "none",
+    doc: "`transaction`: DATABASE_URL is a pooler in transaction mode (PgBouncer): no named " +
+      "prepared statements, no LISTEN through it (see --listen-database-url).",
+  }),
 };
+
+/** Parses `off`, or a number with h, d or w (`90d`) into milliseconds; null for off. */
+export function parseRetention(text: string): number | null {
+  const t = text.trim().toLowerCase();
+  if (t === "off" || t === "0") return null;
+  const m = /^(\d+)\s*(h|d|w)$/.exec(t);
+  if (!m || Number(m[1]) === 0) return NaN;
+  return Number(m[1]) * { h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as "h" | "d" | "w"];
+}
+
+/** How `feed_values` partitions are kept (src/db/partitions.ts, docs/scaling.md). */
+export const partitionOptions = {
+  partitionInterval: option({
+    flag: "partition-interval",
+    env: "FEEDLINE_PARTITION_INTERVAL",
+    schema: z.enum(["day", "week", "month", "year"]).default("month"),
+    defaultText: "month",
+    doc: "Range of each new feed_values partition (UTC boundaries); new ones continue from " +
+      "the end of the last.",
+  }),
+  partitionPremake: option({
+    flag: "partition-premake",
+    env: "FEEDLINE_PARTITION_PREMAKE",
+    schema: zs.int(1, 1000).default(3),
+    defaultText: "3",
+    doc: "Partitions kept ready after the current one.",
+  }),
+  retention: option({
+    flag: "retention",
+    env: "FEEDLINE_RETENTION",
+    schema: z.string().default("off").transform((v, ctx) => {
+      const ms = parseRetention(v);
+      if (Number.isNaN(ms)) {
+        ctx.addIssue({ code: "custom", message: "off, or a number with h, d or w (90d)" });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+    defaultText: "off",
+    doc: "Drop whole feed_values partitions older than this (e.g. 90d, 12w); never row by row.",
+  }),
+  partitionUpkeep: option({
+    flag: "partition-upkeep",
+    env: "FEEDLINE_PARTITION_UPKEEP",
+    schema: zs.bool().default(true),
+    defaultText: "on",
+    doc: "Create partitions ahead and apply --retention; off when pg_partman keeps them.",
+    boolean: true,
+  }),
+};
+
+/** The partition settings of src/db/partitions.ts from the values of `partitionOptions`. */
+export function partitionSettingsOf(values: {
+  partitionInterval: "day" | "week" | "month" | "year";
+  partitionPremake: number;
+  retention: number | null;
+  partitionUpkeep: boolean;
+}) {
+  return {
+    interval: values.partitionInterval,
+    premake: values.partitionPremake,
+    retentionMs: values.retention,
+    upkeep: values.partitionUpkeep,
+  };
+}
 
 /** Topic templates and payload limits (docs/topics-and-payloads.md). */
 export const decodeOptions = {

@@ -10,6 +10,8 @@ import {
   decodeOptions,
   decodeOptionsFrom,
   logOptions,
+  partitionOptions,
+  partitionSettingsOf,
   processingOptions,
 } from "./option_groups.ts";
 import { mqttClientOptions, mqttTlsOf } from "./mqtt_options.ts";
@@ -140,6 +142,24 @@ export const serveOptions = {
     doc: "Rotate the capture file at this size: it becomes FILE.1, FILE.2, ...",
   }),
   ...databaseOptions,
+  listenDatabaseUrl: option({
+    flag: "listen-database-url",
+    env: "FEEDLINE_LISTEN_DATABASE_URL",
+    schema: zs.url(["postgres:", "postgresql:"]).optional(),
+    defaultText: "DATABASE_URL (none with --db-pooler transaction)",
+    doc: "A direct PostgreSQL connection (not through a pooler) for LISTEN: feed changes " +
+      "reach the feed cache at once.",
+    secret: "url",
+  }),
+  ...partitionOptions,
+  partitionCheckIntervalMs: option({
+    flag: "partition-check-interval-ms",
+    env: "FEEDLINE_PARTITION_CHECK_INTERVAL_MS",
+    schema: zs.int(1000, 86_400_000).default(60_000),
+    defaultText: "60000",
+    doc: "How often serve keeps partitions ahead, applies --retention and looks for " +
+      "readings in the default partition.",
+  }),
   ...decodeOptions,
   ...processingOptions,
   ...operationsOptions,
@@ -256,4 +276,27 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
 export function batchingOf(config: ServeConfig) {
   const { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs } = config;
   return { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs };
+}
+
+/** What `openDatabase` (src/db/database.ts) needs from serve's configuration. */
+export function databaseOf(config: ServeConfig) {
+  return {
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    embeddedPort: config.embeddedDbPort,
+    poolSize: config.dbPoolSize,
+    migrate: config.migrate,
+    pooler: config.dbPooler,
+    listenUrl: config.listenDatabaseUrl,
+    partitions: partitionSettingsOf(config),
+    command: "feedline serve",
+  };
+}
+
+/** serve's periodic database upkeep: reject retention and feed_values partitions. */
+export function upkeepOf(config: ServeConfig) {
+  return {
+    rejects: { retentionHours: config.rejectsRetentionHours, maxRows: config.rejectsMaxRows },
+    partitions: { ...partitionSettingsOf(config), intervalMs: config.partitionCheckIntervalMs },
+  };
 }

@@ -9,6 +9,7 @@ import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import { applyMigrations } from "./migrate.ts";
 import { explainTlsError, resolvePgTls } from "./tls.ts";
+import { maintainPartitions, type PartitionOptions, type UpkeepResult } from "./partitions.ts";
 
 /** An open database. */
 export interface Database {
@@ -18,6 +19,14 @@ export interface Database {
   /** Connection URL (for the embedded database: how other local processes reach it). */
   url: string;
   embedded: boolean;
+  /**
+   * Where LISTEN for feed changes goes (src/ingest/feed_notify.ts): `sql` is null where it
+   * cannot work (the embedded PGlite; a transaction pooler without --listen-database-url);
+   * `how` says, for the log, how the feed cache learns of changes.
+   */
+  listen: { sql: postgres.Sql | null; how: string };
+  /** What the partition upkeep at open did (null: not asked for). */
+  partitions: UpkeepResult | null;
   /** The embedded database's port was taken and it listens on another (see `url`). */
   fellBack: boolean;
   /** Ends the pool, waiting at most `timeoutSec` (default 5) for running queries. */
@@ -32,6 +41,12 @@ export interface OpenDatabaseOptions {
   poolSize: number;
   /** Apply pending migrations (always done for the embedded database). */
   migrate: boolean;
+  /** `transaction`: the URL is a pooler in transaction mode (no named prepared statements). */
+  pooler?: "none" | "transaction";
+  /** A direct connection for LISTEN, bypassing the pooler. */
+  listenUrl?: string;
+  /** After migrating, create partitions ahead and apply retention (src/db/partitions.ts). */
+  partitions?: PartitionOptions;
   /** Who opens it, for the data directory's lock (src/embedded/data_dir_lock.ts): "feedline serve". */
   command?: string;
   /** Environment for libpq's PGSSL* variables and ~/.postgresql (default: the process's). */
@@ -62,8 +77,10 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       );
     }
     const sql = postgres(embedded.url, { max: opts.poolSize, ssl: false, onnotice: () => {} });
+    let partitions: UpkeepResult | null = null;
     try {
       await applyMigrations(sql);
+      if (opts.partitions) partitions = await maintainPartitions(sql, opts.partitions);
     } catch (error) {
       await sql.end({ timeout: 1 }).catch(() => {});
       await embedded.close().catch(() => {});
@@ -75,6 +92,12 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
       url: embedded.url,
       embedded: true,
+      listen: {
+        sql: null,
+        how: "the embedded PGlite has no LISTEN over its socket: feed changes reach the " +
+          "cache when its entries expire (--feed-cache-ttl-ms)",
+      },
+      partitions,
       fellBack: embedded.fellBack,
       close: async (timeoutSec = 5) => {
         await sql.end({ timeout: timeoutSec });
@@ -92,6 +115,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     // Connections are reopened after failures; a long-lived idle one may be cut by
     // middleboxes, so recycle now and then.
     max_lifetime: 60 * 30,
+    // A pooler in transaction mode hands each transaction to any server connection, where
+    // a statement prepared on another one does not exist.
+    ...(opts.pooler === "transaction" ? { prepare: false } : {}),
   });
   try {
     await sql`select 1`;
@@ -108,15 +134,53 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       { cause: error },
     );
   }
-  if (opts.migrate) await applyMigrations(sql);
+  let partitions: UpkeepResult | null = null;
+  try {
+    if (opts.migrate) await applyMigrations(sql);
+    if (opts.partitions) partitions = await maintainPartitions(sql, opts.partitions);
+  } catch (error) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    throw error;
+  }
+  const listen = listenConnection(sql, opts);
   return {
     sql,
     where: `${redactUrl(tls.url)} (${tls.summary})`,
     url: opts.url,
     embedded: false,
+    listen,
+    partitions,
     fellBack: false,
-    close: (timeoutSec = 5) => sql.end({ timeout: timeoutSec }),
+    close: async (timeoutSec = 5) => {
+      if (listen.sql && listen.sql !== sql) await listen.sql.end({ timeout: 1 });
+      await sql.end({ timeout: timeoutSec });
+    },
   };
+}
+
+/**
+ * LISTEN needs one session that stays with us; a pooler in transaction mode gives each
+ * transaction any server connection, so a LISTEN through it is silently lost.
+ */
+function listenConnection(sql: postgres.Sql, opts: OpenDatabaseOptions): Database["listen"] {
+  if (opts.listenUrl) {
+    // One connection, opened lazily by the LISTEN itself.
+    const direct = postgres(opts.listenUrl, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+    return {
+      sql: direct,
+      how: `LISTEN/NOTIFY on the direct connection ${redactUrl(opts.listenUrl)} ` +
+        `(--listen-database-url): feed changes reach the cache at once`,
+    };
+  }
+  if (opts.pooler === "transaction") {
+    return {
+      sql: null,
+      how: "no LISTEN behind a transaction pooler (--db-pooler transaction): feed changes " +
+        "reach the cache when its entries expire (--feed-cache-ttl-ms); set " +
+        "--listen-database-url to a direct connection to have them at once",
+    };
+  }
+  return { sql, how: "LISTEN/NOTIFY: feed changes reach the cache at once" };
 }
 
 /** A one-line description of a postgres.js or socket error. */

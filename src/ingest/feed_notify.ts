@@ -75,18 +75,29 @@ export async function listenForFeedChanges(
 
 /**
  * The feed cache of a serving process. Feed changes reach it at once through LISTEN
- * (sql/002) when `listen` is true; the embedded PGlite serves all connections from one
- * backend, where LISTEN cannot work, so there it relies on the TTL.
+ * (sql/002) on `listen.sql`; where that is null (the embedded PGlite, a transaction
+ * pooler: src/db/database.ts says why) it relies on the TTL. One log line says which.
  */
 export async function createFeedCache(
-  sql: postgres.Sql,
-  opts: { ttlMs: number; listen: boolean },
+  opts: { ttlMs: number; listen: { sql: postgres.Sql | null; how: string } },
   log: Logger,
 ): Promise<{ cache: FeedCache; close(): Promise<void> }> {
   const cache = new FeedCache({ ttlMs: opts.ttlMs });
   let unlisten: (() => Promise<void>) | null = null;
-  if (opts.listen && opts.ttlMs > 0) {
-    await listenForFeedChanges(sql, cache, log, undefined, (u) => unlisten = u);
+  const heard = (u: () => Promise<void>) => unlisten = u;
+  if (opts.ttlMs <= 0) {
+    log.info("feed cache off (--feed-cache-ttl-ms 0): every batch looks its feeds up");
+  } else if (
+    opts.listen.sql && await listenForFeedChanges(opts.listen.sql, cache, log, undefined, heard)
+  ) {
+    log.info("feed cache invalidation", { how: opts.listen.how });
+  } else {
+    log.info("feed cache invalidation", {
+      how: opts.listen.sql
+        ? "LISTEN is not available here: feed changes reach the cache when its entries expire"
+        : opts.listen.how,
+      ttl_ms: opts.ttlMs,
+    });
   }
   return {
     cache,

@@ -72,6 +72,7 @@ export function createServeLogger(
     mqttUrl?: string;
     mqttPassword?: string;
     databaseUrl?: string;
+    listenDatabaseUrl?: string;
   },
   write?: (line: string) => void,
 ): Logger {
@@ -83,6 +84,7 @@ export function createServeLogger(
       config.mqttPassword,
       ...secretsOfUrl(config.mqttUrl),
       ...secretsOfUrl(config.databaseUrl),
+      ...secretsOfUrl(config.listenDatabaseUrl),
     ].filter((s): s is string => !!s),
   });
 }

@@ -1,0 +1,197 @@
+/**
+ * serve and migrate through PgBouncer in transaction pooling mode: each transaction may
+ * get another server connection, so no named prepared statements (`--db-pooler
+ * transaction`) and no LISTEN through it; migrations keep working because their lock is
+ * `pg_advisory_xact_lock`, held by the transaction itself.
+ *
+ * Needs Debian's `pgbouncer` (.ci/run installs it) and a real PostgreSQL
+ * (TEST_DATABASE_URL); skipped with a message otherwise.
+ */
+import assert from "node:assert/strict";
+import { createLogger } from "../src/log.ts";
+import { freePort } from "./support/broker.ts";
+import { createTestBroker } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
+import {
+  connectClient,
+  endClient,
+  publish,
+  startTestServe,
+  type TestServe,
+  waitFor,
+} from "./support/serve.ts";
+
+const PGBOUNCER = "/usr/sbin/pgbouncer";
+const HAVE_PGBOUNCER = (() => {
+  try {
+    return Deno.statSync(PGBOUNCER).isFile;
+  } catch {
+    return false;
+  }
+})();
+const SERVER = Deno.env.get("TEST_DATABASE_URL");
+const skip = !HAVE_PGBOUNCER
+  ? `${PGBOUNCER} is missing (apt-get install -y pgbouncer; .ci/run does)`
+  : !SERVER
+  ? "needs a real PostgreSQL (TEST_DATABASE_URL)"
+  : null;
+if (skip) console.warn(`pgbouncer_test skipped: ${skip}`);
+
+interface Bouncer {
+  port: number;
+  /** What PgBouncer logged so far. */
+  log(): string;
+  close(): Promise<void>;
+}
+
+/** PgBouncer on a free loopback port, transaction pooling, in front of TEST_DATABASE_URL. */
+async function startPgBouncer(): Promise<Bouncer> {
+  const server = new URL(SERVER!);
+  const port = await freePort();
+  const dir = await Deno.makeTempDir({ prefix: "feedline-pgbouncer-" });
+  const ini = `${dir}/pgbouncer.ini`;
+  await Deno.writeTextFile(
+    ini,
+    `[databases]
+* = host=${server.hostname} port=${server.port || 5432} user=${server.username || "root"}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+; Fewer server connections than serve's pool: transactions of one client connection
+; land on different server connections, which is what breaks named prepared statements.
+default_pool_size = 2
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits,options
+; PgBouncer refuses to run as root; it switches to this user after reading this file.
+${Deno.uid() === 0 ? "user = postgres" : ""}
+`,
+  );
+  const child = new Deno.Command(PGBOUNCER, {
+    args: [ini],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const pump = (stream: ReadableStream<Uint8Array<ArrayBuffer>>) =>
+    (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of stream) text += dec.decode(chunk, { stream: true });
+    })();
+  const pumps = [pump(child.stdout), pump(child.stderr)];
+  try {
+    await waitFor("PgBouncer listening", async () => {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await child.status;
+    await Promise.all(pumps);
+    throw new Error(`${(error as Error).message}; PgBouncer said: ${text}`);
+  }
+  return {
+    port,
+    log: () => text,
+    async close() {
+      try {
+        child.kill("SIGINT");
+      } catch { /* gone */ }
+      await child.status;
+      await Promise.all(pumps);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+async function runMigrate(databaseUrl: string): Promise<{ code: number; out: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "migrate", "--db-pooler", "transaction"],
+    env: { NO_COLOR: "1", DATABASE_URL: databaseUrl },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, out: dec.decode(out.stdout) + dec.decode(out.stderr) };
+}
+
+Deno.test({
+  name: "migrate and serve work through PgBouncer in transaction pooling mode",
+  ignore: skip !== null,
+  async fn() {
+    const db = await createTestDatabase();
+    const bouncer = await startPgBouncer();
+    const broker = await createTestBroker();
+    let serve: TestServe | null = null;
+    try {
+      // An empty database, migrated only through the pooler, by two migrators at once.
+      await db.sql.unsafe("drop schema public cascade; create schema public");
+      const dbName = new URL(db.url).pathname.slice(1);
+      const viaBouncer = `postgres://root@127.0.0.1:${bouncer.port}/${dbName}`;
+      const runs = await Promise.all([runMigrate(viaBouncer), runMigrate(viaBouncer)]);
+      for (const r of runs) assert.equal(r.code, 0, r.out);
+      const [{ n: files }] = await db.sql`select count(*)::int as n from schema_migrations`;
+      const onDisk = [...Deno.readDirSync(new URL("../sql/", import.meta.url))]
+        .filter((e) => /^\d+_.*\.sql$/.test(e.name)).length;
+      assert.equal(files, onDisk, "each migration applied exactly once");
+      assert.match(runs.map((r) => r.out).join("\n"), /partitions created: feed_values_p/);
+      const [{ parts }] = await db.sql`
+        select count(*)::int as parts from pg_inherits where inhparent = 'feed_values'::regclass`;
+      assert.ok(parts >= 5, `default + this month + 3 ahead, got ${parts}`);
+      assert.match(
+        bouncer.log(),
+        new RegExp(`db=${dbName}`),
+        "the migrators came through PgBouncer",
+      );
+
+      const user = crypto.randomUUID();
+      await db.sql`insert into users (id) values (${user})`;
+      await db.sql`insert into feeds (user_id, key) values (${user}, 'temp'), (${user}, 'hum')`;
+      const lines: Record<string, unknown>[] = [];
+      serve = await startTestServe({
+        databaseUrl: viaBouncer,
+        mqttUrl: broker.url,
+        protocolVersion: broker.protocolVersion,
+        args: ["--db-pooler", "transaction", "--db-pool-size", "4", "--batch-interval-ms", "20"],
+        log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+      });
+      const invalidation = lines.find((l) => l.msg === "feed cache invalidation");
+      assert.match(String(invalidation?.how), /no LISTEN behind a transaction pooler/);
+      const pub = await connectClient(broker.url, broker.protocolVersion);
+      try {
+        const sent = 300;
+        await Promise.all(Array.from({ length: sent }, (_, i) =>
+          publish(
+            pub,
+            serve!.feedTopic(user, "d1", i % 2 ? "temp" : "hum"),
+            JSON.stringify({ value: i, ts: new Date(Date.now() - i * 1000).toISOString() }),
+          )));
+        await waitFor(`${sent} readings stored`, async () => {
+          const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
+          return n === sent;
+        }, 20_000);
+      } finally {
+        await endClient(pub, true);
+      }
+      assert.equal(serve.metrics.batchErrors.get(), 0, "no batch failed behind the pooler");
+      const [{ def }] = await db.sql`select count(*)::int as def from feed_values_default`;
+      assert.equal(def, 0);
+    } finally {
+      await serve?.stop();
+      await broker.close();
+      await bouncer.close();
+      await db.close();
+    }
+  },
+});
