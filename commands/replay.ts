@@ -112,11 +112,14 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
   } else {
     const db = await openReplayDatabase(config);
     try {
+      // As in serve: dev mode with the embedded database (also a running serve's).
+      const autoRegister = config.autoRegister ?? config.databaseUrl === undefined;
       const processor = {
-        // As in serve: dev mode with the embedded database (also a running serve's).
-        autoRegister: config.autoRegister ?? config.databaseUrl === undefined,
+        autoRegister,
         rejectPayloadCap: config.rejectPayloadCap,
         feedCache: new FeedCache({ ttlMs: config.feedCacheTtlMs }),
+        requireDevice: !autoRegister && !config.acceptUnregisteredDevices,
+        deviceCache: new FeedCache<number>({ ttlMs: config.feedCacheTtlMs }),
         dryRun: config.dryRun,
       };
       if (config.rejects) {

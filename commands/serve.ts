@@ -26,6 +26,7 @@ import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { Accounting } from "../src/ingest/accounting.ts";
+import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { createIntake } from "../src/ingest/intake.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
@@ -110,10 +111,17 @@ export async function startServe(
     closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
     closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
     const accounting = new Accounting(metrics);
-    const { autoRegister, rejectPayloadCap } = config;
+    const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
+    const processor = {
+      autoRegister,
+      rejectPayloadCap,
+      feedCache: feeds.cache,
+      // Readings need their device registered, as statuses do (auto-register creates it).
+      requireDevice: !autoRegister && !acceptUnregisteredDevices,
+      deviceCache: new FeedCache<number>({ ttlMs: config.feedCacheTtlMs }),
+    };
     const pipeline = new Pipeline({
-      write: (batch) =>
-        processBatch(db.sql, batch, { autoRegister, rejectPayloadCap, feedCache: feeds.cache }),
+      write: (batch) => processBatch(db.sql, batch, processor),
       ...batchingOf(config),
       log,
       metrics,

@@ -237,6 +237,15 @@ export const processingOptions = {
     doc: "Dev mode: create unknown users, devices and feeds instead of rejecting their messages.",
     boolean: true,
   }),
+  acceptUnregisteredDevices: option({
+    flag: "accept-unregistered-devices",
+    env: "FEEDLINE_ACCEPT_UNREGISTERED_DEVICES",
+    schema: zs.bool().default(false),
+    defaultText: "off",
+    doc: "Store readings of devices not registered under their user (the reference design's " +
+      "behaviour); off: they are rejected as unknown_device, like their status messages.",
+    boolean: true,
+  }),
   feedCacheTtlMs: option({
     flag: "feed-cache-ttl-ms",
     env: "FEEDLINE_FEED_CACHE_TTL_MS",

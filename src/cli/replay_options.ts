@@ -133,6 +133,7 @@ export const replayOptions = {
   ...decodeOptions,
   batchSize: processingOptions.batchSize,
   autoRegister: processingOptions.autoRegister,
+  acceptUnregisteredDevices: processingOptions.acceptUnregisteredDevices,
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
   // replay prints a summary and progress, not log lines: of the log options only

@@ -18,9 +18,12 @@ export function feedKeyOf(userId: string, feedKey: string): string {
   return `${userId}\u0000${feedKey}`;
 }
 
-/** A size-bounded TTL cache of feeds. */
-export class FeedCache {
-  #entries = new Map<string, { feed: FeedInfo; expiresAt: number }>();
+/**
+ * A size-bounded TTL cache of feeds (or, as `FeedCache<number>`, of registered devices:
+ * key `feedKeyOf(user_id, device_code)`, value the device id).
+ */
+export class FeedCache<V = FeedInfo> {
+  #entries = new Map<string, { feed: V; expiresAt: number }>();
   #version = 0;
   readonly ttlMs: number;
   readonly maxEntries: number;
@@ -30,7 +33,7 @@ export class FeedCache {
     this.maxEntries = opts.maxEntries ?? 200_000;
   }
 
-  get(key: string, now = Date.now()): FeedInfo | undefined {
+  get(key: string, now = Date.now()): V | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     if (entry.expiresAt <= now) {
@@ -49,7 +52,7 @@ export class FeedCache {
     return this.#version;
   }
 
-  set(key: string, feed: FeedInfo, now = Date.now(), seenVersion?: number): void {
+  set(key: string, feed: V, now = Date.now(), seenVersion?: number): void {
     if (this.ttlMs <= 0) return;
     if (seenVersion !== undefined && seenVersion !== this.#version) return;
     // Map iterates in insertion order, so the first key is the oldest entry.

@@ -31,6 +31,14 @@ export interface ProcessorOptions {
   /** Bytes of a rejected payload kept in `ingest_rejects` (the size is recorded). */
   rejectPayloadCap?: number;
   feedCache?: FeedCache;
+  /**
+   * Reject readings of a device that is not registered under its user, as
+   * `unknown_device` (as status messages already are). Off: readings need only their feed
+   * (the reference design's behaviour, `--accept-unregistered-devices`).
+   */
+  requireDevice?: boolean;
+  /** Registered devices already seen (`feedKeyOf(user_id, code)` → device id). */
+  deviceCache?: FeedCache<number>;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
   /**
@@ -263,6 +271,7 @@ async function processInTransaction(
 
   if (opts.autoRegister) await autoRegister(tx, batch);
   const { feeds, keys } = await lookupFeeds(tx, batch, opts.feedCache);
+  const devices = opts.requireDevice ? await lookupDevices(tx, batch, opts.deviceCache) : null;
   let k = 0; // index into `keys`: readings in batch order, as lookupFeeds saw them
 
   const values: ValueRow[] = [];
@@ -279,6 +288,15 @@ async function processInTransaction(
     }
     if (decoded.kind === "status") {
       statusIndexes.push(i);
+      continue;
+    }
+    if (devices && !devices.has(feedKeyOf(decoded.userId, decoded.deviceCode))) {
+      k += decoded.readings.length;
+      rejects.push({
+        inbound,
+        reason: "unknown_device",
+        detail: `no device "${decoded.deviceCode}" for this user`,
+      });
       continue;
     }
     for (const r of decoded.rejects) rejects.push({ inbound, ...r });
@@ -482,6 +500,47 @@ async function lookupFeeds(
   }
   for (const [key, feed] of found) if (feed === null) found.delete(key);
   return { feeds: found, keys };
+}
+
+/**
+ * The registered devices among those whose readings are in the batch: one query for
+ * what the cache does not know. Only found devices are cached (one may be registered
+ * any moment).
+ */
+async function lookupDevices(
+  tx: postgres.TransactionSql,
+  batch: Pending[],
+  cache: FeedCache<number> | undefined,
+): Promise<Set<string>> {
+  const known = new Set<string>();
+  const asked = new Set<string>();
+  const users: string[] = [];
+  const codes: string[] = [];
+  const now = Date.now();
+  for (const { decoded } of batch) {
+    if (decoded.kind !== "readings") continue;
+    const key = feedKeyOf(decoded.userId, decoded.deviceCode);
+    if (known.has(key) || asked.has(key)) continue;
+    if (cache?.get(key, now) !== undefined) {
+      known.add(key);
+    } else {
+      asked.add(key);
+      users.push(decoded.userId);
+      codes.push(decoded.deviceCode);
+    }
+  }
+  if (users.length === 0) return known;
+  const version = cache?.version;
+  const rows = await tx<{ id: string; user_id: string; code: string }[]>`
+    select d.id, d.user_id, d.code
+    from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
+    join devices d on d.user_id = k.user_id and d.code = k.code`;
+  for (const row of rows) {
+    const key = feedKeyOf(row.user_id, row.code);
+    known.add(key);
+    cache?.set(key, Number(row.id), now, version);
+  }
+  return known;
 }
 
 interface Poison<T> {

@@ -31,6 +31,16 @@ export function prefixedTopicArgs(prefix: string): string[] {
   ];
 }
 
+/**
+ * Settings every test serve gets unless the test says otherwise (in its env): most tests
+ * publish for devices they never register, which serve rejects by default
+ * (`unknown_device`); the test of that default sets FEEDLINE_ACCEPT_UNREGISTERED_DEVICES
+ * to "off".
+ */
+export const TEST_DEFAULT_ENV: Record<string, string> = {
+  FEEDLINE_ACCEPT_UNREGISTERED_DEVICES: "on",
+};
+
 /** A running serve plus the topic helpers of its prefix. */
 export interface TestServe extends RunningServe {
   prefix: string;
@@ -74,7 +84,7 @@ export async function startTestServe(opts: {
     "30",
     ...prefixedTopicArgs(prefix),
     ...(opts.args ?? []),
-  ], opts.env ?? {});
+  ], { ...TEST_DEFAULT_ENV, ...opts.env });
   const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
   const running = await startServe(config, log ?? silentLogger, opts.hooks);
   return {
@@ -153,7 +163,7 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 export function spawnServe(args: string[], env: Record<string, string> = {}): ServeProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "serve", "--log-format", "json", ...args],
-    env: { NO_COLOR: "1", MQTT_URL: "", DATABASE_URL: "", ...env },
+    env: { NO_COLOR: "1", MQTT_URL: "", DATABASE_URL: "", ...TEST_DEFAULT_ENV, ...env },
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
