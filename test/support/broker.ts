@@ -117,11 +117,6 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     [
       `listener ${port} 127.0.0.1`,
       "allow_anonymous true",
-      // No queue limit: with Mosquitto's default (max_queued_messages 1000) the broker drops
-      // QoS 1 messages queued for a serve that is restarting once more than 1000 wait, as
-      // happens on a loaded machine, and a test would see loss that is the broker's
-      // (docs/delivery.md, "What the broker must be configured for").
-      "max_queued_messages 0",
       // Started as root, Mosquitto would switch to the `mosquitto` user, which
       // cannot write our temp dir; as any other user this line has no effect.
       "user root",
