@@ -37,7 +37,12 @@ async function passwd(args: string[]) {
 /** Publishes; resolves either way (a refused publish is the broker's business). */
 function tryPublish(client: MqttClient, topic: string, payload: string): Promise<string> {
   return new Promise((resolve) => {
-    client.publish(topic, payload, { qos: 1 }, (error) => resolve(error ? error.message : "ok"));
+    // A broker that never answers must fail the test, not hang the suite.
+    const timer = setTimeout(() => resolve("no PUBACK within 10 s"), 10_000);
+    client.publish(topic, payload, { qos: 1 }, (error) => {
+      clearTimeout(timer);
+      resolve(error ? error.message : "ok");
+    });
   });
 }
 
