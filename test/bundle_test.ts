@@ -77,6 +77,7 @@ Deno.test("the bundle runs --help, and serve against a real database and broker"
 
     const user = userId();
     await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
     await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
     const prefix = uniquePrefix();
     const serve = spawnBundle(file, [
