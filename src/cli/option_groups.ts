@@ -222,6 +222,13 @@ export const processingOptions = {
     defaultText: "5000",
     doc: "Most messages in one batch (one transaction); a full batch is written at once.",
   }),
+  maxBatchBytes: option({
+    flag: "max-batch-bytes",
+    env: "FEEDLINE_MAX_BATCH_BYTES",
+    schema: zs.int(1024, 2_147_483_647).default(64 * 1024 * 1024),
+    defaultText: "67108864 (64 MiB)",
+    doc: "Most payload and topic bytes in one batch (a batch always takes at least one message).",
+  }),
   batchIntervalMs: option({
     flag: "batch-interval-ms",
     env: "FEEDLINE_BATCH_INTERVAL_MS",

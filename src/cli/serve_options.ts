@@ -275,7 +275,16 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
 /** The pipeline's queue and flush settings from serve's configuration. */
 export function batchingOf(config: ServeConfig) {
   const { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs } = config;
-  return { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs };
+  const { maxBatchBytes } = config;
+  return {
+    batchSize,
+    maxBatchBytes,
+    batchIntervalMs,
+    queueSize,
+    statusQueueSize,
+    ackWindow,
+    ackIdleMs,
+  };
 }
 
 /** What `openDatabase` (src/db/database.ts) needs from serve's configuration. */

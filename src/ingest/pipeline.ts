@@ -44,6 +44,8 @@ export interface PipelineOptions {
    */
   write(batch: Pending[]): Promise<BatchResult>;
   batchSize: number;
+  /** Most payload and topic bytes in one batch (at least one message is always taken). */
+  maxBatchBytes?: number;
   batchIntervalMs: number;
   queueSize: number;
   statusQueueSize: number;
@@ -318,8 +320,20 @@ export class Pipeline {
 
   async #flush(): Promise<void> {
     const { batchSize, metrics, log } = this.#opts;
-    const items = this.#status.take(batchSize);
-    if (items.length < batchSize) items.push(...this.#data.take(batchSize - items.length));
+    // A batch holds at most batchSize messages and, past its first, maxBatchBytes of
+    // payload and topic: memory per batch stays bounded whatever the messages' size.
+    let bytes = 0;
+    const maxBytes = this.#opts.maxBatchBytes ?? Infinity;
+    const fits = (item: QueueItem) => {
+      const size = item.pending.inbound.payload.byteLength + item.pending.inbound.topic.length;
+      if (bytes > 0 && bytes + size > maxBytes) return false;
+      bytes += size;
+      return true;
+    };
+    const items = this.#status.take(batchSize, fits);
+    if (items.length < batchSize && (bytes === 0 || bytes < maxBytes)) {
+      items.push(...this.#data.take(batchSize - items.length, fits));
+    }
     let acks = 0;
     for (const item of items) if (item.ack) acks++;
     this.#unackedQueued -= acks;

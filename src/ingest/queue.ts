@@ -31,9 +31,17 @@ export class BoundedQueue<T> {
     return this.#items[this.#head];
   }
 
-  /** Removes and returns up to `n` items from the head. */
-  take(n: number): T[] {
-    const end = Math.min(this.#head + n, this.#items.length);
+  /**
+   * Removes and returns up to `n` items from the head; with `fits`, stops at the first
+   * item it refuses (it is asked in order, and should accept the first).
+   */
+  take(n: number, fits?: (item: T) => boolean): T[] {
+    let end = Math.min(this.#head + n, this.#items.length);
+    if (fits) {
+      let i = this.#head;
+      while (i < end && fits(this.#items[i] as T)) i++;
+      end = i;
+    }
     const out = this.#items.slice(this.#head, end) as T[];
     this.#head = end;
     // Compact once the consumed prefix dominates, so memory follows the live length.

@@ -39,3 +39,11 @@ Deno.test("BoundedQueue.removeWhere removes matching items and keeps the order o
   assert.equal(q.removeWhere((n) => n % 2 === 0), 3);
   assert.deepEqual(q.take(10), [3, 5, 7]);
 });
+
+Deno.test("BoundedQueue.take stops at the first item `fits` refuses", () => {
+  const q = new BoundedQueue<number>(10);
+  for (const n of [5, 5, 5, 1]) q.push(n);
+  let sum = 0;
+  assert.deepEqual(q.take(10, (n) => (sum + n <= 10 ? (sum += n, true) : false)), [5, 5]);
+  assert.deepEqual(q.take(10), [5, 1]);
+});
