@@ -12,6 +12,7 @@
 import { FeedlineError } from "../errors.ts";
 import { expandSecrets, redactText, redactUrl, secretsOfUrl } from "../log.ts";
 import { option, type OptionSpec, resolveOptions, zs } from "./options.ts";
+import { describeReadError } from "../local_files.ts";
 
 /** Variables that may instead be given as `<NAME>_FILE`. */
 export const FILE_VARIABLES = ["DATABASE_URL", "MQTT_URL", "MQTT_PASSWORD"] as const;
@@ -45,11 +46,7 @@ export async function readSecretFiles(
     try {
       text = await Deno.readTextFile(path);
     } catch (error) {
-      const why = error instanceof Deno.errors.NotFound
-        ? "no such file"
-        : error instanceof Deno.errors.PermissionDenied
-        ? "permission denied"
-        : (error as Error).name;
+      const why = describeReadError(error);
       throw new FeedlineError("CONFIG_INVALID", `cannot read ${name}_FILE "${path}": ${why}`);
     }
     const value = text.replace(/\r?\n$/, "");

@@ -12,6 +12,7 @@
 import type { ConnectionOptions } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { FeedlineError } from "../errors.ts";
+import { describeReadError, TLS_UNTRUSTED_CODES } from "../local_files.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [
@@ -155,13 +156,7 @@ async function readPem(
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Deno.errors.IsADirectory
-      ? "it is a folder"
-      : (error as Error).message;
+    const why = describeReadError(error);
     throw new FeedlineError("CONFIG_INVALID", `cannot read ${what} "${path}": ${why}`, {
       cause: error,
     });
@@ -275,19 +270,6 @@ export async function resolvePgTls(
   return { url: s.url, ssl: options, mode, rootCert, summary: parts.join(", ") };
 }
 
-/** TLS verification failures, by the codes Node (and Deno's node:tls) give them. */
-const VERIFY_CODES = new Set([
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "INVALID_CA",
-]);
-
 /**
  * One line for a TLS failure while connecting, naming what to check, or null when
  * `error` is not about TLS.
@@ -297,7 +279,7 @@ export function explainTlsError(error: unknown, tls: PgTls): string | null {
   const code = e?.code ?? "";
   const message = e?.message ?? String(error);
   const ca = tls.rootCert === "system" ? "the system's CAs" : `sslrootcert "${tls.rootCert}"`;
-  if (VERIFY_CODES.has(code) || /unable to verify|self.signed|unknown ca/i.test(message)) {
+  if (TLS_UNTRUSTED_CODES.has(code) || /unable to verify|self.signed|unknown ca/i.test(message)) {
     return `certificate verify failed (${message}): the server's certificate is not signed ` +
       `by ${ca}; check sslrootcert`;
   }

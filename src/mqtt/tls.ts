@@ -10,6 +10,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { FeedlineError } from "../errors.ts";
+import { describeReadError, TLS_UNTRUSTED_CODES } from "../local_files.ts";
 
 /** What the options say (src/cli/mqtt_options.ts), before any file is read. */
 export interface MqttTlsSettings {
@@ -51,13 +52,7 @@ async function readFile(flag: string, path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Deno.errors.IsADirectory
-      ? "it is a folder"
-      : (error as Error).message;
+    const why = describeReadError(error);
     fail(`cannot read ${flag} "${path}": ${why}`, error);
   }
 }
@@ -164,19 +159,6 @@ export async function resolveMqttTls(
   return options;
 }
 
-/** Verification failures of the broker's certificate, by Node's codes. */
-const UNTRUSTED = new Set([
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "INVALID_CA",
-]);
-
 /**
  * The part of a connect failure's line that says what is wrong with TLS and what to
  * check, or null when `error` is not about TLS.
@@ -192,7 +174,9 @@ export function explainMqttTlsError(error: unknown, settings: MqttTlsSettings): 
   const mine = settings.certFile ? ` --mqtt-cert-file "${settings.certFile}"` : "";
   // Deno reports an expired broker certificate as "unable to verify the first
   // certificate" too, so the line names both causes.
-  if (UNTRUSTED.has(code) || /unable to verify|self.signed|UnknownIssuer/i.test(message)) {
+  if (
+    TLS_UNTRUSTED_CODES.has(code) || /unable to verify|self.signed|UnknownIssuer/i.test(message)
+  ) {
     return `TLS: the broker's certificate does not verify against ${ca} (${message}): it is ` +
       `signed by another CA, or out of its dates; ${caHint} and the broker certificate's dates` +
       (settings.caFile ? "" : ", or --mqtt-insecure for a self-signed development broker");
