@@ -13,6 +13,7 @@ import {
   startServe,
 } from "../../commands/serve.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
+import { installProcessGuard } from "../../src/process_guard.ts";
 
 /** A unique topic prefix for one test. */
 export function uniquePrefix(): string {
@@ -87,8 +88,19 @@ export async function startTestServe(opts: {
   ], { ...TEST_DEFAULT_ENV, ...opts.env });
   const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
   const running = await startServe(config, log ?? silentLogger, opts.hooks);
+  // As `feedline serve` does (src/process_guard.ts): an error a library throws from a
+  // timer (postgres.js writing to a socket a cut connection destroyed) is logged and
+  // counted in feedline_uncaught_errors_total, not fatal.
+  const removeGuard = installProcessGuard(log ?? silentLogger, running.metrics.uncaught);
   return {
     ...running,
+    stop: async () => {
+      try {
+        await running.stop();
+      } finally {
+        removeGuard();
+      }
+    },
     prefix,
     feedTopic: (u, d, f) => `${prefix}/${u}/${d}/feeds/${f}`,
     feedsTopic: (u, d) => `${prefix}/${u}/${d}/feeds`,
