@@ -32,6 +32,7 @@ import type { CounterConfig, CounterReport } from "./counter.ts";
 import { type PublisherConfig, type PublisherReport, wallMs } from "./publisher.ts";
 import { probeWindow, type WindowProbe } from "./window.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
+import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -122,13 +123,15 @@ export const benchOptions = {
     schema: z.string().default("window,broker,db,processor,serve").refine(
       (v) =>
         v.split(",").every((p) =>
-          ["window", "broker", "db", "processor", "serve", "scale"].includes(p)
+          ["window", "broker", "db", "processor", "serve", "scale", "hold"].includes(p)
         ),
-      "a comma list of window, broker, db, processor, serve, scale",
+      "a comma list of window, broker, db, processor, serve, scale, hold",
     ),
     defaultText: "window,broker,db,processor,serve",
     doc: "Which measurements to run. `scale` (not in the default): 1, 2 and 3 serve " +
-      "instances in one shared group, stored rate and CPU by process (bench/scale.ts).",
+      "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
+      "`hold` (not in the default): VmRSS per message held by serve, with `--count` " +
+      "messages published while `feed_values` is locked (bench/hold.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -329,6 +332,22 @@ async function main(args: string[]): Promise<void> {
       results.push(await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId));
     }
 
+    let hold: HoldResult | null = null;
+    if (cfg.phaseList.includes("hold")) {
+      if (cfg.phaseList.includes("serve")) await resetData(sql);
+      hold = await holdPhase({
+        mqttUrl,
+        dbUrl: dbUrl.href,
+        sql,
+        pc: publisherConfig(rate),
+        serveMain: cfg.serveMain ?? OWN_MAIN_TS,
+        serveArgs: cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/),
+        idleMs: cfg.idleMs,
+        runPublisher,
+        log,
+      });
+    }
+
     let scale: ScaleResult[] | null = null;
     if (cfg.phaseList.includes("scale")) {
       if (cfg.phaseList.includes("serve")) await resetData(sql);
@@ -351,6 +370,7 @@ async function main(args: string[]): Promise<void> {
       : null;
     if (results.length > 0) printTable(results);
     if (scale) printScale(scale);
+    if (hold) printHold(hold);
     console.log(
       `load average at start ${machine.loadAvgAtStart.join(" ")}, at end ${
         Deno.loadavg().join(" ")
@@ -380,6 +400,7 @@ async function main(args: string[]): Promise<void> {
           window,
           results,
           scale,
+          hold,
           ratioToSlowerLimit: ratio,
         },
         null,
