@@ -65,7 +65,8 @@ export async function holdPhase(opts: {
   const blocker = await sql.reserve();
   let locked = false;
   try {
-    for (let until = Date.now() + 60_000; Date.now() < until; await sleep(100)) {
+    const readyBy = Date.now() + 60_000;
+    for (; Date.now() < readyBy; await sleep(100)) {
       const ok = await fetch(`${base}/readyz`).then(async (r) => {
         await r.body?.cancel();
         return r.ok;

@@ -633,6 +633,7 @@ async function servePhase(
     const clockSql = postgres(dbUrl, { max: 1, onnotice: () => {} });
     const clock = startCommitClock(clockSql);
     let maxUnacked = 0;
+    let maxQueued = 0;
     let maxRssGauge = 0;
     let last = { processed: 0, dropped: 0, stored: 0, rejected: 0, skipped: 0, batches: 0 };
     let lastChange = performance.now();
@@ -648,6 +649,7 @@ async function servePhase(
         batches: metric(text, "feedline_batches_total"),
       };
       maxUnacked = Math.max(maxUnacked, metric(text, "feedline_unacked_messages"));
+      maxQueued = Math.max(maxQueued, metric(text, "feedline_queue_depth_data"));
       maxRssGauge = Math.max(maxRssGauge, metric(text, "feedline_process_resident_memory_bytes"));
       if (now.processed !== last.processed || now.dropped !== last.dropped) {
         lastChange = performance.now();
@@ -738,6 +740,7 @@ async function servePhase(
         batches: last.batches,
         meanBatch: last.batches ? Math.round(last.processed / last.batches) : 0,
         maxUnackedSeen: maxUnacked,
+        maxQueuedSeen: maxQueued,
         commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
         rowsWithUnseenCommit: unseen,
         serveArgs: extra,
@@ -793,7 +796,7 @@ function printTable(results: PhaseResult[]): void {
     const e = serve.extra;
     console.log(
       `\nserve: ${e.batches} batches (mean ${e.meanBatch} messages), most unacked seen ` +
-        `${e.maxUnackedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
+        `${e.maxUnackedSeen}, most queued seen ${e.maxQueuedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
         `(commit clock every ${e.commitClockIntervalMs} ms)`,
     );
   }
