@@ -80,8 +80,10 @@ export const serveOptions = {
   queueSize: option({
     flag: "queue-size",
     env: "FEEDLINE_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
+    // ~1.5 KB of resident memory per held message (bench --phases hold); sized with
+    // docs/performance.md, "Memory bounded by feedline itself".
+    schema: zs.int(1, 10_000_000).default(20_000),
+    defaultText: "20000",
     doc: "Feed data queue capacity. Full: serve stops reading the broker's socket until there " +
       "is room, so the backlog waits at the broker (QoS 0: see --qos0-when-full).",
   }),
@@ -96,8 +98,8 @@ export const serveOptions = {
   statusQueueSize: option({
     flag: "status-queue-size",
     env: "FEEDLINE_STATUS_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
+    schema: zs.int(1, 10_000_000).default(20_000),
+    defaultText: "20000",
     doc: "Device status queue capacity (written first).",
   }),
   embeddedMqttPort: option({
