@@ -2,7 +2,8 @@
  * Memory bounded by feedline itself (issue 15): with a broker that does not cap its
  * in-flight window (Mosquitto `max_inflight_messages 0`), a full queue makes serve stop
  * reading the socket, so what it has read stays within its queue and one batch and the
- * rest waits at the broker; nothing is lost.
+ * rest waits at the broker; nothing is lost, and holding back longer than the keep-alive
+ * does not make serve reconnect.
  *
  * "Read" is measured as the bytes serve's MQTT socket has read (`bytesRead`), in
  * messages: counters inside serve only see what got into its queues, which are bounded by
@@ -44,7 +45,7 @@ async function flood(client: MqttClient, topic: string, qos: 0 | 1): Promise<voi
 for (const qos of [1, 0] as const) {
   Deno.test({
     name: `QoS ${qos}: with no broker in-flight cap, a full queue stops serve reading the ` +
-      "socket: what it read stays within queue + batch + a margin, and nothing is lost",
+      "socket: what it read stays within queue + batch + a margin, no keep-alive reconnect, nothing lost",
     ignore: !HAVE_MOSQUITTO,
     async fn() {
       const mosquitto = await startMosquitto({ config: "max_inflight_messages 0" });
@@ -60,11 +61,17 @@ for (const qos of [1, 0] as const) {
           String(BATCH),
           "--queue-size",
           String(QUEUE),
+          // A short keep-alive: held back longer than 1.5 periods, serve must not take the
+          // delayed PINGRESP for a dead broker (a reconnect loses QoS 0 in flight).
+          "--keepalive",
+          "1",
         ],
       });
       const topic = f.serve.feedTopic(f.user, "d1", "temp");
       const packetBytes = topic.length + reading(FLOOD).length + 8;
       const socket = () => f.serve.source.client.stream as unknown as Socket;
+      let reconnects = 0;
+      f.serve.source.client.on("reconnect", () => reconnects++);
       const blocker = await f.db.sql.reserve();
       let locked = true;
       try {
@@ -72,8 +79,8 @@ for (const qos of [1, 0] as const) {
         await blocker`lock table feed_values in exclusive mode`;
         await flood(f.pub, topic, qos);
         await waitFor("the queue to fill", () => f.serve.pipeline.dataQueued >= QUEUE);
-        // Time for a socket that is still read to take in the flood.
-        await new Promise((r) => setTimeout(r, 1_000));
+        // Time for a socket that is still read to take in the flood, and for 2 keep-alives.
+        await new Promise((r) => setTimeout(r, 2_500));
         const readMessages = Math.round(socket().bytesRead / packetBytes);
         assert.ok(
           readMessages <= QUEUE + BATCH + MARGIN,
@@ -88,6 +95,7 @@ for (const qos of [1, 0] as const) {
           25_000,
         );
         assert.equal(f.serve.metrics.dropped.total(), 0);
+        assert.equal(reconnects, 0, "serve reconnected while holding messages back");
         assertBalanced(f.serve);
       } finally {
         if (locked) await blocker`rollback`.catch(() => {});
