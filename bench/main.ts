@@ -32,6 +32,7 @@ import type { CounterConfig, CounterReport } from "./counter.ts";
 import { type PublisherConfig, type PublisherReport, wallMs } from "./publisher.ts";
 import { probeWindow, type WindowProbe } from "./window.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
+import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -122,13 +123,15 @@ export const benchOptions = {
     schema: z.string().default("window,broker,db,processor,serve").refine(
       (v) =>
         v.split(",").every((p) =>
-          ["window", "broker", "db", "processor", "serve", "scale"].includes(p)
+          ["window", "broker", "db", "processor", "serve", "scale", "hold"].includes(p)
         ),
-      "a comma list of window, broker, db, processor, serve, scale",
+      "a comma list of window, broker, db, processor, serve, scale, hold",
     ),
     defaultText: "window,broker,db,processor,serve",
     doc: "Which measurements to run. `scale` (not in the default): 1, 2 and 3 serve " +
-      "instances in one shared group, stored rate and CPU by process (bench/scale.ts).",
+      "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
+      "`hold` (not in the default): VmRSS per message held by serve, with `--count` " +
+      "messages published while `feed_values` is locked (bench/hold.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -329,6 +332,22 @@ async function main(args: string[]): Promise<void> {
       results.push(await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId));
     }
 
+    let hold: HoldResult | null = null;
+    if (cfg.phaseList.includes("hold")) {
+      if (cfg.phaseList.includes("serve")) await resetData(sql);
+      hold = await holdPhase({
+        mqttUrl,
+        dbUrl: dbUrl.href,
+        sql,
+        pc: publisherConfig(rate),
+        serveMain: cfg.serveMain ?? OWN_MAIN_TS,
+        serveArgs: cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/),
+        idleMs: cfg.idleMs,
+        runPublisher,
+        log,
+      });
+    }
+
     let scale: ScaleResult[] | null = null;
     if (cfg.phaseList.includes("scale")) {
       if (cfg.phaseList.includes("serve")) await resetData(sql);
@@ -351,6 +370,7 @@ async function main(args: string[]): Promise<void> {
       : null;
     if (results.length > 0) printTable(results);
     if (scale) printScale(scale);
+    if (hold) printHold(hold);
     console.log(
       `load average at start ${machine.loadAvgAtStart.join(" ")}, at end ${
         Deno.loadavg().join(" ")
@@ -380,6 +400,7 @@ async function main(args: string[]): Promise<void> {
           window,
           results,
           scale,
+          hold,
           ratioToSlowerLimit: ratio,
         },
         null,
@@ -612,6 +633,7 @@ async function servePhase(
     const clockSql = postgres(dbUrl, { max: 1, onnotice: () => {} });
     const clock = startCommitClock(clockSql);
     let maxUnacked = 0;
+    let maxQueued = 0;
     let maxRssGauge = 0;
     let last = { processed: 0, dropped: 0, stored: 0, rejected: 0, skipped: 0, batches: 0 };
     let lastChange = performance.now();
@@ -627,6 +649,7 @@ async function servePhase(
         batches: metric(text, "feedline_batches_total"),
       };
       maxUnacked = Math.max(maxUnacked, metric(text, "feedline_unacked_messages"));
+      maxQueued = Math.max(maxQueued, metric(text, "feedline_queue_depth_data"));
       maxRssGauge = Math.max(maxRssGauge, metric(text, "feedline_process_resident_memory_bytes"));
       if (now.processed !== last.processed || now.dropped !== last.dropped) {
         lastChange = performance.now();
@@ -717,6 +740,7 @@ async function servePhase(
         batches: last.batches,
         meanBatch: last.batches ? Math.round(last.processed / last.batches) : 0,
         maxUnackedSeen: maxUnacked,
+        maxQueuedSeen: maxQueued,
         commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
         rowsWithUnseenCommit: unseen,
         serveArgs: extra,
@@ -772,7 +796,7 @@ function printTable(results: PhaseResult[]): void {
     const e = serve.extra;
     console.log(
       `\nserve: ${e.batches} batches (mean ${e.meanBatch} messages), most unacked seen ` +
-        `${e.maxUnackedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
+        `${e.maxUnackedSeen}, most queued seen ${e.maxQueuedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
         `(commit clock every ${e.commitClockIntervalMs} ms)`,
     );
   }

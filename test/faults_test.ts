@@ -162,9 +162,20 @@ Deno.test("full queues hold QoS 1 messages back at the broker and drop nothing",
   }
 });
 
-Deno.test("QoS 0 messages that find the queue full are dropped and counted, never silently", async () => {
+Deno.test("--qos0-when-full drop: QoS 0 messages that find the queue full are dropped and counted, never silently", async () => {
   const f = await startServeFixture({
-    args: ["--qos", "0", "--batch-interval-ms", "20", "--batch-size", "5", "--queue-size", "10"],
+    args: [
+      "--qos",
+      "0",
+      "--qos0-when-full",
+      "drop",
+      "--batch-interval-ms",
+      "20",
+      "--batch-size",
+      "5",
+      "--queue-size",
+      "10",
+    ],
   });
   const blocker = await f.db.sql.reserve();
   try {

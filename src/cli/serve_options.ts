@@ -80,16 +80,26 @@ export const serveOptions = {
   queueSize: option({
     flag: "queue-size",
     env: "FEEDLINE_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
-    doc:
-      "Feed data queue capacity. Full: QoS 1/2 wait at the broker, QoS 0 is dropped and counted.",
+    // ~1.5 KB of resident memory per held message (bench --phases hold); sized with
+    // docs/performance.md, "Memory bounded by feedline itself".
+    schema: zs.int(1, 10_000_000).default(20_000),
+    defaultText: "20000",
+    doc: "Feed data queue capacity. Full: serve stops reading the broker's socket until there " +
+      "is room, so the backlog waits at the broker (QoS 0: see --qos0-when-full).",
+  }),
+  qos0WhenFull: option({
+    flag: "qos0-when-full",
+    env: "FEEDLINE_QOS0_WHEN_FULL",
+    schema: z.enum(["pause", "drop"]).default("pause"),
+    defaultText: "pause",
+    doc: "QoS 0 message finding the data queue full: `pause` stops reading the socket as for " +
+      "QoS 1 (the broker holds or drops by its own limits); `drop` drops and counts it here.",
   }),
   statusQueueSize: option({
     flag: "status-queue-size",
     env: "FEEDLINE_STATUS_QUEUE_SIZE",
-    schema: zs.int(1, 10_000_000).default(100_000),
-    defaultText: "100000",
+    schema: zs.int(1, 10_000_000).default(20_000),
+    defaultText: "20000",
     doc: "Device status queue capacity (written first).",
   }),
   embeddedMqttPort: option({
@@ -269,6 +279,7 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
     receiveMaximum: Math.max(config.ackWindow, 1),
     connectTimeoutMs: 10_000,
     tls: mqttTlsOf(config),
+    qos0WhenFull: config.qos0WhenFull,
   };
 }
 

@@ -4,10 +4,12 @@
  * `internal_error` reject, never an exception), applies the drop policy, and counts what
  * arrives in the accounting (src/ingest/accounting.ts).
  *
- * Drop policy: QoS 1/2 messages are never dropped here: when their queue is full the
- * source holds them back (`deliver` answers false and the source waits for room), so the
- * broker keeps the backlog. QoS 0 messages that find the data queue full are dropped and
- * counted (`queue_full`), and are not even decoded: under overload most of them are.
+ * Drop policy: messages are never dropped here. When a queue is full `deliver` answers
+ * false and the source holds the message back and stops reading its socket until there
+ * is room (`waitForRoom`), so the broker keeps the backlog. Only with `serve
+ * --qos0-when-full drop` does the source drop a QoS 0 message that found the data queue
+ * full (`onDrop`, counted as `queue_full`). A QoS 0 reading is not even decoded while the
+ * data queue is full: under overload it would be decoded again and again.
  *
  * The returned object has the shape of the MQTT source's callbacks (src/mqtt/source.ts),
  * which knows nothing of queues or SQL.
@@ -74,7 +76,7 @@ export function createIntake(opts: IntakeOptions): Intake {
   return {
     deliver(inbound, ack) {
       if (!ack && pipeline.isFull("readings") && router.match(inbound.topic)?.kind !== "status") {
-        return false; // the source calls onDrop
+        return false; // the source holds it (or, under the drop policy, calls onDrop)
       }
       const pending = { inbound, decoded: decodeGuarded(decoder, inbound, opts.decode) };
       if (!pipeline.offer(pending, ack)) return false;

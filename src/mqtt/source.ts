@@ -43,14 +43,20 @@ export interface MqttSourceOptions {
   connectTimeoutMs: number;
   /** TLS files and the opt-out (src/mqtt/tls.ts); read here, before connecting. */
   tls?: MqttTlsSettings;
+  /**
+   * A QoS 0 message that finds its queue full: `pause` (the default) holds it and stops
+   * reading the socket until there is room, as for QoS 1/2, so the broker holds or drops
+   * per its own limits; `drop` drops and counts it (`onDrop(..., "queue_full")`).
+   */
+  qos0WhenFull?: "pause" | "drop";
   log: Logger;
   /** Takes a message; false when its queue is full. */
   deliver(inbound: Inbound, ack: Ack | null): boolean;
   /** Resolves when the queues have room again. */
   waitForRoom(): Promise<void>;
   /**
-   * A QoS 0 message not taken: its queue was full (`queue_full`), or it arrived after
-   * `stopReading()` (`shutdown`).
+   * A QoS 0 message not taken: its queue was full under `qos0WhenFull: "drop"`
+   * (`queue_full`), or it arrived after `stopReading()` (`shutdown`).
    */
   onDrop(inbound: Inbound, reason: "queue_full" | "shutdown"): void;
   /**
@@ -95,6 +101,9 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   let connections = 0;
   let subscribed = false;
   let stopping = false;
+  /** Messages held back on a full queue (0 or 1: the packet loop waits on each). */
+  let holding = 0;
+  const qos0WhenFull = opts.qos0WhenFull ?? "pause";
   // Each ack remembers the connection it arrived on, as a property of the function (one
   // hidden class for all acks; no per-message WeakMap entry for the GC to trace). The
   // connection is MQTT.js's stream object: `client.stream` is replaced when a
@@ -131,7 +140,25 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const client = mqtt.connect(opts.url, clientOptions);
   const pubacks = new PubackWriter(client);
 
+  // Keep-alive with a paused socket (issue 15). MQTT.js drops the connection when no
+  // PINGRESP arrives within 1.5 keep-alive periods, but a PINGRESP is read in order, behind
+  // every PUBLISH the broker sent before it: while we hold messages back, the broker's
+  // backlog in the socket delays it, and a reconnect would lose the QoS 0 messages the
+  // broker had in flight (measured: 26% of 1.5M at 50k/s offered). So a connection that
+  // delivered a message within the last keep-alive period, or that we are holding back
+  // ourselves, is alive: ping again (the broker needs a packet from us within 1.5 periods)
+  // and wait another round. A broker that is really gone still fails the socket's writes.
+  let lastPublishAt = 0;
+  const keepaliveTimeout = client.onKeepaliveTimeout.bind(client);
+  client.onKeepaliveTimeout = () => {
+    const alive = holding > 0 || Date.now() - lastPublishAt < opts.keepaliveSec * 1000;
+    if (!alive || !client.connected || !client.keepaliveManager) return keepaliveTimeout();
+    client.sendPing();
+    client.keepaliveManager.reschedule();
+  };
+
   client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
+    lastPublishAt = Date.now();
     let inbound: Inbound;
     let ack: TaggedAck | null = null;
     let delivered: boolean;
@@ -173,18 +200,43 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       callback(ack ? DEFER_ACK : undefined);
       return;
     }
-    if (!ack) {
+    if (!ack && qos0WhenFull === "drop") {
       opts.onDrop(inbound, "queue_full");
       callback();
       return;
     }
-    // Back-pressure: hold MQTT.js's packet loop (and so the socket) until there is room;
-    // the broker keeps the rest.
-    const held = ack;
+    holdUntilRoom(packet, inbound, ack, callback);
+  };
+
+  /**
+   * Back-pressure (issue 15): the queue is full, so hold MQTT.js's packet loop and stop
+   * reading the socket until there is room, QoS 0 included (unless `qos0WhenFull` is
+   * `drop`). The kernel's receive buffer fills, TCP's window closes, and the backlog stays
+   * at the broker, which holds it or drops it by its own limits, whatever Receive Maximum
+   * it honours. Holding the loop alone also stops the reading, but only once MQTT.js's
+   * pipe from the socket has filled its stream buffers: test/backpressure_test.ts read
+   * ~180 KB past a full queue that way, ~65-90 KB with the explicit pause.
+   */
+  const holdUntilRoom = (
+    packet: IPublishPacket,
+    inbound: Inbound,
+    ack: TaggedAck | null,
+    callback: (error?: Error) => void,
+  ) => {
+    const stream = client.stream;
+    stream.pause();
+    holding++;
     (async () => {
-      while (!stopping && !opts.deliver(inbound, held)) await opts.waitForRoom();
-      callback(DEFER_ACK);
-    })().catch((error) => deliveryFailed(packet, callback, error));
+      let delivered = false;
+      while (!stopping && !(delivered = opts.deliver(inbound, ack))) await opts.waitForRoom();
+      if (!delivered && !ack) opts.onDrop(inbound, "shutdown");
+      callback(ack ? DEFER_ACK : undefined);
+    })().catch((error) => deliveryFailed(packet, callback, error)).finally(() => {
+      holding--;
+      // MQTT.js's pipe resumes the socket too once its parser has caught up; resuming a
+      // superseded (destroyed) stream is harmless.
+      if (holding === 0) stream.resume();
+    });
   };
 
   /**

@@ -1,0 +1,135 @@
+/**
+ * The `hold` phase of `deno task bench` (issue 15): resident memory of a running serve
+ * per message it holds. serve runs as in the serve phase, but over MQTT 3.1.1 (no
+ * Receive Maximum), and `feed_values` is locked so no batch commits: every message
+ * published is held by serve until its queue is full, the rest waits at the broker.
+ * Reported: VmRSS before publishing and once nothing more arrives, the messages held
+ * (queued plus the batch in flight), and the difference per message. Then the lock is released and every message must be stored.
+ */
+import type postgres from "postgres";
+import { freePort } from "../test/support/broker.ts";
+import { spawnDeno } from "./children.ts";
+import type { PublisherConfig, PublisherReport } from "./publisher.ts";
+
+/** What the hold phase measured. */
+export interface HoldResult {
+  published: number;
+  held: number;
+  idleRssMb: number;
+  heldRssMb: number;
+  peakRssMb: number;
+  bytesPerHeld: number;
+  stored: number;
+}
+
+/** Sums every sample of `name` in Prometheus text. */
+function metric(text: string, name: string): number {
+  let sum = 0;
+  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
+  for (const m of text.matchAll(re)) sum += Number(m[1]);
+  return sum;
+}
+
+async function rss(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? 0) * 1024;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs serve, holds `pc.count` messages in it, measures, releases. */
+export async function holdPhase(opts: {
+  mqttUrl: string;
+  dbUrl: string;
+  sql: postgres.Sql;
+  pc: PublisherConfig;
+  serveMain: string;
+  serveArgs: string[];
+  idleMs: number;
+  runPublisher(pc: PublisherConfig): Promise<PublisherReport>;
+  log(msg: string): void;
+}): Promise<HoldResult> {
+  const { pc, sql, log } = opts;
+  const httpPort = await freePort();
+  const serve = spawnDeno([
+    "run",
+    "-A",
+    opts.serveMain,
+    "serve",
+    ...["--mqtt-url", opts.mqttUrl, "--database-url", opts.dbUrl],
+    ...["--http", `127.0.0.1:${httpPort}`, "--qos", String(pc.qos), "--mqtt-protocol", "3.1.1"],
+    ...["--client-id", `feedline-hold-${crypto.randomUUID().slice(0, 8)}`],
+    ...["--log-level", "warn", "--log-format", "json", ...opts.serveArgs],
+  ], { echo: true });
+  const base = `http://127.0.0.1:${httpPort}`;
+  const blocker = await sql.reserve();
+  let locked = false;
+  try {
+    const readyBy = Date.now() + 60_000;
+    for (; Date.now() < readyBy; await sleep(100)) {
+      const ok = await fetch(`${base}/readyz`).then(async (r) => {
+        await r.body?.cancel();
+        return r.ok;
+      }, () => false);
+      if (ok) break;
+    }
+    await sleep(1_000);
+    const idle = await rss(serve.pid, "VmRSS");
+    await blocker`begin`;
+    await blocker`lock table feed_values in exclusive mode`;
+    locked = true;
+    log(`hold: feed_values locked; publishing ${pc.count} messages, QoS ${pc.qos}`);
+    const pub = await opts.runPublisher(pc);
+    const gauges = async () => {
+      const text = await fetch(`${base}/metrics`).then((r) => r.text());
+      return {
+        held: metric(text, "feedline_queue_depth_data") +
+          metric(text, "feedline_queue_depth_status") + metric(text, "feedline_in_flight_messages"),
+        received: metric(text, "feedline_messages_received_total"),
+      };
+    };
+    let last = await gauges();
+    for (let stable = 0; stable < 20; await sleep(100)) {
+      const now = await gauges();
+      stable = now.received === last.received ? stable + 1 : 0;
+      last = now;
+    }
+    const heldRss = await rss(serve.pid, "VmRSS");
+    const peak = await rss(serve.pid, "VmHWM");
+    log(`hold: ${last.held} held, VmRSS ${(heldRss / 2 ** 20).toFixed(0)} MB`);
+    await blocker`rollback`;
+    locked = false;
+    let stored = 0;
+    let lastChange = performance.now();
+    while (stored < pub.published && performance.now() - lastChange < opts.idleMs) {
+      await sleep(200);
+      const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
+      if (n !== stored) lastChange = performance.now();
+      stored = n;
+    }
+    return {
+      published: pub.published,
+      held: last.held,
+      idleRssMb: idle / 2 ** 20,
+      heldRssMb: heldRss / 2 ** 20,
+      peakRssMb: peak / 2 ** 20,
+      bytesPerHeld: last.held > 0 ? (heldRss - idle) / last.held : 0,
+      stored,
+    };
+  } finally {
+    if (locked) await blocker`rollback`.catch(() => {});
+    blocker.release();
+    await serve.stop("SIGTERM", 10_000);
+  }
+}
+
+/** Prints the hold phase's line. */
+export function printHold(r: HoldResult): void {
+  console.log(
+    `\nhold: ${r.held} messages held by serve (of ${r.published} published); VmRSS ` +
+      `${r.idleRssMb.toFixed(0)} MB idle → ${r.heldRssMb.toFixed(0)} MB held = ` +
+      `${(r.bytesPerHeld / 1024).toFixed(2)} KB per held message (peak ${
+        r.peakRssMb.toFixed(0)
+      } MB); ${r.stored} stored after the lock was released`,
+  );
+}
