@@ -62,21 +62,11 @@ function rig(opts: Partial<PipelineOptions> = {}) {
   const metrics = createIngestMetrics();
   const accounting = new Accounting(metrics);
   const pipeline = new Pipeline({
+    ...baseOptions(accounting),
     write: (batch) => {
       batches.push(batch.map((p) => p.inbound.topic));
       return Promise.resolve(stored(batch));
     },
-    batchSize: 1000,
-    batchIntervalMs: 60_000,
-    queueSize: 100,
-    statusQueueSize: 100,
-    ackWindow: 1000,
-    ackIdleMs: 60_000,
-    log: createLogger({ level: "error", write: () => {} }),
-    metrics,
-    accounting,
-    retryMinMs: 5,
-    retryMaxMs: 10,
     ...opts,
   });
   const ack = (topic: string): Ack => () => acked.push(topic);
@@ -235,6 +225,11 @@ Deno.test("drain at its deadline counts every message left: QoS 0 dropped, QoS 1
 
 /** The options `rig` built, to make a second pipeline with another writer. */
 function rigOptions(r: ReturnType<typeof rig>): PipelineOptions {
+  return baseOptions(r.accounting);
+}
+
+/** Quiet, small, slow-to-flush defaults: each test sets what it is about. */
+function baseOptions(accounting: Accounting): PipelineOptions {
   return {
     write: () => Promise.reject(new Error("unused")),
     batchSize: 1000,
@@ -244,22 +239,9 @@ function rigOptions(r: ReturnType<typeof rig>): PipelineOptions {
     ackWindow: 1000,
     ackIdleMs: 60_000,
     log: createLogger({ level: "error", write: () => {} }),
-    metrics: r.accounting.metrics,
-    accounting: r.accounting,
+    metrics: accounting.metrics,
+    accounting,
     retryMinMs: 5,
     retryMaxMs: 10,
   };
 }
-
-Deno.test("Pipeline bounds the bytes of a batch, taking at least one message", async () => {
-  const r = rig({ batchSize: 100, maxBatchBytes: 13 });
-  for (const t of ["aaaaaa", "bbbbbb", "cccccc", "dddddddddddddddddddd", "eeeeee"]) r.offer(t);
-  r.pipeline.start();
-  await r.pipeline.drain(1000);
-  assert.deepEqual(r.batches, [
-    ["aaaaaa", "bbbbbb"],
-    ["cccccc"],
-    ["dddddddddddddddddddd"],
-    ["eeeeee"],
-  ]);
-});
