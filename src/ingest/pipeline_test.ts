@@ -245,3 +245,16 @@ function baseOptions(accounting: Accounting): PipelineOptions {
     retryMaxMs: 10,
   };
 }
+
+Deno.test("Pipeline bounds the bytes of a batch, taking at least one message", async () => {
+  const r = rig({ batchSize: 100, maxBatchBytes: 13 });
+  for (const t of ["aaaaaa", "bbbbbb", "cccccc", "dddddddddddddddddddd", "eeeeee"]) r.offer(t);
+  r.pipeline.start();
+  await r.pipeline.drain(1000);
+  assert.deepEqual(r.batches, [
+    ["aaaaaa", "bbbbbb"],
+    ["cccccc"],
+    ["dddddddddddddddddddd"],
+    ["eeeeee"],
+  ]);
+});
