@@ -126,7 +126,7 @@ Deno.test("QoS 0 messages dropped on a full queue are in the capture, marked, an
   // A queue of one that is not written until shutdown: every message after the first
   // finds it full and, at QoS 0, is dropped.
   await withCapture(
-    ["--qos", "0", "--queue-size", "1", "--batch-interval-ms", "60000"],
+    ["--qos", "0", "--qos0-when-full", "drop", "--queue-size", "1", "--batch-interval-ms", "60000"],
     async ({ serve, pub, user }) => {
       for (let i = 0; i < 5; i++) {
         await publish(pub, serve.feedTopic(user, "dev1", "temp"), `${i}`, { qos: 0 });
