@@ -4,22 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { freePort } from "./support/broker.ts";
+import { runFeedline } from "./support/serve.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function feedline(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+const feedline = runFeedline;
 
 function assertOneLine(stderr: string, pattern: RegExp) {
   const lines = stderr.trim().split("\n");

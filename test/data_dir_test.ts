@@ -4,23 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { readEndpoints } from "../src/embedded/endpoints.ts";
-import { spawnServe } from "./support/serve.ts";
+import { runFeedline, spawnServe } from "./support/serve.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function feedline(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", MQTT_URL: "", DATABASE_URL: "", HTTP_ADDR: "" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+/** `feedline ARGS`, with no broker, database or HTTP address from the environment. */
+const feedline = (args: string[]) =>
+  runFeedline(args, { MQTT_URL: "", DATABASE_URL: "", HTTP_ADDR: "" });
 
 Deno.test("a second serve on one data directory is refused; migrate and replay use the running serve's database", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "feedline-datadir-" });

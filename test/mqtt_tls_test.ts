@@ -18,6 +18,7 @@ import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import {
   endClient,
   HAVE_MOSQUITTO,
+  runFeedline,
   startTestServe,
   uniquePrefix,
   waitFor,
@@ -27,22 +28,8 @@ import { HAVE_OPENSSL, makeTestPki, type TestPki } from "./support/tls.ts";
 const ignore = !HAVE_MOSQUITTO || !HAVE_OPENSSL;
 if (ignore) console.warn("mqtt_tls_test skipped: needs /usr/sbin/mosquitto and openssl");
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
 /** `feedline ARGS` as a process: exit code and stderr. */
-async function feedline(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", MQTT_URL: "", DATABASE_URL: "" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
+const feedline = (args: string[]) => runFeedline(args, { MQTT_URL: "", DATABASE_URL: "" });
 
 /** serve exits 1 with exactly one line on stderr, matching `pattern`, and no stack. */
 async function assertServeFails(args: string[], pattern: RegExp) {

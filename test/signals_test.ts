@@ -4,7 +4,7 @@
  * serve twice; serve must still drain, log "stopped" and exit 0.
  */
 import assert from "node:assert/strict";
-import { connectClient, endClient, publish, waitFor } from "./support/serve.ts";
+import { collectJsonLines, connectClient, endClient, publish, waitFor } from "./support/serve.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -42,15 +42,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
       stderr: "piped",
     }).spawn();
     const logs: Record<string, unknown>[] = [];
-    const reading = (async () => {
-      let buffer = "";
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const parts = buffer.split("\n");
-        buffer = parts.pop()!;
-        for (const line of parts) if (line.startsWith("{")) logs.push(JSON.parse(line));
-      }
-    })();
+    const reading = collectJsonLines(child.stdout, logs);
     const stderr = new Response(child.stderr).text();
     let pgid: number | null = null;
     try {

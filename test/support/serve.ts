@@ -171,6 +171,40 @@ export interface ServeProcess {
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
+/**
+ * Reads a process's stdout as JSON log lines into `logs` as they come; lines that are not
+ * JSON objects (`deno task` announces itself) are skipped. Resolves at the end of output.
+ */
+export async function collectJsonLines(
+  stdout: ReadableStream<Uint8Array>,
+  logs: Record<string, unknown>[],
+): Promise<void> {
+  let buffer = "";
+  // The status page script's DOM types and Deno's disagree on TextDecoderStream.
+  const decoder = new TextDecoderStream() as TransformStream<Uint8Array, string>;
+  for await (const chunk of stdout.pipeThrough(decoder)) {
+    buffer += chunk;
+    const parts = buffer.split("\n");
+    buffer = parts.pop()!;
+    for (const line of parts) if (line.startsWith("{")) logs.push(JSON.parse(line));
+  }
+}
+
+/** Runs `feedline ARGS` to its end (`env` added to the test's own): exit code and output. */
+export async function runFeedline(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
 /** Spawns `deno run main.ts serve ARGS` with `env`; stdout is read as JSON lines. */
 export function spawnServe(args: string[], env: Record<string, string> = {}): ServeProcess {
   const child = new Deno.Command(Deno.execPath(), {
@@ -180,15 +214,7 @@ export function spawnServe(args: string[], env: Record<string, string> = {}): Se
     stderr: "inherit",
   }).spawn();
   const logs: Record<string, unknown>[] = [];
-  const reading = (async () => {
-    let buffer = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      const parts = buffer.split("\n");
-      buffer = parts.pop()!;
-      for (const line of parts) if (line.trim()) logs.push(JSON.parse(line));
-    }
-  })();
+  const reading = collectJsonLines(child.stdout, logs);
   return {
     child,
     logs,
