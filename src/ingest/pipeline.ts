@@ -24,8 +24,6 @@ import { BoundedQueue } from "./queue.ts";
 import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
 
-export type { Ack };
-
 /** A message waiting in a queue. */
 export interface QueueItem {
   pending: Pending;
