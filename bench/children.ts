@@ -121,3 +121,37 @@ export async function cpuSeconds(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/** utime, stime, cutime, cstime of one /proc/<pid>/stat line, in seconds. */
+function statCpu(stat: string): { own: number; children: number } {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return {
+    own: (Number(fields[11]) + Number(fields[12])) / 100,
+    children: (Number(fields[13]) + Number(fields[14])) / 100,
+  };
+}
+
+/**
+ * CPU seconds used so far by the local PostgreSQL server: every process whose command
+ * is `postgres` (postmaster, backends, WAL writer, checkpointer...), plus what exited
+ * backends left in their parent's children time. The difference of two readings is the
+ * server's CPU in between, whichever backends came and went; work by other clients of
+ * the same server is included, so read it on an otherwise idle server.
+ */
+export async function postgresCpuSeconds(): Promise<number> {
+  let total = 0;
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    let stat: string;
+    try {
+      stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (comm !== "postgres") continue;
+    const cpu = statCpu(stat);
+    total += cpu.own + cpu.children;
+  }
+  return total;
+}

@@ -25,7 +25,7 @@ import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/option
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { freePort, startMosquitto } from "../test/support/broker.ts";
-import { type Child, cpuSeconds, peakRssBytes, spawnDeno } from "./children.ts";
+import { type Child, cpuSeconds, peakRssBytes, postgresCpuSeconds, spawnDeno } from "./children.ts";
 import { startCommitClock } from "./commit_clock.ts";
 import { buildFleet, registerFleet } from "./fleet.ts";
 import type { CounterConfig, CounterReport } from "./counter.ts";
@@ -265,10 +265,12 @@ async function main(args: string[]): Promise<void> {
   const results: PhaseResult[] = [];
   try {
     let mqttUrl = cfg.mqttUrl;
+    let brokerPid: number | null = null;
     if (!mqttUrl) {
       const broker = await startMosquitto({ config: mosquittoConfig(cfg) });
       cleanups.push(() => broker.close());
       mqttUrl = broker.url;
+      brokerPid = broker.pid;
       log(
         `mosquitto ${machine.mosquitto} on ${mqttUrl} (max_inflight_messages ${cfg.brokerInflight})`,
       );
@@ -329,7 +331,9 @@ async function main(args: string[]): Promise<void> {
     }
     const rate = resolveRate(cfg.rate, brokerLimit);
     if (cfg.phaseList.includes("serve")) {
-      results.push(await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId));
+      results.push(
+        await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId, brokerPid),
+      );
     }
 
     let hold: HoldResult | null = null;
@@ -485,6 +489,7 @@ async function databasePhase(
 ): Promise<PhaseResult> {
   log(`database limit: ${cfg.count} rows, ${cfg.batchSize} per transaction`);
   const base = Date.now() * 1000;
+  const pgCpuAtStart = await postgresCpuSeconds();
   const started = performance.now();
   for (let start = 0; start < cfg.count; start += cfg.batchSize) {
     const n = Math.min(cfg.batchSize, cfg.count - start);
@@ -508,8 +513,16 @@ async function databasePhase(
     );
   }
   const seconds = (performance.now() - started) / 1000;
+  const pgCpu = (await postgresCpuSeconds()) - pgCpuAtStart;
   const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
-  return { name: "database limit", messages: n, seconds, perSecond: n / seconds };
+  return {
+    name: "database limit",
+    messages: n,
+    seconds,
+    perSecond: n / seconds,
+    // PostgreSQL's CPU, not ours: the figure serve's transaction is compared with.
+    extra: { postgresCpuUsPerRow: Number(((pgCpu * 1e6) / n).toFixed(1)) },
+  };
 }
 
 async function processorPhase(
@@ -576,6 +589,7 @@ async function servePhase(
   sql: postgres.Sql,
   pc: PublisherConfig,
   runId: string,
+  brokerPid: number | null,
 ): Promise<PhaseResult> {
   const httpPort = await freePort();
   const extra = cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/);
@@ -630,6 +644,8 @@ async function servePhase(
     }
 
     const cpuAtStart = await cpuSeconds(serve.pid);
+    const pgCpuAtStart = await postgresCpuSeconds();
+    const brokerCpuAtStart = brokerPid === null ? null : await cpuSeconds(brokerPid);
     const clockSql = postgres(dbUrl, { max: 1, onnotice: () => {} });
     const clock = startCommitClock(clockSql);
     let maxUnacked = 0;
@@ -683,6 +699,8 @@ async function servePhase(
     }
     const peak = await peakRssBytes(serve.pid);
     const cpuAtEnd = await cpuSeconds(serve.pid);
+    const pgCpuAtEnd = await postgresCpuSeconds();
+    const brokerCpuAtEnd = brokerPid === null ? null : await cpuSeconds(brokerPid);
     const status = await serve.stop("SIGTERM");
     stopped = true;
     if (!status.success) log(`serve exited with code ${status.code}`);
@@ -744,6 +762,15 @@ async function servePhase(
         commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
         rowsWithUnseenCommit: unseen,
         serveArgs: extra,
+        // CPU of the other processes of the run, per message published (PostgreSQL: per
+        // row stored; it includes the commit clock's polling, a few % of it).
+        postgresCpuUsPerRow: stored > 0
+          ? Number((((pgCpuAtEnd - pgCpuAtStart) * 1e6) / stored).toFixed(1))
+          : null,
+        brokerCpuUsPerMessage: brokerCpuAtStart !== null && brokerCpuAtEnd !== null
+          ? Number((((brokerCpuAtEnd - brokerCpuAtStart) * 1e6) / pub.published).toFixed(1))
+          : null,
+        publisherCpuUsPerMessage: Number((pub.cpuUs / pub.published).toFixed(1)),
       },
     };
   } finally {
@@ -791,6 +818,10 @@ function printTable(results: PhaseResult[]): void {
       "|",
   );
   for (const r of rows) console.log(line(r));
+  const db = results.find((r) => r.name === "database limit");
+  if (db?.extra) {
+    console.log(`\ndatabase limit: PostgreSQL ${db.extra.postgresCpuUsPerRow} CPU µs/row`);
+  }
   const serve = results.find((r) => r.name === "feedline serve");
   if (serve?.extra) {
     const e = serve.extra;
@@ -798,6 +829,11 @@ function printTable(results: PhaseResult[]): void {
       `\nserve: ${e.batches} batches (mean ${e.meanBatch} messages), most unacked seen ` +
         `${e.maxUnackedSeen}, most queued seen ${e.maxQueuedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
         `(commit clock every ${e.commitClockIntervalMs} ms)`,
+    );
+    console.log(
+      `CPU µs: serve ${serve.cpuUsPerMessage?.toFixed(1)}/msg, PostgreSQL ` +
+        `${e.postgresCpuUsPerRow}/row, broker ${e.brokerCpuUsPerMessage}/msg, publisher ` +
+        `${e.publisherCpuUsPerMessage}/msg`,
     );
   }
 }

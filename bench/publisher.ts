@@ -10,6 +10,7 @@
  *
  * Usage: deno run -A bench/publisher.ts '<json PublisherConfig>'
  */
+import process from "node:process";
 import mqtt, { type MqttClient } from "mqtt";
 
 /** What the publisher is told. */
@@ -31,6 +32,8 @@ export interface PublisherReport {
   published: number;
   firstMs: number;
   lastMs: number;
+  /** CPU µs the publisher process used, connections included. */
+  cpuUs: number;
 }
 
 /** Wall-clock milliseconds with sub-millisecond precision. */
@@ -111,7 +114,8 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
   await finished;
   clearInterval(timer);
   await Promise.all(clients.map((c) => new Promise<void>((r) => c.end(false, {}, () => r()))));
-  return { published: done, firstMs, lastMs };
+  const cpu = process.cpuUsage();
+  return { published: done, firstMs, lastMs, cpuUs: cpu.user + cpu.system };
 }
 
 if (import.meta.main) {

@@ -108,3 +108,64 @@ Deno.test("the schema lets operators register with plain minimal inserts", async
     await db.close();
   }
 });
+
+Deno.test("deleting a feed, or its user, deletes its readings (sql/007 replaces the foreign key)", async () => {
+  const db = await createTestDatabase();
+  try {
+    const u = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${u})`;
+    const feeds = await db.sql<{ id: string }[]>`
+      insert into feeds (user_id, key) values (${u}, 'a'), (${u}, 'b'), (${u}, 'c') returning id`;
+    for (const f of feeds) {
+      await db.sql`
+        insert into feed_values (feed_id, value, created_at)
+        select ${f.id}, g, now() - g * interval '1 minute' from generate_series(1, 3) g`;
+    }
+    await db.sql`delete from feeds where key = 'a'`;
+    const left = await db.sql<{ key: string; n: number }[]>`
+      select f.key, count(*)::int as n from feed_values v join feeds f on f.id = v.feed_id
+      group by f.key order by f.key`;
+    assert.deepEqual(left.map((r) => [r.key, r.n]), [["b", 3], ["c", 3]]);
+    const [{ orphans }] = await db.sql<{ orphans: number }[]>`
+      select count(*)::int as orphans from feed_values where feed_id = ${feeds[0].id}`;
+    assert.equal(orphans, 0);
+
+    await db.sql`delete from users where id = ${u}`;
+    const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
+    assert.equal(n, 0);
+  } finally {
+    await db.close();
+  }
+});
+
+Deno.test({
+  name: "a feed delete waits for an insert in flight and then deletes its readings too",
+  // Two sessions with real locks: the embedded database serves one at a time.
+  ignore: !Deno.env.get("TEST_DATABASE_URL"),
+}, async () => {
+  const db = await createTestDatabase();
+  const other = (await import("postgres")).default(db.url, { max: 1, onnotice: () => {} });
+  try {
+    const u = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${u})`;
+    const [f] = await db.sql<{ id: string }[]>`
+      insert into feeds (user_id, key) values (${u}, 'a') returning id`;
+    let deleted = false;
+    let deleting: Promise<unknown> = Promise.resolve();
+    await db.sql.begin(async (tx) => {
+      // An ingest transaction that has written a reading and not committed yet.
+      await tx`insert into feed_values (feed_id, value, created_at) values (${f.id}, 1, now())`;
+      deleting = other`delete from feeds where id = ${f.id}`.then(() => (deleted = true));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(deleted, false, "the delete waits for the ingest transaction");
+    });
+    // The reading committed first; the delete, let through then, removes it.
+    await deleting;
+    const [{ n }] = await db.sql<{ n: number }[]>`
+      select count(*)::int as n from feed_values where feed_id = ${f.id}`;
+    assert.equal(n, 0);
+  } finally {
+    await other.end();
+    await db.close();
+  }
+});

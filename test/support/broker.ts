@@ -73,6 +73,8 @@ export function freePort(): Promise<number> {
 export interface Mosquitto {
   url: string;
   port: number;
+  /** The running Mosquitto's process id (null while stopped); the benchmark reads its CPU. */
+  readonly pid: number | null;
   /** SIGTERM: Mosquitto saves its persistence file and exits. */
   stop(): Promise<void>;
   /** SIGKILL: state since the last autosave is lost, as in a crash. */
@@ -166,6 +168,9 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return child?.pid ?? null;
+    },
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
     async restart() {
