@@ -5,6 +5,7 @@ import { FeedCache } from "../src/ingest/feed_cache.ts";
 import type { Pending } from "../src/core/message.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
+import { WritePath } from "../src/ingest/write_path.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
 const opts = {
@@ -276,5 +277,59 @@ Deno.test("a different reading absorbed by a stored reading's key is counted as 
     ]);
     assert.equal(inBatch.conflicts, 1);
     assert.equal(await count(db, "feed_values"), 3);
+  });
+});
+
+Deno.test("a batch is written the fast way; one with a stored reading is redone the careful way, which is kept a while", async () => {
+  await withFleet(async (db, u) => {
+    const path = new WritePath(60_000);
+    const t = (iso: string, v: number) =>
+      msg(`${u}/d1/feeds/temp`, JSON.stringify({ value: v, ts: iso }));
+    const first = await processBatch(db.sql, [
+      t("2025-06-01T11:00:00Z", 1),
+      t("2025-06-01T12:00:00Z", 2),
+      msg(`${u}/d1/feeds/hum`, "50"),
+    ], { writePath: path });
+    assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 0 });
+    assert.equal(first.stored, 3);
+    assert.deepEqual(first.outcomes, { stored: 3, rejected: 0, skipped: 0 });
+    const feeds = await db.sql`
+      select key, last_value from feeds where key in ('temp', 'hum') order by key`;
+    assert.deepEqual(feeds.map((f) => [f.key, f.last_value]), [["hum", "50"], ["temp", "2"]]);
+
+    // A redelivery next to a new reading: the fast way fails on the stored key, and the
+    // careful way stores the new one and absorbs the other, in one commit.
+    const again = await processBatch(db.sql, [
+      t("2025-06-01T12:00:00Z", 2),
+      t("2025-06-01T13:00:00Z", 3),
+    ], { writePath: path });
+    assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 1 });
+    assert.equal(again.stored, 1);
+    assert.deepEqual(again.skipped, { duplicate: 1 });
+    assert.equal(await count(db, "feed_values"), 4);
+    const [temp] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(temp.last_value, "3");
+
+    // Still within its careful period: no fast attempt.
+    await processBatch(db.sql, [t("2025-06-01T14:00:00Z", 4)], { writePath: path });
+    assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 1 });
+    assert.equal(await count(db, "feed_values"), 5);
+  });
+});
+
+Deno.test("the fast way refused by the database loses nothing: the careful way isolates the row", async () => {
+  await withFleet(async (db, u) => {
+    await db.sql`alter table feed_values add constraint no_666 check (value is distinct from 666)`;
+    const path = new WritePath();
+    const result = await processBatch(db.sql, [
+      msg(`${u}/d1/feeds/temp`, "1"),
+      msg(`${u}/d1/feeds/temp`, "666"),
+      msg(`${u}/d1/feeds/hum`, "7"),
+    ], { writePath: path });
+    assert.equal(path.fallbacks, 1);
+    assert.equal(result.stored, 2);
+    assert.deepEqual(result.rejected, { db_rejected: 1 });
+    assert.equal(await count(db, "feed_values"), 2);
+    assert.equal(await count(db, "ingest_rejects"), 1);
   });
 });

@@ -3,10 +3,11 @@
  * nothing of MQTT or files; `serve` and `replay` call it alike, and tests call it
  * directly against a real database.
  *
- * Per batch: one query for all (user_id, feed_key) not in the cache, one multi-row
- * insert of values (`unnest`, `on conflict do nothing`), one update moving each feed's
- * last value forward, one insert of status history and one device update, one insert
- * of rejects.
+ * Per batch: one query for all (user_id, feed_key) not in the cache, one statement that
+ * inserts the values (`unnest`) and moves each feed's last value forward, one insert of
+ * status history and one device update, one insert of rejects. The values are first
+ * written the fast way, without savepoint or `on conflict` (src/ingest/write_path.ts);
+ * a batch the fast way cannot write is written again the careful way described next.
  *
  * No message can block a batch (docs/delivery.md, "Poison messages"): every insert of
  * rows that come from messages (values, status events, rejects) is split inside
@@ -23,6 +24,7 @@ import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { describeError } from "../core/decode.ts";
 import { storableJson } from "../core/payload.ts";
+import { WritePath } from "./write_path.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -48,7 +50,12 @@ export interface ProcessorOptions {
    * and the rest are gone, in the same commit.
    */
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
+  /** Fast or careful writes (src/ingest/write_path.ts); one shared by default. */
+  writePath?: WritePath;
 }
+
+// Callers that do not keep their own still learn from one another's fallbacks.
+const sharedWritePath = new WritePath();
 
 /** Totals of one batch. */
 export interface BatchResult {
@@ -163,16 +170,37 @@ export async function processBatch(
   batch: Pending[],
   opts: ProcessorOptions = {},
 ): Promise<BatchResult> {
+  const path = opts.writePath ?? sharedWritePath;
+  if (path.fastAllowed()) {
+    try {
+      const result = await processInOneTransaction(sql, batch, opts, true);
+      path.fastSucceeded();
+      return result;
+    } catch (error) {
+      if (isTransientDbError(error)) throw error;
+      // Rolled back whole: written again below, the careful way.
+      path.fastFailed();
+    }
+  }
+  return await processCarefully(sql, batch, opts);
+}
+
+/** The careful way: refused rows isolated in savepoints, the rest bisected. */
+async function processCarefully(
+  sql: postgres.Sql,
+  batch: Pending[],
+  opts: ProcessorOptions,
+): Promise<BatchResult> {
   try {
-    return await processInOneTransaction(sql, batch, opts);
+    return await processInOneTransaction(sql, batch, opts, false);
   } catch (error) {
     if (isTransientDbError(error)) throw error;
     if (batch.length === 1) return await deadLetterAlone(sql, batch[0], opts, error);
     // Each half commits on its own; a retry after a later transient failure re-processes
     // a committed half idempotently (duplicates are absorbed by the keys).
     const middle = batch.length >>> 1;
-    const a = await processBatch(sql, batch.slice(0, middle), opts);
-    const b = await processBatch(sql, batch.slice(middle), opts);
+    const a = await processCarefully(sql, batch.slice(0, middle), opts);
+    const b = await processCarefully(sql, batch.slice(middle), opts);
     return mergeResults(a, b);
   }
 }
@@ -237,6 +265,7 @@ async function processInOneTransaction(
   sql: postgres.Sql,
   batch: Pending[],
   opts: ProcessorOptions,
+  fast: boolean,
 ): Promise<BatchResult> {
   const result = emptyResult(batch.length);
   if (batch.length === 0) return result;
@@ -251,7 +280,7 @@ async function processInOneTransaction(
       result.conflict = undefined;
       result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
       result.rejects = [];
-      const work = () => processInTransaction(tx, batch, opts, result);
+      const work = () => processInTransaction(tx, batch, opts, result, fast);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
     });
@@ -266,6 +295,7 @@ async function processInTransaction(
   batch: Pending[],
   opts: ProcessorOptions,
   result: BatchResult,
+  fast: boolean,
 ): Promise<void> {
   const rejects: RejectRow[] = [];
 
@@ -338,7 +368,12 @@ async function processInTransaction(
   }
 
   const storedMessages = new Set<Inbound>();
-  if (values.length > 0) {
+  if (values.length > 0 && fast) {
+    // Any refusal (a duplicate included) fails the transaction: see processBatch.
+    await insertValuesAndLastValues(tx, values);
+    result.stored += values.length;
+    for (const v of values) storedMessages.add(batch[v.message].inbound);
+  } else if (values.length > 0) {
     const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
     const poisoned = new Set(poison.map((p) => p.row));
     for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
@@ -604,6 +639,70 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
 }
 
 /**
+ * The fast way (src/ingest/write_path.ts): every row inserted and each feed's last value
+ * moved forward, in one statement. Fails on any row the database refuses, a stored or
+ * repeated (feed_id, created_at) included.
+ */
+async function insertValuesAndLastValues(
+  tx: postgres.TransactionSql,
+  rows: ValueRow[],
+): Promise<void> {
+  const n = rows.length;
+  const feedIds = new Array<number>(n);
+  const nums = new Array<number | null>(n);
+  const texts = new Array<string | null>(n);
+  const created = new Array<number>(n);
+  const received = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const r = rows[i];
+    feedIds[i] = r.feedId;
+    nums[i] = r.value;
+    texts[i] = r.text;
+    created[i] = r.createdUs;
+    received[i] = r.receivedUs;
+  }
+  const latest = latestPerFeed(rows, null);
+  await tx`
+    with stored as (
+      insert into feed_values (feed_id, value, value_text, created_at, received_at)
+      select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
+             to_timestamp(0) + r * interval '1 microsecond'
+      from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
+                  ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
+                  ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
+    )
+    update feeds f
+    set last_value = x.v, last_value_at = x.at, updated_at = now()
+    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
+          from unnest(${intArrayLiteral(latest.ids)}::int8[],
+                      ${textArrayLiteral(latest.vals)}::text[],
+                      ${intArrayLiteral(latest.ats)}::int8[]) as u(id, v, c)) x
+    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
+}
+
+/** Each feed's newest row, as the arrays of the last-value update. */
+function latestPerFeed(
+  rows: ValueRow[],
+  exclude: Set<ValueRow> | null,
+): { ids: number[]; vals: string[]; ats: number[] } {
+  const latest = new Map<number, ValueRow>();
+  for (const r of rows) {
+    if (exclude?.has(r)) continue;
+    const current = latest.get(r.feedId);
+    if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
+  }
+  const ids: number[] = [];
+  const vals: string[] = [];
+  const ats: number[] = [];
+  for (const r of latest.values()) {
+    ids.push(r.feedId);
+    vals.push(r.text ?? String(r.value));
+    ats.push(r.createdUs);
+  }
+  return { ids, vals, ats };
+}
+
+/**
  * The rows of `rows` whose key holds a stored reading with another value: absorbed by
  * `on conflict do nothing` although they are different readings. One index lookup per
  * row, in one statement; a row inserted by this batch finds itself and its own value.
@@ -644,21 +743,8 @@ async function updateLastValues(
   rows: ValueRow[],
   exclude: Set<ValueRow> | null,
 ): Promise<void> {
-  const latest = new Map<number, ValueRow>();
-  for (const r of rows) {
-    if (exclude?.has(r)) continue;
-    const current = latest.get(r.feedId);
-    if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
-  }
-  if (latest.size === 0) return;
-  const ids: number[] = [];
-  const vals: string[] = [];
-  const ats: number[] = [];
-  for (const r of latest.values()) {
-    ids.push(r.feedId);
-    vals.push(r.text ?? String(r.value));
-    ats.push(r.createdUs);
-  }
+  const { ids, vals, ats } = latestPerFeed(rows, exclude);
+  if (ids.length === 0) return;
   await tx`
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
