@@ -32,6 +32,7 @@ import { createIntake } from "../src/ingest/intake.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
 import { processBatch } from "../src/ingest/processor.ts";
+import { DEFAULT_CAREFUL_MS, WritePath } from "../src/ingest/write_path.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
 import { startOpsHttp } from "../src/ops/http_listen.ts";
@@ -119,6 +120,7 @@ export async function startServe(
       // Readings need their device registered, as statuses do (auto-register creates it).
       requireDevice: !autoRegister && !acceptUnregisteredDevices,
       deviceCache: new FeedCache<number>({ ttlMs: config.feedCacheTtlMs }),
+      writePath: new WritePath(DEFAULT_CAREFUL_MS, () => metrics.carefulRewrites.inc()),
     };
     const pipeline = new Pipeline({
       write: (batch) => processBatch(db.sql, batch, processor),

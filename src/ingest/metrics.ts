@@ -89,6 +89,13 @@ export function createIngestMetrics(registry = new Registry()) {
       new Counter("feedline_device_statuses_total", "Device status messages applied."),
     ),
     batches: registry.add(new Counter("feedline_batches_total", "Batches committed.")),
+    carefulRewrites: registry.add(
+      new Counter(
+        "feedline_batch_careful_rewrites_total",
+        "Batches the fast write could not store (a duplicate, a refused row), written again " +
+          "the careful way.",
+      ),
+    ),
     batchErrors: registry.add(
       new Counter("feedline_batch_errors_total", "Failed batch attempts (retried)."),
     ),

@@ -25,8 +25,12 @@ export class WritePath {
   fast = 0;
   fallbacks = 0;
 
-  constructor(carefulMs = DEFAULT_CAREFUL_MS) {
+  readonly #onFallback: () => void;
+
+  /** `onFallback` is told of each fast attempt redone carefully (serve counts them). */
+  constructor(carefulMs = DEFAULT_CAREFUL_MS, onFallback: () => void = () => {}) {
     this.#carefulMs = carefulMs;
+    this.#onFallback = onFallback;
   }
 
   /** Whether the next batch may try the fast way. */
@@ -43,5 +47,6 @@ export class WritePath {
   fastFailed(now = performance.now()): void {
     this.fallbacks++;
     this.#carefulUntil = now + this.#carefulMs;
+    this.#onFallback();
   }
 }
