@@ -117,9 +117,15 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
       const processor = {
         autoRegister,
         rejectPayloadCap: config.rejectPayloadCap,
-        feedCache: new FeedCache({ ttlMs: config.feedCacheTtlMs }),
+        feedCache: new FeedCache({
+          ttlMs: config.feedCacheTtlMs,
+          maxEntries: config.feedCacheSize,
+        }),
         requireDevice: !autoRegister && !config.acceptUnregisteredDevices,
-        deviceCache: new FeedCache<number>({ ttlMs: config.feedCacheTtlMs }),
+        deviceCache: new FeedCache<number>({
+          ttlMs: config.feedCacheTtlMs,
+          maxEntries: config.feedCacheSize,
+        }),
         dryRun: config.dryRun,
       };
       if (config.rejects) {

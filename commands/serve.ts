@@ -105,7 +105,8 @@ export async function startServe(
       : null;
     if (capture) closers.push(() => capture.close());
 
-    const feeds = await createFeedCache({ ttlMs: config.feedCacheTtlMs, listen: db.listen }, log);
+    const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
+    const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
     closers.push(() => feeds.close());
     const metrics = createIngestMetrics();
     const upkeep = upkeepOf(config);
@@ -119,7 +120,7 @@ export async function startServe(
       feedCache: feeds.cache,
       // Readings need their device registered, as statuses do (auto-register creates it).
       requireDevice: !autoRegister && !acceptUnregisteredDevices,
-      deviceCache: new FeedCache<number>({ ttlMs: config.feedCacheTtlMs }),
+      deviceCache: new FeedCache<number>(cacheSize),
       writePath: new WritePath(DEFAULT_CAREFUL_MS, () => metrics.carefulRewrites.inc()),
     };
     const pipeline = new Pipeline({

@@ -260,6 +260,15 @@ export const processingOptions = {
     defaultText: "30000",
     doc: "How long a looked-up feed is trusted before it is read again (0: no cache).",
   }),
+  feedCacheSize: option({
+    flag: "feed-cache-size",
+    env: "FEEDLINE_FEED_CACHE_SIZE",
+    // ~160 bytes of memory per cached feed (bench --phases fleet; docs/performance.md).
+    schema: zs.int(1).default(200_000),
+    defaultText: "200000",
+    doc: "Most feeds (and, separately, devices) kept in the lookup cache; set it to the " +
+      "number of feeds that publish within --feed-cache-ttl-ms.",
+  }),
   rejectsRetentionHours: option({
     flag: "rejects-retention-hours",
     env: "FEEDLINE_REJECTS_RETENTION_HOURS",

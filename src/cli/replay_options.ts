@@ -135,6 +135,7 @@ export const replayOptions = {
   autoRegister: processingOptions.autoRegister,
   acceptUnregisteredDevices: processingOptions.acceptUnregisteredDevices,
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
+  feedCacheSize: processingOptions.feedCacheSize,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
   // replay prints a summary and progress, not log lines: of the log options only
   // --verbose applies (to errors, in main.ts).

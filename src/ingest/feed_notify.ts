@@ -79,10 +79,10 @@ export async function listenForFeedChanges(
  * pooler: src/db/database.ts says why) it relies on the TTL. One log line says which.
  */
 export async function createFeedCache(
-  opts: { ttlMs: number; listen: { sql: postgres.Sql | null; how: string } },
+  opts: { ttlMs: number; maxEntries?: number; listen: { sql: postgres.Sql | null; how: string } },
   log: Logger,
 ): Promise<{ cache: FeedCache; close(): Promise<void> }> {
-  const cache = new FeedCache({ ttlMs: opts.ttlMs });
+  const cache = new FeedCache({ ttlMs: opts.ttlMs, maxEntries: opts.maxEntries });
   let unlisten: (() => Promise<void>) | null = null;
   const heard = (u: () => Promise<void>) => unlisten = u;
   if (opts.ttlMs <= 0) {

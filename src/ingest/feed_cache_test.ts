@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { FeedCache } from "./feed_cache.ts";
+
+Deno.test("a cached entry is trusted for at most the TTL and at least half of it", () => {
+  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  cache.set("a", 1, 0);
+  assert.equal(cache.get("a", 499), 1);
+  cache.set("b", 2, 600); // after the rotation at 500: b is young, a is old
+  assert.equal(cache.get("a", 999), 1);
+  assert.equal(cache.get("a", 1000), undefined, "a is one TTL old");
+  assert.equal(cache.get("b", 1000), 2);
+  assert.equal(cache.get("b", 1499), 2);
+  assert.equal(cache.get("b", 1500), undefined, "b was set in the epoch two back");
+});
+
+Deno.test("a long quiet spell expires everything at once", () => {
+  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  cache.set("a", 1, 0);
+  assert.equal(cache.get("a", 5000), undefined);
+  assert.equal(cache.size, 0);
+});
+
+Deno.test("the cache holds at most maxEntries and evicts the oldest first", () => {
+  const cache = new FeedCache<number>({ ttlMs: 1000, maxEntries: 3 });
+  cache.set("a", 1, 0);
+  cache.set("b", 2, 0);
+  cache.set("c", 3, 600); // a, b old; c young
+  cache.set("d", 4, 601); // full: a goes
+  assert.equal(cache.size, 3);
+  assert.equal(cache.get("a", 602), undefined);
+  assert.deepEqual(["b", "c", "d"].map((k) => cache.get(k, 602)), [2, 3, 4]);
+  cache.set("c", 30, 603); // an update does not evict
+  assert.equal(cache.size, 3);
+  assert.equal(cache.get("b", 604), 2);
+});
+
+Deno.test("delete and clear bump the version; a set that saw an older version is not kept", () => {
+  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  const seen = cache.version;
+  cache.delete("x");
+  cache.set("x", 1, 0, seen);
+  assert.equal(cache.get("x", 1), undefined);
+  cache.set("x", 1, 0, cache.version);
+  assert.equal(cache.get("x", 1), 1);
+  cache.clear();
+  assert.equal(cache.get("x", 2), undefined);
+});
+
+Deno.test("a TTL of 0 caches nothing", () => {
+  const cache = new FeedCache<number>({ ttlMs: 0 });
+  cache.set("a", 1, 0);
+  assert.equal(cache.get("a", 0), undefined);
+});
