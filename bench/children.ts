@@ -1,7 +1,8 @@
 /**
  * Helpers for the benchmark's child processes: spawn a Deno script, read its stdout line
- * by line, wait for a line, stop it by its own pid.
+ * by line, wait for a line, stop it by its own pid; run the publisher.
  */
+import type { PublisherConfig, PublisherReport } from "./publisher.ts";
 
 /** A spawned Deno process whose stdout is read line by line. */
 export interface Child {
@@ -95,10 +96,19 @@ export function spawnDeno(args: string[], opts: { echo?: boolean } = {}): Child 
 }
 
 /** Peak resident set size (VmHWM) of a Linux process in bytes, or null. */
-export async function peakRssBytes(pid: number): Promise<number | null> {
+export function peakRssBytes(pid: number): Promise<number | null> {
+  return statusBytes(pid, "VmHWM");
+}
+
+/** Current resident set size (VmRSS) of a Linux process in bytes, or null. */
+export function rssBytes(pid: number): Promise<number | null> {
+  return statusBytes(pid, "VmRSS");
+}
+
+async function statusBytes(pid: number, field: "VmHWM" | "VmRSS"): Promise<number | null> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status);
     return m ? Number(m[1]) * 1024 : null;
   } catch {
     return null;
@@ -154,4 +164,17 @@ export async function postgresCpuSeconds(): Promise<number> {
     total += cpu.own + cpu.children;
   }
   return total;
+}
+
+/** Runs bench/publisher.ts as its own process and returns its report. */
+export async function runPublisher(pc: PublisherConfig): Promise<PublisherReport> {
+  const child = spawnDeno([
+    "run",
+    "-A",
+    new URL("./publisher.ts", import.meta.url).pathname,
+    JSON.stringify(pc),
+  ]);
+  const line = await child.waitForLine((l) => l.startsWith("{"));
+  await child.process.status;
+  return JSON.parse(line);
 }

@@ -1,17 +1,21 @@
 /**
  * `deno task bench`: the end-to-end benchmark (docs/performance.md). In one run, on one
- * private Mosquitto and one fresh PostgreSQL database, it measures:
+ * fresh PostgreSQL database, it measures:
  *
- * - broker limit: a subscriber that only counts (bench/counter.ts);
  * - database limit: the same rows by multi-row `unnest` insert, one transaction per
  *   batch, no MQTT;
  * - processor: feedline's decode + processBatch on the same messages, no MQTT;
- * - serve: `main.ts serve` as its own process, as in production; stored messages/s from
- *   first publish to last commit, publish→commit latency from the payload's timestamp
- *   and PostgreSQL's commit visibility (bench/commit_clock.ts), lost messages, peak RSS.
  *
- * The publisher (bench/publisher.ts) is its own process too. Prints a table, writes JSON
- * to bench/results/.
+ * and once per `--broker-inflight` setting, each on a private Mosquitto of its own:
+ *
+ * - window: the in-flight window the broker gives a subscriber that defers acks;
+ * - broker limit: a subscriber that only counts (bench/counter.ts);
+ * - serve: `main.ts serve` as its own process, as in production (bench/serve_process.ts);
+ * - hold, scale, fleet when asked for (bench/hold.ts, bench/scale.ts,
+ *   bench/fleet_phase.ts).
+ *
+ * The publisher (bench/publisher.ts) is its own process too. Prints one summary table and
+ * issue 15's targets (bench/summary.ts), writes JSON to bench/results/.
  */
 import process from "node:process";
 import postgres from "postgres";
@@ -20,19 +24,39 @@ import { decode, type DecodeOptions } from "../src/core/decode.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import type { Pending } from "../src/core/message.ts";
-import { applyMigrations } from "../src/db/migrate.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
-import { freePort, startMosquitto } from "../test/support/broker.ts";
-import { type Child, cpuSeconds, peakRssBytes, postgresCpuSeconds, spawnDeno } from "./children.ts";
-import { startCommitClock } from "./commit_clock.ts";
-import { buildFleet, registerFleet } from "./fleet.ts";
+import { startMosquitto } from "../test/support/broker.ts";
+import { cpuSeconds, postgresCpuSeconds, runPublisher, spawnDeno } from "./children.ts";
+import { type BenchDatabase, createBenchDatabase, resetData } from "./fleet.ts";
+import { createFleetDatabase, type FleetDatabase, fleetPhase } from "./fleet_phase.ts";
 import type { CounterConfig, CounterReport } from "./counter.ts";
-import { type PublisherConfig, type PublisherReport, wallMs } from "./publisher.ts";
-import { probeWindow, type WindowProbe } from "./window.ts";
+import { type PublisherConfig, wallMs } from "./publisher.ts";
+import { probeWindow } from "./window.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
 import { holdPhase, type HoldResult, printHold } from "./hold.ts";
+import { type PassResult, type ServeOptions, startServe } from "./serve_process.ts";
+import {
+  evaluateTargets,
+  fmtRate,
+  holdRow,
+  type Inflight,
+  type Load,
+  phaseName,
+  type PhaseResult,
+  printNotes,
+  printSummary,
+  printTargets,
+  scaleRows,
+  type SummaryRow,
+  type WindowOnSetting,
+} from "./summary.ts";
+
+/** Every phase --phases accepts, in the order they run. */
+const ALL_PHASES = ["db", "processor", "window", "broker", "serve", "hold", "scale", "fleet"];
+/** Phases that need a broker: run once per --broker-inflight setting. */
+const MQTT_PHASES = ["window", "broker", "serve", "hold", "scale", "fleet"];
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -93,6 +117,24 @@ export const benchOptions = {
     defaultText: "5",
     doc: "Feeds per device.",
   }),
+  fleetUsers: option({
+    flag: "fleet-users",
+    schema: zs.int(1).default(2000),
+    defaultText: "2000",
+    doc: "Users of the fleet phase's large fleet (in a second database).",
+  }),
+  fleetDevices: option({
+    flag: "fleet-devices",
+    schema: zs.int(1).default(50),
+    defaultText: "50",
+    doc: "Devices per user of the large fleet.",
+  }),
+  fleetFeeds: option({
+    flag: "fleet-feeds",
+    schema: zs.int(1).default(10),
+    defaultText: "10 (2,000 × 50 × 10 = 1,000,000 feeds)",
+    doc: "Feeds per device of the large fleet.",
+  }),
   batchSize: option({
     flag: "batch-size",
     schema: zs.int(1, 100_000).default(5000),
@@ -101,15 +143,23 @@ export const benchOptions = {
   }),
   brokerInflight: option({
     flag: "broker-inflight",
-    schema: zs.int(0, 65535).default(20),
-    defaultText: "20",
-    doc: "Mosquitto max_inflight_messages (its default is 20; 0 = no limit).",
+    schema: z.string().default("20,0").transform((v) => v.split(",")).pipe(
+      z.array(zs.int(0, 65535)).min(1).refine(
+        (list) => new Set(list).size === list.length,
+        "a list naming each setting once",
+      ),
+    ),
+    defaultText: "20,0",
+    doc: "Mosquitto max_inflight_messages, a comma list: every MQTT phase runs once per " +
+      "setting, each on a private Mosquitto of its own (Mosquitto's default is 20; 0 = no " +
+      "limit).",
   }),
   mqttUrl: option({
     flag: "mqtt-url",
     schema: zs.url(["mqtt:"]).optional(),
     defaultText: "a private Mosquitto on a free port",
-    doc: "Use this broker instead of starting one (its settings are then yours to report).",
+    doc: "Use this broker instead of starting one: the MQTT phases run once, their " +
+      "in-flight setting reported as unknown (it is yours to report).",
   }),
   databaseUrl: option({
     flag: "database-url",
@@ -121,17 +171,17 @@ export const benchOptions = {
   phases: option({
     flag: "phases",
     schema: z.string().default("window,broker,db,processor,serve").refine(
-      (v) =>
-        v.split(",").every((p) =>
-          ["window", "broker", "db", "processor", "serve", "scale", "hold"].includes(p)
-        ),
-      "a comma list of window, broker, db, processor, serve, scale, hold",
+      (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
+      `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
     defaultText: "window,broker,db,processor,serve",
     doc: "Which measurements to run. `scale` (not in the default): 1, 2 and 3 serve " +
       "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
       "`hold` (not in the default): VmRSS per message held by serve, with `--count` " +
-      "messages published while `feed_values` is locked (bench/hold.ts).",
+      "messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in " +
+      "the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed " +
+      "then `--count` messages measured warm; feed-cache memory per feed " +
+      "(bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -182,7 +232,11 @@ export function parseBenchArgs(args: string[], env: Record<string, string | unde
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `bench takes no arguments (got "${positionals[0]}")`);
   }
-  return { ...values, phaseList: values.phases.split(",") };
+  return {
+    ...values,
+    phaseList: values.phases.split(","),
+    serveArgList: values.serveArgs.trim() === "" ? [] : values.serveArgs.trim().split(/\s+/),
+  };
 }
 
 const help = `deno task bench — end-to-end benchmark of feedline against Mosquitto and PostgreSQL
@@ -192,24 +246,6 @@ Usage: deno task bench [options]
 Options:
 ${formatOptionsHelp(benchOptions)}
 `;
-
-/** One line of the results table. */
-interface PhaseResult {
-  name: string;
-  messages: number;
-  seconds: number;
-  perSecond: number;
-  p50Ms?: number;
-  p99Ms?: number;
-  latencyFrom?: string;
-  lost?: number;
-  dropped?: number;
-  rejected?: number;
-  peakRssMb?: number;
-  /** CPU time of the measured process per message, in µs (steady under other load). */
-  cpuUsPerMessage?: number;
-  extra?: Record<string, unknown>;
-}
 
 const RESULTS_DIR = new URL("./results/", import.meta.url);
 const OWN_MAIN_TS = new URL("../main.ts", import.meta.url).pathname;
@@ -239,17 +275,73 @@ async function machineInfo() {
   };
 }
 
-/** Mosquitto settings of the private broker; see docs/performance.md. */
-function mosquittoConfig(cfg: BenchConfig): string {
+/** Mosquitto settings of a private broker; see docs/performance.md. */
+function mosquittoConfig(inflight: number): string {
   return [
     // The in-flight window per subscriber: what bounds QoS 1 when acks wait for commits.
-    `max_inflight_messages ${cfg.brokerInflight}`,
+    `max_inflight_messages ${inflight}`,
     // No limit on messages queued per client beyond the window, so the broker never
     // drops: any loss we count is feedline's.
     "max_queued_messages 0",
     "max_queued_bytes 0",
     "persistence false",
   ].join("\n");
+}
+
+/** The broker of one setting: a private Mosquitto, or the --mqtt-url one (not ours). */
+interface Broker {
+  url: string;
+  pid: number | null;
+  close(): Promise<void>;
+}
+
+async function openBroker(cfg: BenchConfig, inflight: Inflight): Promise<Broker> {
+  if (typeof inflight !== "number") {
+    return { url: cfg.mqttUrl!, pid: null, close: () => Promise.resolve() };
+  }
+  const broker = await startMosquitto({ config: mosquittoConfig(inflight) });
+  log(`mosquitto on ${broker.url} (max_inflight_messages ${inflight})`);
+  return { url: broker.url, pid: broker.pid, close: () => broker.close() };
+}
+
+/** Everything one run carries from phase to phase, and what it collected. */
+interface Run {
+  cfg: BenchConfig;
+  runId: string;
+  tmp: string;
+  admin: postgres.Sql;
+  db: BenchDatabase;
+  topicsFile: string;
+  cleanups: (() => Promise<unknown>)[];
+  rows: SummaryRow[];
+  windows: WindowOnSetting[];
+  publishRates: { inflight: Inflight; rate: number }[];
+  holds: (HoldResult & { inflight: Inflight })[];
+  scales: { inflight: Inflight; results: ScaleResult[] }[];
+  /** The fleet phase's database, created on its first use and kept for every setting. */
+  fleet: FleetDatabase | null;
+}
+
+/** Runs `phase` and notes the load average before and after it. */
+async function withLoad<T>(phase: () => Promise<T>): Promise<T & Load> {
+  const loadBefore = Deno.loadavg();
+  const result = await phase();
+  return { ...result, loadBefore, loadAfter: Deno.loadavg() };
+}
+
+/** Names a measured result and adds it to the run; returns the row. */
+function addRow(
+  run: Run,
+  phase: string,
+  base: string,
+  inflight: Inflight,
+  result: PassResult,
+  brokerLimit: number | null = null,
+): PhaseResult {
+  const row: PhaseResult = { name: phaseName(base, inflight), phase, inflight, ...result };
+  if (brokerLimit !== null && phase !== "broker") row.ratioToBroker = row.perSecond / brokerLimit;
+  run.rows.push(row);
+  return row;
 }
 
 async function main(args: string[]): Promise<void> {
@@ -262,42 +354,62 @@ async function main(args: string[]): Promise<void> {
   const runId = new Date().toISOString().replace(/[:.]/g, "-");
   const tmp = await Deno.makeTempDir({ prefix: "feedline-bench-" });
   const cleanups: (() => Promise<unknown>)[] = [() => Deno.remove(tmp, { recursive: true })];
-  const results: PhaseResult[] = [];
   try {
-    let mqttUrl = cfg.mqttUrl;
-    let brokerPid: number | null = null;
-    if (!mqttUrl) {
-      const broker = await startMosquitto({ config: mosquittoConfig(cfg) });
-      cleanups.push(() => broker.close());
-      mqttUrl = broker.url;
-      brokerPid = broker.pid;
-      log(
-        `mosquitto ${machine.mosquitto} on ${mqttUrl} (max_inflight_messages ${cfg.brokerInflight})`,
-      );
-    }
-
     const admin = postgres(cfg.databaseUrl, { max: 1, onnotice: () => {} });
-    const dbName = `feedline_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 10)}`;
-    await admin`create database ${admin(dbName)}`;
-    const dbUrl = new URL(cfg.databaseUrl);
-    dbUrl.pathname = `/${dbName}`;
-    const sql = postgres(dbUrl.href, { max: 2, onnotice: () => {} });
-    cleanups.push(async () => {
-      await sql.end();
-      if (!cfg.keepDb) await admin`drop database if exists ${admin(dbName)} with (force)`;
-      else log(`kept database ${dbUrl.href}`);
-      await admin.end();
+    cleanups.push(() => admin.end());
+    const db = await createBenchDatabase({
+      admin,
+      serverUrl: cfg.databaseUrl,
+      size: cfg,
+      keep: cfg.keepDb,
+      log,
     });
-    await applyMigrations(sql);
-    const fleet = buildFleet(cfg);
-    const feedIds = await registerFleet(sql, fleet);
-    log(`database ${dbName}: ${fleet.length} feeds registered`);
+    cleanups.push(db.close);
     const topicsFile = `${tmp}/topics.json`;
-    await Deno.writeTextFile(topicsFile, JSON.stringify(fleet.map((f) => f.topic)));
-
-    const publisherConfig = (rate: number): PublisherConfig => ({
-      url: mqttUrl!,
+    await Deno.writeTextFile(topicsFile, JSON.stringify(db.topics));
+    const run: Run = {
+      cfg,
+      runId,
+      tmp,
+      admin,
+      db,
       topicsFile,
+      cleanups,
+      rows: [],
+      windows: [],
+      publishRates: [],
+      holds: [],
+      scales: [],
+      fleet: null,
+    };
+    if (cfg.phaseList.includes("db")) {
+      addRow(run, "db", "database limit", null, await withLoad(() => databasePhase(cfg, db)));
+    }
+    if (cfg.phaseList.includes("processor")) {
+      await resetData(db.sql);
+      const r = await withLoad(() => processorPhase(cfg, db));
+      addRow(run, "processor", "processor (no MQTT)", null, r);
+    }
+    if (cfg.phaseList.some((p) => MQTT_PHASES.includes(p))) {
+      // An external broker's setting is whatever its operator chose: run once.
+      const settings: Inflight[] = cfg.mqttUrl ? ["unknown"] : cfg.brokerInflight;
+      for (const inflight of settings) await runSetting(run, inflight);
+    }
+    await report(run, machine);
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e) => log(`cleanup: ${e.message}`));
+  }
+}
+
+/** Every MQTT phase asked for, on a broker of its own with max_inflight_messages `inflight`. */
+async function runSetting(run: Run, inflight: Inflight): Promise<void> {
+  const { cfg, db } = run;
+  const has = (phase: string) => cfg.phaseList.includes(phase);
+  const broker = await openBroker(cfg, inflight);
+  try {
+    const pc = (rate: number): PublisherConfig => ({
+      url: broker.url,
+      topicsFile: run.topicsFile,
       count: cfg.count,
       qos: cfg.qos,
       connections: cfg.connections,
@@ -305,116 +417,155 @@ async function main(args: string[]): Promise<void> {
       format: cfg.format,
       window: cfg.pubWindow,
     });
-
-    let window: WindowProbe | null = null;
-    if (cfg.phaseList.includes("window")) {
+    if (has("window")) {
       // serve advertises --ack-window as its Receive Maximum (default 20).
-      window = await probeWindow(mqttUrl, 5, 20);
-      log(
-        `effective window (MQTT 5, Receive Maximum 20): ${window.withoutAcks} without acks, ` +
-          `${window.withBurstAcks} at most outstanding with acks sent in bursts`,
-      );
+      run.windows.push({ inflight, ...await probeWindow(broker.url, 5, 20) });
     }
     let brokerLimit: number | null = null;
-    if (cfg.phaseList.includes("broker")) {
-      const r = await brokerPhase(cfg, mqttUrl, publisherConfig(0));
-      results.push(r);
-      brokerLimit = r.perSecond;
-    }
-    if (cfg.phaseList.includes("db")) {
-      results.push(await databasePhase(cfg, sql, feedIds));
-      await resetData(sql);
-    }
-    if (cfg.phaseList.includes("processor")) {
-      results.push(await processorPhase(cfg, sql, fleet.map((f) => f.topic)));
-      await resetData(sql);
+    if (has("broker")) {
+      const r = await withLoad(() => brokerPhase(cfg, broker, pc(0)));
+      brokerLimit = addRow(run, "broker", "broker limit", inflight, r).perSecond;
     }
     const rate = resolveRate(cfg.rate, brokerLimit);
-    if (cfg.phaseList.includes("serve")) {
-      results.push(
-        await servePhase(cfg, mqttUrl, dbUrl.href, sql, publisherConfig(rate), runId, brokerPid),
+    run.publishRates.push({ inflight, rate });
+    const serveOptions = {
+      main: cfg.serveMain ?? OWN_MAIN_TS,
+      mqttUrl: broker.url,
+      qos: cfg.qos,
+      format: cfg.format,
+      serveArgs: cfg.serveArgList,
+      cpuProfDir: cfg.cpuProf ? await profileDir(run.runId) : undefined,
+      idleMs: cfg.idleMs,
+      brokerPid: broker.pid,
+      log,
+    };
+    let serveRate: number | null = null;
+    if (has("serve")) {
+      await resetData(db.sql);
+      const r = await withLoad(() =>
+        servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
+      serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
     }
-
-    let hold: HoldResult | null = null;
-    if (cfg.phaseList.includes("hold")) {
-      if (cfg.phaseList.includes("serve")) await resetData(sql);
-      hold = await holdPhase({
-        mqttUrl,
-        dbUrl: dbUrl.href,
-        sql,
-        pc: publisherConfig(rate),
-        serveMain: cfg.serveMain ?? OWN_MAIN_TS,
-        serveArgs: cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/),
-        idleMs: cfg.idleMs,
-        runPublisher,
-        log,
-      });
+    if (has("hold")) {
+      await resetData(db.sql);
+      const hold = await withLoad(() =>
+        holdPhase({
+          ...serveOptions,
+          serveMain: serveOptions.main,
+          dbUrl: db.url,
+          sql: db.sql,
+          pc: pc(rate),
+          runPublisher,
+        })
+      );
+      run.holds.push({ ...hold, inflight });
+      run.rows.push(holdRow(hold, inflight));
     }
-
-    let scale: ScaleResult[] | null = null;
-    if (cfg.phaseList.includes("scale")) {
-      if (cfg.phaseList.includes("serve")) await resetData(sql);
-      scale = await scalePhase({
+    if (has("scale")) {
+      const results = await scalePhase({
+        ...serveOptions,
         counts: [1, 2, 3],
-        mqttUrl,
-        dbUrl: dbUrl.href,
-        sql,
-        pc: publisherConfig(rate),
-        serveArgs: cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/),
-        idleMs: cfg.idleMs,
-        reset: () => resetData(sql),
+        dbUrl: db.url,
+        sql: db.sql,
+        pc: pc(rate),
+        reset: () => resetData(db.sql),
       });
+      run.scales.push({ inflight, results });
+      for (const r of scaleRows(results, inflight)) {
+        if (brokerLimit !== null) r.ratioToBroker = r.perSecond / brokerLimit;
+        run.rows.push(r);
+      }
     }
-
-    const limits = results.filter((r) => r.name === "broker limit" || r.name === "database limit");
-    const serve = results.find((r) => r.name.startsWith("feedline serve"));
-    const slower = limits.length > 0
-      ? limits.reduce((a, b) => (a.perSecond <= b.perSecond ? a : b))
-      : null;
-    if (results.length > 0) printTable(results);
-    if (scale) printScale(scale);
-    if (hold) printHold(hold);
-    console.log(
-      `load average at start ${machine.loadAvgAtStart.join(" ")}, at end ${
-        Deno.loadavg().join(" ")
-      }`,
-    );
-    const ratio = serve && slower ? serve.perSecond / slower.perSecond : null;
-    if (serve && slower) {
-      console.log(
-        `\nfeedline serve = ${(ratio! * 100).toFixed(1)}% of the slower limit (${slower.name}, ` +
-          `${fmtRate(slower.perSecond)}/s)` +
-          (rate > 0 ? `; publish rate was capped at ${fmtRate(rate)}/s` : ""),
+    if (has("fleet")) {
+      const fleet = run.fleet ??= await openFleet(run);
+      const r = await withLoad(() =>
+        fleetPhase({ fleet, admin: run.admin, serve: serveOptions, pc: pc(rate), serveRate })
       );
+      const base = `fleet, ${fmtRate(fleet.feeds)} feeds, warm`;
+      addRow(run, "fleet", base, inflight, r, brokerLimit);
     }
-    await Deno.mkdir(RESULTS_DIR, { recursive: true });
-    const file = new URL(`${runId}-qos${cfg.qos}-n${cfg.count}.json`, RESULTS_DIR);
-    const { phaseList: _, ...config } = cfg;
-    await Deno.writeTextFile(
-      file,
-      JSON.stringify(
-        {
-          runId,
-          label: cfg.label,
-          config,
-          publishRate: rate,
-          machine,
-          mosquittoConfig: cfg.mqttUrl ? null : mosquittoConfig(cfg),
-          window,
-          results,
-          scale,
-          hold,
-          ratioToSlowerLimit: ratio,
-        },
-        null,
-        2,
-      ) + "\n",
-    );
-    console.log(`results: ${file.pathname}`);
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e) => log(`cleanup: ${e.message}`));
+    await broker.close();
   }
+}
+
+async function openFleet(run: Run): Promise<FleetDatabase> {
+  const { cfg } = run;
+  const fleet = await createFleetDatabase({
+    admin: run.admin,
+    serverUrl: cfg.databaseUrl,
+    size: { users: cfg.fleetUsers, devices: cfg.fleetDevices, feeds: cfg.fleetFeeds },
+    keep: cfg.keepDb,
+    dir: run.tmp,
+    log,
+  });
+  // Dropped before the first database and the admin connection (cleanups run reversed).
+  run.cleanups.push(fleet.close);
+  return fleet;
+}
+
+async function profileDir(runId: string): Promise<string> {
+  const dir = new URL(`prof/${runId}/`, RESULTS_DIR).pathname;
+  await Deno.mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** The serve phase: one serve process, one pass. */
+async function servePhase(opts: ServeOptions, pc: PublisherConfig): Promise<PassResult> {
+  const serve = await startServe(opts);
+  try {
+    return await serve.measurePass(pc);
+  } finally {
+    await serve.stop();
+  }
+}
+
+/** Prints the summary, the notes and the targets, and writes the results JSON. */
+async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>) {
+  const { cfg } = run;
+  if (run.rows.length > 0) printSummary(run.rows);
+  printNotes(run.rows, run.windows);
+  for (const s of run.scales) {
+    console.log(`\n${phaseName("scale", s.inflight)}:`);
+    printScale(s.results);
+  }
+  for (const h of run.holds) printHold(h);
+  const targets = evaluateTargets({
+    qos: cfg.qos,
+    rate: cfg.rate,
+    serveArgs: cfg.serveArgList,
+    rows: run.rows,
+  });
+  printTargets(targets);
+  const loadAvgAtEnd = Deno.loadavg();
+  const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
+  console.log(
+    `\nload average (1, 5, 15 min) at start ${loads(machine.loadAvgAtStart)}, at end ` +
+      loads(loadAvgAtEnd),
+  );
+  await Deno.mkdir(RESULTS_DIR, { recursive: true });
+  const file = new URL(`${run.runId}-qos${cfg.qos}-n${cfg.count}.json`, RESULTS_DIR);
+  const { phaseList: _, serveArgList: __, ...config } = cfg;
+  const brokerSettings = cfg.mqttUrl ? ["unknown"] : cfg.brokerInflight;
+  const results = {
+    runId: run.runId,
+    label: cfg.label,
+    config,
+    machine: { ...machine, loadAvgAtEnd },
+    brokerSettings,
+    mosquittoConfigs: cfg.mqttUrl
+      ? null
+      : Object.fromEntries(cfg.brokerInflight.map((n) => [n, mosquittoConfig(n)])),
+    publishRates: run.publishRates,
+    windows: run.windows,
+    results: run.rows,
+    targets,
+    scale: run.scales,
+    hold: run.holds,
+  };
+  await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
+  console.log(`results: ${file.pathname}`);
 }
 
 function resolveRate(rate: string, brokerLimit: number | null): number {
@@ -425,33 +576,15 @@ function resolveRate(rate: string, brokerLimit: number | null): number {
   return Math.round((brokerLimit * Number(rate.slice(0, -1))) / 100);
 }
 
-async function resetData(sql: postgres.Sql): Promise<void> {
-  await sql`truncate feed_values, ingest_rejects`;
-  await sql`update feeds set last_value = null, last_value_at = null`;
-  // Fresh statistics, so the planner sees the empty table as the next phase starts.
-  await sql`vacuum analyze feed_values`;
-}
-
-async function runPublisher(pc: PublisherConfig): Promise<PublisherReport> {
-  const child = spawnDeno([
-    "run",
-    "-A",
-    new URL("./publisher.ts", import.meta.url).pathname,
-    JSON.stringify(pc),
-  ]);
-  const line = await child.waitForLine((l) => l.startsWith("{"));
-  await child.process.status;
-  return JSON.parse(line);
-}
-
+/** The broker limit: what one subscriber that only counts receives per second. */
 async function brokerPhase(
   cfg: BenchConfig,
-  mqttUrl: string,
+  broker: Broker,
   pc: PublisherConfig,
-): Promise<PhaseResult> {
+): Promise<PassResult> {
   log(`broker limit: ${cfg.count} messages, QoS ${cfg.qos}`);
   const cc: CounterConfig = {
-    url: mqttUrl,
+    url: broker.url,
     filter: "+/+/feeds/+",
     qos: cfg.qos,
     count: cfg.count,
@@ -465,16 +598,21 @@ async function brokerPhase(
   ]);
   try {
     await counter.waitForLine((l) => l === "ready", 30_000);
+    const brokerCpuAtStart = broker.pid === null ? null : await cpuSeconds(broker.pid);
     const pub = await runPublisher(pc);
     const report: CounterReport = JSON.parse(await counter.waitForLine((l) => l.startsWith("{")));
+    const brokerCpuAtEnd = broker.pid === null ? null : await cpuSeconds(broker.pid);
     const seconds = (report.lastMs - pub.firstMs) / 1000;
     return {
-      name: "broker limit",
       messages: report.received,
       seconds,
       perSecond: report.received / seconds,
       lost: pub.published - report.received,
       cpuUsPerMessage: report.cpuUs / Math.max(1, report.received),
+      brokerCpuUsPerMessage: brokerCpuAtStart !== null && brokerCpuAtEnd !== null
+        ? Number((((brokerCpuAtEnd - brokerCpuAtStart) * 1e6) / pub.published).toFixed(1))
+        : undefined,
+      publisherCpuUsPerMessage: Number((pub.cpuUs / pub.published).toFixed(1)),
       extra: { publishSeconds: (pub.lastMs - pub.firstMs) / 1000 },
     };
   } finally {
@@ -482,11 +620,9 @@ async function brokerPhase(
   }
 }
 
-async function databasePhase(
-  cfg: BenchConfig,
-  sql: postgres.Sql,
-  feedIds: number[],
-): Promise<PhaseResult> {
+/** The database limit: serve's insert alone, one transaction per batch, no MQTT. */
+async function databasePhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassResult> {
+  const { sql, feedIds } = db;
   log(`database limit: ${cfg.count} rows, ${cfg.batchSize} per transaction`);
   const base = Date.now() * 1000;
   const pgCpuAtStart = await postgresCpuSeconds();
@@ -516,20 +652,17 @@ async function databasePhase(
   const pgCpu = (await postgresCpuSeconds()) - pgCpuAtStart;
   const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
   return {
-    name: "database limit",
     messages: n,
     seconds,
     perSecond: n / seconds,
     // PostgreSQL's CPU, not ours: the figure serve's transaction is compared with.
-    extra: { postgresCpuUsPerRow: Number(((pgCpu * 1e6) / n).toFixed(1)) },
+    postgresCpuUsPerRow: Number(((pgCpu * 1e6) / n).toFixed(1)),
   };
 }
 
-async function processorPhase(
-  cfg: BenchConfig,
-  sql: postgres.Sql,
-  topics: string[],
-): Promise<PhaseResult> {
+/** feedline's decode + processBatch in this process, no MQTT. */
+async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassResult> {
+  const { sql, topics } = db;
   log(`processor (decode + processBatch, no MQTT): ${cfg.count} messages`);
   const encoder = new TextEncoder();
   const opts: DecodeOptions = {
@@ -565,277 +698,12 @@ async function processorPhase(
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
   return {
-    name: "processor (no MQTT)",
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     lost: cfg.count - stored,
     cpuUsPerMessage: (cpu.user + cpu.system) / cfg.count,
   };
-}
-
-/** Sums every sample of `name` in Prometheus text. */
-function metric(text: string, name: string): number {
-  let sum = 0;
-  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
-  for (const m of text.matchAll(re)) sum += Number(m[1]);
-  return sum;
-}
-
-async function servePhase(
-  cfg: BenchConfig,
-  mqttUrl: string,
-  dbUrl: string,
-  sql: postgres.Sql,
-  pc: PublisherConfig,
-  runId: string,
-  brokerPid: number | null,
-): Promise<PhaseResult> {
-  const httpPort = await freePort();
-  const extra = cfg.serveArgs.trim() === "" ? [] : cfg.serveArgs.trim().split(/\s+/);
-  const denoFlags = ["run", "-A"];
-  if (cfg.cpuProf) {
-    const dir = new URL(`prof/${runId}/`, RESULTS_DIR).pathname;
-    await Deno.mkdir(dir, { recursive: true });
-    denoFlags.push("--cpu-prof", `--cpu-prof-dir=${dir}`);
-  }
-  const serveFlags = [
-    "--mqtt-url",
-    mqttUrl,
-    "--database-url",
-    dbUrl,
-    "--http",
-    `127.0.0.1:${httpPort}`,
-    "--qos",
-    String(cfg.qos),
-    "--client-id",
-    `feedline-bench-${crypto.randomUUID().slice(0, 8)}`,
-    "--log-level",
-    "warn",
-    "--log-format",
-    "json",
-    ...extra,
-  ];
-  log(
-    `feedline serve: ${cfg.count} messages, QoS ${cfg.qos}` +
-      (pc.rate > 0 ? `, ${fmtRate(pc.rate)}/s` : ", flat out") +
-      (extra.length ? ` (${extra.join(" ")})` : ""),
-  );
-  const serve: Child = spawnDeno([
-    ...denoFlags,
-    cfg.serveMain ?? OWN_MAIN_TS,
-    "serve",
-    ...serveFlags,
-  ], {
-    echo: true,
-  });
-  const metricsUrl = `http://127.0.0.1:${httpPort}`;
-  let stopped = false;
-  try {
-    const readyBy = Date.now() + 60_000;
-    while (true) {
-      const ok = await fetch(`${metricsUrl}/readyz`).then(async (r) => {
-        await r.body?.cancel();
-        return r.ok;
-      }, () => false);
-      if (ok) break;
-      if (Date.now() > readyBy) throw new Error("serve did not become ready within 60 s");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-
-    const cpuAtStart = await cpuSeconds(serve.pid);
-    const pgCpuAtStart = await postgresCpuSeconds();
-    const brokerCpuAtStart = brokerPid === null ? null : await cpuSeconds(brokerPid);
-    const clockSql = postgres(dbUrl, { max: 1, onnotice: () => {} });
-    const clock = startCommitClock(clockSql);
-    let maxUnacked = 0;
-    let maxQueued = 0;
-    let maxRssGauge = 0;
-    let last = { processed: 0, dropped: 0, stored: 0, rejected: 0, skipped: 0, batches: 0 };
-    let lastChange = performance.now();
-    let polling = true;
-    const poll = async () => {
-      const text = await fetch(`${metricsUrl}/metrics`).then((r) => r.text());
-      const now = {
-        processed: metric(text, "feedline_messages_processed_total"),
-        dropped: metric(text, "feedline_messages_dropped_total"),
-        stored: metric(text, "feedline_readings_stored_total"),
-        rejected: metric(text, "feedline_rejects_total"),
-        skipped: metric(text, "feedline_readings_skipped_total"),
-        batches: metric(text, "feedline_batches_total"),
-      };
-      maxUnacked = Math.max(maxUnacked, metric(text, "feedline_unacked_messages"));
-      maxQueued = Math.max(maxQueued, metric(text, "feedline_queue_depth_data"));
-      maxRssGauge = Math.max(maxRssGauge, metric(text, "feedline_process_resident_memory_bytes"));
-      if (now.processed !== last.processed || now.dropped !== last.dropped) {
-        lastChange = performance.now();
-      }
-      last = now;
-    };
-    const poller = (async () => {
-      while (polling) {
-        await poll().catch(() => {});
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-
-    let pub: PublisherReport;
-    try {
-      pub = await runPublisher(pc);
-      log(`published ${pub.published} in ${((pub.lastMs - pub.firstMs) / 1000).toFixed(2)} s`);
-      lastChange = performance.now();
-      while (
-        last.processed + last.dropped < pub.published &&
-        performance.now() - lastChange < cfg.idleMs
-      ) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    } finally {
-      polling = false;
-      await poller;
-      await poll().catch(() => {});
-      await clock.stop();
-      await clockSql.end();
-    }
-    const peak = await peakRssBytes(serve.pid);
-    const cpuAtEnd = await cpuSeconds(serve.pid);
-    const pgCpuAtEnd = await postgresCpuSeconds();
-    const brokerCpuAtEnd = brokerPid === null ? null : await cpuSeconds(brokerPid);
-    const status = await serve.stop("SIGTERM");
-    stopped = true;
-    if (!status.success) log(`serve exited with code ${status.code}`);
-
-    const [{ stored }] = await sql<{ stored: number }[]>`
-      select count(*)::int as stored from feed_values`;
-    const [{ rejected }] = await sql<{ rejected: number }[]>`
-      select count(*)::int as rejected from ingest_rejects`;
-    const xids = await sql<{ xid: string; n: number }[]>`
-      select xmin::text as xid, count(*)::int as n from feed_values group by 1`;
-    const xs: number[] = [];
-    const ts: number[] = [];
-    let lastCommitMs = 0;
-    let unseen = 0;
-    for (const { xid, n } of xids) {
-      // null: the poller stopped before it saw this commit; left out of the latency.
-      const at = clock.commitTimeOf(Number(xid));
-      if (at === null) {
-        unseen += n;
-        continue;
-      }
-      xs.push(Number(xid));
-      ts.push(at);
-      lastCommitMs = Math.max(lastCommitMs, at);
-    }
-    const [lat] = await sql<{ p50: number | null; p99: number | null }[]>`
-      select percentile_cont(0.5) within group (order by ms) as p50,
-             percentile_cont(0.99) within group (order by ms) as p99
-      from (select c.t - extract(epoch from v.created_at) * 1000 as ms
-            from unnest(${xs}::int8[], ${ts}::float8[]) as c(x, t)
-            join feed_values v on v.xmin::text::int8 = c.x) l`;
-    const seconds = (lastCommitMs - pub.firstMs) / 1000;
-    const skipped = last.skipped;
-    const cpuUsPerMessage = cpuAtStart !== null && cpuAtEnd !== null && last.processed > 0
-      ? ((cpuAtEnd - cpuAtStart) * 1e6) / last.processed
-      : null;
-    return {
-      name: `feedline serve`,
-      messages: stored,
-      seconds,
-      perSecond: stored / seconds,
-      p50Ms: lat.p50 ?? undefined,
-      p99Ms: lat.p99 ?? undefined,
-      latencyFrom: cfg.format === "json" ? "publish→commit" : "receive→commit",
-      lost: pub.published - stored - rejected - skipped - last.dropped,
-      dropped: last.dropped,
-      rejected,
-      peakRssMb: peak !== null ? peak / 2 ** 20 : maxRssGauge / 2 ** 20,
-      cpuUsPerMessage: cpuUsPerMessage ?? undefined,
-      extra: {
-        published: pub.published,
-        publishSeconds: (pub.lastMs - pub.firstMs) / 1000,
-        publishRate: pc.rate,
-        skipped,
-        batches: last.batches,
-        meanBatch: last.batches ? Math.round(last.processed / last.batches) : 0,
-        maxUnackedSeen: maxUnacked,
-        maxQueuedSeen: maxQueued,
-        commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
-        rowsWithUnseenCommit: unseen,
-        serveArgs: extra,
-        // CPU of the other processes of the run, per message published (PostgreSQL: per
-        // row stored; it includes the commit clock's polling, a few % of it).
-        postgresCpuUsPerRow: stored > 0
-          ? Number((((pgCpuAtEnd - pgCpuAtStart) * 1e6) / stored).toFixed(1))
-          : null,
-        brokerCpuUsPerMessage: brokerCpuAtStart !== null && brokerCpuAtEnd !== null
-          ? Number((((brokerCpuAtEnd - brokerCpuAtStart) * 1e6) / pub.published).toFixed(1))
-          : null,
-        publisherCpuUsPerMessage: Number((pub.cpuUs / pub.published).toFixed(1)),
-      },
-    };
-  } finally {
-    if (!stopped) await serve.stop("SIGTERM", 10_000);
-  }
-}
-
-function fmtRate(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
-}
-
-function printTable(results: PhaseResult[]): void {
-  const head = [
-    "measurement",
-    "messages",
-    "seconds",
-    "msgs/s",
-    "p50 ms",
-    "p99 ms",
-    "lost",
-    "dropped",
-    "peak RSS MB",
-    "CPU µs/msg",
-  ];
-  const rows = results.map((r) => [
-    r.name,
-    String(r.messages),
-    r.seconds.toFixed(2),
-    fmtRate(r.perSecond),
-    r.p50Ms !== undefined ? r.p50Ms.toFixed(0) : "",
-    r.p99Ms !== undefined ? r.p99Ms.toFixed(0) : "",
-    r.lost !== undefined ? String(r.lost) : "",
-    r.dropped !== undefined ? String(r.dropped) : "",
-    r.peakRssMb !== undefined ? r.peakRssMb.toFixed(0) : "",
-    r.cpuUsPerMessage !== undefined ? r.cpuUsPerMessage.toFixed(1) : "",
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    "| " +
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ") + " |";
-  console.log("\n" + line(head));
-  console.log(
-    "|" +
-      widths.map((w, i) => (i === 0 ? "-" : "") + "-".repeat(w) + (i === 0 ? "-" : ":")).join("|") +
-      "|",
-  );
-  for (const r of rows) console.log(line(r));
-  const db = results.find((r) => r.name === "database limit");
-  if (db?.extra) {
-    console.log(`\ndatabase limit: PostgreSQL ${db.extra.postgresCpuUsPerRow} CPU µs/row`);
-  }
-  const serve = results.find((r) => r.name === "feedline serve");
-  if (serve?.extra) {
-    const e = serve.extra;
-    console.log(
-      `\nserve: ${e.batches} batches (mean ${e.meanBatch} messages), most unacked seen ` +
-        `${e.maxUnackedSeen}, most queued seen ${e.maxQueuedSeen}, ${serve.rejected} rejected, ${e.skipped} skipped, latency ${serve.latencyFrom} ` +
-        `(commit clock every ${e.commitClockIntervalMs} ms)`,
-    );
-    console.log(
-      `CPU µs: serve ${serve.cpuUsPerMessage?.toFixed(1)}/msg, PostgreSQL ` +
-        `${e.postgresCpuUsPerRow}/row, broker ${e.brokerCpuUsPerMessage}/msg, publisher ` +
-        `${e.publisherCpuUsPerMessage}/msg`,
-    );
-  }
 }
 
 if (import.meta.main) {

@@ -24,6 +24,9 @@ export interface ScaleResult {
   cpuShareOfMachine: number;
   /** Messages each serve processed (how the broker split the group). */
   split: number[];
+  /** Load averages before and after this configuration. */
+  loadBefore: number[];
+  loadAfter: number[];
 }
 
 const OWN_MAIN_TS = new URL("../main.ts", import.meta.url).pathname;
@@ -85,6 +88,7 @@ export async function scalePhase(opts: {
   if (brokerPid === null) log("scale: the broker is not ours; its CPU is not reported");
   for (const n of opts.counts) {
     await opts.reset();
+    const loadBefore = Deno.loadavg();
     // A group of its own per configuration, and sessions that end with the connection:
     // a stopped member's session must not keep its share of the next run.
     const group = `bench${crypto.randomUUID().slice(0, 6)}`;
@@ -172,6 +176,8 @@ export async function scalePhase(opts: {
         cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Number(v.toFixed(2))])),
         cpuShareOfMachine: Number((total / (seconds * navigator.hardwareConcurrency)).toFixed(2)),
         split,
+        loadBefore,
+        loadAfter: Deno.loadavg(),
       });
     } finally {
       for (const s of serves) await s.child.stop("SIGTERM", 10_000);

@@ -1,0 +1,152 @@
+/**
+ * The `fleet` phase of `deno task bench` (issue 15): serve against a large fleet,
+ * `--fleet-users` × `--fleet-devices` × `--fleet-feeds` (1,000,000 feeds by default),
+ * registered in a second fresh database. One serve process runs two passes:
+ *
+ * 1. warm-up: every feed published once, in fleet order, which fills serve's feed cache
+ *    (each batch's cache misses are looked up in one statement);
+ * 2. measured: `--count` messages round-robin over the same feeds in a shuffled order, so
+ *    they spread over the whole fleet rather than the first `--count` feeds warmed.
+ *
+ * Reported besides the serve pass's numbers: the warm rate as a share of the 5,000-feed
+ * serve rate on the same broker setting, the feed cache's memory per feed (idle VmRSS
+ * after the warm-up pass minus idle VmRSS before it, over the number of feeds), and the
+ * feed-lookup statements PostgreSQL ran in each pass against the number of batches
+ * (from pg_stat_statements; null when the extension is not installed).
+ */
+import type postgres from "postgres";
+import { type BenchDatabase, clearValues, createBenchDatabase, type FleetSize } from "./fleet.ts";
+import type { PublisherConfig } from "./publisher.ts";
+import {
+  type PassResult,
+  type ServeOptions,
+  type ServeProcess,
+  startServe,
+} from "./serve_process.ts";
+
+/** The large fleet's database and the publisher's topic files for the two passes. */
+export interface FleetDatabase extends Omit<BenchDatabase, "topics" | "feedIds"> {
+  feeds: number;
+  /** Every topic once, in fleet order. */
+  warmUpTopicsFile: string;
+  /** The same topics shuffled. */
+  measuredTopicsFile: string;
+}
+
+/** Quiet time before reading an idle serve's VmRSS, so the last batch's garbage can go. */
+const IDLE_PAUSE_MS = 3_000;
+
+/** Creates and registers the large fleet and writes its topic files to `dir`. */
+export async function createFleetDatabase(opts: {
+  admin: postgres.Sql;
+  serverUrl: string;
+  size: FleetSize;
+  keep: boolean;
+  dir: string;
+  log(msg: string): void;
+}): Promise<FleetDatabase> {
+  const { topics, feedIds: _, ...db } = await createBenchDatabase(opts);
+  const warmUpTopicsFile = `${opts.dir}/fleet-topics.json`;
+  const measuredTopicsFile = `${opts.dir}/fleet-topics-shuffled.json`;
+  await Deno.writeTextFile(warmUpTopicsFile, JSON.stringify(topics));
+  await Deno.writeTextFile(measuredTopicsFile, JSON.stringify(shuffle(topics)));
+  return { ...db, feeds: topics.length, warmUpTopicsFile, measuredTopicsFile };
+}
+
+/** Fisher–Yates, in place. */
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
+}
+
+/**
+ * Feed-lookup statements PostgreSQL has run so far in database `dbName`, or null without
+ * pg_stat_statements. The lookup is the processor's `select ... from unnest(...) join
+ * feeds f on ...`; `update feeds f ... from unnest(...)`, once per batch too, is not it.
+ */
+async function feedLookups(admin: postgres.Sql, dbName: string): Promise<number | null> {
+  try {
+    const [{ calls }] = await admin<{ calls: number }[]>`
+      select coalesce(sum(s.calls), 0)::int as calls
+      from pg_stat_statements s join pg_database d on d.oid = s.dbid
+      where d.datname = ${dbName}
+        and s.query like '%from unnest%' and s.query like '%join feeds f on%'`;
+    return calls;
+  } catch {
+    return null;
+  }
+}
+
+/** One pass, with the feed lookups PostgreSQL ran during it. */
+async function passWithLookups(
+  serve: ServeProcess,
+  pc: PublisherConfig,
+  admin: postgres.Sql,
+  dbName: string,
+): Promise<{ result: PassResult; lookups: number | null; batches: number }> {
+  const before = await feedLookups(admin, dbName);
+  const result = await serve.measurePass(pc);
+  const after = await feedLookups(admin, dbName);
+  const lookups = before === null || after === null ? null : after - before;
+  return { result, lookups, batches: Number(result.extra?.batches ?? 0) };
+}
+
+const mb = (bytes: number) => Number((bytes / 2 ** 20).toFixed(1));
+
+/** Runs the warm-up and the measured pass in one serve; returns the measured pass. */
+export async function fleetPhase(opts: {
+  fleet: FleetDatabase;
+  /** A connection to the server's maintenance database, where pg_stat_statements is. */
+  admin: postgres.Sql;
+  serve: Omit<ServeOptions, "dbUrl" | "sql">;
+  /** The measured pass's publisher; its topics file and the warm-up's count are set here. */
+  pc: PublisherConfig;
+  /** Stored msgs/s of the serve phase (5,000 feeds) on the same broker setting, if run. */
+  serveRate: number | null;
+}): Promise<PassResult> {
+  const { fleet, admin, pc } = opts;
+  await clearValues(fleet.sql);
+  const serve = await startServe({ ...opts.serve, dbUrl: fleet.url, sql: fleet.sql });
+  try {
+    const rssBefore = await serve.idleRssBytes(IDLE_PAUSE_MS);
+    opts.serve.log(`fleet: warm-up pass, each of ${fleet.feeds} feeds once`);
+    const warmUpPc = { ...pc, topicsFile: fleet.warmUpTopicsFile, count: fleet.feeds };
+    const warmUp = await passWithLookups(serve, warmUpPc, admin, fleet.name);
+    const rssWarm = await serve.idleRssBytes(IDLE_PAUSE_MS);
+    await clearValues(fleet.sql);
+    opts.serve.log(`fleet: measured pass, ${pc.count} messages over the warmed fleet`);
+    const measuredPc = { ...pc, topicsFile: fleet.measuredTopicsFile };
+    const measured = await passWithLookups(serve, measuredPc, admin, fleet.name);
+    const rssAfter = await serve.idleRssBytes(IDLE_PAUSE_MS);
+    const w = warmUp.result;
+    return {
+      ...measured.result,
+      extra: {
+        feeds: fleet.feeds,
+        ratioToServe: opts.serveRate ? measured.result.perSecond / opts.serveRate : null,
+        feedCacheBytesPerFeed: Math.round((rssWarm - rssBefore) / fleet.feeds),
+        idleRssMb: { beforeWarmUp: mb(rssBefore), afterWarmUp: mb(rssWarm), end: mb(rssAfter) },
+        feedLookups: {
+          warmUp: warmUp.lookups,
+          warmUpBatches: warmUp.batches,
+          measured: measured.lookups,
+          measuredBatches: measured.batches,
+        },
+        warmUp: {
+          stored: w.messages,
+          seconds: w.seconds,
+          perSecond: w.perSecond,
+          lost: w.lost,
+          p99Ms: w.p99Ms,
+          cpuUsPerMessage: w.cpuUsPerMessage,
+        },
+        ...measured.result.extra,
+      },
+    };
+  } finally {
+    await serve.stop();
+  }
+}
