@@ -65,10 +65,11 @@ export const serveOptions = {
   ackWindow: option({
     flag: "ack-window",
     env: "FEEDLINE_ACK_WINDOW",
-    schema: zs.int(1, 65535).default(20),
-    defaultText: "20",
-    doc: "Write a batch when this many QoS 1/2 messages await their ack: the broker's in-flight " +
-      "window (Mosquitto's max_inflight_messages, default 20).",
+    schema: zs.int(1, 65535).optional(),
+    defaultText: "1000 on MQTT 5, 20 on MQTT 3.1.1",
+    doc: "Most QoS 1/2 messages awaiting their ack: sent as Receive Maximum on MQTT 5, the " +
+      "broker's in-flight window on 3.1.1 (Mosquitto's max_inflight_messages, default 20). " +
+      "A batch is written when that many wait; a smaller window the broker keeps is learnt.",
   }),
   ackIdleMs: option({
     flag: "ack-idle-ms",
@@ -218,6 +219,9 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     router: decode.router,
     embeddedBroker,
     protocolVersion,
+    // MQTT 5 brokers must keep the Receive Maximum we send; a 3.1.1 broker's window is
+    // its own setting, and Mosquitto's default is 20 (docs/scaling.md).
+    ackWindow: values.ackWindow ?? (protocolVersion === 5 ? 1000 : 20),
     clientId: values.clientId ?? defaultClientId(values.dataDir),
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),

@@ -169,6 +169,7 @@ export interface ServeGaugeSources {
     readonly dataQueued: number;
     readonly statusQueued: number;
     readonly unacked: number;
+    readonly ackFlushAt: number;
     readonly inFlight: number;
   };
   brokerUp: () => boolean;
@@ -192,6 +193,13 @@ export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
     "feedline_unacked_messages",
     "Messages received, not yet acknowledged.",
     () => pipeline.unacked,
+  );
+  addGauge(
+    m,
+    "feedline_ack_window_learned",
+    "Unacknowledged messages at which a batch is written at once: the broker's in-flight " +
+      "window as learnt, at most --ack-window.",
+    () => pipeline.ackFlushAt,
   );
   addGauge(
     m,

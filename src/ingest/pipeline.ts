@@ -6,6 +6,10 @@
  * interval, and, for messages awaiting an acknowledgement, when the broker's in-flight
  * window is about to run out or when no message has arrived for a moment (the broker may
  * be waiting for our acks: a window smaller than configured looks exactly like that).
+ * The window is learnt: a stall at U unacknowledged messages means the broker's window is
+ * U, and the next batches are flushed as soon as U wait; more than that arriving while a
+ * batch is written raises it again, up to `ackWindow` (docs/scaling.md, "The in-flight
+ * window comes first").
  * A failed batch is kept and retried with backoff; nothing is acknowledged before the
  * transaction that holds it commits. Only transient database errors (src/db/errors.ts)
  * mark the database as down.
@@ -71,6 +75,8 @@ export class Pipeline {
   readonly #data: BoundedQueue<QueueItem>;
   #unackedQueued = 0;
   #unackedInFlight = 0;
+  /** Unacknowledged messages at which a batch is flushed: the window as learnt so far. */
+  #flushAt: number;
   #lastArrival = 0;
   #stopping = false;
   #abandon = false;
@@ -86,6 +92,7 @@ export class Pipeline {
 
   constructor(opts: PipelineOptions) {
     this.#opts = opts;
+    this.#flushAt = opts.ackWindow;
     this.#status = new BoundedQueue(opts.statusQueueSize);
     this.#data = new BoundedQueue(opts.queueSize);
   }
@@ -107,6 +114,10 @@ export class Pipeline {
   /** Messages received but not yet acknowledged. */
   get unacked(): number {
     return this.#unackedQueued + this.#unackedInFlight;
+  }
+  /** Unacknowledged messages that make a batch flush now: the broker's window as learnt. */
+  get ackFlushAt(): number {
+    return this.#flushAt;
   }
   /** How long the oldest queued message has waited, in ms (0 when none is queued). */
   get oldestQueuedMs(): number {
@@ -156,7 +167,7 @@ export class Pipeline {
     // Otherwise its timer is already due.
     if (
       this.queued === 1 || this.queued >= this.#opts.batchSize ||
-      this.unacked >= this.#opts.ackWindow || (ack !== null && this.#unackedQueued === 1)
+      this.unacked >= this.#flushAt || (ack !== null && this.#unackedQueued === 1)
     ) {
       this.#wake?.();
     }
@@ -285,14 +296,28 @@ export class Pipeline {
     const n = this.queued;
     if (this.#stopping) return 0;
     if (n === 0) return Infinity;
-    if (n >= this.#opts.batchSize || this.unacked >= this.#opts.ackWindow) return 0;
+    const unacked = this.unacked;
+    if (n >= this.#opts.batchSize || unacked >= this.#flushAt) {
+      // More arrived than the learnt window while the last batch was written: the
+      // broker's window is at least that.
+      if (unacked > this.#flushAt) this.#flushAt = Math.min(this.#opts.ackWindow, unacked);
+      return 0;
+    }
     const now = performance.now();
     const oldest = Math.min(
       this.#status.peek()?.queuedAt ?? Infinity,
       this.#data.peek()?.queuedAt ?? Infinity,
     );
-    let due = oldest + this.#opts.batchIntervalMs;
-    if (this.#unackedQueued > 0) due = Math.min(due, this.#lastArrival + this.#opts.ackIdleMs);
+    const due = oldest + this.#opts.batchIntervalMs;
+    if (this.#unackedQueued > 0) {
+      const idleDue = this.#lastArrival + this.#opts.ackIdleMs;
+      if (idleDue < due) {
+        if (idleDue > now) return idleDue - now;
+        // The broker stopped sending at `unacked` awaiting their acks: its window.
+        this.#flushAt = Math.max(1, unacked);
+        return 0;
+      }
+    }
     return Math.max(0, due - now);
   }
 

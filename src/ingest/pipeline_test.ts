@@ -258,3 +258,33 @@ Deno.test("Pipeline bounds the bytes of a batch, taking at least one message", a
     ["eeeeee"],
   ]);
 });
+
+Deno.test("Pipeline learns a smaller broker window from a stall, and raises it when more arrive", async () => {
+  let release!: () => void;
+  let gate = Promise.resolve();
+  const r = rig();
+  const write = (batch: Pending[]) => {
+    r.batches.push(batch.map((p) => p.inbound.topic));
+    return gate.then(() => stored(batch));
+  };
+  const p = new Pipeline({ ...rigOptions(r), write, ackWindow: 1000, ackIdleMs: 30 });
+  p.start();
+  const offer = (t: string) => assert.ok(p.offer(message(t), () => r.acked.push(t)));
+  // A broker that keeps a window of 3: three arrive, then nothing until they are acked.
+  ["a", "b", "c"].forEach(offer);
+  await until("the idle flush", () => r.batches.length === 1);
+  assert.equal(p.ackFlushAt, 3, "the stall at 3 unacked is the broker's window");
+  await until("the acks", () => r.acked.length === 3);
+  // The next three are written at once, without waiting for the idle time.
+  gate = new Promise<void>((resolve) => release = resolve);
+  ["d", "e", "f"].forEach(offer);
+  await until("the window's batch", () => r.batches.length === 2);
+  assert.deepEqual(r.batches[1], ["d", "e", "f"]);
+  // More than the learnt window arrive while that batch is written: the window grows.
+  ["g", "h", "i", "j", "k"].forEach(offer);
+  release();
+  await until("the next batch", () => r.batches.length === 3);
+  assert.deepEqual(r.batches[2], ["g", "h", "i", "j", "k"]);
+  assert.equal(p.ackFlushAt, 5);
+  await p.drain(1000);
+});
