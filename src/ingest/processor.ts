@@ -610,7 +610,8 @@ async function insertIsolated<T>(
   }
 }
 
-async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
+/** The value rows as the column arrays of an `unnest`. */
+function valueColumns(rows: ValueRow[]) {
   const n = rows.length;
   const feedIds = new Array<number>(n);
   const nums = new Array<number | null>(n);
@@ -625,6 +626,11 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
     created[i] = r.createdUs;
     received[i] = r.receivedUs;
   }
+  return { feedIds, nums, texts, created, received };
+}
+
+async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
+  const { feedIds, nums, texts, created, received } = valueColumns(rows);
   // Times travel as µs integers: exact, where a float of seconds would lose the last
   // digit and two readings a microsecond apart could collide.
   const res = await tx`
@@ -647,20 +653,7 @@ async function insertValuesAndLastValues(
   tx: postgres.TransactionSql,
   rows: ValueRow[],
 ): Promise<void> {
-  const n = rows.length;
-  const feedIds = new Array<number>(n);
-  const nums = new Array<number | null>(n);
-  const texts = new Array<string | null>(n);
-  const created = new Array<number>(n);
-  const received = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const r = rows[i];
-    feedIds[i] = r.feedId;
-    nums[i] = r.value;
-    texts[i] = r.text;
-    created[i] = r.createdUs;
-    received[i] = r.receivedUs;
-  }
+  const { feedIds, nums, texts, created, received } = valueColumns(rows);
   const latest = latestPerFeed(rows, null);
   await tx`
     with stored as (
