@@ -131,9 +131,13 @@ Deno.test({
       assert.equal(max, TOTAL - 1);
       // A value twice would be one message stored by two instances (or twice by one).
       // The one way known is the crash window: the killed instance committed a batch and
-      // died before its PUBACKs left, and the broker redelivered those to its restarted
-      // session, which stamps them anew (docs/delivery.md, "Limits we know of"). Such
-      // copies must straddle the kill, and there can be no more of them than the window.
+      // died before the broker read its PUBACKs, and the broker redelivered those to its
+      // restarted session, which stamps them anew (docs/delivery.md, "Limits we know of").
+      // Such copies must straddle the kill. How many there are is not bounded by the
+      // window: PUBACKs already written but not yet read by a busy Mosquitto are lost when
+      // the kill resets the connection (791 were seen once on a loaded machine, with a
+      // window of 100). Two seconds of the killed instance's traffic is a generous bound
+      // that still catches a copy of everything.
       const twice = await db.sql`
         select value::int as value, count(*)::int as n,
                min(received_at) as first, max(received_at) as last
@@ -146,7 +150,10 @@ Deno.test({
             `${t.last.toISOString()} (killed ${new Date(killedAt).toISOString()})`,
         );
       }
-      assert.ok(twice.length <= ACK_WINDOW, `${twice.length} values stored twice`);
+      assert.ok(
+        twice.length <= (2 * RATE) / INSTANCES,
+        `${twice.length} values stored twice`,
+      );
       assert.equal(rows, TOTAL + twice.length);
       // Each receive-time stamp is in the lane of the instance that stamped it.
       const [{ lanesUsed }] = await db.sql`
