@@ -229,4 +229,24 @@ export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
     "Resident set size.",
     () => Deno.memoryUsage().rss,
   );
+  // What the resident memory is made of: V8's heap (used, and reserved) and memory held
+  // outside it (buffers); docs/performance.md reads them to size the queues.
+  addGauge(
+    m,
+    "feedline_process_heap_used_bytes",
+    "V8 heap in use (live objects and garbage not yet collected).",
+    () => Deno.memoryUsage().heapUsed,
+  );
+  addGauge(
+    m,
+    "feedline_process_heap_total_bytes",
+    "V8 heap reserved.",
+    () => Deno.memoryUsage().heapTotal,
+  );
+  addGauge(
+    m,
+    "feedline_process_external_memory_bytes",
+    "Memory outside the V8 heap held by JavaScript objects (buffers).",
+    () => Deno.memoryUsage().external,
+  );
 }
