@@ -333,3 +333,32 @@ Deno.test("the fast way refused by the database loses nothing: the careful way i
     assert.equal(await count(db, "ingest_rejects"), 1);
   });
 });
+
+Deno.test("the fast way stores texts, nulls and times far apart exactly", async () => {
+  await withFleet(async (db, u) => {
+    const path = new WritePath();
+    const t = (payload: unknown) => msg(`${u}/d1/feeds/temp`, JSON.stringify(payload));
+    const batch = [
+      t({ value: "NULL", ts: "2001-09-09T01:46:40.000001Z" }),
+      t({ value: 'a "quoted" \\ text, {braces}', ts: "2025-01-01T00:00:00Z" }),
+      t({ value: -0.000001, ts: "2026-11-30T23:59:59.999999Z" }), // the newest
+      t({ value: 12345678901234.5, ts: "2026-06-01T12:00:00.5Z" }),
+    ];
+    const result = await processBatch(db.sql, batch, { writePath: path });
+    assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 0 });
+    assert.equal(result.stored, 4);
+    const rows = await db.sql<{ v: number | null; t: string | null; at: string }[]>`
+      select value as v, value_text as t,
+             to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as at
+      from feed_values order by created_at`;
+    assert.deepEqual(rows.map((r) => [r.v, r.t, r.at]), [
+      [null, "NULL", "2001-09-09T01:46:40.000001"],
+      [null, 'a "quoted" \\ text, {braces}', "2025-01-01T00:00:00.000000"],
+      [12345678901234.5, null, "2026-06-01T12:00:00.500000"],
+      [-0.000001, null, "2026-11-30T23:59:59.999999"],
+    ]);
+    const [feed] = await db.sql`
+      select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(feed.last_value, "-0.000001");
+  });
+});
