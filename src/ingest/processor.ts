@@ -300,9 +300,9 @@ async function processInTransaction(
   const rejects: RejectRow[] = [];
 
   if (opts.autoRegister) await autoRegister(tx, batch);
-  const { feeds, keys } = await lookupFeeds(tx, batch, opts.feedCache);
+  const feedOfReading = await lookupFeeds(tx, batch, opts.feedCache);
   const devices = opts.requireDevice ? await lookupDevices(tx, batch, opts.deviceCache) : null;
-  let k = 0; // index into `keys`: readings in batch order, as lookupFeeds saw them
+  let k = 0; // index into `feedOfReading`: readings in batch order, as lookupFeeds saw them
 
   const values: ValueRow[] = [];
   const statusIndexes: number[] = [];
@@ -331,7 +331,7 @@ async function processInTransaction(
     }
     for (const r of decoded.rejects) rejects.push({ inbound, ...r });
     for (const reading of decoded.readings) {
-      const feed = feeds.get(keys[k++]);
+      const feed = feedOfReading[k++];
       if (!feed) {
         rejects.push({
           inbound,
@@ -479,13 +479,18 @@ async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Prom
  * Also returns each reading's key, in batch order, so the caller does not build them
  * again (a key is a concatenation; reusing it reuses its cached hash).
  */
+/**
+ * The feed of every reading of the batch, in batch order (undefined: no such feed): from
+ * the cache, and for the rest from one query.
+ */
 async function lookupFeeds(
   tx: postgres.TransactionSql,
   batch: Pending[],
   cache: FeedCache | undefined,
-): Promise<{ feeds: Map<string, FeedInfo>; keys: string[] }> {
-  const found = new Map<string, FeedInfo>();
-  const keys: string[] = [];
+): Promise<(FeedInfo | undefined)[]> {
+  const feedOfReading: (FeedInfo | undefined)[] = [];
+  // A key the cache does not know → the readings waiting for it; asked for once.
+  const waiting = new Map<string, number[]>();
   const missingUsers: string[] = [];
   const missingKeys: string[] = [];
   const now = Date.now();
@@ -493,17 +498,20 @@ async function lookupFeeds(
     if (decoded.kind !== "readings") continue;
     for (const r of decoded.readings) {
       const key = feedKeyOf(decoded.userId, r.feedKey);
-      keys.push(key);
-      if (found.has(key)) continue;
       const cached = cache?.get(key, now);
       if (cached) {
-        found.set(key, cached);
+        feedOfReading.push(cached);
+        continue;
+      }
+      const readings = waiting.get(key);
+      if (readings) {
+        readings.push(feedOfReading.length);
       } else {
-        // Placeholder so a key is asked for once; removed again if the feed is unknown.
-        found.set(key, null as unknown as FeedInfo);
+        waiting.set(key, [feedOfReading.length]);
         missingUsers.push(decoded.userId);
         missingKeys.push(r.feedKey);
       }
+      feedOfReading.push(undefined);
     }
   }
   if (missingKeys.length > 0) {
@@ -529,12 +537,11 @@ async function lookupFeeds(
         thresholdMax: row.threshold_max,
       };
       const key = feedKeyOf(row.user_id, row.key);
-      found.set(key, feed);
+      for (const i of waiting.get(key) ?? []) feedOfReading[i] = feed;
       cache?.set(key, feed, now, version);
     }
   }
-  for (const [key, feed] of found) if (feed === null) found.delete(key);
-  return { feeds: found, keys };
+  return feedOfReading;
 }
 
 /**
