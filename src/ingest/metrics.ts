@@ -229,14 +229,8 @@ export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
     "Resident set size.",
     () => Deno.memoryUsage().rss,
   );
-  // What the resident memory is made of: V8's heap (used, and reserved) and memory held
-  // outside it (buffers); docs/performance.md reads them to size the queues.
-  addGauge(
-    m,
-    "feedline_process_heap_used_bytes",
-    "V8 heap in use (live objects and garbage not yet collected).",
-    () => Deno.memoryUsage().heapUsed,
-  );
+  // What the resident memory is made of, besides the heap in use (src/ops/operations.ts):
+  // V8's heap reserved, and memory held outside it (buffers).
   addGauge(
     m,
     "feedline_process_heap_total_bytes",
