@@ -636,18 +636,24 @@ function valueColumns(rows: ValueRow[]) {
   return { feedIds, nums, texts, created, received };
 }
 
-async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
+/**
+ * The insert of `rows` into `feed_values`, a fragment both ways complete. Times travel as
+ * µs integers: exact, where a float of seconds would lose the last digit and two readings
+ * a microsecond apart could collide.
+ */
+function valuesInsert(tx: postgres.TransactionSql, rows: ValueRow[]) {
   const { feedIds, nums, texts, created, received } = valueColumns(rows);
-  // Times travel as µs integers: exact, where a float of seconds would lose the last
-  // digit and two readings a microsecond apart could collide.
-  const res = await tx`
+  return tx`
     insert into feed_values (feed_id, value, value_text, created_at, received_at)
     select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
            to_timestamp(0) + r * interval '1 microsecond'
     from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
                 ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
-                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
-    on conflict do nothing`;
+                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)`;
+}
+
+async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
+  const res = await tx`${valuesInsert(tx, rows)} on conflict do nothing`;
   return res.count;
 }
 
@@ -660,17 +666,9 @@ async function insertValuesAndLastValues(
   tx: postgres.TransactionSql,
   rows: ValueRow[],
 ): Promise<void> {
-  const { feedIds, nums, texts, created, received } = valueColumns(rows);
   const latest = latestPerFeed(rows, null);
   await tx`
-    with stored as (
-      insert into feed_values (feed_id, value, value_text, created_at, received_at)
-      select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
-             to_timestamp(0) + r * interval '1 microsecond'
-      from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
-                  ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
-                  ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)
-    )
+    with stored as (${valuesInsert(tx, rows)})
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
     from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
