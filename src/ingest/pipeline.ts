@@ -313,8 +313,9 @@ export class Pipeline {
       const idleDue = this.#lastArrival + this.#opts.ackIdleMs;
       if (idleDue < due) {
         if (idleDue > now) return idleDue - now;
-        // The broker stopped sending at `unacked` awaiting their acks: its window.
-        this.#flushAt = Math.max(1, unacked);
+        // The broker stopped sending at `unacked` awaiting their acks: its window (here
+        // always below the flush point, so never above the configured window).
+        this.#flushAt = Math.min(this.#opts.ackWindow, Math.max(1, unacked));
         return 0;
       }
     }
