@@ -57,6 +57,8 @@ export class FeedCache<V = FeedInfo> {
   }
 
   get(key: string, now = Date.now()): V | undefined {
+    // No cache (TTL 0): no generations to turn over, on every reading of every batch.
+    if (this.ttlMs <= 0) return undefined;
     this.#rotate(now);
     return this.#young.get(key) ?? this.#old.get(key);
   }
