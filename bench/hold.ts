@@ -8,7 +8,8 @@
  */
 import type postgres from "postgres";
 import { freePort } from "../test/support/broker.ts";
-import { spawnDeno } from "./children.ts";
+import { peakRssBytes, rssBytes, spawnDeno } from "./children.ts";
+import { metric } from "./serve_process.ts";
 import type { PublisherConfig, PublisherReport } from "./publisher.ts";
 
 /** What the hold phase measured. */
@@ -20,19 +21,6 @@ export interface HoldResult {
   peakRssMb: number;
   bytesPerHeld: number;
   stored: number;
-}
-
-/** Sums every sample of `name` in Prometheus text. */
-function metric(text: string, name: string): number {
-  let sum = 0;
-  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
-  for (const m of text.matchAll(re)) sum += Number(m[1]);
-  return sum;
-}
-
-async function rss(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status)?.[1] ?? 0) * 1024;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,7 +62,7 @@ export async function holdPhase(opts: {
       if (ok) break;
     }
     await sleep(1_000);
-    const idle = await rss(serve.pid, "VmRSS");
+    const idle = (await rssBytes(serve.pid)) ?? 0;
     await blocker`begin`;
     await blocker`lock table feed_values in exclusive mode`;
     locked = true;
@@ -94,8 +82,8 @@ export async function holdPhase(opts: {
       stable = now.received === last.received ? stable + 1 : 0;
       last = now;
     }
-    const heldRss = await rss(serve.pid, "VmRSS");
-    const peak = await rss(serve.pid, "VmHWM");
+    const heldRss = (await rssBytes(serve.pid)) ?? 0;
+    const peak = await peakRssBytes(serve.pid) ?? 0;
     log(`hold: ${last.held} held, VmRSS ${(heldRss / 2 ** 20).toFixed(0)} MB`);
     await blocker`rollback`;
     locked = false;

@@ -10,6 +10,7 @@ import type postgres from "postgres";
 import { freePort } from "../test/support/broker.ts";
 import { type Child, cpuSeconds, spawnDeno } from "./children.ts";
 import type { PublisherConfig, PublisherReport } from "./publisher.ts";
+import { metric } from "./serve_process.ts";
 
 /** One configuration's result. */
 export interface ScaleResult {
@@ -35,22 +36,6 @@ function log(msg: string): void {
   console.error(`[bench] ${msg}`);
 }
 
-/** The pid of the Mosquitto listening on `port` (its config names the listener). */
-async function mosquittoPid(port: number): Promise<number | null> {
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const args = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).split("\0");
-      if (!args[0]?.endsWith("mosquitto")) continue;
-      const conf = args[args.indexOf("-c") + 1];
-      if (conf && (await Deno.readTextFile(conf)).includes(`listener ${port} `)) {
-        return Number(e.name);
-      }
-    } catch { /* gone, or not ours */ }
-  }
-  return null;
-}
-
 async function backendCpu(sql: postgres.Sql, db: string): Promise<Map<number, number>> {
   const rows = await sql<{ pid: number }[]>`
     select pid from pg_stat_activity where datname = ${db} and pid <> pg_backend_pid()`;
@@ -63,12 +48,7 @@ async function backendCpu(sql: postgres.Sql, db: string): Promise<Map<number, nu
 }
 
 async function metricSum(url: string, name: string): Promise<number> {
-  const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => "");
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
-    sum += Number(m[1]);
-  }
-  return sum;
+  return metric(await fetch(`${url}/metrics`).then((r) => r.text(), () => ""), name);
 }
 
 /** Runs the configurations in `counts` one after another on an emptied table. */
@@ -81,10 +61,12 @@ export async function scalePhase(opts: {
   serveArgs: string[];
   idleMs: number;
   reset: () => Promise<void>;
+  /** Our private Mosquitto's pid; null for a broker given by --mqtt-url. */
+  brokerPid: number | null;
 }): Promise<ScaleResult[]> {
   const results: ScaleResult[] = [];
   const dbName = new URL(opts.dbUrl).pathname.slice(1);
-  const brokerPid = await mosquittoPid(Number(new URL(opts.mqttUrl).port));
+  const brokerPid = opts.brokerPid;
   if (brokerPid === null) log("scale: the broker is not ours; its CPU is not reported");
   for (const n of opts.counts) {
     await opts.reset();

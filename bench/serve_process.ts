@@ -72,8 +72,8 @@ interface Counters {
 const READY_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Sums every sample of `name` in Prometheus text. */
-function metric(text: string, name: string): number {
+/** Sums every sample of `name` in Prometheus text (serve's /metrics). */
+export function metric(text: string, name: string): number {
   let sum = 0;
   const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
   for (const m of text.matchAll(re)) sum += Number(m[1]);
