@@ -9,7 +9,7 @@
 import type postgres from "postgres";
 import { freePort } from "../test/support/broker.ts";
 import { peakRssBytes, rssBytes, spawnDeno } from "./children.ts";
-import { metric } from "./serve_process.ts";
+import { metric } from "./text.ts";
 import type { PublisherConfig, PublisherReport } from "./publisher.ts";
 
 /** What the hold phase measured. */

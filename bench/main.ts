@@ -37,21 +37,18 @@ import { probeWindow } from "./window.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
 import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 import { type PassResult, type ServeOptions, startServe } from "./serve_process.ts";
+import type { Inflight, Load, PhaseResult, SummaryRow } from "./rows.ts";
 import {
   evaluateTargets,
-  fmtRate,
   holdRow,
-  type Inflight,
-  type Load,
   phaseName,
-  type PhaseResult,
   printNotes,
   printSummary,
   printTargets,
   scaleRows,
-  type SummaryRow,
   type WindowOnSetting,
 } from "./summary.ts";
+import { fmtRate } from "./text.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = ["db", "processor", "window", "broker", "serve", "hold", "scale", "fleet"];

@@ -10,7 +10,7 @@ import type postgres from "postgres";
 import { freePort } from "../test/support/broker.ts";
 import { type Child, cpuSeconds, spawnDeno } from "./children.ts";
 import type { PublisherConfig, PublisherReport } from "./publisher.ts";
-import { metric } from "./serve_process.ts";
+import { metric } from "./text.ts";
 
 /** One configuration's result. */
 export interface ScaleResult {

@@ -23,7 +23,8 @@ import {
 } from "./children.ts";
 import { type CommitClock, startCommitClock } from "./commit_clock.ts";
 import type { PublisherConfig, PublisherReport } from "./publisher.ts";
-import { fmtRate, type PhaseResult } from "./summary.ts";
+import type { PhaseResult } from "./rows.ts";
+import { fmtRate, metric } from "./text.ts";
 
 /** How to run serve. */
 export interface ServeOptions {
@@ -71,14 +72,6 @@ interface Counters {
 
 const READY_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Sums every sample of `name` in Prometheus text (serve's /metrics). */
-export function metric(text: string, name: string): number {
-  let sum = 0;
-  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm");
-  for (const m of text.matchAll(re)) sum += Number(m[1]);
-  return sum;
-}
 
 function countersOf(text: string): Counters {
   return {

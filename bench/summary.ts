@@ -6,60 +6,12 @@
 import type { HoldResult } from "./hold.ts";
 import type { ScaleResult } from "./scale.ts";
 import type { WindowProbe } from "./window.ts";
-
-/**
- * The broker setting a row was measured on: Mosquitto's max_inflight_messages, "unknown"
- * for a broker given with --mqtt-url, null for phases without MQTT.
- */
-export type Inflight = number | "unknown" | null;
-
-/** Load averages (1, 5, 15 minutes) around a phase: other work skews every number. */
-export interface Load {
-  loadBefore: number[];
-  loadAfter: number[];
-}
-
-/** One row of the summary table. */
-export interface SummaryRow extends Partial<Load> {
-  name: string;
-  /** The --phases name that produced the row. */
-  phase: string;
-  inflight: Inflight;
-  messages: number;
-  seconds?: number;
-  perSecond?: number;
-  /** perSecond / the broker limit measured on the same setting in the same run. */
-  ratioToBroker?: number;
-  p50Ms?: number;
-  p99Ms?: number;
-  latencyFrom?: string;
-  lost?: number;
-  dropped?: number;
-  rejected?: number;
-  mostQueued?: number;
-  peakRssMb?: number;
-  /** CPU µs per message of the process measured (serve, the counter, this process). */
-  cpuUsPerMessage?: number;
-  postgresCpuUsPerRow?: number;
-  brokerCpuUsPerMessage?: number;
-  publisherCpuUsPerMessage?: number;
-  extra?: Record<string, unknown>;
-}
-
-/** A row with a rate: every phase but hold. */
-export interface PhaseResult extends SummaryRow {
-  seconds: number;
-  perSecond: number;
-}
+import { fmtRate } from "./text.ts";
+import type { Inflight, Load, PhaseResult, SummaryRow } from "./rows.ts";
 
 /** "broker limit (inflight 0)"; phases without MQTT keep their plain name. */
 export function phaseName(base: string, inflight: Inflight): string {
   return inflight === null ? base : `${base} (inflight ${inflight})`;
-}
-
-/** Messages/s with thousands separators. */
-export function fmtRate(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
 }
 
 /** The hold phase as a summary row: messages held and the memory they took. */

@@ -3,7 +3,8 @@
  * measured, and the verdict from its rows. Pure; no benchmark is run.
  */
 import assert from "node:assert/strict";
-import { batchIntervalMs, evaluateTargets, type SummaryRow } from "../bench/summary.ts";
+import type { SummaryRow } from "./rows.ts";
+import { batchIntervalMs, evaluateTargets } from "./summary.ts";
 
 function serveRow(inflight: number, over: Partial<SummaryRow> = {}): SummaryRow {
   return {

@@ -3,7 +3,7 @@
  * fleet phase's sizes. Pure parsing; the benchmark itself is never run by tests.
  */
 import assert from "node:assert/strict";
-import { parseBenchArgs } from "../bench/main.ts";
+import { parseBenchArgs } from "./main.ts";
 import { FeedlineError } from "../src/errors.ts";
 
 const parse = (...args: string[]) => parseBenchArgs(args, {});
