@@ -43,7 +43,7 @@ for (const [command, parse] of Object.entries(COMMANDS)) {
       );
       assert.match(
         refusal(() => parse([], { DATABASE_URL: url })),
-        /^DATABASE_URL names no server .*local default database/,
+        /^DATABASE_URL names no server .*pick the local one/,
       );
     }
     assert.match(

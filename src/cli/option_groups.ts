@@ -22,7 +22,7 @@ export const pgUrlSchema = z.string().trim().refine(
 /**
  * A database URL must name its server. An empty one, or one without a host (`postgres://`,
  * what `postgres://$HOST/db` becomes when HOST is unset) lets the driver fill in the local
- * server and its default database, where feedline would migrate and write. Refused unless
+ * server, where feedline would migrate and write. Refused unless
  * PGHOST names the server: libpq's defaults, which the driver reads (it does not read
  * PGHOSTADDR). `unset` says what leaving the option unset means.
  */
@@ -34,9 +34,8 @@ export function databaseUrlCheck(unset: string) {
     if (url === "") return `is empty; ${remedy}`;
     if (new URL(url).hostname !== "" || env.PGHOST) return null;
     const hostaddr = env.PGHOSTADDR ? " (PGHOSTADDR is not read)" : "";
-    return `names no server (got "${maskUrlSecrets(url)}"), so the driver would connect to ` +
-      `the local default database; ${remedy}, or set PGHOST${hostaddr} if you mean ` +
-      "libpq's defaults";
+    return `names no server (got "${maskUrlSecrets(url)}"), so the driver would pick the ` +
+      `local one; ${remedy}, or set PGHOST${hostaddr} if you mean libpq's defaults`;
   };
 }
 
