@@ -4,6 +4,7 @@
  */
 import {
   databaseOptions,
+  databaseUrlFrom,
   logOptions,
   partitionOptions,
   partitionSettingsOf,
@@ -31,11 +32,11 @@ export const migrateOptions = {
 
 /** Parses flags and environment. Pure. */
 export function parseMigrateArgs(args: string[], env: Record<string, string | undefined>) {
-  const { values, positionals } = resolveOptions(migrateOptions, args, env, "migrate");
+  const { values, positionals, sources } = resolveOptions(migrateOptions, args, env, "migrate");
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `migrate takes no arguments (got "${positionals[0]}")`);
   }
-  return values;
+  return { ...values, databaseUrlFrom: databaseUrlFrom(sources.databaseUrl) };
 }
 
 /** Help text of `migrate`. */
@@ -52,8 +53,10 @@ export async function run(args: string[]): Promise<void> {
   const config = parseMigrateArgs(args, Deno.env.toObject());
   // DATABASE_URL, else the embedded database of a serve running on this data directory
   // (one process at a time opens it), else our own embedded one.
+  const url = await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir);
   const db = await openDatabase({
-    url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
+    url,
+    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
     dataDir: config.dataDir,
     embeddedPort: config.embeddedDbPort,
     poolSize: 2,

@@ -172,14 +172,19 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
   return totals;
 }
 
-/** DATABASE_URL, else the embedded database of a running serve, else our own embedded one. */
+/**
+ * DATABASE_URL, else the embedded database of a running serve, else our own embedded one.
+ * A dry run changes nothing there: no migration, no embedded database created.
+ */
 async function openReplayDatabase(config: ReplayConfig) {
   return await openDatabase({
     url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
+    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
     dataDir: config.dataDir,
     embeddedPort: config.embeddedDbPort,
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
+    dryRun: config.dryRun,
     command: "feedline replay",
   });
 }

@@ -81,6 +81,18 @@ export async function startServe(
   // Set when shutdown gave up on a batch: the pool then closes without waiting for it.
   let abandoned = false;
   try {
+    // Everything that can refuse the start comes before serve subscribes, and the batch
+    // loop starts last (docs/operations.md, "Starting"): a refused start has committed
+    // nothing, and what waits in the broker session is left for the next start.
+    const metrics = createIngestMetrics();
+    const http = config.http === "off" ? null : startOpsHttp(
+      { ...parseListenAddress(config.http)!, metrics: () => metrics.registry.render(), log },
+      // With an embedded broker or database a taken default port moves (http_listen.ts).
+      { givenBy: config.httpGivenBy, fallBack: config.embeddedBroker || !config.databaseUrl },
+      log,
+    );
+    if (http) closers.push(() => http.close());
+
     const db = await openDatabase(databaseOf(config));
     closers.push(() => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
@@ -108,10 +120,6 @@ export async function startServe(
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
     const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
     closers.push(() => feeds.close());
-    const metrics = createIngestMetrics();
-    const upkeep = upkeepOf(config);
-    closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
-    closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
     const processor = {
@@ -130,6 +138,8 @@ export async function startServe(
       metrics,
       accounting,
     });
+    // Before `start()` this writes nothing: a start refused after subscribing leaves what
+    // arrived unacknowledged with the broker, which redelivers it to the next start.
     closers.push(async () => {
       await pipeline.drain(0);
     });
@@ -161,30 +171,13 @@ export async function startServe(
     });
     closers.push(() => ops!.close());
     pipeline.onCommit(ops.onCommitted);
-    // The batch loop starts once every listener is in place; what arrived meanwhile waits
-    // in the queues.
-    pipeline.start();
-
-    let httpPort: number | null = null;
-    if (config.http !== "off") {
-      const http = startOpsHttp(
-        {
-          ...parseListenAddress(config.http)!,
-          metrics: () => metrics.registry.render(),
-          readiness: ops.readiness,
-          routes: ops.routes,
-          log,
-        },
-        { givenBy: config.httpGivenBy, fallBack: config.embeddedBroker || db.embedded },
-        log,
-      );
-      httpPort = http.port;
-      closers.push(() => http.close());
-    }
+    http?.wire(ops);
+    const httpPort = http?.port ?? null;
 
     if (config.embeddedBroker || db.embedded) {
       // Other commands on this machine (simulate, replay --publish) find the embedded
-      // services here when no MQTT_URL / DATABASE_URL is given.
+      // services here when no MQTT_URL / DATABASE_URL is given; written once subscribed,
+      // so that what they publish has a subscriber.
       await writeEndpoints(config.dataDir, {
         mqttUrl,
         databaseUrl: db.embedded ? db.url : undefined,
@@ -194,6 +187,13 @@ export async function startServe(
       });
       closers.push(() => removeEndpoints(config.dataDir));
     }
+
+    const upkeep = upkeepOf(config);
+    closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
+    closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
+    // Nothing below can refuse the start. The batch loop starts once every listener is in
+    // place; what arrived meanwhile waits in the queues.
+    pipeline.start();
 
     let stopping: Promise<void> | null = null;
     const stop = () =>

@@ -16,7 +16,8 @@ export type ErrorCode =
   | "ADDRESS_IN_USE"
   | "DATA_DIR_LOCKED"
   | "BAD_INPUT"
-  | "NO_FREE_LANE";
+  | "NO_FREE_LANE"
+  | "SCHEMA_NOT_READY";
 
 /** An error meant for the person running feedline. */
 export class FeedlineError extends Error {

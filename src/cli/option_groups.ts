@@ -3,21 +3,58 @@
  * options.ts); a command spreads the groups it needs into its own table.
  */
 import { z } from "zod";
-import { option, zs } from "./options.ts";
+import { maskUrlSecrets, option, zs } from "./options.ts";
 import { type DecodeOptions, DEFAULT_MAX_TOPIC_LENGTH } from "../core/decode.ts";
 import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payload.ts";
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
+
+const PG_PROTOCOLS = ["postgres:", "postgresql:"];
+
+/**
+ * A PostgreSQL URL, or "" for `databaseUrlCheck` to refuse with its own words (an empty
+ * environment variable never gets here: it means unset, src/cli/options.ts).
+ */
+export const pgUrlSchema = z.string().trim().refine(
+  (v) => v === "" || zs.url(PG_PROTOCOLS).safeParse(v).success,
+  `a URL starting with ${PG_PROTOCOLS.map((p) => p + "//").join(" or ")}`,
+);
+
+/**
+ * A database URL must name its server. An empty one, or one without a host (`postgres://`,
+ * what `postgres://$HOST/db` becomes when HOST is unset) lets the driver fill in the local
+ * server, where feedline would migrate and write. Refused unless
+ * PGHOST names the server: libpq's defaults, which the driver reads (it does not read
+ * PGHOSTADDR). `unset` says what leaving the option unset means.
+ */
+export function databaseUrlCheck(unset: string) {
+  return (url: string | undefined, env: Record<string, string | undefined>): string | null => {
+    if (url === undefined) return null;
+    const remedy = `give the server's URL (postgres://user@host:5432/db), or leave it unset ` +
+      `for ${unset}`;
+    if (url === "") return `is empty; ${remedy}`;
+    if (new URL(url).hostname !== "" || env.PGHOST) return null;
+    const hostaddr = env.PGHOSTADDR ? " (PGHOSTADDR is not read)" : "";
+    return `names no server (got "${maskUrlSecrets(url)}"), so the driver would pick the ` +
+      `local one; ${remedy}, or set PGHOST${hostaddr} if you mean libpq's defaults`;
+  };
+}
+
+/** Which option gave the database URL, for errors (src/db/database.ts `urlFrom`). */
+export function databaseUrlFrom(source: "flag" | "env" | "default"): string {
+  return source === "flag" ? "--database-url" : "DATABASE_URL";
+}
 
 /** Where the database is, and how the schema is kept. */
 export const databaseOptions = {
   databaseUrl: option({
     flag: "database-url",
     env: "DATABASE_URL",
-    schema: zs.url(["postgres:", "postgresql:"]).optional(),
+    schema: pgUrlSchema.optional(),
+    check: databaseUrlCheck("the embedded database"),
     defaultText: "embedded PGlite under --data-dir",
-    doc: "PostgreSQL connection URL. Unset: an embedded PostgreSQL (PGlite), migrated on start. " +
-      "Or DATABASE_URL_FILE: a file holding it. libpq's sslmode, sslrootcert, sslcert, sslkey " +
-      "(and PGSSLMODE, ...) apply; see docs/security.md.",
+    doc: "PostgreSQL URL naming a host (or PGHOST set). Unset: embedded PostgreSQL (PGlite), " +
+      "migrated on start. Or DATABASE_URL_FILE: a file holding it. libpq's sslmode, " +
+      "sslrootcert, sslcert, sslkey, PGSSL* apply (docs/security.md).",
     secret: "url",
   }),
   dataDir: option({

@@ -26,6 +26,12 @@ export interface OptionSpec<T extends z.ZodType = z.ZodType> {
    * masked.
    */
   secret?: boolean | "url";
+  /**
+   * A check of the parsed value that needs the environment (a database URL without a
+   * host is fine only with PGHOST set). Returns what is wrong, worded to follow the name
+   * of the flag or variable that gave the value, or null.
+   */
+  check?: (value: z.output<T>, env: Record<string, string | undefined>) => string | null;
 }
 
 /** Declares an option with its types inferred. */
@@ -123,6 +129,8 @@ export function resolveOptions<S extends Record<string, OptionSpec>>(
         `${where} must be ${describeIssue(issue)}${shown}`,
       );
     }
+    const problem = spec.check?.(result.data, env);
+    if (problem) throw new FeedlineError("CONFIG_INVALID", `${name} ${problem}`);
     values[key] = result.data;
     sources[key] = source;
   }

@@ -9,6 +9,7 @@ import { compileTopicFilter } from "../core/topic_filter.ts";
 import { FeedlineError } from "../errors.ts";
 import {
   databaseOptions,
+  databaseUrlFrom,
   decodeOptions,
   decodeOptionsFrom,
   logOptions,
@@ -28,7 +29,9 @@ export const replayOptions = {
     flag: "dry-run",
     schema: zs.bool().default(false),
     defaultText: "off",
-    doc: "Process everything, then roll each batch back; report what would have happened.",
+    doc: "Process everything, then roll each batch back; report what would have happened. " +
+      "Writes nothing anywhere: no migration (a database without the schema is refused), no " +
+      "embedded database created.",
     boolean: true,
   }),
   since: option({
@@ -151,7 +154,12 @@ function usage(message: string): FeedlineError {
 
 /** Parses flags and environment into a validated configuration. Pure. */
 export function parseReplayArgs(args: string[], env: Record<string, string | undefined>) {
-  const { values, positionals: files } = resolveOptions(replayOptions, args, env, "replay");
+  const { values, positionals: files, sources } = resolveOptions(
+    replayOptions,
+    args,
+    env,
+    "replay",
+  );
   if (values.rejects && files.length > 0) {
     throw usage("--rejects reads ingest_rejects; give no files with it");
   }
@@ -175,6 +183,7 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
   return {
     ...values,
     files,
+    databaseUrlFrom: databaseUrlFrom(sources.databaseUrl),
     sinceUs,
     untilUs,
     reasons: values.reason === undefined ? null : values.reason.split(","),

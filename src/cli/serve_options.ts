@@ -7,11 +7,14 @@
 import { z } from "zod";
 import {
   databaseOptions,
+  databaseUrlCheck,
+  databaseUrlFrom,
   decodeOptions,
   decodeOptionsFrom,
   logOptions,
   partitionOptions,
   partitionSettingsOf,
+  pgUrlSchema,
   processingOptions,
 } from "./option_groups.ts";
 import { mqttClientOptions, mqttTlsOf } from "./mqtt_options.ts";
@@ -156,7 +159,8 @@ export const serveOptions = {
   listenDatabaseUrl: option({
     flag: "listen-database-url",
     env: "FEEDLINE_LISTEN_DATABASE_URL",
-    schema: zs.url(["postgres:", "postgresql:"]).optional(),
+    schema: pgUrlSchema.optional(),
+    check: databaseUrlCheck("DATABASE_URL's server"),
     defaultText: "DATABASE_URL (none with --db-pooler transaction)",
     doc: "A direct PostgreSQL connection (not through a pooler) for LISTEN: feed changes " +
       "reach the feed cache at once.",
@@ -224,6 +228,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     ackWindow: values.ackWindow ?? (protocolVersion === 5 ? 1000 : 20),
     clientId: values.clientId ?? defaultClientId(values.dataDir),
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
+    databaseUrlFrom: databaseUrlFrom(sources.databaseUrl),
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
     /** Who chose the HTTP address: a taken default moves to a free port (src/ops/http_listen.ts). */
     httpGivenBy: sources.http === "flag"
@@ -314,6 +319,7 @@ export function databaseOf(config: ServeConfig) {
     listenUrl: config.listenDatabaseUrl,
     partitions: partitionSettingsOf(config),
     command: "feedline serve",
+    urlFrom: config.databaseUrlFrom,
   };
 }
 

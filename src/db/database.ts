@@ -7,7 +7,7 @@ import { lockDataDir } from "../embedded/data_dir_lock.ts";
 import { startEmbeddedDatabase } from "../embedded/services.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
-import { applyMigrations } from "./migrate.ts";
+import { applyMigrations, migrationStatus } from "./migrate.ts";
 import { explainTlsError, resolvePgTls } from "./tls.ts";
 import { maintainPartitions, type PartitionOptions, type UpkeepResult } from "./partitions.ts";
 
@@ -51,12 +51,27 @@ export interface OpenDatabaseOptions {
   command?: string;
   /** Environment for libpq's PGSSL* variables and ~/.postgresql (default: the process's). */
   env?: Record<string, string | undefined>;
+  /**
+   * Change nothing (`replay --dry-run`): no data directory or embedded database is
+   * created, no migration applied, no partition made. A database without the current
+   * schema is refused with one line saying what it needs (SCHEMA_NOT_READY).
+   */
+  dryRun?: boolean;
+  /** Where `url` came from, named in errors (default `DATABASE_URL`): `--database-url`, ... */
+  urlFrom?: string;
 }
 
 /** Connects (or starts the embedded database) and checks that the database answers. */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   if (!opts.url) {
     const dir = `${opts.dataDir.replace(/\/$/, "")}/pgdata`;
+    if (opts.dryRun && !(await isDirectory(dir))) {
+      throw new FeedlineError(
+        "SCHEMA_NOT_READY",
+        `there is no embedded database in ${dir}, and a dry run creates none; run ` +
+          "`feedline migrate` first (or set DATABASE_URL), or drop --dry-run",
+      );
+    }
     // PGlite has no locking of its own: one process at a time opens the data directory.
     const lock = await lockDataDir(opts.dataDir, opts.command ?? "feedline");
     let embedded;
@@ -79,8 +94,11 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     const sql = postgres(embedded.url, { max: opts.poolSize, ssl: false, onnotice: () => {} });
     let partitions: UpkeepResult | null = null;
     try {
-      await applyMigrations(sql);
-      if (opts.partitions) partitions = await maintainPartitions(sql, opts.partitions);
+      if (opts.dryRun) await requireCurrentSchema(sql, `the embedded database in ${dir}`);
+      else await applyMigrations(sql);
+      if (opts.partitions && !opts.dryRun) {
+        partitions = await maintainPartitions(sql, opts.partitions);
+      }
     } catch (error) {
       await sql.end({ timeout: 1 }).catch(() => {});
       await embedded.close().catch(() => {});
@@ -129,15 +147,20 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
         tls.summary === "sslmode=prefer" ? "" : ` (${tls.summary})`
       }: ` + (
         explainTlsError(error, tls) ??
-          `${describePgError(error)}; check DATABASE_URL and that the server is running`
+          `${describePgError(error)}; check ${
+            opts.urlFrom ?? "DATABASE_URL"
+          } and that the server is running`
       ),
       { cause: error },
     );
   }
   let partitions: UpkeepResult | null = null;
   try {
-    if (opts.migrate) await applyMigrations(sql);
-    if (opts.partitions) partitions = await maintainPartitions(sql, opts.partitions);
+    if (opts.dryRun) await requireCurrentSchema(sql, `the database at ${redactUrl(tls.url)}`);
+    else if (opts.migrate) await applyMigrations(sql);
+    if (opts.partitions && !opts.dryRun) {
+      partitions = await maintainPartitions(sql, opts.partitions);
+    }
   } catch (error) {
     await sql.end({ timeout: 1 }).catch(() => {});
     throw error;
@@ -156,6 +179,40 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       await sql.end({ timeout: timeoutSec });
     },
   };
+}
+
+/**
+ * For a dry run, which may not migrate: the database must have every migration already.
+ * Throws SCHEMA_NOT_READY (or MIGRATION_CHANGED) saying what `database` needs.
+ */
+async function requireCurrentSchema(sql: postgres.Sql, database: string): Promise<void> {
+  const { applied, pending, changed } = await migrationStatus(sql);
+  if (changed.length > 0) {
+    throw new FeedlineError(
+      "MIGRATION_CHANGED",
+      `${database}: migration ${changed[0]} was changed after it was applied (checksum ` +
+        "differs); restore the original file",
+    );
+  }
+  if (pending.length === 0) return;
+  const n = `${pending.length} migration${pending.length === 1 ? "" : "s"} pending`;
+  throw new FeedlineError(
+    "SCHEMA_NOT_READY",
+    `${database} ${
+      applied.length === 0
+        ? `has no feedline schema (${n})`
+        : `has ${n} (${pending.map((m) => m.name).join(", ")})`
+    }` +
+      ", and a dry run applies none; run `feedline migrate` first, or drop --dry-run",
+  );
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /**

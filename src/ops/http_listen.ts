@@ -7,7 +7,7 @@
  */
 import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type HttpOptions, startHttpServer } from "./http.ts";
+import { type HttpOptions, type Readiness, type RouteHandler, startHttpServer } from "./http.ts";
 
 /** How the address was chosen. */
 export interface HttpAddressChoice {
@@ -45,17 +45,47 @@ export function listenHttp(opts: HttpOptions, choice: HttpAddressChoice): Listen
   }
 }
 
-/** Starts the operations endpoint for `serve` and logs where it is (and a moved port). */
+/** What serve's operations side answers on the endpoint (src/ops/operations.ts). */
+export interface OpsHandlers {
+  readiness: () => Readiness;
+  routes: Record<string, RouteHandler>;
+}
+
+/** serve's operations endpoint: bound first, handed its handlers once serve runs. */
+export interface OpsHttp extends ListeningHttp {
+  /** From now on `/readyz` and the status page's routes answer from `handlers`. */
+  wire(handlers: OpsHandlers): void;
+}
+
+/**
+ * Binds serve's operations endpoint and logs where it is (and a moved port). serve binds
+ * it before it opens anything else, so a taken address refuses the start before serve
+ * has subscribed or written (docs/operations.md, "Starting"). Until `wire`, `/readyz`
+ * answers 503 (nothing is ready yet), `/metrics` and `/healthz` answer, other paths 404.
+ */
 export function startOpsHttp(
-  opts: HttpOptions,
+  opts: { hostname: string; port: number; metrics: () => string; log: Logger },
   choice: HttpAddressChoice,
   log: Logger,
-): ListeningHttp {
-  const http = listenHttp(opts, choice);
+): OpsHttp {
+  let handlers: OpsHandlers | null = null;
+  // Looked up per request (src/ops/http.ts), so routes added by `wire` are served at once.
+  const routes: Record<string, RouteHandler> = {};
+  const http = listenHttp({
+    ...opts,
+    readiness: () => handlers?.readiness() ?? { broker: false, database: false },
+    routes,
+  }, choice);
   const base = `http://${opts.hostname}:${http.port}/`;
   if (http.fellBack) {
     log.warn(`port ${opts.port} is taken; the status page and /metrics use another`, { url: base });
   }
   log.info("http listening", { status: base, metrics: `${base}metrics` });
-  return http;
+  return {
+    ...http,
+    wire(next) {
+      handlers = next;
+      Object.assign(routes, next.routes);
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FeedlineError } from "../errors.ts";
-import { listenHttp } from "./http_listen.ts";
+import { listenHttp, startOpsHttp } from "./http_listen.ts";
 import { silentLogger } from "../log.ts";
 
 function opts(port: number) {
@@ -58,5 +58,29 @@ Deno.test("listenHttp: a taken address the user gave fails with one line naming 
     );
   } finally {
     busy.close();
+  }
+});
+
+Deno.test("startOpsHttp: bound before serve runs, /readyz is 503 until wired", async () => {
+  const http = startOpsHttp(
+    { hostname: "127.0.0.1", port: 0, metrics: () => "m 1\n", log: silentLogger },
+    { givenBy: null, fallBack: false },
+    silentLogger,
+  );
+  const get = async (path: string) => {
+    const res = await fetch(`http://127.0.0.1:${http.port}${path}`);
+    return { status: res.status, body: await res.text() };
+  };
+  try {
+    assert.equal((await get("/readyz")).status, 503);
+    assert.equal((await get("/metrics")).body, "m 1\n");
+    http.wire({
+      readiness: () => ({ broker: true, database: true }),
+      routes: { "/api/live": () => Response.json({ live: true }) },
+    });
+    assert.equal((await get("/readyz")).status, 200);
+    assert.deepEqual(JSON.parse((await get("/api/live")).body), { live: true });
+  } finally {
+    await http.close();
   }
 });
