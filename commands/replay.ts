@@ -10,6 +10,7 @@ import { parseReplayArgs, type ReplayConfig, replayOptions } from "../src/cli/re
 import { formatOptionsHelp } from "../src/cli/options.ts";
 import { mqttTlsOf } from "../src/cli/mqtt_options.ts";
 import type { Inbound } from "../src/core/message.ts";
+import { decode, lastReceiveOffsetUs } from "../src/core/decode.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { brokerOrRunningServe, databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
@@ -91,6 +92,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
       format: config.format,
       stdin: io.stdin,
       onBytes: (n) => bytesRead += n,
+      receiveOffsetOf: (m) => lastReceiveOffsetUs(decode(m, config.decode)),
     });
 
   let progress: Progress | null = null;

@@ -15,6 +15,15 @@ let lastUs = 0;
 let lane = 0;
 let lanes = 1;
 
+/**
+ * Spacing of the extra stamps one message takes (src/core/decode.ts
+ * `spreadReceiveStamps`): the number of clock lanes of a shared group
+ * (src/db/ingest_lanes.ts `LANES`), so a stamp plus a multiple of it stays in its lane.
+ * A constant, not the lane count in use, so a message is stamped alike by a process with
+ * lanes and one without (a replay of its capture).
+ */
+export const RECEIVE_STAMP_STEP_US = 16;
+
 /** Wall-clock time in whole microseconds since the Unix epoch (not a stamp: may repeat). */
 export function wallUs(): number {
   return Date.now() * 1000 + Math.floor((performance.now() % 1) * 1000);
@@ -38,6 +47,15 @@ export function nowUs(): number {
   if (lanes > 1) next += (lane - (next % lanes) + lanes) % lanes;
   lastUs = next;
   return next;
+}
+
+/**
+ * Marks the stamps up to `us` as given: a message that was stamped `t` and keeps stamps
+ * up to `us` for its readings (src/core/decode.ts `lastReceiveOffsetUs`) calls this, and
+ * the next stamp is above `us` (and in the lane).
+ */
+export function reserveStampsThrough(us: number): void {
+  if (us > lastUs) lastUs = us;
 }
 
 /**
@@ -72,5 +90,9 @@ export class MonotonicStamper {
   stamp(us: number): number {
     this.#last = us > this.#last ? us : this.#last + 1;
     return this.#last;
+  }
+  /** As `reserveStampsThrough`: the next stamp is above `us`. */
+  reserveThrough(us: number): void {
+    if (us > this.#last) this.#last = us;
   }
 }

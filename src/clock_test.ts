@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { clockState, nowUs, setLane, wallUs } from "./clock.ts";
+import { clockState, nowUs, reserveStampsThrough, setLane, wallUs } from "./clock.ts";
 
 Deno.test("the receive clock in lane 5 of 16 stamps only µs ≡ 5 (mod 16), strictly increasing", () => {
   try {
@@ -47,6 +47,21 @@ Deno.test("setLane keeps stamps above the floor a previous holder of the lane re
     assert.equal(t % 16, 7);
     assert.equal(clockState().lastUs, t);
     assert.throws(() => setLane(16, 16), RangeError);
+  } finally {
+    setLane(0, 1);
+  }
+});
+
+Deno.test("stamps a message reserved for its readings are never given to the next one, and the lane holds", () => {
+  try {
+    setLane(5, 16);
+    const t = nowUs();
+    reserveStampsThrough(t + 32 * 16);
+    const next = nowUs();
+    assert.ok(next > t + 32 * 16, `${next} above ${t} + 512`);
+    assert.equal(next % 16, 5);
+    reserveStampsThrough(t); // never backwards
+    assert.ok(nowUs() > next);
   } finally {
     setLane(0, 1);
   }

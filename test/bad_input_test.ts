@@ -14,6 +14,7 @@ interface Case {
   /** Topic after the test prefix; `{u}` is the registered user. */
   topic: string;
   payload: string | Uint8Array;
+  retain?: true;
   expect: string;
 }
 
@@ -60,7 +61,16 @@ const CASES: Case[] = [
     payload: "1",
     expect: "skipped:inactive_feed",
   },
-  { name: "empty payload", topic: "{u}/d1/feeds/temp", payload: "", expect: "bad_payload" },
+  {
+    // Clears the retained reading published first: serve subscribes without
+    // Retain-As-Published, so the broker forwards the clear live with RETAIN 0.
+    name: "empty retained payload",
+    topic: "{u}/d1/feeds/temp",
+    payload: "",
+    retain: true,
+    expect: "skipped:retained_cleared",
+  },
+  { name: "blank payload", topic: "{u}/d1/feeds/temp", payload: " ", expect: "bad_payload" },
   {
     name: "huge payload",
     topic: "{u}/d1/feeds/temp",
@@ -154,16 +164,22 @@ Deno.test("malformed traffic never takes serve or good messages down and each ba
         serve.feedTopic(user, "d1", "temp"),
         JSON.stringify({ value: good, ts: 1_767_225_600_000 + good++ }),
       );
+    // A retained reading, live: cleared by one of the cases.
+    await publish(pub, serve.feedTopic(user, "d1", "temp"), '{"value": -1, "ts": 1767225500}', {
+      qos: 1,
+      retain: true,
+    });
     for (const c of CASES) {
       await goodOne();
       await publish(
         pub,
         `${serve.prefix}/${c.topic.replace("{u}", user)}`,
         typeof c.payload === "string" ? enc.encode(c.payload) : c.payload,
+        { qos: 1, retain: c.retain ?? false },
       );
     }
     await goodOne();
-    const total = CASES.length + good;
+    const total = CASES.length + good + 1;
     await waitFor(
       "every message to be processed",
       () => serve.metrics.processed.total() === total,
@@ -185,8 +201,9 @@ Deno.test("malformed traffic never takes serve or good messages down and each ba
     ).length;
     assert.equal(rejects.length, expectedRejects, "one reject row per bad message");
     assert.equal(serve.metrics.skipped.get({ reason: "inactive_feed" }), 1);
+    assert.equal(serve.metrics.skipped.get({ reason: "retained_cleared" }), 1);
     const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
-    assert.equal(n, good + 1, "every good reading (and the SQL-looking text) is stored");
+    assert.equal(n, good + 2, "every good reading (and the SQL-looking text) is stored");
     const [{ n: feeds }] = await db.sql`select count(*)::int as n from feeds`;
     assert.equal(feeds, 3, "the feeds table is intact");
     const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);

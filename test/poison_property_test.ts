@@ -83,6 +83,8 @@ function decodeProblem(inbound: Inbound, d: Decoded): string | null {
   switch (d?.kind) {
     case "reject":
       if (!REASONS.has(d.reason)) return `unknown reject reason ${String(d.reason)}`;
+      // internal_error is decode failing on the message (issue 20): never right.
+      if (d.reason === "internal_error") return `internal_error: ${d.detail}`;
       return typeof d.detail === "string" ? null : "reject without a detail";
     case "skip":
       return SKIPS.has(d.reason) ? null : `unknown skip reason ${String(d.reason)}`;
@@ -95,6 +97,7 @@ function decodeProblem(inbound: Inbound, d: Decoded): string | null {
       if (d.readings.length + d.rejects.length === 0) return "readings without readings or rejects";
       for (const r of d.rejects) {
         if (!REASONS.has(r.reason)) return `unknown reading reject reason ${String(r.reason)}`;
+        if (r.reason === "internal_error") return `internal_error: ${r.detail}`;
       }
       for (const r of d.readings) {
         if (badTs(r.tsUs)) return `reading time ${r.tsUs} outside [2000, now + skew]`;
@@ -184,18 +187,24 @@ async function registerFleet(
   return { fleet: { user }, feeds };
 }
 
-/** Which of `keys` ((feed id, µs) pairs) have a row in feed_values. */
+/**
+ * Which of `keys` ((feed id, µs) pairs) have a row in feed_values with their value: a key
+ * that holds another value is a conflict, not stored (issue 20).
+ */
 async function existingReadings(
   sql: postgres.Sql,
-  keys: { feedId: number; us: number }[],
+  keys: { feedId: number; us: number; value: number | null; text: string | null }[],
 ): Promise<Set<string>> {
   if (keys.length === 0) return new Set();
   const rows = await sql`
     select x.f::text || ':' || x.c::text as k
     from unnest(${intArrayLiteral(keys.map((k) => k.feedId))}::int8[],
-                ${intArrayLiteral(keys.map((k) => k.us))}::int8[]) as x(f, c)
+                ${intArrayLiteral(keys.map((k) => k.us))}::int8[],
+                ${floatArrayLiteral(keys.map((k) => k.value))}::float8[],
+                ${textArrayLiteral(keys.map((k) => k.text))}::text[]) as x(f, c, v, t)
     where exists (select 1 from feed_values v
-                  where v.feed_id = x.f and v.created_at = to_timestamp(0) + x.c * interval '1 microsecond')`;
+                  where v.feed_id = x.f and v.created_at = to_timestamp(0) + x.c * interval '1 microsecond'
+                    and v.value is not distinct from x.v and v.value_text is not distinct from x.t)`;
   return new Set(rows.map((r) => r.k as string));
 }
 
@@ -261,8 +270,8 @@ async function culprits(sql: postgres.Sql, entries: Entry[]): Promise<string[]> 
 
 /**
  * The outcome of each message as the database shows it: stored when one of its readings
- * that the registered feeds accept has a row (its own, or an equal one it was absorbed
- * by), or when it is a status of the registered device (not an old retained one without
+ * that the registered feeds accept has a row with its value (its own, or an equal one it
+ * was absorbed by; another value under its key is a conflict, rejected), or when it is a status of the registered device (not an old retained one without
  * a time); else rejected when it has an ingest_rejects row; else skipped.
  */
 async function outcomesFromDatabase(
@@ -271,7 +280,13 @@ async function outcomesFromDatabase(
   feeds: Map<string, FeedRow>,
   batch: Pending[],
 ): Promise<{ stored: number; rejected: number; skipped: number; rejectedSet: Set<number> }> {
-  const candidates: { feedId: number; us: number; message: number }[] = [];
+  const candidates: {
+    feedId: number;
+    us: number;
+    value: number | null;
+    text: string | null;
+    message: number;
+  }[] = [];
   const storedStatus = new Set<number>();
   batch.forEach(({ inbound, decoded: d }, i) => {
     if (d.kind === "status") {
@@ -288,7 +303,13 @@ async function outcomesFromDatabase(
         r.value !== null &&
         ((feed.min !== null && r.value < feed.min) || (feed.max !== null && r.value > feed.max))
       ) continue;
-      candidates.push({ feedId: feed.id, us: r.tsUs ?? inbound.receivedAtUs, message: i });
+      candidates.push({
+        feedId: feed.id,
+        us: r.tsUs ?? inbound.receivedAtUs + (r.receiveOffsetUs ?? 0),
+        value: r.value,
+        text: r.text,
+        message: i,
+      });
     }
   });
   const existing = await existingReadings(sql, candidates);

@@ -248,7 +248,7 @@ Deno.test("dry run reports what would happen and leaves the database untouched",
   });
 });
 
-Deno.test("a different reading absorbed by a stored reading's key is counted as a conflict; a redelivery is not", async () => {
+Deno.test("a different reading absorbed by a stored reading's key is a conflict, dead-lettered as value_conflict; a redelivery is a duplicate", async () => {
   await withFleet(async (db, u) => {
     const at = 1_767_225_600_000_123;
     const topic = `${u}/d1/feeds/temp`;
@@ -262,7 +262,18 @@ Deno.test("a different reading absorbed by a stored reading's key is counted as 
       msg(topic, "3.5", { receivedAtUs: at + 1 }),
     ]);
     assert.equal(again.stored, 1);
-    assert.equal(again.skipped.duplicate, 2);
+    assert.equal(again.skipped.duplicate, 1);
+    assert.deepEqual(again.rejected, { value_conflict: 1 });
+    // The absorbed redelivery is stored (its reading is there), the conflict is not.
+    assert.deepEqual(again.outcomes, { stored: 2, rejected: 1, skipped: 0 });
+    const [reject] = await db.sql`select reason, detail, convert_from(payload, 'UTF8') as p
+      from ingest_rejects`;
+    assert.equal(reject.reason, "value_conflict");
+    assert.equal(reject.p, "2.5");
+    assert.match(
+      reject.detail,
+      /^temp: 2026-01-01T00:00:00\.000123Z already holds another value \(1\.5\), not this one \(2\.5\)$/,
+    );
     assert.equal(again.conflicts, 1);
     assert.deepEqual(again.conflict, {
       feedId: again.conflict!.feedId,
@@ -276,6 +287,34 @@ Deno.test("a different reading absorbed by a stored reading's key is counted as 
       msg(topic, "8", { receivedAtUs: at + 5 }),
     ]);
     assert.equal(inBatch.conflicts, 1);
+    assert.deepEqual(inBatch.outcomes, { stored: 1, rejected: 1, skipped: 0 });
+    assert.equal(await count(db, "feed_values"), 3);
+    const [temp] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    assert.equal(temp.last_value, "7", "the last value is a stored reading's, not the conflict's");
+  });
+});
+
+Deno.test("untimed readings of one feed in one many-feeds message are all stored; processing it again stores nothing twice", async () => {
+  await withFleet(async (db, u) => {
+    const at = 1_767_225_600_000_000;
+    const bulk = () =>
+      msg(
+        `${u}/d1/feeds`,
+        '[{"feed":"temp","value":11},{"feed":"temp","value":12},{"feed":"temp","value":13}]',
+        { receivedAtUs: at },
+      );
+    const first = await processBatch(db.sql, [bulk()]);
+    assert.equal(first.stored, 3);
+    assert.deepEqual(first.outcomes, { stored: 1, rejected: 0, skipped: 0 });
+    const rows = await db.sql`
+      select value, (extract(epoch from created_at) * 1000000)::int8 - ${at}::int8 as offset
+      from feed_values order by created_at`;
+    assert.deepEqual(rows.map((r) => [r.value, Number(r.offset)]), [[11, 0], [12, 16], [13, 32]]);
+    // A retried batch, a replay of its capture: the same stamps, absorbed.
+    const again = await processBatch(db.sql, [bulk()]);
+    assert.equal(again.stored, 0);
+    assert.deepEqual(again.skipped, { duplicate: 3 });
+    assert.equal(again.conflicts, 0);
     assert.equal(await count(db, "feed_values"), 3);
   });
 });

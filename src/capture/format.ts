@@ -14,7 +14,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Inbound, Qos } from "../core/message.ts";
-import { decodeUtf8, parseTimestamp } from "../core/payload.ts";
+import { decodeUtf8, parseTimestamp, previewJson } from "../core/payload.ts";
 
 /** A capture line, parsed. `receivedAtUs` is null when the line has no time of its own. */
 export interface CaptureEntry {
@@ -110,7 +110,7 @@ export function parseCaptureLine(line: string): ParsedLine {
   if (o.received_at !== undefined && o.received_at !== null) {
     receivedAtUs = parseTimestamp(o.received_at);
     if (receivedAtUs === null) {
-      return fail(`bad "received_at": ${String(o.received_at).slice(0, 40)}`);
+      return fail(`bad "received_at": ${previewJson(o.received_at)}`);
     }
     exactTime = typeof o.received_at === "string" && EXACT_TIME_RE.test(o.received_at);
   }

@@ -7,8 +7,10 @@
  * `MonotonicStamper` in file order: distinct readings never collide, and the same file
  * stamps the same way every time. Lines with no time at all (`mosquitto_sub -v`) get the
  * time they are read: replaying those is idempotent only for payloads with their own `ts`.
+ * Either way a message whose readings take stamps after its own (`receiveOffsetOf`) keeps
+ * the next line's time above them.
  */
-import { MonotonicStamper, nowUs } from "../clock.ts";
+import { MonotonicStamper, nowUs, reserveStampsThrough } from "../clock.ts";
 import { FeedlineError } from "../errors.ts";
 import { parseCaptureLine, parseMosquittoLine, sniffFormat } from "./format.ts";
 import type { Inbound } from "../core/message.ts";
@@ -42,6 +44,12 @@ export interface ReadCapturesOptions {
   stdin?: ReadableStream<Uint8Array>;
   /** Called with the size of each chunk of raw (possibly compressed) input read. */
   onBytes?: (n: number) => void;
+  /**
+   * How far after its receive time the last stamp of a message's readings lies
+   * (src/core/decode.ts `lastReceiveOffsetUs`). For lines whose receive times are made
+   * here, the next line's time is put above it, as serve's clock does; without it, 0.
+   */
+  receiveOffsetOf?: (inbound: Inbound) => number;
 }
 
 const GZIP_MAGIC_0 = 0x1f;
@@ -95,21 +103,23 @@ async function* readSource(
         : e.exactTime
         ? e.receivedAtUs
         : stamper.stamp(e.receivedAtUs);
-      items.push({
-        kind: "message",
-        source: name,
-        line: lineNo,
-        inbound: e.receivedAtUs === null
-          ? {
-            topic: e.topic,
-            payload: e.payload,
-            qos: e.qos,
-            retain: e.retain,
-            receivedAtUs,
-            timeless: true,
-          }
-          : { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, receivedAtUs },
-      });
+      const inbound: Inbound = e.receivedAtUs === null
+        ? {
+          topic: e.topic,
+          payload: e.payload,
+          qos: e.qos,
+          retain: e.retain,
+          receivedAtUs,
+          timeless: true,
+        }
+        : { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, receivedAtUs };
+      // An exact time was stamped by serve, whose clock kept the message's room already.
+      const offset = e.exactTime ? 0 : opts.receiveOffsetOf?.(inbound) ?? 0;
+      if (offset > 0) {
+        if (e.receivedAtUs === null) reserveStampsThrough(receivedAtUs + offset);
+        else stamper.reserveThrough(receivedAtUs + offset);
+      }
+      items.push({ kind: "message", source: name, line: lineNo, inbound });
     }
     if (items.length > 0) yield items;
   }

@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
-import { readCaptures, type ReadItem } from "./reader.ts";
+import { readCaptures, type ReadCapturesOptions, type ReadItem } from "./reader.ts";
+import { decode, lastReceiveOffsetUs } from "../core/decode.ts";
+import { compileTopics } from "../core/topics.ts";
 
-async function readAll(files: string[], stdin?: ReadableStream<Uint8Array>): Promise<ReadItem[]> {
+async function readAll(
+  files: string[],
+  stdin?: ReadableStream<Uint8Array>,
+  more: Partial<ReadCapturesOptions> = {},
+): Promise<ReadItem[]> {
   const items: ReadItem[] = [];
-  for await (const chunk of readCaptures(files, { format: "auto", stdin })) items.push(...chunk);
+  for await (const chunk of readCaptures(files, { format: "auto", stdin, ...more })) {
+    items.push(...chunk);
+  }
   return items;
 }
 
@@ -76,4 +84,44 @@ Deno.test("- reads the given stdin stream, with line numbers per source", async 
   assert.equal(items.length, 2);
   assert.equal(items[0].kind, "message");
   assert.deepEqual([items[1].kind, items[1].source, items[1].line], ["bad", "stdin", 2]);
+});
+
+Deno.test("a line whose readings take stamps after its own keeps the next made-up time above them", async () => {
+  const U = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+  const opts = {
+    router: compileTopics(),
+    maxPayloadBytes: 65536,
+    maxTextLength: 255,
+    maxFutureSkewMs: 0,
+  };
+  const receiveOffsetOf: ReadCapturesOptions["receiveOffsetOf"] = (m) =>
+    lastReceiveOffsetUs(decode(m, opts));
+  // Three untimed readings of f0 in one message: stamped at +0, +16 and +32 µs.
+  const bulk = JSON.stringify([{ feed: "f0", value: 11 }, { feed: "f0", value: 12 }, {
+    feed: "f0",
+    value: 13,
+  }]);
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/ms.jsonl`;
+    const line = (topic: string, payload: string) =>
+      JSON.stringify({ topic, payload, received_at: "2026-01-01T00:00:00.001Z" });
+    await Deno.writeTextFile(
+      file,
+      [line(`${U}/d1/feeds`, bulk), line(`${U}/d1/feeds/f0`, "1"), line(`${U}/d1/feeds/f0`, "2")]
+        .join("\n"),
+    );
+    assert.deepEqual(times(await readAll([file], undefined, { receiveOffsetOf })), [
+      1767225600001000,
+      1767225600001033,
+      1767225600001034,
+    ]);
+    // Lines without a time (mosquitto_sub -v) are stamped by the receive clock.
+    const text = `${U}/d1/feeds ${bulk}\n${U}/d1/feeds/f0 1\n`;
+    const stdin = new Blob([text]).stream();
+    const [a, b] = times(await readAll(["-"], stdin, { receiveOffsetOf }));
+    assert.ok(b > a + 32, `${b} above ${a} + 32`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -12,6 +12,7 @@ import {
   parseStatusPayload,
 } from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
+import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
 
 /** What decode needs to know. */
 export interface DecodeOptions {
@@ -104,10 +105,11 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
     };
   }
   // An empty retained message is how a publisher clears the retained one (MQTT 5
-  // §3.3.1.3); there is nothing to store.
-  if (msg.payload.byteLength === 0 && (msg.retain || match.kind === "status")) {
-    return { kind: "skip", reason: "retained_cleared" };
-  }
+  // §3.3.1.3); there is nothing to store. Whatever the RETAIN flag says: a broker forwards
+  // the clear to a live subscriber with RETAIN 0 (serve subscribes without
+  // Retain-As-Published), and an empty payload cannot be a reading or a status anyway
+  // (docs/topics-and-payloads.md, "Retained messages").
+  if (msg.payload.byteLength === 0) return { kind: "skip", reason: "retained_cleared" };
   const text = decodeUtf8(msg.payload);
   if (text === null) {
     return { kind: "reject", reason: "bad_payload", detail: "payload is not UTF-8" };
@@ -155,7 +157,44 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   if (readings.length === 0 && bulk.rejects.length === 1) {
     return { kind: "reject", ...bulk.rejects[0] };
   }
+  if (readings.length > 1) spreadReceiveStamps(readings);
   return { kind: "readings", userId, deviceCode, readings, rejects: bulk.rejects };
+}
+
+/**
+ * Entries of one many-feeds message without a time of their own all take the message's
+ * receive time; two of them for one feed would share the key (feed_id, created_at), and
+ * the second would be absorbed as a duplicate. So the k-th untimed entry of a feed
+ * (k = 0, 1, ...) is stamped `RECEIVE_STAMP_STEP_US * k` after the message
+ * (`Reading.receiveOffsetUs`): a multiple of the lane count keeps every stamp in the
+ * process's clock lane, and the offsets follow from the payload alone, so a retried
+ * batch or a replay stamps the message the same way (docs/delivery.md, "Duplicates and
+ * idempotence"). The receive clock is moved past the last of them
+ * (`lastReceiveOffsetUs`), so the next message's stamp is not among them.
+ */
+function spreadReceiveStamps(readings: Reading[]): void {
+  let seen: Map<string, number> | null = null;
+  for (const r of readings) {
+    if (r.tsUs !== null) continue;
+    seen ??= new Map();
+    const k = seen.get(r.feedKey) ?? 0;
+    seen.set(r.feedKey, k + 1);
+    if (k > 0) r.receiveOffsetUs = k * RECEIVE_STAMP_STEP_US;
+  }
+}
+
+/**
+ * How far after its receive time the last stamp of a decoded message lies (0 for all but
+ * a many-feeds message with several untimed entries of one feed); the receive clock must
+ * not give the next message a stamp up to there (src/clock.ts `reserveStampsThrough`).
+ */
+export function lastReceiveOffsetUs(decoded: Decoded): number {
+  if (decoded.kind !== "readings" || decoded.readings.length < 2) return 0;
+  let last = 0;
+  for (const r of decoded.readings) {
+    if (r.receiveOffsetUs !== undefined && r.receiveOffsetUs > last) last = r.receiveOffsetUs;
+  }
+  return last;
 }
 
 function futureDetail(tsUs: number): string {

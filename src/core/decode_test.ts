@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { decode, type DecodeOptions } from "./decode.ts";
+import { decode, type DecodeOptions, lastReceiveOffsetUs } from "./decode.ts";
+import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
+import { LANES } from "../db/ingest_lanes.ts";
 import { formatTimestamp, parseTimestamp } from "./payload.ts";
 import type { Decoded, Inbound } from "./message.ts";
 import { compileTopics } from "./topics.ts";
@@ -67,7 +69,6 @@ Deno.test("decode() rejects bad input with the reason it deserves", () => {
     [`${U}/d\u0001/feeds/t`, "1", "bad_topic"],
     [`${U}/d1/feeds/${"k".repeat(129)}`, "1", "bad_topic"],
     [`${U}/d1/wrong/t`, "1", "bad_topic"],
-    [`${U}/d1/feeds/t`, "", "bad_payload"],
     [`${U}/d1/feeds/t`, "   ", "bad_payload"],
     [`${U}/d1/feeds/t`, "NaN", "bad_payload"],
     [`${U}/d1/feeds/t`, "-Infinity", "bad_payload"],
@@ -197,11 +198,91 @@ Deno.test("decode() applies a many-feeds object's shared ts to its entries", () 
   );
 });
 
-Deno.test("decode() skips the empty payload that clears a retained message", () => {
-  const cleared = decode(inbound(`${U}/d1/feeds/t`, "", true), opts);
-  assert.deepEqual(cleared, { kind: "skip", reason: "retained_cleared" });
-  assert.equal(reasonOf(decode(inbound(`${U}/d1/status`, ""), opts)), "skip");
-  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds/t`, ""), opts)), "bad_payload");
+Deno.test("decode() skips the empty payload that clears a retained message, whatever its RETAIN flag", () => {
+  // A broker forwards a clear to a live subscriber with RETAIN 0 (no Retain-As-Published).
+  for (const topic of [`${U}/d1/feeds/t`, `${U}/d1/feeds`, `${U}/d1/status`]) {
+    for (const retain of [true, false]) {
+      assert.deepEqual(
+        decode(inbound(topic, "", retain), opts),
+        { kind: "skip", reason: "retained_cleared" },
+        `${topic} retain=${retain}`,
+      );
+    }
+  }
+  // Only no bytes at all is a clear.
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds/t`, " "), opts)), "bad_payload");
+});
+
+Deno.test("decode() gives each untimed entry of one feed in a many-feeds message its own stamp, in steps of the lane count", () => {
+  const d = decode(
+    inbound(
+      `${U}/d1/feeds`,
+      '[{"feed":"f0","value":11},{"feed":"f1","value":1},{"feed":"f0","value":12},' +
+        '{"feed":"f0","value":13,"ts":1767225600},{"feed":"f0","value":14}]',
+    ),
+    opts,
+  );
+  assert.equal(d.kind, "readings");
+  if (d.kind !== "readings") return;
+  assert.deepEqual(
+    d.readings.map((r) => [r.feedKey, r.value, r.receiveOffsetUs ?? 0]),
+    [["f0", 11, 0], ["f1", 1, 0], ["f0", 12, 16], ["f0", 13, 0], ["f0", 14, 32]],
+  );
+  assert.equal(RECEIVE_STAMP_STEP_US, LANES, "a stamp plus offsets stays in its clock lane");
+  assert.equal(lastReceiveOffsetUs(d), 32);
+  assert.equal(lastReceiveOffsetUs(decode(inbound(`${U}/d1/feeds`, '{"f0":1,"f1":2}'), opts)), 0);
+});
+
+Deno.test("decode() never throws on JSON that shadows Object.prototype, in any place a value is read", () => {
+  const hostile = [
+    '{"toString":1}',
+    '{"valueOf":{}}',
+    '{"toString":1,"valueOf":1}',
+    '{"constructor":{"prototype":1}}',
+    '{"__proto__":{"toString":1}}',
+    '{"hasOwnProperty":1,"toString":[]}',
+    '[{"toString":1}]',
+  ];
+  const cases: [string, (h: string) => string, string][] = [
+    [`${U}/d1/feeds/t`, (h) => `{"value":1,"ts":${h}}`, "bad_timestamp"],
+    [`${U}/d1/feeds/t`, (h) => `{"value":1,"timestamp":${h}}`, "bad_timestamp"],
+    [`${U}/d1/feeds/t`, (h) => `{"value":${h}}`, "bad_payload"],
+    [`${U}/d1/feeds/t`, (h) => h, "bad_payload"],
+    [`${U}/d1/status`, (h) => `{"status":${h}}`, "bad_status"],
+    [`${U}/d1/status`, (h) => `{"status":"online","ts":${h}}`, "bad_timestamp"],
+    [`${U}/d1/feeds`, (h) => `{"a":1,"ts":${h}}`, "bad_timestamp"],
+  ];
+  for (const h of hostile) {
+    for (const [topic, payload, reason] of cases) {
+      const text = payload(h);
+      assert.equal(reasonOf(decode(inbound(topic, text), opts)), reason, `${topic} ${text}`);
+    }
+    // In a many-feeds message the good entries beside it are kept.
+    for (
+      const text of [
+        `[{"feed":${h},"value":1},{"feed":"good","value":2}]`,
+        `[{"key":${h},"value":1},{"feed":"good","value":2}]`,
+        `[{"feed":"bad","value":1,"ts":${h}},{"feed":"good","value":2}]`,
+        `[{"feed":"bad","value":${h}},{"feed":"good","value":2}]`,
+        `{"bad":{"value":1,"ts":${h}},"good":2}`,
+        `{"bad":${h},"good":2}`,
+      ]
+    ) {
+      const d = decode(inbound(`${U}/d1/feeds`, text), opts);
+      assert.equal(d.kind, "readings", text);
+      if (d.kind !== "readings") continue;
+      assert.deepEqual(d.readings.map((r) => r.feedKey), ["good"], text);
+      assert.equal(d.rejects.length, 1, text);
+    }
+  }
+  // A prototype's name as a field that is absent reads as absent, not as its method.
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/feeds`, '[{"value":1}]'), opts)), "bad_payload");
+  assert.equal(reasonOf(decode(inbound(`${U}/d1/status`, '{"rssi":1}'), opts)), "bad_status");
+  const names = decode(inbound(`${U}/d1/feeds`, '{"constructor":1,"__proto__":2}'), opts);
+  assert.deepEqual(
+    names.kind === "readings" ? names.readings.map((r) => r.feedKey) : names,
+    ["constructor", "__proto__"],
+  );
 });
 
 Deno.test("decode() refuses a status nested deeper than jsonb takes", () => {

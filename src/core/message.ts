@@ -44,6 +44,7 @@ export type RejectReason =
   | "unknown_feed"
   | "unknown_device"
   | "out_of_range"
+  | "value_conflict"
   | "db_rejected"
   | "internal_error";
 
@@ -59,6 +60,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "unknown_feed",
   "unknown_device",
   "out_of_range",
+  "value_conflict",
   "db_rejected",
   "internal_error",
 ];
@@ -88,6 +90,12 @@ export interface Reading {
   text: string | null;
   /** Device timestamp in µs since the epoch, or null to use the receive time. */
   tsUs: number | null;
+  /**
+   * With `tsUs` null: µs after the message's receive time this reading is stamped at
+   * (absent: 0). Set on the second and later untimed entries of one feed in a many-feeds
+   * message, so each has a key of its own (src/core/decode.ts `spreadReceiveStamps`).
+   */
+  receiveOffsetUs?: number;
 }
 
 /** A reading (or a bulk entry) that could not be used, with its reason. */

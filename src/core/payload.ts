@@ -47,6 +47,33 @@ function fail(reason: RejectReason, detail: string): ParsedValue {
   return { ok: false, reason, detail };
 }
 
+/**
+ * The value of `obj`'s own property `key`, or undefined. Parsed JSON is a plain object
+ * whose prototype is `Object.prototype`: `obj.constructor` or `obj.toString` on one that
+ * lacks the key would answer with a function of the prototype, and `key in obj` would say
+ * true. Every field of a payload is read through here.
+ */
+export function ownField(obj: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+/**
+ * Any JSON value as at most `max` characters of text, for a reject's detail. Never
+ * throws: `String(value)` and template strings call an object's `toString`/`valueOf`,
+ * and a payload's `{"toString": 1}` makes those throw ("Cannot convert object to
+ * primitive value"); JSON.stringify reads no method of a parsed value (a `toJSON` key is
+ * data, not a function). Text is shown as it is, other values as JSON.
+ */
+export function previewJson(value: unknown, max = 40): string {
+  try {
+    if (typeof value === "string") return value.slice(0, max);
+    const text = JSON.stringify(value);
+    return typeof text === "string" ? text.slice(0, max) : typeof value;
+  } catch {
+    return typeof value;
+  }
+}
+
 // Payloads up to this many bytes that are plain ASCII are turned into a string in JS:
 // for short readings that is several times cheaper than a call into TextDecoder.
 const ASCII_FAST_PATH_MAX = 64;
@@ -128,6 +155,13 @@ export function formatTimestamp(us: number): string {
   return Number.isNaN(date.getTime()) ? `${us} µs since the epoch` : date.toISOString();
 }
 
+/** As `formatTimestamp`, to the microsecond (receive-time stamps differ by a few µs). */
+export function formatTimestampUs(us: number): string {
+  const text = formatTimestamp(Math.floor(us / 1000) * 1000);
+  if (!text.endsWith("Z") || !Number.isSafeInteger(us)) return text;
+  return `${text.slice(0, -1)}${String(((us % 1000) + 1000) % 1000).padStart(3, "0")}Z`;
+}
+
 /** Turns a JSON scalar (or numeric/short text) into a value. */
 function scalarValue(input: unknown, limits: PayloadLimits): ParsedValue {
   if (typeof input === "number") {
@@ -164,14 +198,14 @@ function textValue(raw: string, limits: PayloadLimits): ParsedValue {
 }
 
 function objectValue(obj: Record<string, unknown>, limits: PayloadLimits): ParsedValue {
-  if (!("value" in obj)) return fail("bad_payload", 'JSON object has no "value"');
+  if (!Object.hasOwn(obj, "value")) return fail("bad_payload", 'JSON object has no "value"');
   const parsed = scalarValue(obj.value, limits);
   if (!parsed.ok) return parsed;
-  const ts = obj.ts ?? obj.timestamp;
+  const ts = ownField(obj, "ts") ?? ownField(obj, "timestamp");
   if (ts === undefined || ts === null) return parsed;
   const tsUs = parseTimestamp(ts);
   if (tsUs === null) {
-    return fail("bad_timestamp", `unparsable timestamp: ${String(ts).slice(0, 40)}`);
+    return fail("bad_timestamp", `unparsable timestamp: ${previewJson(ts)}`);
   }
   return { ok: true, value: parsed.value, text: parsed.text, tsUs };
 }
@@ -261,7 +295,7 @@ export function parseBulkPayload(
   const rejects: ReadingReject[] = [];
   const add = (key: unknown, value: ParsedValue) => {
     if (typeof key !== "string" || !isValidName(key)) {
-      rejects.push({ reason: "bad_payload", detail: `bad feed key: ${String(key).slice(0, 40)}` });
+      rejects.push({ reason: "bad_payload", detail: `bad feed key: ${previewJson(key)}` });
     } else if (!value.ok) {
       rejects.push({ reason: value.reason, detail: `${key}: ${value.detail}` });
     } else {
@@ -275,13 +309,13 @@ export function parseBulkPayload(
         continue;
       }
       const e = entry as Record<string, unknown>;
-      add(e.feed ?? e.key, objectValue(e, limits));
+      add(ownField(e, "feed") ?? ownField(e, "key"), objectValue(e, limits));
     }
   } else if (json !== null && typeof json === "object") {
     // In the object form, "ts" (or "timestamp") is the time of the whole message, not a
     // feed: it applies to every entry that carries no time of its own.
     const obj = json as Record<string, unknown>;
-    const sharedTs = obj.ts ?? obj.timestamp;
+    const sharedTs = ownField(obj, "ts") ?? ownField(obj, "timestamp");
     let sharedTsUs: number | null = null;
     if (sharedTs !== undefined && sharedTs !== null) {
       sharedTsUs = parseTimestamp(sharedTs);
@@ -289,7 +323,7 @@ export function parseBulkPayload(
         return {
           ok: false,
           reason: "bad_timestamp",
-          detail: `unparsable timestamp: ${String(sharedTs).slice(0, 40)}`,
+          detail: `unparsable timestamp: ${previewJson(sharedTs)}`,
         };
       }
     }
@@ -337,15 +371,15 @@ export function parseStatusPayload(
       parsed.json !== null && typeof parsed.json === "object" && !Array.isArray(parsed.json)
     ) {
       details = parsed.json as Record<string, unknown>;
-      word = details.status;
-      const ts = details.ts ?? details.timestamp;
+      word = ownField(details, "status");
+      const ts = ownField(details, "ts") ?? ownField(details, "timestamp");
       if (ts !== undefined && ts !== null) {
         tsUs = parseTimestamp(ts);
         if (tsUs === null) {
           return {
             ok: false,
             reason: "bad_timestamp",
-            detail: `unparsable timestamp: ${String(ts).slice(0, 40)}`,
+            detail: `unparsable timestamp: ${previewJson(ts)}`,
           };
         }
       }
@@ -358,9 +392,7 @@ export function parseStatusPayload(
   return {
     ok: false,
     reason: "bad_status",
-    detail: `unknown status ${
-      JSON.stringify(String(word ?? "")).slice(0, 40)
-    }; expected online or offline`,
+    detail: `unknown status ${JSON.stringify(previewJson(word ?? ""))}; expected online or offline`,
   };
 }
 

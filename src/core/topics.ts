@@ -177,7 +177,8 @@ export function formatTopic(
   values: Partial<Record<SegmentName, string>>,
 ): string {
   return template.replace(/\{([a-z_]+)\}/g, (_, name: string) => {
-    const value = values[name as SegmentName];
+    // Own keys only: `{constructor}` must not find Object.prototype's.
+    const value = Object.hasOwn(values, name) ? values[name as SegmentName] : undefined;
     if (value === undefined) throw new Error(`formatTopic: no value for {${name}}`);
     return value;
   });

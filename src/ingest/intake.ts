@@ -14,7 +14,8 @@
  * The returned object has the shape of the MQTT source's callbacks (src/mqtt/source.ts),
  * which knows nothing of queues or SQL.
  */
-import { decode as decodeMessage, describeError } from "../core/decode.ts";
+import { decode as decodeMessage, describeError, lastReceiveOffsetUs } from "../core/decode.ts";
+import { reserveStampsThrough } from "../clock.ts";
 import type { DecodeOptions } from "../core/decode.ts";
 import type { Ack, Decoded, Inbound } from "../core/message.ts";
 import type { Accounting } from "./accounting.ts";
@@ -50,7 +51,9 @@ const MAX_ERROR_DETAIL = 500;
 /**
  * Decodes, and never throws: a decoder failure (a bug of ours) becomes an
  * `internal_error` reject carrying the error, queued and dead-lettered like any reject,
- * so the message can be replayed once the bug is fixed.
+ * so the message can be replayed once the bug is fixed. A message whose readings take
+ * stamps after its receive time (src/core/decode.ts `spreadReceiveStamps`) moves the
+ * receive clock past them here, before the source stamps the next message.
  */
 export function decodeGuarded(
   decoder: typeof decodeMessage,
@@ -58,7 +61,10 @@ export function decodeGuarded(
   opts: DecodeOptions,
 ): Decoded {
   try {
-    return decoder(inbound, opts);
+    const decoded = decoder(inbound, opts);
+    const offset = lastReceiveOffsetUs(decoded);
+    if (offset > 0) reserveStampsThrough(inbound.receivedAtUs + offset);
+    return decoded;
   } catch (error) {
     return {
       kind: "reject",

@@ -81,8 +81,8 @@ export function createIngestMetrics(registry = new Registry()) {
       new Counter(
         "feedline_readings_conflicts_total",
         "Readings not stored because a different reading already holds their key " +
-          "(feed_id, created_at): two messages with one key, an anomaly (also counted as " +
-          "skipped duplicates).",
+          "(feed_id, created_at): two messages with one key, an anomaly (each also " +
+          "dead-lettered as value_conflict).",
       ),
     ),
     statuses: registry.add(

@@ -23,7 +23,7 @@ import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { describeError } from "../core/decode.ts";
-import { storableJson } from "../core/payload.ts";
+import { formatTimestampUs, storableJson } from "../core/payload.ts";
 import { WritePath } from "./write_path.ts";
 
 /** Options of the processor. */
@@ -67,9 +67,10 @@ export interface BatchResult {
   statuses: number;
   /**
    * Readings absorbed by the key (feed_id, created_at) although the stored reading has
-   * another value: two different messages got one key (two publishers sending one `ts`,
-   * or receive times that collided), and the later one is not stored. Counted among
-   * `skipped.duplicate` too; an anomaly, not a redelivery.
+   * another value: two different readings got one key (two publishers sending one `ts`,
+   * or receive times that collided), and the later one is not stored. Each is
+   * dead-lettered as `value_conflict` (a message none of whose readings is stored is
+   * `rejected`); an anomaly, not a redelivery.
    */
   conflicts: number;
   /** One of them, for the log. */
@@ -118,6 +119,8 @@ interface RejectRow {
 /** A value row, as it goes into `feed_values`. */
 interface ValueRow {
   feedId: number;
+  /** For a reject's detail. */
+  feedKey: string;
   value: number | null;
   text: string | null;
   createdUs: number;
@@ -355,11 +358,13 @@ async function processInTransaction(
       } else {
         values.push({
           feedId: feed.id,
+          feedKey: reading.feedKey,
           value: reading.value,
           text: reading.text,
-          // Sources keep receive times strictly increasing (src/clock.ts), so a
-          // receive-time stamp never makes two distinct readings collide.
-          createdUs: reading.tsUs ?? inbound.receivedAtUs,
+          // Sources keep receive times strictly increasing (src/clock.ts) and past the
+          // extra stamps of a many-feeds message's repeated feeds (`receiveOffsetUs`), so
+          // a receive-time stamp never makes two distinct readings collide.
+          createdUs: reading.tsUs ?? inbound.receivedAtUs + (reading.receiveOffsetUs ?? 0),
           receivedUs: inbound.receivedAtUs,
           message: i,
         });
@@ -376,19 +381,37 @@ async function processInTransaction(
   } else if (values.length > 0) {
     const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
     const poisoned = new Set(poison.map((p) => p.row));
-    for (const v of values) if (!poisoned.has(v)) storedMessages.add(batch[v.message].inbound);
+    // Rows not in the database as they came: poison, and conflicts (below).
+    const refused = new Set(poisoned);
     result.stored += inserted;
     const absorbed = values.length - inserted - poison.length;
     if (absorbed > 0) {
-      count(result.skipped, "duplicate", absorbed);
       // Only a batch with absorbed rows pays for this second look.
       const conflicts = await findConflicts(
         tx,
         poisoned.size > 0 ? values.filter((v) => !poisoned.has(v)) : values,
       );
+      // A different reading holds the key: this one is not stored, so it is not counted
+      // as a duplicate but dead-lettered (docs/delivery.md, "Duplicates and idempotence").
+      for (const { row, conflict } of conflicts) {
+        refused.add(row);
+        rejects.push({
+          inbound: batch[row.message].inbound,
+          reason: "value_conflict",
+          detail: `${row.feedKey}: ${
+            formatTimestampUs(row.createdUs)
+          } already holds another value (${conflict.stored?.slice(0, 40)}), not this one (${
+            conflict.dropped?.slice(0, 40)
+          })`,
+        });
+      }
+      if (absorbed > conflicts.length) {
+        count(result.skipped, "duplicate", absorbed - conflicts.length);
+      }
       result.conflicts += conflicts.length;
-      result.conflict ??= conflicts[0];
+      result.conflict ??= conflicts[0]?.conflict;
     }
+    for (const v of values) if (!refused.has(v)) storedMessages.add(batch[v.message].inbound);
     for (const p of poison) {
       rejects.push({
         inbound: batch[p.row.message].inbound,
@@ -397,11 +420,7 @@ async function processInTransaction(
       });
       opts.feedCache?.clear();
     }
-    await updateLastValues(
-      tx,
-      values,
-      poison.length > 0 ? new Set(poison.map((p) => p.row)) : null,
-    );
+    await updateLastValues(tx, values, refused.size > 0 ? refused : null);
   }
   if (statusIndexes.length > 0) {
     result.statuses += await applyStatuses(
@@ -708,9 +727,10 @@ function latestPerFeed(
 async function findConflicts(
   tx: postgres.TransactionSql,
   rows: ValueRow[],
-): Promise<ValueConflict[]> {
+): Promise<{ row: ValueRow; conflict: ValueConflict }[]> {
   const found = await tx<
     {
+      i: string;
       f: string;
       c: string;
       v: number | null;
@@ -719,19 +739,23 @@ async function findConflicts(
       st: string | null;
     }[]
   >`
-    select x.f, x.c, x.v, x.t, fv.value as sv, fv.value_text as st
+    select x.i, x.f, x.c, x.v, x.t, fv.value as sv, fv.value_text as st
     from unnest(${intArrayLiteral(rows.map((r) => r.feedId))}::int8[],
                 ${floatArrayLiteral(rows.map((r) => r.value))}::float8[],
                 ${textArrayLiteral(rows.map((r) => r.text))}::text[],
-                ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[]) as x(f, v, t, c)
+                ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[])
+      with ordinality as x(f, v, t, c, i)
     join feed_values fv
       on fv.feed_id = x.f and fv.created_at = to_timestamp(0) + x.c * interval '1 microsecond'
     where fv.value is distinct from x.v or fv.value_text is distinct from x.t`;
   return found.map((r) => ({
-    feedId: Number(r.f),
-    createdAtUs: Number(r.c),
-    stored: r.st ?? (r.sv === null ? null : String(r.sv)),
-    dropped: r.t ?? (r.v === null ? null : String(r.v)),
+    row: rows[Number(r.i) - 1],
+    conflict: {
+      feedId: Number(r.f),
+      createdAtUs: Number(r.c),
+      stored: r.st ?? (r.sv === null ? null : String(r.sv)),
+      dropped: r.t ?? (r.v === null ? null : String(r.v)),
+    },
   }));
 }
 

@@ -23,12 +23,17 @@ export { PAYLOAD_FORMATS, type PayloadFormat };
 export type TrafficKind = PayloadFormat | "spike" | "bad";
 
 /**
- * The reject reasons a publisher can cause from the outside: all but `db_rejected`, which
- * needs a database that refuses a valid row, and `internal_error`, which is a bug of ours. Bad messages take them in this order.
+ * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
+ * needs a database that refuses a valid row, `internal_error`, which is a bug of ours, and
+ * `value_conflict`, which needs two messages with one key. Bad messages take them in this
+ * order.
  */
-export type BadReason = Exclude<RejectReason, "db_rejected" | "internal_error">;
+export type BadReason = Exclude<
+  RejectReason,
+  "db_rejected" | "internal_error" | "value_conflict"
+>;
 export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
-  r !== "db_rejected" && r !== "internal_error"
+  r !== "db_rejected" && r !== "internal_error" && r !== "value_conflict"
 );
 
 /** One message to publish. */

@@ -260,6 +260,47 @@ const EDGE_NUMBERS = [
   0.1,
 ];
 
+/**
+ * Names `Object.prototype` holds (issue 20): a payload's key of that name must read as
+ * data, and an object holding them must never reach `String()`, a template string or a
+ * comparison (`{"toString": 1}` made those throw "Cannot convert object to primitive
+ * value").
+ */
+export const PROTO_NAMES = [
+  "toString",
+  "valueOf",
+  "constructor",
+  "__proto__",
+  "hasOwnProperty",
+  "toJSON",
+  "isPrototypeOf",
+  "propertyIsEnumerable",
+  "toLocaleString",
+] as const;
+
+const protoLeaf: fc.Arbitrary<unknown> = fc.oneof(
+  fc.integer(),
+  fc.constantFrom(null, true, "online", "temp", 1767225600, "2026-01-01T00:00:00Z"),
+  fc.constant([]),
+);
+
+/** An object of 1 to 3 prototype names (own keys, `__proto__` too) to `inner` values. */
+function protoObjectOf(inner: fc.Arbitrary<unknown>): fc.Arbitrary<Record<string, unknown>> {
+  return fc.array(fc.tuple(fc.constantFrom(...PROTO_NAMES), inner), { minLength: 1, maxLength: 3 })
+    // fromEntries defines own properties: a "__proto__" key stays a key.
+    .map((entries) => Object.fromEntries(entries));
+}
+
+const proto0 = protoObjectOf(protoLeaf);
+const proto1 = protoObjectOf(fc.oneof(protoLeaf, proto0, proto0.map((o) => [o])));
+
+/** Objects keyed by prototype names, their values such objects again, nested 1 to 3 deep. */
+export const protoObject: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+  proto0,
+  proto1,
+  protoObjectOf(fc.oneof(protoLeaf, proto1)),
+);
+
 /** JSON numbers across ±1e300 (NaN and ±Infinity become `null` in JSON). */
 export const number: fc.Arbitrary<number> = fc.oneof(
   fc.constantFrom(...EDGE_NUMBERS),
@@ -329,6 +370,7 @@ export const timestamp: fc.Arbitrary<unknown> = fc.oneof(
   { arbitrary: isoText, weight: 3 },
   { arbitrary: fc.constantFrom(...IMPOSSIBLE_DATES), weight: 2 },
   { arbitrary: fc.oneof(shortText, fc.boolean(), fc.constant(null), fc.constant({})), weight: 1 },
+  { arbitrary: protoObject, weight: 1 },
 );
 
 /** A feed value: numbers, numeric and other text, booleans, null, arrays, objects. */
@@ -350,11 +392,13 @@ export const value: fc.Arbitrary<unknown> = fc.oneof(
     arbitrary: fc.oneof(fc.boolean(), fc.constant(null), fc.constant([1]), fc.constant({})),
     weight: 1,
   },
+  { arbitrary: protoObject, weight: 1 },
 );
 
 /** Object keys: registered feed names, odd ones, NUL and lone surrogates. */
 const key: fc.Arbitrary<string> = fc.oneof(
   { arbitrary: fc.constantFrom("temp", "hum", "off", "value", "ts", "status"), weight: 3 },
+  { arbitrary: fc.constantFrom(...PROTO_NAMES), weight: 2 },
   { arbitrary: shortText, weight: 3 },
   { arbitrary: fc.constant("k".repeat(129)), weight: 1 },
 );
@@ -373,6 +417,13 @@ const bulkArray = fc.array(
   fc.oneof(
     { arbitrary: fc.tuple(key, reading).map(([feed, r]) => ({ feed, ...r })), weight: 4 },
     { arbitrary: fc.tuple(key, reading).map(([k, r]) => ({ key: k, ...r })), weight: 1 },
+    // A feed name that is no name: an object keyed by prototype names.
+    {
+      arbitrary: fc.tuple(protoObject, reading, fc.boolean()).map(([o, r, asKey]) =>
+        asKey ? { key: o, ...r } : { feed: o, ...r }
+      ),
+      weight: 1,
+    },
     { arbitrary: fc.oneof(value, fc.constant([]), fc.constant(null)), weight: 1 },
   ),
   { maxLength: 8 },
@@ -395,6 +446,7 @@ const statusObject = fc.record(
 
 /** A payload. */
 export const payload: fc.Arbitrary<PayloadDesc> = fc.oneof(
+  { arbitrary: protoObject.map((json) => ({ json })), weight: 1 },
   { arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ bytes })), weight: 2 },
   {
     arbitrary: fc.oneof(
