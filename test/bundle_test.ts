@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { bundle } from "../scripts/bundle.ts";
+import { openBooks, verifyEmbeddedBooks } from "./support/audit.ts";
 import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
@@ -80,6 +81,7 @@ Deno.test("the bundle runs --help, and serve against a real database and broker"
     await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
     await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
     const prefix = uniquePrefix();
+    const books = await openBooks(db.url);
     const serve = spawnBundle(file, [
       "serve",
       "--database-url",
@@ -122,6 +124,8 @@ Deno.test("the bundle runs --help, and serve against a real database and broker"
       code = await serve.stop();
     }
     assert.equal(code, 0, serve.stderr());
+    // The bundle's books against the tables (test/support/audit.ts).
+    await books.verify([{ stopped: serve.logged("stopped") ?? null }]);
   } finally {
     await broker.close();
     await db.close();
@@ -157,6 +161,8 @@ Deno.test("the bundle runs the embedded default with PGlite's files beside it", 
     } finally {
       assert.equal(await serve.stop(), 0, serve.stderr());
     }
+    // Its books against its embedded database (test/support/audit.ts).
+    await verifyEmbeddedBooks(`${dir}/data`, [{ stopped: serve.logged("stopped") ?? null }]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
+import { auditedProcess, openBooks } from "./support/audit.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
@@ -59,10 +60,13 @@ async function startCrashRig() {
   await db.sql`insert into users (id) values (${user})`;
   await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
   const { args, env } = serveArgs(prefix, db.url, mosquitto.url);
+  // The books of every serve of the rig, from before the first starts.
+  const books = await openBooks(db.url);
   const serve = spawnServe(args, env);
   const pub = await connectClient(mosquitto.url, 5);
   return {
     db,
+    books,
     mosquitto,
     prefix,
     serve,
@@ -138,6 +142,10 @@ Deno.test({
       const [{ distinct }] = await db
         .sql`select count(distinct created_at)::int as distinct from feed_values`;
       assert.equal(distinct, total, "each reading stored once");
+      // The killed serve reported nothing: the tables must hold at least what the
+      // restarted one counted (test/support/audit.ts).
+      assert.equal(await serve.signal("SIGTERM"), 0);
+      await rig.books.verify([auditedProcess(killed, "killed serve"), auditedProcess(serve)]);
     } finally {
       await endClient(pub);
       await serve.signal("SIGTERM");
@@ -208,6 +216,7 @@ Deno.test({
         sent,
         "every published reading is stored or still at the broker",
       );
+      await rig.books.verify([auditedProcess(serve)]);
     } finally {
       if (resumed) await endClient(resumed, true);
       await endClient(pub);

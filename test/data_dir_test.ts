@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { readEndpoints } from "../src/embedded/endpoints.ts";
+import { auditedProcess, verifyEmbeddedBooks } from "./support/audit.ts";
 import { runFeedline, spawnServe } from "./support/serve.ts";
 
 /** `feedline ARGS`, with no broker, database or HTTP address from the environment. */
@@ -46,5 +47,9 @@ Deno.test("a second serve on one data directory is refused; migrate and replay u
   const after = await feedline(["migrate", "--status", "--data-dir", dataDir]);
   assert.equal(after.code, 0, after.stderr);
   assert.match(after.stdout, /^database: embedded PostgreSQL/m);
+  // serve's books (test/support/audit.ts); the reading replay stored is the test's own.
+  await verifyEmbeddedBooks(dataDir, [auditedProcess(serve)], {
+    otherWrites: { readings: 1 },
+  });
   await Deno.remove(dataDir, { recursive: true });
 });

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { readEndpoints } from "../src/embedded/endpoints.ts";
+import { verifyEmbeddedBooks } from "./support/audit.ts";
 import { freePort } from "./support/broker.ts";
 import { connectClient, endClient, publish, waitFor } from "./support/serve.ts";
 
@@ -77,6 +78,10 @@ Deno.test("serve with no configuration stores a published message in its embedde
     const status = await child.status;
     assert.equal(status.code, 0, "SIGTERM is a clean exit");
     assert.equal(await readEndpoints(dataDir), null, "the endpoints file is removed on exit");
+    // Its books against its embedded database (test/support/audit.ts).
+    await reading;
+    const stopped = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "stopped") ?? null;
+    await verifyEmbeddedBooks(dataDir, [{ stopped }]);
   } finally {
     try {
       child.kill("SIGKILL");

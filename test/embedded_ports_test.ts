@@ -4,6 +4,7 @@
  * and the start fails with one line naming it.
  */
 import assert from "node:assert/strict";
+import { auditedProcess, verifyEmbeddedBooks } from "./support/audit.ts";
 import { spawnServe } from "./support/serve.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -45,6 +46,9 @@ Deno.test("embedded default: taken HTTP and database ports move to free ones, lo
     const res = await fetch(new URL("/healthz", String(httpMoved.url)));
     assert.equal(res.status, 200);
     await res.body?.cancel();
+    assert.equal(await serve.signal("SIGTERM"), 0);
+    // Its books against its embedded database (test/support/audit.ts).
+    await verifyEmbeddedBooks(dataDir, [auditedProcess(serve)]);
   } finally {
     assert.equal(await serve.signal("SIGTERM"), 0);
     http?.close();

@@ -165,6 +165,8 @@ Deno.test({
         protocolVersion: broker.protocolVersion,
         args: ["--db-pooler", "transaction", "--db-pool-size", "4", "--batch-interval-ms", "20"],
         log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+        // The books are read directly, not through the pooler under test.
+        audit: { databaseUrl: db.url },
       });
       const invalidation = lines.find((l) => l.msg === "feed cache invalidation");
       assert.match(String(invalidation?.how), /no LISTEN behind a transaction pooler/);

@@ -30,6 +30,7 @@ import {
 } from "../src/core/message.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../src/ingest/pg_array.ts";
 import { type BatchResult, MAX_REJECT_DETAILS, processBatch } from "../src/ingest/processor.ts";
+import { auditedProcess, openBooks } from "./support/audit.ts";
 import { type Mosquitto, startMosquitto } from "./support/broker.ts";
 import { withTestDatabase } from "./support/db.ts";
 import {
@@ -565,6 +566,7 @@ Deno.test({
                 });
               };
 
+              const books = await openBooks(dbUrl);
               const first = running.serve = spawn("the first serve");
               await first.waitForLog("subscribed");
               await send(0, half);
@@ -605,6 +607,12 @@ Deno.test({
                 `serve property: ${traffic.length} messages (${valid.length} valid), one restart, ` +
                   `seed ${PROPERTY_SEED}, ${Math.round(performance.now() - started)} ms`,
               );
+              assert.equal(await second.signal("SIGTERM"), 0, "the second serve stops cleanly");
+              running.serve = null;
+              await books.verify([
+                auditedProcess(first, "the first serve"),
+                auditedProcess(second, "the second serve"),
+              ]);
             },
           ),
           { numRuns: 1, endOnFailure: true },

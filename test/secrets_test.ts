@@ -4,6 +4,7 @@
  * debug; everything it prints, serves over HTTP and writes to disk is searched for them.
  */
 import assert from "node:assert/strict";
+import { verifyEmbeddedBooks } from "./support/audit.ts";
 import { startMosquitto } from "./support/broker.ts";
 import {
   connectClient,
@@ -134,6 +135,10 @@ Deno.test({
         }
         assert.match(p.out.stdout, /"msg":"stopped"/);
         assertNoSecret("serve's output", p.out.stdout + p.out.stderr, secrets);
+        // Its books against its embedded database (test/support/audit.ts).
+        const stopped = p.out.stdout.split("\n").filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l)).find((l) => l.msg === "stopped") ?? null;
+        await verifyEmbeddedBooks(`${dir}/data`, [{ stopped }]);
       });
     } finally {
       await mosquitto.close();

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { parseServeArgs } from "../commands/serve.ts";
 import { createLogger } from "../src/log.ts";
 import { LANES } from "../src/db/ingest_lanes.ts";
+import { auditedProcess, openBooks } from "./support/audit.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
@@ -62,6 +63,7 @@ Deno.test({
       ...prefixedTopicArgs(prefix),
     ];
     const env = { DATABASE_URL: db.url, MQTT_URL: mosquitto.url };
+    const books = await openBooks(db.url);
     const serves: ServeProcess[] = [];
     for (let i = 0; i < INSTANCES; i++) serves.push(spawnServe(argsOf(i), env));
     const pub = await connectClient(mosquitto.url, 5, { clientId: `pub-${prefix}` });
@@ -166,6 +168,12 @@ Deno.test({
           `stamps in ${lanesUsed} lanes`,
       );
       for (const s of serves) assert.equal(await s.signal("SIGTERM"), 0);
+      // Summed over the instances; the SIGKILLed one reported nothing, so the tables must
+      // hold at least what the others counted.
+      await books.verify([
+        auditedProcess(killed, "the SIGKILLed serve"),
+        ...serves.map((s, i) => auditedProcess(s, `serve ${i}`)),
+      ]);
       const [{ held }] = await db.sql`
         select count(*)::int as held from ingest_lanes where token is not null`;
       assert.equal(

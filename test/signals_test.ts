@@ -4,6 +4,7 @@
  * serve twice; serve must still drain, log "stopped" and exit 0.
  */
 import assert from "node:assert/strict";
+import { verifyEmbeddedBooks } from "./support/audit.ts";
 import { collectJsonLines, connectClient, endClient, publish, waitFor } from "./support/serve.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -68,6 +69,8 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
       assert.equal(stopped.readingsStored, 5);
       assert.equal(stopped.unwritten, 0);
       assert.ok(!logs.some((l) => String(l.msg).startsWith("second signal")));
+      // Its books against its embedded database (test/support/audit.ts).
+      await verifyEmbeddedBooks(dataDir, [{ stopped }]);
     } finally {
       try {
         if (pgid !== null) Deno.kill(-pgid, "SIGKILL");

@@ -10,6 +10,7 @@ import { silentLogger } from "../src/log.ts";
 import { registerFleet } from "../src/sim/register.ts";
 import { BAD_REASONS } from "../src/sim/traffic.ts";
 import { existsSync } from "node:fs";
+import { tapStopped, verifyEmbeddedBooks } from "./support/audit.ts";
 import { createTestBroker, startMosquitto, type TestBroker } from "./support/broker.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import {
@@ -276,12 +277,13 @@ Deno.test("the same seed and start time publish the same messages", async () => 
 
 Deno.test("simulate finds a running embedded serve and its data lands with no other step", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "feedline-sim-" });
+  const tap = tapStopped(silentLogger);
   const serve = await startServe(
     parseServeArgs([
       ...["--data-dir", dataDir, "--embedded-mqtt-port", "0", "--embedded-db-port", "0"],
       ...["--http", "off", "--batch-interval-ms", "100", "--db-pool-size", "2"],
     ], {}),
-    silentLogger,
+    tap.log,
   );
   let sql: postgres.Sql | null = null;
   try {
@@ -328,6 +330,11 @@ Deno.test("simulate finds a running embedded serve and its data lands with no ot
       async () => await rowCount(db, "ingest_rejects") === intended,
     );
     assert.deepEqual(await rejectsByReason(db), bad.rejects_intended);
+    await sql.end();
+    sql = null;
+    await serve.stop();
+    // serve's books against its embedded database (test/support/audit.ts).
+    await verifyEmbeddedBooks(dataDir, [{ stopped: tap.stopped() }]);
   } finally {
     await sql?.end();
     await serve.stop();

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
 import { parseServeArgs, type RunningServe, startServe } from "../commands/serve.ts";
 import { silentLogger } from "../src/log.ts";
+import { startAudited } from "./support/audit.ts";
 import { type Mosquitto, startMosquitto } from "./support/broker.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { connectClient, endClient, HAVE_MOSQUITTO, waitFor } from "./support/serve.ts";
@@ -84,26 +85,29 @@ Deno.test({
       );
 
       db = await createTestDatabase();
-      serve = await startServe(
-        parseServeArgs([
-          "--database-url",
-          db.url,
-          "--mqtt-url",
-          broker.url,
-          "--mqtt-username",
-          "feedline",
-          "--client-id",
-          `feedline-acl-${a.slice(0, 8)}`,
-          "--http",
-          "off",
-          "--db-pool-size",
-          "2",
-          // Anything that gets through creates rows: the strictest check of what is refused.
-          "--auto-register",
-          "--batch-interval-ms",
-          "100",
-        ], { MQTT_PASSWORD: pw.feedline }),
+      const config = parseServeArgs([
+        "--database-url",
+        db.url,
+        "--mqtt-url",
+        broker.url,
+        "--mqtt-username",
+        "feedline",
+        "--client-id",
+        `feedline-acl-${a.slice(0, 8)}`,
+        "--http",
+        "off",
+        "--db-pool-size",
+        "2",
+        // Anything that gets through creates rows: the strictest check of what is refused.
+        "--auto-register",
+        "--batch-interval-ms",
+        "100",
+      ], { MQTT_PASSWORD: pw.feedline });
+      // Its stop() audits its books (test/support/audit.ts).
+      serve = await startAudited(
+        { databaseUrl: db.url },
         silentLogger,
+        (log) => startServe(config, log),
       );
       await waitFor("serve subscribed", () => serve!.source.subscribed);
 

@@ -11,6 +11,7 @@
  */
 import type { DiscardReason, DropReason, IngestMetrics } from "./metrics.ts";
 import { DISCARD_REASONS, DROP_REASONS } from "./metrics.ts";
+import { REJECT_REASONS, type RejectReason } from "../core/message.ts";
 
 /** The terms of the equation at one moment, and whether they balance. */
 export interface AccountingTerms {
@@ -77,6 +78,16 @@ export class Accounting {
   /** The terms now, given what is queued and in flight. */
   terms(queued: number, inFlight: number): AccountingTerms {
     return accounting(this.metrics, queued, inFlight);
+  }
+
+  /** Rows written to ingest_rejects by reason (only reasons that occurred), for the final line. */
+  rejectsByReason(): Partial<Record<RejectReason, number>> {
+    const out: Partial<Record<RejectReason, number>> = {};
+    for (const reason of REJECT_REASONS) {
+      const n = this.metrics.rejected.get({ reason });
+      if (n > 0) out[reason] = n;
+    }
+    return out;
   }
 
   /** Dropped and discarded by reason, for the final log line. */

@@ -242,7 +242,13 @@ export class Pipeline {
     log.info("stopped", {
       ...terms,
       unwritten: left,
+      // What the commits put in each table, to be checked against the rows
+      // (docs/delivery.md, "Where every message ends").
       readingsStored: metrics.stored.total(),
+      statusEventsRecorded: metrics.statuses.total(),
+      rejectsByReason: accounting.rejectsByReason(),
+      // Readings absorbed by the key of a different stored reading: lost, not stored.
+      readingConflicts: metrics.conflicts.total(),
       droppedByReason: byReason.dropped,
       discardedByReason: byReason.discarded,
     });

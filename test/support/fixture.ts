@@ -7,6 +7,7 @@
 import type { MqttClient } from "mqtt";
 import type { ServeConfig, ServeHooks } from "../../commands/serve.ts";
 import type { Logger } from "../../src/log.ts";
+import type { AuditOption } from "./audit.ts";
 import { createTestBroker, type TestBroker } from "./broker.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 import { connectClient, endClient, startTestServe, type TestServe } from "./serve.ts";
@@ -51,6 +52,11 @@ export interface ServeFixtureOptions {
    * The publisher always connects to the broker directly.
    */
   mqttUrl?: (broker: { url: string }) => string | Promise<string>;
+  /**
+   * How serve's books are audited when it stops (test/support/audit.ts); default: against
+   * the test database, directly (also when serve goes through `databaseUrl`'s proxy).
+   */
+  audit?: AuditOption;
 }
 
 /** Starts a database, a broker, serve and a publisher. */
@@ -79,6 +85,7 @@ export async function startServeFixture(opts: ServeFixtureOptions = {}): Promise
       prefix: opts.prefix,
       log: opts.log,
       hooks: opts.hooks,
+      audit: opts.audit ?? { databaseUrl: db.url },
     });
     const pub = await connectClient(broker.url, broker.protocolVersion);
     const running = serve;
@@ -93,10 +100,14 @@ export async function startServeFixture(opts: ServeFixtureOptions = {}): Promise
         return n;
       },
       async close() {
-        await endClient(pub, true);
-        await running.stop();
-        await ownBroker?.close();
-        await db.close();
+        try {
+          await endClient(pub, true);
+          // Audits serve's books: throws when its counts and the tables disagree.
+          await running.stop();
+        } finally {
+          await ownBroker?.close();
+          await db.close();
+        }
       },
     };
   } catch (error) {

@@ -14,6 +14,7 @@ import {
 } from "../../commands/serve.ts";
 import { type Logger, silentLogger } from "../../src/log.ts";
 import { installProcessGuard } from "../../src/process_guard.ts";
+import { type AuditOption, startAudited } from "./audit.ts";
 
 /** A unique topic prefix for one test. */
 export function uniquePrefix(): string {
@@ -65,6 +66,12 @@ export async function startTestServe(opts: {
   log?: Logger | ((config: ServeConfig) => Logger);
   /** Replaced parts of serve (see `ServeHooks`). */
   hooks?: ServeHooks;
+  /**
+   * How `stop()` audits serve's books against the tables (test/support/audit.ts); default:
+   * against `databaseUrl`. A test whose serve reaches the database through a proxy or a
+   * pooler gives the direct URL; one that breaks the books on purpose says why it skips.
+   */
+  audit?: AuditOption;
 }): Promise<TestServe> {
   const prefix = opts.prefix ?? uniquePrefix();
   const config = parseServeArgs([
@@ -87,7 +94,11 @@ export async function startTestServe(opts: {
     ...(opts.args ?? []),
   ], { ...TEST_DEFAULT_ENV, ...opts.env });
   const log = typeof opts.log === "function" ? opts.log(config) : opts.log;
-  const running = await startServe(config, log ?? silentLogger, opts.hooks);
+  const running = await startAudited(
+    opts.audit ?? { databaseUrl: opts.databaseUrl },
+    log ?? silentLogger,
+    (log) => startServe(config, log, opts.hooks),
+  );
   // As `feedline serve` does (src/process_guard.ts): an error a library throws from a
   // timer (postgres.js writing to a socket a cut connection destroyed) is logged and
   // counted in feedline_uncaught_errors_total, not fatal.
@@ -167,6 +178,11 @@ export interface ServeProcess {
   waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Sends a signal and waits for the exit code. */
   signal(sig: Deno.Signal): Promise<number>;
+  /**
+   * The test ended it with SIGKILL: it wrote no final line, and the books audit
+   * (test/support/audit.ts) can only check that the tables hold at least what others reported.
+   */
+  readonly killed: boolean;
 }
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -215,9 +231,13 @@ export function spawnServe(args: string[], env: Record<string, string> = {}): Se
   }).spawn();
   const logs: Record<string, unknown>[] = [];
   const reading = collectJsonLines(child.stdout, logs);
+  let killed = false;
   return {
     child,
     logs,
+    get killed() {
+      return killed;
+    },
     async waitForLog(msg, timeoutMs = 30_000) {
       await waitFor(`log "${msg}"`, () => logs.some((l) => l.msg === msg), timeoutMs);
       return logs.find((l) => l.msg === msg)!;
@@ -228,6 +248,7 @@ export function spawnServe(args: string[], env: Record<string, string> = {}): Se
       } catch { /* already exited */ }
       const status = await child.status;
       await reading;
+      if (status.signal === "SIGKILL") killed = true;
       return status.code;
     },
   };
