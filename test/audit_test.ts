@@ -23,7 +23,6 @@ function stoppedLine(readings: number): Record<string, unknown> {
     unwritten: 0,
     readingsStored: readings,
     statusEventsRecorded: 0,
-    readingConflicts: 0,
     rejectsByReason: { bad_payload: 1 },
   };
 }
@@ -65,13 +64,6 @@ Deno.test("compareBooks: a SIGKILLed serve allows rows nobody reported, never fe
   const serves: AuditedServe[] = [{ stopped: stoppedLine(3) }, { stopped: null, killed: true }];
   assert.deepEqual(compareBooks(serves, gained(10)), []);
   assert.match(compareBooks(serves, gained(2)).join(), /counted 3, the table gained 2 \(at least/);
-  // A reading absorbed by the key of a different one is a loss, unless the test means it.
-  const conflicted = { stopped: { ...stoppedLine(3), readingConflicts: 2 } };
-  assert.match(compareBooks([conflicted], gained(3)).join(), /readingConflicts: 2 reading/);
-  assert.deepEqual(
-    compareBooks([conflicted], gained(3), { conflictsExpected: "two readings, one ts" }),
-    [],
-  );
   // A start that failed must have written nothing.
   assert.match(
     compareBooks([{ stopped: null, failedStart: true }], gained(1)).join(),

@@ -15,9 +15,10 @@
  *   `stored`): every message counted rejected has a row, and a message with a row was
  *   counted rejected or stored (a bulk message with one stored reading is `stored`);
  * - each serve's final line balances: received = stored + rejected + skipped + dropped +
- *   discarded + queued + in flight, with nothing queued or in flight;
- * - no reading was absorbed by the key of a different stored reading (`readingConflicts`):
- *   such a reading is counted as a skipped duplicate and is in no table.
+ *   discarded + queued + in flight, with nothing queued or in flight.
+ *
+ * A reading absorbed by the key of a different stored reading is dead-lettered as
+ * `value_conflict` (src/ingest/processor.ts), so the reject check above covers it.
  *
  * Two cases allow only a weaker check, `rows gained ≥ what was reported`, never hiding
  * rows that were counted but are missing:
@@ -78,7 +79,6 @@ interface Reported {
   unwritten: number;
   readingsStored: number;
   statusEventsRecorded: number;
-  readingConflicts: number;
   rejectsByReason: Record<string, number>;
 }
 
@@ -102,11 +102,6 @@ export interface OtherWrites {
 export interface VerifyOptions {
   /** Rows the test wrote itself meanwhile. */
   otherWrites?: OtherWrites;
-  /**
-   * Why readings absorbed by the key of a different reading are expected here (a test that
-   * publishes two readings with one `ts` on purpose); otherwise any such reading fails.
-   */
-  conflictsExpected?: string;
 }
 
 const NUMBERS = [
@@ -121,7 +116,6 @@ const NUMBERS = [
   "unwritten",
   "readingsStored",
   "statusEventsRecorded",
-  "readingConflicts",
 ] as const;
 
 function reportedOf(serve: AuditedServe, name: string, problems: string[]): Reported | null {
@@ -225,16 +219,6 @@ export function compareBooks(
       `ingest_rejects{reason="${reason}"} (rejectsByReason)`,
       sum((r) => r.rejectsByReason[reason] ?? 0) + (other.rejectsByReason?.[reason] ?? 0),
       gained.rejectsByReason[reason] ?? 0,
-    );
-  }
-  // A reading absorbed by the key of a different one is in no table and counted only as
-  // a skipped duplicate: a loss, unless the test sent such readings on purpose.
-  const conflicts = sum((r) => r.readingConflicts);
-  if (conflicts > 0 && opts.conflictsExpected === undefined) {
-    problems.push(
-      `readingConflicts: ${conflicts} reading(s) were absorbed by the key (feed_id, ` +
-        "created_at) of a different stored reading: counted as skipped duplicates, stored " +
-        "nowhere (two readings got one key)",
     );
   }
   const rejected = sum((r) => r.rejected);
@@ -402,11 +386,8 @@ export function tapStopped(
 
 /** How an in-process serve is audited. */
 export type AuditOption =
-  /**
-   * Against this database (direct, not a proxy or pooler the test may cut);
-   * `conflictsExpected` as in `VerifyOptions`.
-   */
-  | { databaseUrl: string; conflictsExpected?: string }
+  /** Against this database (direct, not a proxy or pooler the test may cut). */
+  | { databaseUrl: string }
   /**
    * Not audited, for a test that deliberately breaks the books; `skip` says why. A serve
    * audited at the same time against the same database would see its rows: opt them all out.
@@ -421,7 +402,6 @@ interface Ledger {
   running: number;
   serves: AuditedServe[];
   skip: string | null;
-  conflictsExpected?: string;
 }
 
 const ledgers = new Map<string, Promise<Ledger>>();
@@ -453,7 +433,6 @@ export async function startAudited<T extends { stop(): Promise<void> }>(
   }
   const ledger = await opening;
   ledger.running++;
-  if ("conflictsExpected" in audit) ledger.conflictsExpected ??= audit.conflictsExpected;
   const name = `serve ${++ledger.started}`;
   const tap = tapStopped(log);
   const leave = async (serve: AuditedServe, error?: unknown) => {
@@ -462,7 +441,7 @@ export async function startAudited<T extends { stop(): Promise<void> }>(
     ledgers.delete(key);
     if (ledger.skip !== null) return;
     try {
-      await ledger.books.verify(ledger.serves, { conflictsExpected: ledger.conflictsExpected });
+      await ledger.books.verify(ledger.serves);
     } catch (e) {
       if (error && e instanceof AuditError) {
         throw new AuditError(`${e.message}\n(the start failed with: ${error})`, { cause: error });
