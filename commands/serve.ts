@@ -82,7 +82,7 @@ export async function startServe(
   let abandoned = false;
   try {
     const db = await openDatabase(databaseOf(config));
-    closers.push(() => db.close(abandoned ? 0 : 5));
+    closers.push("the database pool", () => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
         url: db.url,
@@ -93,7 +93,7 @@ export async function startServe(
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {
       const broker = await startEmbeddedBroker({ port: config.embeddedMqttPort, log });
-      closers.push(() => broker.close());
+      closers.push("the embedded broker", () => broker.close());
       mqttUrl = broker.url;
     }
     if (config.autoRegister) {
@@ -103,15 +103,18 @@ export async function startServe(
     const capture = config.capture
       ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
       : null;
-    if (capture) closers.push(() => capture.close());
+    if (capture) closers.push("the capture file", () => capture.close());
 
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
     const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
-    closers.push(() => feeds.close());
+    closers.push("the feed cache", () => feeds.close());
     const metrics = createIngestMetrics();
     const upkeep = upkeepOf(config);
-    closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
-    closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
+    closers.push("reject retention", startRejectRetention(db.sql, upkeep.rejects, log));
+    closers.push(
+      "partition upkeep",
+      startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry),
+    );
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
     const processor = {
@@ -130,7 +133,7 @@ export async function startServe(
       metrics,
       accounting,
     });
-    closers.push(async () => {
+    closers.push("the pipeline", async () => {
       await pipeline.drain(0);
     });
     if (capture) {
@@ -151,15 +154,18 @@ export async function startServe(
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
     if (config.sharedGroup) {
-      closers.push((await leaseLane(db.sql, { holder: config.clientId, log })).release);
+      closers.push(
+        "the clock lane",
+        (await leaseLane(db.sql, { holder: config.clientId, log })).release,
+      );
     }
     const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
-    closers.push(() => source.close());
+    closers.push("the MQTT connection", () => source.close());
     ops = createOperations({
       ...{ config, sql: db.sql, metrics, log, pipeline, source },
       captureErrors: capture ? () => capture.errors : undefined,
     });
-    closers.push(() => ops!.close());
+    closers.push("the operations timers", () => ops!.close());
     pipeline.onCommit(ops.onCommitted);
     // The batch loop starts once every listener is in place; what arrived meanwhile waits
     // in the queues.
@@ -179,7 +185,7 @@ export async function startServe(
         log,
       );
       httpPort = http.port;
-      closers.push(() => http.close());
+      closers.push("the HTTP server", () => http.close());
     }
 
     if (config.embeddedBroker || db.embedded) {
@@ -192,7 +198,7 @@ export async function startServe(
         pid: Deno.pid,
         autoRegister: config.autoRegister,
       });
-      closers.push(() => removeEndpoints(config.dataDir));
+      closers.push("the endpoints file", () => removeEndpoints(config.dataDir));
     }
 
     let stopping: Promise<void> | null = null;
