@@ -31,7 +31,7 @@ import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { createIntake } from "../src/ingest/intake.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
-import { processBatch } from "../src/ingest/processor.ts";
+import { processBatch, type ProcessorOptions } from "../src/ingest/processor.ts";
 import { DEFAULT_CAREFUL_MS, WritePath } from "../src/ingest/write_path.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
@@ -117,7 +117,7 @@ export async function startServe(
     );
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
-    const processor = {
+    const processor: ProcessorOptions = {
       autoRegister,
       rejectPayloadCap,
       feedCache: feeds.cache,
@@ -154,10 +154,9 @@ export async function startServe(
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
     if (config.sharedGroup) {
-      closers.push(
-        "the clock lane",
-        (await leaseLane(db.sql, { holder: config.clientId, log })).release,
-      );
+      const lane = await leaseLane(db.sql, { holder: config.clientId, log });
+      closers.push("the clock lane", lane.release);
+      processor.inTransaction = lane.recordStamps; // its mark commits with each batch
     }
     const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
     closers.push("the MQTT connection", () => source.close());
