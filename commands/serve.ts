@@ -31,7 +31,7 @@ import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { createIntake } from "../src/ingest/intake.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
 import { Pipeline } from "../src/ingest/pipeline.ts";
-import { processBatch } from "../src/ingest/processor.ts";
+import { processBatch, type ProcessorOptions } from "../src/ingest/processor.ts";
 import { DEFAULT_CAREFUL_MS, WritePath } from "../src/ingest/write_path.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
@@ -91,10 +91,10 @@ export async function startServe(
       { givenBy: config.httpGivenBy, fallBack: config.embeddedBroker || !config.databaseUrl },
       log,
     );
-    if (http) closers.push(() => http.close());
+    if (http) closers.push("the HTTP server", () => http.close());
 
     const db = await openDatabase(databaseOf(config));
-    closers.push(() => db.close(abandoned ? 0 : 5));
+    closers.push("the database pool", () => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
         url: db.url,
@@ -105,7 +105,7 @@ export async function startServe(
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {
       const broker = await startEmbeddedBroker({ port: config.embeddedMqttPort, log });
-      closers.push(() => broker.close());
+      closers.push("the embedded broker", () => broker.close());
       mqttUrl = broker.url;
     }
     if (config.autoRegister) {
@@ -115,14 +115,14 @@ export async function startServe(
     const capture = config.capture
       ? await CaptureWriter.open({ path: config.capture, maxBytes: config.captureMaxBytes, log })
       : null;
-    if (capture) closers.push(() => capture.close());
+    if (capture) closers.push("the capture file", () => capture.close());
 
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
     const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
-    closers.push(() => feeds.close());
+    closers.push("the feed cache", () => feeds.close());
     const accounting = new Accounting(metrics);
     const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
-    const processor = {
+    const processor: ProcessorOptions = {
       autoRegister,
       rejectPayloadCap,
       feedCache: feeds.cache,
@@ -140,7 +140,7 @@ export async function startServe(
     });
     // Before `start()` this writes nothing: a start refused after subscribing leaves what
     // arrived unacknowledged with the broker, which redelivers it to the next start.
-    closers.push(async () => {
+    closers.push("the pipeline", async () => {
       await pipeline.drain(0);
     });
     if (capture) {
@@ -161,15 +161,17 @@ export async function startServe(
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
     if (config.sharedGroup) {
-      closers.push((await leaseLane(db.sql, { holder: config.clientId, log })).release);
+      const lane = await leaseLane(db.sql, { holder: config.clientId, log });
+      closers.push("the clock lane", lane.release);
+      processor.inTransaction = lane.recordStamps; // its mark commits with each batch
     }
     const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
-    closers.push(() => source.close());
+    closers.push("the MQTT connection", () => source.close());
     ops = createOperations({
       ...{ config, sql: db.sql, metrics, log, pipeline, source },
       captureErrors: capture ? () => capture.errors : undefined,
     });
-    closers.push(() => ops!.close());
+    closers.push("the operations timers", () => ops!.close());
     pipeline.onCommit(ops.onCommitted);
     http?.wire(ops);
     const httpPort = http?.port ?? null;
@@ -185,12 +187,15 @@ export async function startServe(
         pid: Deno.pid,
         autoRegister: config.autoRegister,
       });
-      closers.push(() => removeEndpoints(config.dataDir));
+      closers.push("the endpoints file", () => removeEndpoints(config.dataDir));
     }
 
     const upkeep = upkeepOf(config);
-    closers.push(startRejectRetention(db.sql, upkeep.rejects, log));
-    closers.push(startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry));
+    closers.push("reject retention", startRejectRetention(db.sql, upkeep.rejects, log));
+    closers.push(
+      "partition upkeep",
+      startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry),
+    );
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.
     pipeline.start();

@@ -4,10 +4,19 @@
  * over and noticed by its old holder, the floor a released lane hands on.
  */
 import assert from "node:assert/strict";
-import { type LaneClock, LANES, leaseLane } from "../src/db/ingest_lanes.ts";
+import { type LaneClock, type LaneLease, LANES, leaseLane } from "../src/db/ingest_lanes.ts";
 import { createLogger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
-import { waitFor } from "./support/serve.ts";
+import {
+  connectClient,
+  endClient,
+  prefixedTopicArgs,
+  publish,
+  type ServeProcess,
+  spawnServe,
+  uniquePrefix,
+  waitFor,
+} from "./support/serve.ts";
 
 /** A stand-in for src/clock.ts, so several leases can live in one process. */
 function testClock(lastUs = 0) {
@@ -113,4 +122,135 @@ Deno.test("a lease that expired and was taken over: its holder takes another lan
   } finally {
     await db.close();
   }
+});
+
+Deno.test("a restart after a SIGKILL takes back its lane above every stamp the killed holder committed", async () => {
+  const db = await createTestDatabase();
+  const { log } = logLines();
+  // Leases renewed an hour apart: killed ones are never renewed nor released (released
+  // after the test only to stop their timers).
+  const lease = (clock: LaneClock) =>
+    leaseLane(db.sql, { holder: "fl-crashing", log, clock, renewMs: 3_600_000 });
+  const leases: LaneLease[] = [];
+  try {
+    const clockA = testClock();
+    const a = await lease(clockA);
+    leases.push(a);
+    // A burst stamped 10 s ahead of the wall clock (more than 62,500 messages a second),
+    // committed since the last renewal, then the kill.
+    clockA.last = Date.now() * 1000 + 10_000_000;
+    await db.sql.begin((tx) => a.recordStamps(tx, async () => void await tx`select 1`));
+    const clockB = testClock();
+    const b = await lease(clockB);
+    leases.push(b);
+    assert.equal(b.lane, a.lane, "the restart takes back its lane");
+    assert.ok(clockB.floor >= clockA.last, `floor ${clockB.floor} < stamp ${clockA.last}`);
+
+    // Killed while a batch is committing: its row is locked, so the restart takes another
+    // lane rather than read a mark that batch may still raise.
+    clockB.last = clockB.floor + 5_000_000;
+    let commit!: () => void;
+    const held = new Promise<void>((r) => commit = r);
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => locked = r);
+    const committing = db.sql.begin((tx) =>
+      b.recordStamps(tx, async () => {
+        locked();
+        await held;
+      })
+    );
+    await isLocked;
+    const clockC = testClock();
+    const c = await lease(clockC);
+    leases.push(c);
+    assert.notEqual(c.lane, b.lane, "the lane of a batch still committing is not taken");
+    commit();
+    await committing;
+    const clockD = testClock();
+    const d = await lease(clockD);
+    leases.push(d);
+    const [{ mark }] = await db.sql`
+      select stamped_until_us::text as mark from ingest_lanes where lane = ${b.lane}`;
+    assert.equal(Number(mark), clockB.last);
+    assert.equal(d.lane, b.lane, "the next restart takes it back once the batch committed");
+    assert.ok(clockD.floor >= clockB.last, `floor ${clockD.floor} < stamp ${clockB.last}`);
+  } finally {
+    for (const l of leases) await l.release();
+    await db.close();
+  }
+});
+
+Deno.test({
+  name: "30 SIGKILL restarts of one client id in a shared group: each takes back its lane, " +
+    "and the next serve starts",
+  ignore: !Deno.env.get("TEST_MQTT_URL"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await createTestDatabase();
+    const prefix = uniquePrefix();
+    const clientId = `feedline-crashloop-${prefix}`;
+    const args = [
+      "--http",
+      "off",
+      "--shared-group",
+      `g${prefix}`,
+      "--client-id",
+      clientId,
+      ...prefixedTopicArgs(prefix),
+    ];
+    const env = { DATABASE_URL: db.url, MQTT_URL: Deno.env.get("TEST_MQTT_URL")! };
+    const { log } = logLines();
+    // What SIGKILL leaves of an in-process restart: a lease nobody renews or releases
+    // (renewals an hour apart; released after the test only to stop their timers).
+    const killed: LaneLease[] = [];
+    let serve: ServeProcess | null = null;
+    try {
+      // Restart 1 is a real serve: it stores a reading without a device time, is killed.
+      const user = crypto.randomUUID();
+      await db.sql`insert into users (id) values (${user})`;
+      await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+      serve = spawnServe(args, env);
+      const lane = (await serve.waitForLog("clock lane leased")).lane as number;
+      await serve.waitForLog("subscribed");
+      const pub = await connectClient(env.MQTT_URL, 5);
+      await publish(pub, `${prefix}/${user}/d1/feeds/temp`, "21.5");
+      await endClient(pub);
+      let stamp = 0;
+      await waitFor("the reading stored", async () => {
+        const rows = await db.sql`
+          select (extract(epoch from created_at) * 1e6)::int8::text as us from feed_values`;
+        stamp = rows.length > 0 ? Number(rows[0].us) : 0;
+        return stamp > 0;
+      });
+      assert.equal(await serve.signal("SIGKILL"), 137);
+      serve = null;
+      // Restarts 2..29 in-process, one after the other, each "killed" at once. (Before
+      // lanes were taken back, restart 17 failed here with NO_FREE_LANE.)
+      const clocks = Array.from({ length: 28 }, () => testClock());
+      for (const clock of clocks) {
+        killed.push(
+          await leaseLane(db.sql, { holder: clientId, log, clock, renewMs: 3_600_000 }),
+        );
+      }
+      assert.deepEqual(new Set(killed.map((l) => l.lane)), new Set([lane]), "lane taken back");
+      // Restart 2 started above the stamp restart 1 stored: its batch recorded the stamp in
+      // the lane (no renewal ran; they are 5 s apart).
+      assert.ok(clocks[0].floor >= stamp, `floor ${clocks[0].floor} < stamp ${stamp}`);
+      // Restart 30 is a real serve again: it starts, in the same lane.
+      serve = spawnServe(args, env);
+      assert.equal((await serve.waitForLog("clock lane leased")).lane, lane);
+      await serve.waitForLog("subscribed");
+      const [{ held }] = await db.sql`
+        select count(*)::int as held from ingest_lanes
+        where token is not null and expires_at >= now()`;
+      assert.equal(held, 1, "one lane held by the one client id");
+      assert.equal(await serve.signal("SIGTERM"), 0);
+      serve = null;
+    } finally {
+      await serve?.signal("SIGKILL");
+      for (const lease of killed) await lease.release();
+      await db.close();
+    }
+  },
 });

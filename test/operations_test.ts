@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createLogger } from "../src/log.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
 import { publish, waitFor } from "./support/serve.ts";
@@ -10,6 +11,9 @@ async function scrape(port: number) {
   assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
   return parsePrometheusText(await res.text());
 }
+
+/** The probe's warning when `select 1` stops answering (src/ops/operations.ts). */
+const PROBE_DOWN = "database unreachable: not ready until it answers";
 
 async function readyz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -207,5 +211,53 @@ Deno.test("the status API reports feeds with recent values, rejects and devices 
     assert.match(await page.text(), /<title>feedline status<\/title>/);
   } finally {
     await fixture.close();
+  }
+});
+
+Deno.test("/readyz is 200 as soon as a batch commits after the database returns, not at the next probe", async () => {
+  let proxy!: TcpProxy;
+  const lines: Record<string, unknown>[] = [];
+  const fixture = await startServeFixture({
+    async databaseUrl(db) {
+      const url = new URL(db.url);
+      proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
+      url.port = String(proxy.port);
+      return url.href;
+    },
+    // A probe every 2 s: the commit below comes well before the next one.
+    args: ["--http", "127.0.0.1:0", "--db-check-interval-ms", "2000", "--batch-interval-ms", "20"],
+    log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+  }).catch(async (error) => {
+    await proxy?.close();
+    throw error;
+  });
+  const { serve, pub, user } = fixture;
+  const logged = (msg: string) => () => lines.some((l) => l.msg === msg);
+  try {
+    const port = serve.httpPort!;
+    await waitFor("ready at start", async () => (await readyz(port)).status === 200);
+    proxy.cut();
+    await waitFor("the probe to find the database gone", logged(PROBE_DOWN), 5_000);
+    const committed = new Promise<void>((resolve) => serve.pipeline.onCommit(() => resolve()));
+    await publish(pub, serve.feedTopic(user, "d1", "temp"), "21.5");
+    await waitFor("the batch to fail", logged("batch failed; keeping it and retrying"));
+    proxy.restore();
+    await committed;
+    // The probe has not run since it failed (its next run is ~2 s away); the commit
+    // alone proves the database is back.
+    const r = await readyz(port);
+    assert.deepEqual(r.body, {
+      status: "ready",
+      broker: true,
+      database: true,
+      writer: { stalled: false, batch_age_ms: 0 },
+    });
+    assert.equal(r.status, 200);
+    assert.equal((await scrape(port)).value("feedline_database_up"), 1);
+    assert.equal(lines.filter((l) => l.msg === "database reachable again").length, 1);
+  } finally {
+    proxy.restore();
+    await fixture.close();
+    await proxy.close();
   }
 });

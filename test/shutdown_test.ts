@@ -1,10 +1,12 @@
 /**
  * Shutdown keeps its word: `--shutdown-timeout-ms` bounds the exit of a real `serve`
  * process also while its database is gone, and every message it received is in exactly
- * one term of its final accounting line.
+ * one term of its final accounting line; a part that does not close in time is named.
  */
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
+import { Closers } from "../src/closers.ts";
+import { createLogger } from "../src/log.ts";
 import { auditedProcess, openBooks } from "./support/audit.ts";
 import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
@@ -144,4 +146,23 @@ Deno.test("with the database cut, SIGTERM exits near --shutdown-timeout-ms and t
     await broker.close();
     await db.close();
   }
+});
+
+Deno.test("a close that hangs is named in the warning, and the others still close", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const closers = new Closers(
+    createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),
+    20,
+  );
+  const closed: string[] = [];
+  closers.push("the database pool", () => void closed.push("pool"));
+  closers.push("the MQTT connection", () => new Promise<void>(() => {}));
+  closers.push("the HTTP server", () => void closed.push("http"));
+  await closers.closeAll();
+  assert.deepEqual(closed, ["http", "pool"]);
+  const warnings = lines.filter((l) => l.level === "warn");
+  assert.equal(warnings.length, 1, JSON.stringify(lines));
+  assert.equal(warnings[0].msg, "the MQTT connection did not close in time; moving on");
+  assert.equal(warnings[0].component, "the MQTT connection");
+  assert.equal(warnings[0].timeout_ms, 20);
 });

@@ -2,7 +2,9 @@
  * Is the database reachable? The pipeline only finds out when it writes a batch, and a
  * quiet system writes none; so a probe runs `select 1` every interval. One probe at a
  * time: a probe that has not answered within the timeout counts as down (a black-holed
- * connection can hang far longer than any client timeout).
+ * connection can hang far longer than any client timeout). A committed write is an
+ * answer too (`answered`): readiness follows the writer at once when the database comes
+ * back, instead of waiting up to an interval for the next probe (docs/operations.md).
  */
 import type postgres from "postgres";
 
@@ -12,6 +14,11 @@ export interface DatabaseProbe {
   readonly up: boolean;
   /** Probes now (also called on each interval); resolves with the result. */
   check(): Promise<boolean>;
+  /**
+   * The database just answered another query (a batch committed): up from now on, and a
+   * probe sent before this that fails later does not count.
+   */
+  answered(): void;
   stop(): void;
 }
 
@@ -32,6 +39,9 @@ export function startDatabaseProbe(
   let up = true;
   let busy = false;
   let stopped = false;
+  // Bumped by `answered`: a probe result is older evidence than an answer that came
+  // after the probe was sent (a probe hung until its timeout while a batch committed).
+  let answers = 0;
 
   const set = (value: boolean) => {
     if (value !== up) {
@@ -44,6 +54,7 @@ export function startDatabaseProbe(
     // A hung probe keeps its slot until it settles, so probes never pile up.
     if (busy) return up;
     busy = true;
+    const answersBefore = answers;
     const query = sql`select 1`.then(() => true, () => false);
     query.then(() => busy = false);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -52,7 +63,8 @@ export function startDatabaseProbe(
     });
     const ok = await Promise.race([query, timeout]);
     clearTimeout(timer);
-    if (!stopped) set(ok);
+    if (stopped || answers !== answersBefore) return up;
+    set(ok);
     return ok;
   };
 
@@ -62,6 +74,10 @@ export function startDatabaseProbe(
       return up;
     },
     check,
+    answered() {
+      answers++;
+      if (!stopped) set(true);
+    },
     stop() {
       stopped = true;
       clearInterval(interval);

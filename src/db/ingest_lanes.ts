@@ -6,12 +6,33 @@
  * advisory locks or other session state, so it works through a transaction-mode pooler
  * (PgBouncer).
  *
- * - Taken before subscribing (`leaseLane` resolves once the clock is set).
+ * - Taken before subscribing (`leaseLane` resolves once the clock is set). A start takes
+ *   back a lane its client id (`holder`) still holds, expired or not: a process that
+ *   crash-loops (SIGKILL, restart) keeps one lane instead of leasing a new one per start
+ *   while the dead ones' leases run out, which locked a group out after 16 quick
+ *   restarts. Two live processes never share a client id for long: the broker lets one
+ *   session per client id connect, and the older process, finding its lease gone at its
+ *   next renewal, takes another lane.
  * - Renewed every `renewMs`; a renewal that fails (database away) is retried at the
  *   next tick. Should the lease have expired meanwhile and another instance taken the
  *   lane, a new one is taken and a warning logged.
+ * - Raised in every batch transaction (`recordStamps`) to the highest stamp given.
  * - Released on shutdown, recording the highest stamp given: the next holder starts
- *   above it (and above what an expired holder recorded, plus the time since).
+ *   above it.
+ *
+ * Why the next holder never repeats a stored stamp, even after a SIGKILL (no release):
+ * a stamp matters only once it is stored (a reading's, status's or reject's key); a
+ * message stamped but never committed is redelivered by the broker and stamped anew
+ * (QoS 1/2) or lost with the process (QoS 0).
+ * `recordStamps` raises the lane's `stamped_until_us` to the clock's highest stamp in the
+ * same transaction that stores the batch, as its first statement, so the mark commits if
+ * and only if the batch does, and covers every stamp in it. A new holder reads the mark
+ * with `for update skip locked`: a batch of the killed holder still committing holds the
+ * row, so its lane is not taken until that batch has committed or rolled back (another
+ * lane is taken meanwhile). The floor adds the time since the mark was written, which
+ * also covers stamps given but not stored (QoS 0 copies written to a capture as dropped)
+ * as long as the old clock did not run ahead of the wall clock (docs/delivery.md,
+ * "Several instances never stamp alike").
  */
 import type postgres from "postgres";
 import { clockState, setLane } from "../clock.ts";
@@ -48,13 +69,20 @@ export interface LaneLeaseOptions {
 export interface LaneLease {
   /** The lane now held (changes if the lease was lost and another taken). */
   readonly lane: number;
+  /**
+   * Runs a batch's `work` in its transaction `tx`, first raising the lane's mark to the
+   * highest stamp given so far (src/ingest/processor.ts calls it as `inTransaction`), so
+   * a holder killed after the commit has the batch's stamps below its lane's mark.
+   */
+  recordStamps(tx: postgres.TransactionSql, work: () => Promise<void>): Promise<void>;
   /** Stops renewing and frees the lane. Never throws. */
   release(): Promise<void>;
 }
 
 /**
- * Takes a free lane (one never held, released, or expired longest ago), sets the clock
- * to it and keeps it renewed. Throws NO_FREE_LANE when all `LANES` are held.
+ * Takes back the lane `holder` holds, else a free lane (one never held, released, or
+ * expired longest ago), sets the clock to it and keeps it renewed. Throws NO_FREE_LANE
+ * when all `LANES` are held by others.
  */
 export async function leaseLane(sql: postgres.Sql, opts: LaneLeaseOptions): Promise<LaneLease> {
   const ttlMs = opts.ttlMs ?? 30_000;
@@ -63,17 +91,26 @@ export async function leaseLane(sql: postgres.Sql, opts: LaneLeaseOptions): Prom
   const token = crypto.randomUUID();
   const { log, holder } = opts;
 
-  const acquire = async (): Promise<number> => {
-    // One statement: concurrent acquirers skip each other's locked rows.
-    const rows = await sql<{ lane: number; floor_us: string }[]>`
+  /**
+   * `takeBack`: at start, a lane held under our client id is ours (see the module doc);
+   * after losing a lease, only a free one is (the taker may be a restart of ours).
+   */
+  const acquire = async (takeBack: boolean): Promise<{ lane: number; tookBack: boolean }> => {
+    // One statement: concurrent acquirers skip each other's locked rows (and a lane whose
+    // killed holder's last batch is still committing: see the module doc).
+    const rows = await sql<{ lane: number; floor_us: string; took_back: boolean }[]>`
       update ingest_lanes l
       set holder = ${holder}, token = ${token}, renewed_at = now(),
           expires_at = now() + ${ttlMs} * interval '1 millisecond'
-      from (select lane, stamped_until_us, renewed_at from ingest_lanes
-            where lane < ${LANES} and (expires_at < now() or token = ${token})
-            order by expires_at, lane limit 1 for update skip locked) p
+      from (select lane, stamped_until_us, renewed_at, expires_at >= now() as live
+            from ingest_lanes
+            where lane < ${LANES} and (expires_at < now() or token = ${token} or
+                  (${takeBack}::boolean and holder = ${holder}))
+            order by (${takeBack}::boolean and holder is not distinct from ${holder}) desc,
+                     expires_at, lane
+            limit 1 for update skip locked) p
       where l.lane = p.lane
-      returning l.lane,
+      returning l.lane, p.live as took_back,
         (p.stamped_until_us + case when p.renewed_at is null then 0 else
           (extract(epoch from now() - p.renewed_at) * 1e6)::int8 end)::text as floor_us`;
     if (rows.length === 0) {
@@ -88,11 +125,14 @@ export async function leaseLane(sql: postgres.Sql, opts: LaneLeaseOptions): Prom
     }
     const lane = rows[0].lane;
     clock.setLane(lane, LANES, Number(rows[0].floor_us));
-    return lane;
+    return { lane, tookBack: rows[0].took_back };
   };
 
-  let lane = await acquire();
-  log.info("clock lane leased", { lane, lanes: LANES, holder });
+  const first = await acquire(true);
+  let lane = first.lane;
+  // `taken_back`: the lease of an earlier process with this client id had not expired
+  // yet (a restart after a crash).
+  log.info("clock lane leased", { lane, lanes: LANES, holder, taken_back: first.tookBack });
   let released = false;
   let failing = false;
   let renewing: Promise<void> = Promise.resolve();
@@ -110,7 +150,7 @@ export async function leaseLane(sql: postgres.Sql, opts: LaneLeaseOptions): Prom
       failing = false;
       if (rows.length > 0) return;
       const lost = lane;
-      lane = await acquire();
+      lane = (await acquire(false)).lane;
       log.warn(
         "clock lane lease expired while the database was away and another instance took it; " +
           "took another lane",
@@ -135,6 +175,17 @@ export async function leaseLane(sql: postgres.Sql, opts: LaneLeaseOptions): Prom
   return {
     get lane() {
       return lane;
+    },
+    async recordStamps(tx, work) {
+      // First in the transaction: the row stays locked until the batch commits (see the
+      // module doc). Sets renewed_at too: the floor's "time since" counts from here. Not
+      // awaited before the work starts: the connection runs its statements in order, so
+      // the batch's first statement goes out with it instead of a round trip later.
+      const mark = tx`
+        update ingest_lanes
+        set stamped_until_us = greatest(stamped_until_us, ${clock.lastUs()}), renewed_at = now()
+        where lane = ${lane} and token = ${token}`.execute();
+      await Promise.all([mark, work()]);
     },
     async release() {
       if (released) return;

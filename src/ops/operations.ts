@@ -263,8 +263,12 @@ export function createOperations(opts: {
       });
     },
 
-    /** The pipeline's after-commit hook: flood warnings and feedback for the rejects. */
+    /**
+     * The pipeline's after-commit hook: readiness (a commit proves the database answers),
+     * flood warnings and feedback for the rejects.
+     */
     onCommitted(_items: QueueItem[], result: BatchResult): void {
+      probe.answered();
       lastCommit.set(Date.now() / 1000);
       for (const [reason, n] of Object.entries(result.rejected)) {
         const example = result.rejects.find((r) => r.reason === reason);
