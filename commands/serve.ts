@@ -145,15 +145,16 @@ export async function startServe(
       decoder: hooks.decode,
       onQueueFull: (inbound) => capture?.dropped(inbound),
       onInternalError: (topic, error) => ops?.noteInternalError(topic, error),
-      onDiscarded: (messages) =>
-        log.info("session resumed; dropped queued copies the broker redelivers", { messages }),
     });
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
     if (config.sharedGroup) {
       closers.push((await leaseLane(db.sql, { holder: config.clientId, log })).release);
     }
-    const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
+    const source = await startMqttSource({
+      ...{ ...mqttConnectionOf(config, mqttUrl), log, ...intake },
+      onSessionLost: () => metrics.sessionsLost.inc(),
+    });
     closers.push(() => source.close());
     ops = createOperations({
       ...{ config, sql: db.sql, metrics, log, pipeline, source },
