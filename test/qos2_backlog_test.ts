@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { freePort, startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
+import { type HeldLock, lockFeedValues } from "./support/lock.ts";
 import { type LogLine, recordingLogger } from "./support/logs.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
 import {
@@ -102,7 +103,7 @@ Deno.test({
       ...prefixedTopicArgs(f.serve.prefix),
       ...args,
     ];
-    const blocker = await f.db.sql.reserve();
+    let lock: HeldLock | null = null;
     try {
       await f.serve.stop();
       const topic = f.serve.feedTopic(f.user, "d1", "temp");
@@ -111,14 +112,13 @@ Deno.test({
       const first = spawnServe(processArgs, env);
       await waitFor("a part of the backlog stored", async () => (await f.storedCount()) >= 1000);
       // Hold the writer, so the process is killed with full hands: a full queue, a batch.
-      await blocker`begin`;
-      await blocker`lock table feed_values in exclusive mode`;
+      lock = await lockFeedValues(f.db);
       await waitFor("the queue to fill", async () => {
         const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
         return parsePrometheusText(text).value("feedline_queue_depth_data") >= queueSize;
       });
       assert.equal(await first.signal("SIGKILL"), 137);
-      await blocker`rollback`;
+      await lock.release();
       const connects = first.logs.filter((l) => l.msg === "connected to broker").length;
       assert.equal(connects, 1, "the first process never reconnected");
 
@@ -142,7 +142,7 @@ Deno.test({
       // the 5,000 were gone.)
       assert.equal(rows.length, BACKLOG + 1, "every message stored");
     } finally {
-      blocker.release();
+      await lock?.release();
       await f.close();
       await mosquitto.close();
     }

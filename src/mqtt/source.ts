@@ -421,12 +421,13 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     const awayMs = lostAt > 0 ? Date.now() - lostAt : 0;
     const expired = opts.protocolVersion === 5 && awayMs >= opts.sessionExpirySec * 1000;
     log.warn(
-      "the broker had no session for this client when serve reconnected: messages it held " +
-        "for serve, and any published while serve was away, are lost; " +
+      "the broker had no session for this client when serve reconnected: what it held for " +
+        "serve, and anything published while serve was away, is lost; " +
         (expired
-          ? "serve was away longer than --session-expiry"
-          : "the broker lost its state (a restart without persistence: Mosquitto " +
-            "`persistence true`) or expired the session early") +
+          ? `serve was away longer than --session-expiry (${opts.sessionExpirySec} s)`
+          : "the broker lost its state (restarted without persistence: Mosquitto " +
+            "`persistence true`) or ended the session itself (Mosquitto " +
+            "`persistent_client_expiration`)") +
         "; subscribing again",
       {
         clientId: opts.clientId,
