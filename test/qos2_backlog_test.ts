@@ -63,7 +63,11 @@ Deno.test({
       });
       const distinct = async () =>
         (await f.db.sql`select count(distinct value)::int as n from feed_values`)[0].n;
-      await waitFor("the backlog to be stored", async () => (await distinct()) === BACKLOG, 30_000);
+      const reconnected = () => logs.some((l) => /^broker connection lost/.test(l.msg));
+      await waitFor("the backlog to be stored", async () => {
+        assert.ok(!reconnected(), "the connection was dropped");
+        return (await distinct()) === BACKLOG;
+      }, 30_000);
       await waitFor("every ack sent", () => again!.pipeline.unacked === 0);
       assert.equal(await f.storedCount(), BACKLOG, "each reading stored once");
       assert.equal(
