@@ -4,7 +4,7 @@
  * the acknowledgement and moves on to the next packet (mqtt 5.16, handlers/publish.js).
  * QoS 2 it answers with PUBREC on receipt, before any hook of ours could hold it back;
  * feedline holds that PUBREC back until the commit (`holdQos2Receipts`, docs/delivery.md
- * "Per QoS"). MQTT.js has no public call to acknowledge later, so this module is the one
+ * "QoS 2"). MQTT.js has no public call to acknowledge later, so this module is the one
  * place that reaches into its internals; test/serve_test.ts, test/puback_writer_test.ts
  * and test/qos2_backlog_test.ts pin the behaviour against a real broker.
  */
@@ -48,11 +48,11 @@ export function sendDeferredAck(
 
 /**
  * Holds back the PUBREC MQTT.js sends on receipt of a QoS 2 PUBLISH, so that the receipt
- * means "committed", as PUBACK does for QoS 1 (docs/delivery.md, "Per QoS"). A broker
+ * means "committed", as PUBACK does for QoS 1 (docs/delivery.md, "QoS 2"). A broker
  * keeps a QoS 2 message until its PUBREC and then resends only PUBREL, so a PUBREC sent
- * before the commit loses the message in a crash; and a broker that frees its in-flight
- * window at PUBREC (Mosquitto 2.0.11) then sends a backlog faster than it is written, all
- * of it PUBREC'd and lost in one crash (test/qos2_backlog_test.ts).
+ * before the commit loses the message in a crash; and a broker that does not hold QoS 2 to
+ * the Receive Maximum until PUBCOMP (Mosquitto 2.0.11) then sends a backlog faster than it
+ * is written, all of it PUBREC'd and lost in one crash (test/qos2_backlog_test.ts).
  *
  * Returns `withoutReceipt(messageId, proceed)`: runs `proceed` (the rest of MQTT.js's
  * PUBLISH handling: it tracks the message, stores it and sends PUBREC) with that PUBREC
@@ -149,7 +149,7 @@ export class PubackWriter {
 /**
  * Takes over MQTT.js's Receive Maximum check for inbound QoS 2 (MQTT 5 §3.3.4): MQTT.js
  * closes the connection when more QoS 2 messages than the Receive Maximum are between
- * PUBLISH and PUBCOMP. A broker that frees its window at PUBREC (Mosquitto 2.0.11) sends
+ * PUBLISH and PUBCOMP. A broker that counts them out earlier (Mosquitto 2.0.11) sends
  * the next messages while PUBREL and PUBCOMP of the committed ones are still under way.
  * Closing would only make the broker send the same backlog again, and again (issue 20).
  * So the excess is accepted and `onExcess` is told (once per message over the limit);

@@ -155,7 +155,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const pubacks = new PubackWriter(client);
 
   // A broker that sends more QoS 2 messages than our Receive Maximum (Mosquitto 2.0.11
-  // frees its window at PUBREC) must not make MQTT.js drop the connection: the backlog
+  // counts them out before PUBCOMP) must not make MQTT.js drop the connection: the backlog
   // would come back and loop (issue 20). Said once; the queues still bound memory.
   let toldQos2Excess = false;
   acceptQos2BeyondReceiveMaximum(client, (inFlight, receiveMaximum) => {
@@ -286,7 +286,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   };
 
   // QoS 2 is taken at its PUBLISH, and its PUBREC waits for the commit as a PUBACK does
-  // (src/mqtt/ack.ts, docs/delivery.md "Per QoS"). MQTT.js asks this hook before it
+  // (src/mqtt/ack.ts, docs/delivery.md "QoS 2"). MQTT.js asks this hook before it
   // answers a PUBLISH; QoS 1 goes on to `handleMessage`.
   const withoutReceipt = holdQos2Receipts(client);
   client.options.customHandleAcks = (_topic, _message, packet: IPublishPacket, done) => {
