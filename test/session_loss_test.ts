@@ -53,7 +53,7 @@ Deno.test({
 
       const warnings = logs.filter((l) => l.level === "warn" && /no session/.test(l.msg));
       assert.equal(warnings.length, 1, JSON.stringify(logs.filter((l) => l.level !== "info")));
-      assert.ok(Number(warnings[0].awayMs) >= 0 && warnings[0].heldWritten === n);
+      assert.ok(Number(warnings[0].awayMs) >= 0 && warnings[0].heldMessages === n);
       const metrics = parsePrometheusText(f.serve.metrics.registry.render());
       assert.equal(metrics.value("feedline_sessions_lost_total"), 1);
       const a = accounting(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);

@@ -242,7 +242,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
             heldCopies.release(original);
             callback();
           } else {
-            heldCopies.moveTo(original, stream, packet);
+            heldCopies.moveTo(original, stream, original.qos === 2 ? packet : null);
             callback(DEFER_ACK);
           }
           return;
@@ -433,7 +433,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
         clientId: opts.clientId,
         awayMs,
         awaySince: lostAt > 0 ? new Date(lostAt).toISOString() : null,
-        heldWritten: earlier.held + earlier.written,
+        heldMessages: earlier.held + earlier.written, // written all the same
       },
     );
     opts.onSessionLost?.();
