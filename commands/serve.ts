@@ -155,8 +155,6 @@ export async function startServe(
       decoder: hooks.decode,
       onQueueFull: (inbound) => capture?.dropped(inbound),
       onInternalError: (topic, error) => ops?.noteInternalError(topic, error),
-      onDiscarded: (messages) =>
-        log.info("session resumed; dropped queued copies the broker redelivers", { messages }),
     });
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
@@ -165,7 +163,10 @@ export async function startServe(
       closers.push("the clock lane", lane.release);
       processor.inTransaction = lane.recordStamps; // its mark commits with each batch
     }
-    const source = await startMqttSource({ ...mqttConnectionOf(config, mqttUrl), log, ...intake });
+    const source = await startMqttSource({
+      ...{ ...mqttConnectionOf(config, mqttUrl), log, ...intake },
+      onSessionLost: () => metrics.sessionsLost.inc(),
+    });
     closers.push("the MQTT connection", () => source.close());
     ops = createOperations({
       ...{ config, sql: db.sql, metrics, log, pipeline, source },

@@ -61,7 +61,10 @@ export class Accounting {
     if (n > 0) this.metrics.dropped.inc({ reason }, n);
   }
 
-  /** Unacknowledged messages given up because the broker sends them again. */
+  /**
+   * Messages not written, losing nothing: a copy of a message held or written
+   * (`redelivered`), or one left unacknowledged with the broker at shutdown.
+   */
   discarded(reason: DiscardReason, n = 1): void {
     if (n > 0) this.metrics.discarded.inc({ reason }, n);
   }

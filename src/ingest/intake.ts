@@ -19,7 +19,7 @@ import { reserveStampsThrough } from "../clock.ts";
 import type { DecodeOptions } from "../core/decode.ts";
 import type { Ack, Decoded, Inbound } from "../core/message.ts";
 import type { Accounting } from "./accounting.ts";
-import type { Pipeline, QueueItem } from "./pipeline.ts";
+import type { Pipeline } from "./pipeline.ts";
 
 /** What the intake needs. */
 export interface IntakeOptions {
@@ -32,8 +32,6 @@ export interface IntakeOptions {
   onQueueFull?(inbound: Inbound): void;
   /** Feedline failed on a message before it was queued (for the flood log). */
   onInternalError?(topic: string, error: unknown): void;
-  /** Queued copies were discarded after a resumed session. */
-  onDiscarded?(messages: number): void;
 }
 
 /** The callbacks a source calls; see src/mqtt/source.ts for when. */
@@ -42,7 +40,7 @@ export interface Intake {
   waitForRoom(): Promise<void>;
   onDrop(inbound: Inbound, reason: "queue_full" | "shutdown"): void;
   onDeliveryError(topic: string, error: unknown): void;
-  onSessionResumed(isStale: (ack: Ack) => boolean): void;
+  onRedelivered(inbound: Inbound): void;
 }
 
 /** Longest kept of an error message in an `internal_error` reject's detail. */
@@ -100,12 +98,10 @@ export function createIntake(opts: IntakeOptions): Intake {
       accounting.dropped("internal_error");
       opts.onInternalError?.(topic, error);
     },
-    onSessionResumed(isStale) {
-      // The broker redelivers these; writing the old copies too would store twice.
-      const stale = (item: QueueItem) => item.ack !== null && isStale(item.ack);
-      const n = pipeline.discardQueued(stale);
-      accounting.discarded("redelivered", n);
-      if (n > 0) opts.onDiscarded?.(n);
+    onRedelivered() {
+      // A copy of a message already held or written: that one ends in the books.
+      accounting.received();
+      accounting.discarded("redelivered");
     },
   };
 }

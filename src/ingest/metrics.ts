@@ -21,9 +21,10 @@ export type DropReason = "queue_full" | "shutdown" | "internal_error";
 export const DROP_REASONS: readonly DropReason[] = ["queue_full", "shutdown", "internal_error"];
 
 /**
- * Why a message was discarded: a queued copy the broker redelivers after a resumed
- * session (`redelivered`), or an unacknowledged QoS 1/2 message left with the broker at
- * an abandoned shutdown (`shutdown`).
+ * Why a message was discarded, losing nothing: a copy the broker sent again after a
+ * reconnect of a message serve holds or has written, which is kept and written once
+ * (`redelivered`; src/mqtt/held_copies.ts); or an unacknowledged QoS 1/2 message left with
+ * the broker, which sends it again, at an abandoned shutdown (`shutdown`).
  */
 export const DISCARD_REASONS = ["redelivered", "shutdown"] as const;
 
@@ -49,8 +50,9 @@ export function createIngestMetrics(registry = new Registry()) {
     discarded: registry.add(
       new Counter(
         "feedline_messages_discarded_total",
-        "Unacknowledged messages given up because the broker redelivers them (not lost), by " +
-          "reason: redelivered (session resumed), shutdown (shutdown timeout ran out).",
+        "Messages not written, losing nothing, by reason: redelivered (a copy the broker sent " +
+          "again of a message serve holds or wrote, which is written once), shutdown " +
+          "(unacknowledged when the shutdown timeout ran out; the broker sends it again).",
       ),
     ),
     dropped: registry.add(
@@ -58,6 +60,13 @@ export function createIngestMetrics(registry = new Registry()) {
         "feedline_messages_dropped_total",
         "Messages dropped unwritten, by reason: queue_full and shutdown (QoS 0), " +
           "internal_error (feedline failed on it; acknowledged).",
+      ),
+    ),
+    sessionsLost: registry.add(
+      new Counter(
+        "feedline_sessions_lost_total",
+        "Reconnects that found no session at the broker where one was expected: what the " +
+          "broker held for serve and what was published meanwhile is lost.",
       ),
     ),
     uncaught: registry.add(

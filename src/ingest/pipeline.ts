@@ -186,23 +186,6 @@ export class Pipeline {
   }
 
   /**
-   * Removes queued messages for which `drop` is true (e.g. those the broker will
-   * redeliver after a reconnect); returns how many.
-   */
-  discardQueued(drop: (item: QueueItem) => boolean): number {
-    let unacked = 0;
-    const counted = (item: QueueItem) => {
-      const d = drop(item);
-      if (d && item.ack) unacked++;
-      return d;
-    };
-    const n = this.#status.removeWhere(counted) + this.#data.removeWhere(counted);
-    this.#unackedQueued -= unacked;
-    this.#notifyRoom();
-    return n;
-  }
-
-  /**
    * Writes everything queued, then stops. After `deadlineMs` (database down or hung) it
    * gives up without waiting for the batch in flight: the unacknowledged messages stay
    * with the broker, which redelivers them (`discarded{shutdown}`); QoS 0 ones are lost

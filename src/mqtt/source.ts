@@ -16,7 +16,15 @@ import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { redactUrl } from "../log.ts";
 import type { Ack, Inbound, Qos } from "../core/message.ts";
-import { DEFER_ACK, PubackWriter, sendDeferredAck } from "./ack.ts";
+import {
+  acceptQos2BeyondReceiveMaximum,
+  DEFER_ACK,
+  forgetQos2,
+  holdQos2Receipts,
+  PubackWriter,
+  sendDeferredAck,
+} from "./ack.ts";
+import { type Held, HeldCopies } from "./held_copies.ts";
 import {
   connectFailureLine,
   INSECURE_WARNING,
@@ -65,10 +73,17 @@ export interface MqttSourceOptions {
    */
   onDeliveryError(topic: string, error: unknown): void;
   /**
-   * After a reconnect that resumed the session, the broker redelivers every message it
-   * had not seen acknowledged; `isStale(ack)` tells which queued ones those are.
+   * The broker sent again a message serve holds or has written (after a reconnect, with
+   * its packet id, topic and payload; src/mqtt/held_copies.ts): this copy is not
+   * delivered, the original is written once, and the caller counts the copy
+   * (`discarded{redelivered}`).
    */
-  onSessionResumed?(isStale: (ack: Ack) => boolean): void;
+  onRedelivered(inbound: Inbound): void;
+  /**
+   * A reconnect found no session where one was expected: what the broker held for us,
+   * and what was published while we were away, is lost. The source has logged it.
+   */
+  onSessionLost?(): void;
 }
 
 /** A running MQTT source. */
@@ -104,9 +119,8 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   /** Messages held back on a full queue (0 or 1: the packet loop waits on each). */
   let holding = 0;
   const qos0WhenFull = opts.qos0WhenFull ?? "pause";
-  // Each ack remembers the connection it arrived on, as a property of the function (one
-  // hidden class for all acks; no per-message WeakMap entry for the GC to trace). The
-  // connection is MQTT.js's stream object: `client.stream` is replaced when a
+  // Each held message remembers the connection its ack goes out on (src/mqtt/held_copies.ts).
+  // The connection is MQTT.js's stream object: `client.stream` is replaced when a
   // (re)connect starts, before any packet of the new connection is read, and MQTT.js
   // drops packets still queued from a superseded connection. A counter bumped in the
   // `connect` event would not do: MQTT.js hands over PUBLISH packets that arrive right
@@ -114,7 +128,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   // so they would be tagged with the previous connection and their acks dropped as
   // stale: never acknowledged, redelivered to the next process (issue 10).
   type Stream = MqttClient["stream"];
-  type TaggedAck = Ack & { stream?: Stream };
+  const heldCopies = new HeldCopies<Stream>();
 
   const clientOptions: IClientOptions = {
     clientId: opts.clientId,
@@ -140,6 +154,21 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const client = mqtt.connect(opts.url, clientOptions);
   const pubacks = new PubackWriter(client);
 
+  // A broker that sends more QoS 2 messages than our Receive Maximum (Mosquitto 2.0.11
+  // counts them out before PUBCOMP) must not make MQTT.js drop the connection: the backlog
+  // would come back and loop (issue 20). Said once; the queues still bound memory.
+  let toldQos2Excess = false;
+  acceptQos2BeyondReceiveMaximum(client, (inFlight, receiveMaximum) => {
+    if (toldQos2Excess) return;
+    toldQos2Excess = true;
+    log.warn(
+      `the broker sent more unacknowledged QoS 2 messages (${inFlight}) than the Receive ` +
+        `Maximum serve announced (${receiveMaximum}); serve accepts them instead of ` +
+        "disconnecting, and its queues still bound memory (docs/delivery.md)",
+      { inFlight, receiveMaximum },
+    );
+  });
+
   // Keep-alive with a paused socket (issue 15). MQTT.js drops the connection when no
   // PINGRESP arrives within 1.5 keep-alive periods, but a PINGRESP is read in order, behind
   // every PUBLISH the broker sent before it: while we hold messages back, the broker's
@@ -157,10 +186,34 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     client.keepaliveManager.reschedule();
   };
 
-  client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
+  /**
+   * The acknowledgement of a held message, sent once its batch committed: on the
+   * connection it is tied to (its own, or that of the copy the broker sent again). When
+   * that connection is gone, the acknowledgement is void: the message stays noted as
+   * written, and a copy the broker sends again is acknowledged at once (docs/delivery.md,
+   * "Held messages across a reconnect").
+   */
+  const ackOf = (held: Held<Stream>): Ack => () => {
+    if (held.connection === client.stream && client.connected) {
+      heldCopies.release(held);
+      if (held.qos === 1) pubacks.ack(held.messageId);
+      else sendDeferredAck(client, held);
+      return;
+    }
+    if (held.qos === 2) forgetQos2(client, held.packet as IPublishPacket);
+    heldCopies.markWritten(held);
+  };
+
+  /**
+   * Takes one PUBLISH: QoS 0 and 1 from `handleMessage`, QoS 2 from its PUBLISH (below).
+   * Calls back with DEFER_ACK when the acknowledgement waits for the commit, without an
+   * error when it is due now.
+   */
+  const receive = (packet: IPublishPacket, callback: (error?: Error) => void) => {
     lastPublishAt = Date.now();
     let inbound: Inbound;
-    let ack: TaggedAck | null = null;
+    let ack: Ack | null = null;
+    let held: Held<Stream> | null = null;
     let delivered: boolean;
     try {
       const payload = packet.payload;
@@ -179,20 +232,37 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       }
       if (packet.qos > 0) {
         const stream = client.stream;
-        // QoS 1 needs only the packet id: the closure must not keep the packet (and its
-        // payload) alive longer than the queue does.
         const messageId = packet.messageId!;
-        ack = packet.qos === 1
-          ? () => {
-            if (stream === client.stream && client.connected) pubacks.ack(messageId);
+        const { topic, payload } = inbound;
+        const original = heldCopies.copyOf(messageId, topic, payload, packet.dup, stream);
+        if (original) {
+          // Sent again after a reconnect: keep one of the two, the original.
+          opts.onRedelivered(inbound);
+          if (original.written) {
+            heldCopies.release(original);
+            callback();
+          } else {
+            heldCopies.moveTo(original, stream, original.qos === 2 ? packet : null);
+            callback(DEFER_ACK);
           }
-          : () => {
-            if (stream === client.stream && client.connected) sendDeferredAck(client, packet);
-          };
-        ack.stream = stream;
+          return;
+        }
+        // QoS 1 needs only the packet id: the note must not keep the packet alive longer
+        // than the queue does. QoS 2 keeps it, for `forgetQos2`.
+        const qos2 = packet.qos === 2;
+        held = heldCopies.hold(
+          messageId,
+          topic,
+          payload,
+          qos2 ? 2 : 1,
+          stream,
+          qos2 ? packet : null,
+        );
+        ack = ackOf(held);
       }
       delivered = opts.deliver(inbound, ack);
     } catch (error) {
+      if (held) heldCopies.release(held);
       deliveryFailed(packet, callback, error);
       return;
     }
@@ -205,7 +275,26 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       callback();
       return;
     }
-    holdUntilRoom(packet, inbound, ack, callback);
+    holdUntilRoom(packet, inbound, ack, held, callback);
+  };
+
+  client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
+    // QoS 2 comes here at PUBREL: taken at its PUBLISH, PUBREC'd after its commit; calling
+    // back lets MQTT.js send PUBCOMP.
+    if (packet.qos === 2) return callback();
+    receive(packet, callback);
+  };
+
+  // QoS 2 is taken at its PUBLISH, and its PUBREC waits for the commit as a PUBACK does
+  // (src/mqtt/ack.ts, docs/delivery.md "QoS 2"). MQTT.js asks this hook before it
+  // answers a PUBLISH; QoS 1 goes on to `handleMessage`.
+  const withoutReceipt = holdQos2Receipts(client);
+  client.options.customHandleAcks = (_topic, _message, packet: IPublishPacket, done) => {
+    if (packet.qos !== 2) return done(0);
+    receive(packet, (error) => {
+      if (error === DEFER_ACK) withoutReceipt(packet.messageId!, () => done(0));
+      else done(0);
+    });
   };
 
   /**
@@ -220,7 +309,8 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const holdUntilRoom = (
     packet: IPublishPacket,
     inbound: Inbound,
-    ack: TaggedAck | null,
+    ack: Ack | null,
+    held: Held<Stream> | null,
     callback: (error?: Error) => void,
   ) => {
     const stream = client.stream;
@@ -230,8 +320,12 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       let delivered = false;
       while (!stopping && !(delivered = opts.deliver(inbound, ack))) await opts.waitForRoom();
       if (!delivered && !ack) opts.onDrop(inbound, "shutdown");
+      if (!delivered && held) heldCopies.release(held);
       callback(ack ? DEFER_ACK : undefined);
-    })().catch((error) => deliveryFailed(packet, callback, error)).finally(() => {
+    })().catch((error) => {
+      if (held) heldCopies.release(held);
+      deliveryFailed(packet, callback, error);
+    }).finally(() => {
       holding--;
       // MQTT.js's pipe resumes the socket too once its parser has caught up; resuming a
       // superseded (destroyed) stream is harmless.
@@ -241,7 +335,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
 
   /**
    * The last guard: a message the delivery path threw on is acknowledged now (calling
-   * back without an error makes MQTT.js send PUBACK/PUBCOMP) so the broker does not send
+   * back without an error makes MQTT.js send PUBACK/PUBREC) so the broker does not send
    * it again to fail again, and reported.
    */
   const deliveryFailed = (
@@ -300,6 +394,51 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     );
   };
 
+  /** When the last connection was lost (for the session-lost warning). */
+  let lostAt = 0;
+  // MQTT 5 with a session expiry of 0 asks the broker to forget the session at once.
+  const sessionExpected = opts.protocolVersion === 4 || opts.sessionExpirySec > 0;
+
+  /** Held messages of the last connection: written once, their copies matched. */
+  const sessionResumed = () => {
+    const earlier = heldCopies.countEarlier(client.stream);
+    if (earlier.held + earlier.written === 0) return;
+    log.info("session resumed; messages held from the last connection are written once", {
+      held: earlier.held,
+      writtenUnacknowledged: earlier.written,
+      note: "a copy the broker sends again is matched to its original (discarded{redelivered})",
+    });
+  };
+
+  /**
+   * The broker had no session for us (docs/delivery.md, "What the broker must be
+   * configured for"): what it held for us, and whatever was published while we were away,
+   * is gone. Held messages are written all the same; no copy of them will come.
+   */
+  const sessionLost = () => {
+    const earlier = heldCopies.forgetEarlier(client.stream);
+    if (!sessionExpected) return;
+    const awayMs = lostAt > 0 ? Date.now() - lostAt : 0;
+    const expired = opts.protocolVersion === 5 && awayMs >= opts.sessionExpirySec * 1000;
+    log.warn(
+      "the broker had no session for this client when serve reconnected: what it held for " +
+        "serve, and anything published while serve was away, is lost; " +
+        (expired
+          ? `serve was away longer than --session-expiry (${opts.sessionExpirySec} s)`
+          : "the broker lost its state (restarted without persistence: Mosquitto " +
+            "`persistence true`) or ended the session itself (Mosquitto " +
+            "`persistent_client_expiration`)") +
+        "; subscribing again",
+      {
+        clientId: opts.clientId,
+        awayMs,
+        awaySince: lostAt > 0 ? new Date(lostAt).toISOString() : null,
+        heldMessages: earlier.held + earlier.written, // written all the same
+      },
+    );
+    opts.onSessionLost?.();
+  };
+
   let reconnectDelay = RECONNECT_MIN_MS;
   let lastError = "";
   client.on("connect", (connack) => {
@@ -311,9 +450,9 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     reconnectDelay = RECONNECT_MIN_MS;
     client.options.reconnectPeriod = reconnectDelay;
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
-    if (connections > 1 && resumed) {
-      const current = client.stream;
-      opts.onSessionResumed?.((ack) => ((ack as TaggedAck).stream ?? current) !== current);
+    if (connections > 1) {
+      if (resumed) sessionResumed();
+      else sessionLost();
     }
     if (resumed && subscribed) return; // the broker kept our subscriptions
     const filters = opts.filters.map((f) =>
@@ -363,6 +502,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   client.on("close", () => {
     if (stopping) return;
     if (connectionUp && !toldWhy && !socketFailed) noteSilentClose();
+    if (connectionUp) lostAt = Date.now();
     connectionUp = false;
     if (subscribed || connections > 0) log.warn("broker connection lost; reconnecting");
     // Exponential backoff: MQTT.js waits `reconnectPeriod` before each attempt.

@@ -79,6 +79,8 @@ export interface Mosquitto {
   stop(): Promise<void>;
   /** SIGKILL: state since the last autosave is lost, as in a crash. */
   kill(): Promise<void>;
+  /** SIGUSR1: Mosquitto writes its persistence file now; resolves once its log says so. */
+  save(): Promise<void>;
   /** Stops (if running) and starts again on the same port and persistence file. */
   restart(): Promise<void>;
   /** Stops (if running) and deletes the config and persistence files. */
@@ -173,6 +175,18 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     },
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
+    async save() {
+      const saves = async () =>
+        (await Deno.readTextFile(logPath).catch(() => "")).split("Saving in-memory database")
+          .length;
+      const before = await saves();
+      (child as Deno.ChildProcess | null)?.kill("SIGUSR1");
+      const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+      while (await saves() === before) {
+        if (Date.now() > deadline) throw new Error("mosquitto did not save on SIGUSR1");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
     async restart() {
       await signal("SIGTERM");
       await start();
