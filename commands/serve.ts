@@ -122,6 +122,7 @@ export async function startServe(
       requireDevice: !autoRegister && !acceptUnregisteredDevices,
       deviceCache: new FeedCache<number>(cacheSize),
       writePath: new WritePath(DEFAULT_CAREFUL_MS, () => metrics.carefulRewrites.inc()),
+      onTransactionPooler: (message: string) => log.warn(message),
     };
     const pipeline = new Pipeline({
       write: (batch) => processBatch(db.sql, batch, processor),

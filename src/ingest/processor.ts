@@ -22,6 +22,7 @@ import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
+import { confirmedTransaction } from "../db/transaction.ts";
 import { describeError } from "../core/decode.ts";
 import { storableJson } from "../core/payload.ts";
 import { WritePath } from "./write_path.ts";
@@ -52,6 +53,13 @@ export interface ProcessorOptions {
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
   /** Fast or careful writes (src/ingest/write_path.ts); one shared by default. */
   writePath?: WritePath;
+  /**
+   * Called once, with one line for the log, when a batch failed for a named prepared
+   * statement the server connection lacked: the database looks like a transaction pooler,
+   * and the pool has just stopped naming statements (src/db/pooler.ts). The batch is
+   * retried like any transient failure.
+   */
+  onTransactionPooler?: (message: string) => void;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -246,12 +254,12 @@ async function deadLetterAlone(
   };
   const result = emptyResult(1);
   try {
-    await sql.begin(async (tx) => {
+    await confirmedTransaction(sql, async (tx) => {
       const work = () =>
         insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    });
+    }, opts);
   } catch (e) {
     if (e !== DRY_RUN_ROLLBACK) throw e;
   }
@@ -270,7 +278,8 @@ async function processInOneTransaction(
   const result = emptyResult(batch.length);
   if (batch.length === 0) return result;
   try {
-    await sql.begin(async (tx) => {
+    // Counted only once PostgreSQL confirmed the commit (src/db/transaction.ts).
+    await confirmedTransaction(sql, async (tx) => {
       // A retried batch must not count twice.
       result.stored = 0;
       result.skipped = {};
@@ -283,7 +292,7 @@ async function processInOneTransaction(
       const work = () => processInTransaction(tx, batch, opts, result, fast);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    });
+    }, opts);
   } catch (error) {
     if (error !== DRY_RUN_ROLLBACK) throw error;
   }
