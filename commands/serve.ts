@@ -81,7 +81,7 @@ export async function startServe(
   // Set when shutdown gave up on a batch: the pool then closes without waiting for it.
   let abandoned = false;
   try {
-    const db = await openDatabase(databaseOf(config));
+    const db = await openDatabase({ ...databaseOf(config), onTransactionPooler: log.warn });
     closers.push(() => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
@@ -122,7 +122,6 @@ export async function startServe(
       requireDevice: !autoRegister && !acceptUnregisteredDevices,
       deviceCache: new FeedCache<number>(cacheSize),
       writePath: new WritePath(DEFAULT_CAREFUL_MS, () => metrics.carefulRewrites.inc()),
-      onTransactionPooler: (message: string) => log.warn(message),
     };
     const pipeline = new Pipeline({
       write: (batch) => processBatch(db.sql, batch, processor),

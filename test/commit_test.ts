@@ -12,6 +12,7 @@ import { decode } from "../src/core/decode.ts";
 import type { Pending } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { isTransientDbError, sqlStateOf } from "../src/db/errors.ts";
+import { whenTransactionPoolerFound } from "../src/db/pooler.ts";
 import { confirmedTransaction } from "../src/db/transaction.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { WritePath } from "../src/ingest/write_path.ts";
@@ -117,9 +118,9 @@ Deno.test("a lost prepared statement (26000) is retried, never dead-lettered; th
   await withOneConnection(async (sql, db, user) => {
     await processBatch(sql, [reading(user, 1)], { writePath: new WritePath() });
     const said: string[] = [];
+    whenTransactionPoolerFound(sql, (line) => said.push(line));
     const opts = {
       writePath: new WritePath(),
-      onTransactionPooler: (line: string) => said.push(line),
       // What a transaction pooler does: this server connection lacks every named statement.
       async inTransaction(tx: postgres.TransactionSql, work: () => Promise<void>) {
         await tx.unsafe("deallocate all");

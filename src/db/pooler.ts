@@ -23,8 +23,8 @@ export function isLostPreparedStatement(error: unknown): boolean {
  * Why this works without a new pool or a restart: postgres.js reads `prepare` each time
  * it builds a query, from the one options object every connection of the pool shares,
  * which is `sql.options`. Statements it had prepared are not used any more (each query is
- * parsed unnamed). test/pooler_test.ts checks this against the driver, so an upgrade
- * that changed it would fail there.
+ * parsed unnamed). test/commit_test.ts checks this against the driver (no named statement
+ * on the connection after the switch), so an upgrade that changed it fails there.
  */
 export function stopNamedPreparedStatements(sql: postgres.Sql): boolean {
   const options = sql.options as { prepare: boolean };
@@ -36,5 +36,26 @@ export function stopNamedPreparedStatements(sql: postgres.Sql): boolean {
 /** The line serve logs, once, when it finds a transaction pooler on its own. */
 export const TRANSACTION_POOLER_FOUND =
   "the database looks like a transaction pooler (a named prepared statement went missing, " +
-  "26000): sending no named prepared statements from now on; the batch is retried. Start " +
-  "serve with --db-pooler transaction to say so up front";
+  "26000): sending no named prepared statements from now on, and retrying. Start with " +
+  "--db-pooler transaction to say so up front";
+
+// Who wants to hear of it, per pool (serve logs it; src/db/database.ts registers it).
+const listeners = new WeakMap<postgres.Sql, (message: string) => void>();
+
+/** Calls `tell` with one line for the log, once, when `sql` is found behind a pooler. */
+export function whenTransactionPoolerFound(
+  sql: postgres.Sql,
+  tell: (message: string) => void,
+): void {
+  listeners.set(sql, tell);
+}
+
+/**
+ * Called with the error of a failed transaction (src/db/transaction.ts): one that shows a
+ * transaction pooler stops named statements on `sql`, and the first time says so.
+ */
+export function notePoolerError(sql: postgres.Sql, error: unknown): void {
+  if (isLostPreparedStatement(error) && stopNamedPreparedStatements(sql)) {
+    listeners.get(sql)?.(TRANSACTION_POOLER_FOUND);
+  }
+}

@@ -27,24 +27,10 @@
  */
 import type postgres from "postgres";
 import { isConnectionLost, TransactionOverError, UnconfirmedCommitError } from "./errors.ts";
-import {
-  isLostPreparedStatement,
-  stopNamedPreparedStatements,
-  TRANSACTION_POOLER_FOUND,
-} from "./pooler.ts";
+import { notePoolerError } from "./pooler.ts";
 
 /** What the transaction's function gets: queries, and `savepoint` around a part. */
 export type Transaction = postgres.TransactionSql;
-
-/** Options of {@linkcode confirmedTransaction}. */
-export interface TransactionOptions {
-  /**
-   * Called once per pool, with one line for the log, when a transaction failed for a
-   * named prepared statement the server connection lacked (src/db/pooler.ts): the pool
-   * has just stopped naming them.
-   */
-  onTransactionPooler?: (message: string) => void;
-}
 
 /**
  * Runs `fn` in a transaction and resolves with its result once PostgreSQL confirmed the
@@ -65,14 +51,11 @@ export interface TransactionOptions {
 export async function confirmedTransaction<T>(
   sql: postgres.Sql,
   fn: (tx: Transaction) => Promise<T>,
-  opts: TransactionOptions = {},
 ): Promise<T> {
   try {
     return await runConfirmed(sql, fn);
   } catch (error) {
-    if (isLostPreparedStatement(error) && stopNamedPreparedStatements(sql)) {
-      opts.onTransactionPooler?.(TRANSACTION_POOLER_FOUND);
-    }
+    notePoolerError(sql, error);
     throw error;
   }
 }

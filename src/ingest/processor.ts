@@ -53,13 +53,6 @@ export interface ProcessorOptions {
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
   /** Fast or careful writes (src/ingest/write_path.ts); one shared by default. */
   writePath?: WritePath;
-  /**
-   * Called once, with one line for the log, when a batch failed for a named prepared
-   * statement the server connection lacked: the database looks like a transaction pooler,
-   * and the pool has just stopped naming statements (src/db/pooler.ts). The batch is
-   * retried like any transient failure.
-   */
-  onTransactionPooler?: (message: string) => void;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -168,10 +161,12 @@ function emptyResult(messages: number): BatchResult {
 }
 
 /**
- * Processes one batch and returns its totals. Throws only for a failure of the database
- * or the connection (src/db/errors.ts): the caller keeps the batch and retries; nothing
- * of it needs to be acknowledged yet, and re-processing it is idempotent. Any other
- * failure is isolated to the messages that cause it, which are dead-lettered.
+ * Processes one batch and returns its totals, once PostgreSQL confirmed the commit
+ * (src/db/transaction.ts). Throws only for a failure of the database or the connection
+ * (src/db/errors.ts; a commit the database did not confirm, and a prepared statement a
+ * pooler lost, are among them): the caller keeps the batch and retries; nothing of it
+ * needs to be acknowledged yet, and re-processing it is idempotent. Any other failure is
+ * isolated to the messages that cause it, which are dead-lettered.
  */
 export async function processBatch(
   sql: postgres.Sql,
@@ -259,7 +254,7 @@ async function deadLetterAlone(
         insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    }, opts);
+    });
   } catch (e) {
     if (e !== DRY_RUN_ROLLBACK) throw e;
   }
@@ -292,7 +287,7 @@ async function processInOneTransaction(
       const work = () => processInTransaction(tx, batch, opts, result, fast);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    }, opts);
+    });
   } catch (error) {
     if (error !== DRY_RUN_ROLLBACK) throw error;
   }
