@@ -1,6 +1,6 @@
 /**
  * A batch counts as stored only once PostgreSQL confirmed its COMMIT (docs/delivery.md,
- * "What stored means"; src/db/transaction.ts), through the real processor and a real
+ * 'What "stored" means'; src/db/transaction.ts), through the real processor and a real
  * database, with what a transaction pooler does done by hand: `deallocate all` drops the
  * connection's named prepared statements, as a server connection that never saw them
  * lacks them.

@@ -1,5 +1,6 @@
 /**
- * A transaction pooler found at run time (docs/scaling.md, "Behind a pooler").
+ * A transaction pooler found at run time (docs/scaling.md, "Poolers: PgBouncer in
+ * transaction mode").
  *
  * With `prepare: true` postgres.js names each statement it sends and prepares it once per
  * client connection. A pooler in transaction mode (PgBouncer, Supavisor, PgCat) hands

@@ -1,13 +1,14 @@
 /**
- * Transactions whose commit PostgreSQL itself confirmed (docs/delivery.md, "What stored
- * means"). Nothing is counted stored, acknowledged or reported until this resolves.
+ * Transactions whose commit PostgreSQL itself confirmed (docs/delivery.md, 'What "stored"
+ * means'). Nothing is counted stored, acknowledged or reported until this resolves.
  *
  * Why not `sql.begin` alone: postgres.js ends it with `commit` sent as a tagged query,
  * which with `prepare: true` is a named prepared statement. Behind a transaction pooler
  * its Bind can reach a server connection that never parsed it: the server answers 26000
  * and aborts the transaction, the driver prepares `commit` again on the aborted
  * transaction, PostgreSQL answers that COMMIT with ROLLBACK and no error, and `sql.begin`
- * resolves as if everything were stored (docs/scaling.md, "Behind a pooler").
+ * resolves as if everything were stored (docs/scaling.md, "Poolers: PgBouncer in
+ * transaction mode").
  *
  * So `sql.begin` only holds the connection (its BEGIN is on the simple query protocol
  * already), and the transaction is ended here: `commit and chain` on the simple protocol
