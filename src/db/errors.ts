@@ -28,8 +28,8 @@ export class UnconfirmedCommitError extends Error {
   readonly code = "COMMIT_UNCONFIRMED";
   constructor(readonly answer: string) {
     super(
-      `PostgreSQL answered ${answer || "nothing"} to COMMIT: the transaction did not commit, ` +
-        `nothing of it was stored; it is retried`,
+      `PostgreSQL answered ${answer || "nothing"} to COMMIT: the transaction had failed ` +
+        `and nothing of it was stored`,
     );
   }
 }
