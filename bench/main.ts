@@ -5,6 +5,7 @@
  * - database limit: the same rows by multi-row `unnest` insert, one transaction per
  *   batch, no MQTT;
  * - processor: feedline's decode + processBatch on the same messages, no MQTT;
+ * - commit: the cost of a verified commit per batch (bench/commit_cost.ts);
  *
  * and once per `--broker-inflight` setting, each on a private Mosquitto of its own:
  *
@@ -34,6 +35,7 @@ import { createFleetDatabase, type FleetDatabase, fleetPhase } from "./fleet_pha
 import type { CounterConfig, CounterReport } from "./counter.ts";
 import { type PublisherConfig, wallMs } from "./publisher.ts";
 import { probeWindow } from "./window.ts";
+import { type CommitCost, commitCostPhase, printCommitCost } from "./commit_cost.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
 import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 import { type PassResult, type ServeOptions, startServe } from "./serve_process.ts";
@@ -51,7 +53,17 @@ import {
 import { fmtRate } from "./text.ts";
 
 /** Every phase --phases accepts, in the order they run. */
-const ALL_PHASES = ["db", "processor", "window", "broker", "serve", "hold", "scale", "fleet"];
+const ALL_PHASES = [
+  "db",
+  "processor",
+  "commit",
+  "window",
+  "broker",
+  "serve",
+  "hold",
+  "scale",
+  "fleet",
+];
 /** Phases that need a broker: run once per --broker-inflight setting. */
 const MQTT_PHASES = ["window", "broker", "serve", "hold", "scale", "fleet"];
 
@@ -167,12 +179,14 @@ export const benchOptions = {
   }),
   phases: option({
     flag: "phases",
-    schema: z.string().default("window,broker,db,processor,serve").refine(
+    schema: z.string().default("window,broker,db,processor,commit,serve").refine(
       (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
       `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
-    defaultText: "window,broker,db,processor,serve",
-    doc: "Which measurements to run. `scale` (not in the default): 1, 2 and 3 serve " +
+    defaultText: "window,broker,db,processor,commit,serve",
+    doc: "Which measurements to run. `commit`: the cost of a verified commit per batch of " +
+      "1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the " +
+      "default): 1, 2 and 3 serve " +
       "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
       "`hold` (not in the default): VmRSS per message held by serve, with `--count` " +
       "messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in " +
@@ -317,6 +331,7 @@ interface Run {
   scales: { inflight: Inflight; results: ScaleResult[] }[];
   /** The fleet phase's database, created on its first use and kept for every setting. */
   fleet: FleetDatabase | null;
+  commit: (CommitCost & Load) | null;
 }
 
 /** Runs `phase` and notes the load average before and after it. */
@@ -378,6 +393,7 @@ async function main(args: string[]): Promise<void> {
       holds: [],
       scales: [],
       fleet: null,
+      commit: null,
     };
     if (cfg.phaseList.includes("db")) {
       addRow(run, "db", "database limit", null, await withLoad(() => databasePhase(cfg, db)));
@@ -386,6 +402,14 @@ async function main(args: string[]): Promise<void> {
       await resetData(db.sql);
       const r = await withLoad(() => processorPhase(cfg, db));
       addRow(run, "processor", "processor (no MQTT)", null, r);
+    }
+    if (cfg.phaseList.includes("commit")) {
+      await resetData(db.sql);
+      log("commit verification: 200 rounds of 1,000 readings, each way");
+      run.commit = await withLoad(() =>
+        commitCostPhase(db.url, db.feedIds, { rounds: 200, batchSize: 1000 })
+      );
+      await resetData(db.sql);
     }
     if (cfg.phaseList.some((p) => MQTT_PHASES.includes(p))) {
       // An external broker's setting is whatever its operator chose: run once.
@@ -528,6 +552,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     printScale(s.results);
   }
   for (const h of run.holds) printHold(h);
+  if (run.commit) printCommitCost(run.commit, cfg.qos, run.rows);
   const targets = evaluateTargets({
     qos: cfg.qos,
     rate: cfg.rate,
@@ -560,6 +585,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     targets,
     scale: run.scales,
     hold: run.holds,
+    commit: run.commit,
   };
   await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
   console.log(`results: ${file.pathname}`);

@@ -93,7 +93,7 @@ export async function startServe(
     );
     if (http) closers.push("the HTTP server", () => http.close());
 
-    const db = await openDatabase(databaseOf(config));
+    const db = await openDatabase({ ...databaseOf(config), onTransactionPooler: log.warn });
     closers.push("the database pool", () => db.close(abandoned ? 0 : 5));
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {

@@ -8,6 +8,7 @@ import { startEmbeddedDatabase } from "../embedded/services.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import { applyMigrations, migrationStatus } from "./migrate.ts";
+import { whenTransactionPoolerFound } from "./pooler.ts";
 import { explainTlsError, resolvePgTls } from "./tls.ts";
 import { maintainPartitions, type PartitionOptions, type UpkeepResult } from "./partitions.ts";
 
@@ -59,6 +60,11 @@ export interface OpenDatabaseOptions {
   dryRun?: boolean;
   /** Where `url` came from, named in errors (default `DATABASE_URL`): `--database-url`, ... */
   urlFrom?: string;
+  /**
+   * Gets one line for the log when the database turns out to be a transaction pooler
+   * nobody announced (src/db/pooler.ts), also during the migrations at open.
+   */
+  onTransactionPooler?: (message: string) => void;
 }
 
 /** Connects (or starts the embedded database) and checks that the database answers. */
@@ -137,6 +143,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     // a statement prepared on another one does not exist.
     ...(opts.pooler === "transaction" ? { prepare: false } : {}),
   });
+  if (opts.onTransactionPooler) whenTransactionPoolerFound(sql, opts.onTransactionPooler);
   try {
     await sql`select 1`;
   } catch (error) {

@@ -7,12 +7,15 @@
 import type postgres from "postgres";
 import { BUNDLED_MIGRATIONS } from "./bundled_migrations.ts";
 import { FeedlineError } from "../errors.ts";
+import { isLostPreparedStatement } from "./pooler.ts";
+import { confirmedTransaction } from "./transaction.ts";
 
 /** Default folder of migration files, next to this module. */
 export const DEFAULT_MIGRATIONS_DIR = new URL("../../sql/", import.meta.url);
 
 // Arbitrary but fixed: every feedline process contends for the same lock.
 const MIGRATION_LOCK_KEY = 7_300_412_001;
+const RETRY = Symbol("retry");
 
 /** One migration file. */
 export interface MigrationFile {
@@ -124,8 +127,10 @@ export async function applyMigrations(
   const appliedNow: string[] = [];
   // Each file runs in its own transaction that first takes a transaction-scoped advisory
   // lock: a second process waits there, then sees the file recorded and moves on.
+  let retried = false;
   for (;;) {
-    const next = await sql.begin(async (tx) => {
+    // Confirmed by PostgreSQL, or it is not reported as applied (src/db/transaction.ts).
+    const next = await confirmedTransaction(sql, async (tx) => {
       await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
       await ensureMigrationsTable(tx);
       const applied = await tx<Applied[]>`
@@ -146,7 +151,16 @@ export async function applyMigrations(
       await tx`insert into schema_migrations (version, name, checksum)
                values (${file.version}, ${file.name}, ${file.checksum})`;
       return file.name;
+    }).catch((error): typeof RETRY => {
+      // Through a transaction pooler not announced with --db-pooler: the pool has just
+      // stopped naming statements (src/db/pooler.ts), so the same step is tried again.
+      if (!retried && isLostPreparedStatement(error)) return RETRY;
+      throw error;
     });
+    if (next === RETRY) {
+      retried = true;
+      continue;
+    }
     if (next === null) return { applied: appliedNow };
     appliedNow.push(next);
   }

@@ -18,6 +18,7 @@
 import type postgres from "postgres";
 import type { Logger } from "../log.ts";
 import { Counter, Gauge, type Registry } from "../prometheus.ts";
+import { confirmedTransaction } from "./transaction.ts";
 
 /** Length of one partition. */
 export type PartitionInterval = "day" | "week" | "month" | "year";
@@ -131,7 +132,8 @@ export async function maintainPartitions(
 ): Promise<UpkeepResult> {
   const result: UpkeepResult = { created: [], dropped: [], moved: 0 };
   if (!opts.upkeep || !(await isPartitioned(sql))) return result;
-  await sql.begin(async (tx) => {
+  // What it reports created or dropped, PostgreSQL confirmed (src/db/transaction.ts).
+  await confirmedTransaction(sql, async (tx) => {
     await tx`select pg_advisory_xact_lock(${UPKEEP_LOCK_KEY})`;
     // Creating or dropping a partition locks feed_values; rather than make inserts queue
     // behind a lock we wait for, give up and try again next time.

@@ -22,6 +22,7 @@ import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
+import { confirmedTransaction } from "../db/transaction.ts";
 import { describeError } from "../core/decode.ts";
 import { formatTimestampUs, storableJson } from "../core/payload.ts";
 import { WritePath } from "./write_path.ts";
@@ -163,10 +164,12 @@ function emptyResult(messages: number): BatchResult {
 }
 
 /**
- * Processes one batch and returns its totals. Throws only for a failure of the database
- * or the connection (src/db/errors.ts): the caller keeps the batch and retries; nothing
- * of it needs to be acknowledged yet, and re-processing it is idempotent. Any other
- * failure is isolated to the messages that cause it, which are dead-lettered.
+ * Processes one batch and returns its totals, once PostgreSQL confirmed the commit
+ * (src/db/transaction.ts). Throws only for a failure of the database or the connection
+ * (src/db/errors.ts; a commit the database did not confirm, and a prepared statement a
+ * pooler lost, are among them): the caller keeps the batch and retries; nothing of it
+ * needs to be acknowledged yet, and re-processing it is idempotent. Any other failure is
+ * isolated to the messages that cause it, which are dead-lettered.
  */
 export async function processBatch(
   sql: postgres.Sql,
@@ -249,7 +252,7 @@ async function deadLetterAlone(
   };
   const result = emptyResult(1);
   try {
-    await sql.begin(async (tx) => {
+    await confirmedTransaction(sql, async (tx) => {
       const work = () =>
         insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
@@ -273,7 +276,8 @@ async function processInOneTransaction(
   const result = emptyResult(batch.length);
   if (batch.length === 0) return result;
   try {
-    await sql.begin(async (tx) => {
+    // Counted only once PostgreSQL confirmed the commit (src/db/transaction.ts).
+    await confirmedTransaction(sql, async (tx) => {
       // A retried batch must not count twice.
       result.stored = 0;
       result.skipped = {};
