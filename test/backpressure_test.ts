@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import type { MqttClient } from "mqtt";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { HAVE_MOSQUITTO, publish, type TestServe, waitFor } from "./support/serve.ts";
@@ -29,7 +29,7 @@ function reading(i: number): string {
 }
 
 function assertBalanced(serve: TestServe) {
-  const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
+  const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { createServeLogger } from "../src/ops/operations.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
@@ -38,7 +38,7 @@ async function publishMany(
 }
 
 function assertBalanced(serve: TestServe) {
-  const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
+  const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 

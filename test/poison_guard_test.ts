@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { decode } from "../src/core/decode.ts";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { createServeLogger } from "../src/ops/operations.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { endClient, publish, waitFor } from "./support/serve.ts";
@@ -35,7 +35,7 @@ async function unacknowledgedAtBroker(f: ServeFixture): Promise<string[]> {
 }
 
 function assertBalanced(f: ServeFixture) {
-  const a = accounting(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);
+  const a = accountingTerms(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 
