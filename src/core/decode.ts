@@ -13,6 +13,7 @@ import {
 } from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
 import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
+import { describeError } from "../errors.ts";
 
 /** What decode needs to know. */
 export interface DecodeOptions {
@@ -65,16 +66,8 @@ export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
   }
 }
 
-/** An error as one bounded line, for a reject's detail. Never throws. */
-export function describeError(error: unknown): string {
-  let text: string;
-  try {
-    text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  } catch {
-    text = "unprintable error";
-  }
-  return text.slice(0, 500);
-}
+// Until src/ingest/processor.ts imports it from its home (the leaf src/errors.ts).
+export { describeError };
 
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;

@@ -14,7 +14,8 @@
  * The returned object has the shape of the MQTT source's callbacks (src/mqtt/source.ts),
  * which knows nothing of queues or SQL.
  */
-import { decode as decodeMessage, describeError, lastReceiveOffsetUs } from "../core/decode.ts";
+import { decode as decodeMessage, lastReceiveOffsetUs } from "../core/decode.ts";
+import { describeError } from "../errors.ts";
 import { reserveStampsThrough } from "../clock.ts";
 import type { DecodeOptions } from "../core/decode.ts";
 import type { Ack, Decoded, Inbound } from "../core/message.ts";
