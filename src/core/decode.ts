@@ -52,19 +52,39 @@ export function isUuid(s: string): boolean {
   return true;
 }
 
+/** Topic + payload → what the message says. */
+export type Decoder = (msg: Inbound, opts: DecodeOptions) => Decoded;
+
+/** Longest kept of a decode failure's detail. */
+const MAX_FAILURE_DETAIL = 500;
+
+/**
+ * The one decode guard: `decoder`, made never to throw. A failure of the decoder itself
+ * (a bug) becomes an `internal_error` reject carrying the error (at most 500 characters),
+ * so the message is dead-lettered and acknowledged like any other instead of crashing
+ * the process, and can be replayed once the bug is fixed (docs/delivery.md, "On the
+ * delivery path"). `decode` is `decodeMessage` guarded; serve's intake guards a decoder
+ * a test puts in its place the same way.
+ */
+export function neverThrowing(decoder: Decoder): Decoder {
+  return (msg, opts) => {
+    try {
+      return decoder(msg, opts);
+    } catch (error) {
+      return {
+        kind: "reject",
+        reason: "internal_error",
+        detail: `decode failed: ${describeError(error)}`.slice(0, MAX_FAILURE_DETAIL),
+      };
+    }
+  };
+}
+
 /**
  * Decodes one inbound message. Never throws: whatever the topic and payload, the result
- * is a message, a skip or a reject. A failure of decode itself (a bug) becomes an
- * `internal_error` reject, so the message is dead-lettered and acknowledged like any
- * other instead of crashing the process, and can be replayed once the bug is fixed.
+ * is a message, a skip or a reject (`neverThrowing`).
  */
-export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
-  try {
-    return decodeMessage(msg, opts);
-  } catch (error) {
-    return { kind: "reject", reason: "internal_error", detail: describeError(error) };
-  }
-}
+export const decode: Decoder = neverThrowing(decodeMessage);
 
 // Until src/ingest/processor.ts imports it from its home (the leaf src/errors.ts).
 export { describeError };
