@@ -17,7 +17,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   mqtt: ["core", "top"],
   capture: ["core", "top"],
   ingest: ["db", "core", "top"],
-  sim: ["core", "top"],
+  sim: ["mqtt", "core", "top"],
   replay: ["ingest", "capture", "db", "core", "top"],
   ops: ["ingest", "mqtt", "db", "core", "top"],
 };
