@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
 import { accountingTerms } from "../src/ingest/accounting.ts";
-import { createServeLogger } from "../src/ops/operations.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";

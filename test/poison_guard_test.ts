@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { decode } from "../src/core/decode.ts";
 import { accountingTerms } from "../src/ingest/accounting.ts";
-import { createServeLogger } from "../src/ops/operations.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { endClient, publish, waitFor } from "./support/serve.ts";
 
