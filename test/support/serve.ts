@@ -262,3 +262,32 @@ export const HAVE_MOSQUITTO = (() => {
     return false;
   }
 })();
+
+/**
+ * Resolves once the broker has read everything `client` wrote before this call (its
+ * PUBACKs included): a QoS 1 publish to `topic`, which nobody may subscribe to, and the
+ * broker's PUBACK for it. The broker reads one connection in order. Instead of "let the
+ * acks reach the broker" sleeps.
+ */
+export async function brokerHasRead(client: MqttClient, topic: string): Promise<void> {
+  await publish(client, topic, "read-up-to-here", { qos: 1 });
+}
+
+/**
+ * What a session still had for its client before now: publishes a sentinel on `topic`
+ * (one the session subscribes to) from `publisher`, waits for it to arrive in
+ * `received`, and returns the payloads that arrived before it. The broker delivers a
+ * session's messages in order (MQTT 5 §4.6, per topic; Mosquitto keeps one queue per
+ * client), so what it held comes first. Instead of "wait, then assert nothing arrived"
+ * sleeps: nothing that should have arrived can be late.
+ */
+export async function heldBeforeSentinel(
+  publisher: MqttClient,
+  topic: string,
+  received: { topic: string; payload: string }[],
+): Promise<{ topic: string; payload: string }[]> {
+  const sentinel = `sentinel-${crypto.randomUUID()}`;
+  await publish(publisher, topic, sentinel, { qos: 1 });
+  await waitFor("the sentinel", () => received.some((m) => m.payload === sentinel));
+  return received.slice(0, received.findIndex((m) => m.payload === sentinel));
+}
