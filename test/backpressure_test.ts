@@ -83,7 +83,9 @@ for (const qos of [1, 0] as const) {
         await blocker`lock table feed_values in exclusive mode`;
         await flood(f.pub, topic, qos);
         await waitFor("the queue to fill", () => f.serve.pipeline.dataQueued >= QUEUE);
-        // Time for a socket that is still read to take in the flood, and for 2 keep-alives.
+        // Wall time on purpose: for a socket that is still read to take in the flood, and
+        // for 2 keep-alives of 1 s to pass without a reconnect (a paused socket reads no
+        // PINGRESP, so there is no event to wait for: that is what the test is about).
         await new Promise((r) => setTimeout(r, 2_500));
         const readMessages = Math.round(socket().bytesRead / packetBytes);
         assert.ok(

@@ -49,7 +49,7 @@ Deno.test("PubackWriter acks exactly the messages it is given; the broker redeli
       // Two acks in one tick: one socket write holding both PUBACKs.
       writer.ack(first[0].messageId!);
       writer.ack(first[1].messageId!);
-      await brokerHasRead(sub, `${prefix}-read`);
+      await brokerHasRead(sub);
       await endClient(sub, true);
 
       const again: IPublishPacket[] = [];
@@ -64,7 +64,7 @@ Deno.test("PubackWriter acks exactly the messages it is given; the broker redeli
         // Leave nothing behind in the shared broker: ack, then end the session.
         const acks = new PubackWriter(resumed);
         for (const p of again) acks.ack(p.messageId!);
-        await brokerHasRead(resumed, `${prefix}-read`);
+        await brokerHasRead(resumed);
         await endClient(resumed, true);
       }
     } finally {

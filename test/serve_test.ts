@@ -74,7 +74,7 @@ Deno.test("a committed QoS 1 message is acknowledged: a resumed session gets not
     await publish(f.pub, topic, "1");
     await waitFor("the row to commit", async () => (await f.storedCount()) === 1);
     await waitFor("the ack to be sent", () => f.serve.pipeline.unacked === 0);
-    await brokerHasRead(f.serve.source.client, `${f.serve.prefix}/not-subscribed`);
+    await brokerHasRead(f.serve.source.client);
     f.serve.source.client.end(true);
     const session = await resumeSession(f.broker, `feedline-test-${f.serve.prefix}`);
     resumed = session.client;
@@ -133,7 +133,7 @@ Deno.test("a backlog the broker sends right behind the CONNACK of a reconnect is
       "no message of the new connection was taken for a stale copy",
     );
     await waitFor("no ack outstanding", () => f.serve.pipeline.unacked === 0);
-    await brokerHasRead(f.serve.source.client, `${f.serve.prefix}/not-subscribed`);
+    await brokerHasRead(f.serve.source.client);
     f.serve.source.client.end(true);
     const session = await resumeSession(f.broker, `feedline-test-${f.serve.prefix}`);
     resumed = session.client;

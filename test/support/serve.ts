@@ -265,12 +265,19 @@ export const HAVE_MOSQUITTO = (() => {
 
 /**
  * Resolves once the broker has read everything `client` wrote before this call (its
- * PUBACKs included): a QoS 1 publish to `topic`, which nobody may subscribe to, and the
- * broker's PUBACK for it. The broker reads one connection in order. Instead of "let the
- * acks reach the broker" sleeps.
+ * PUBACKs included): a PINGREQ and the broker's PINGRESP. The broker reads one
+ * connection in order. Instead of "let the acks reach the broker" sleeps.
  */
-export async function brokerHasRead(client: MqttClient, topic: string): Promise<void> {
-  await publish(client, topic, "read-up-to-here", { qos: 1 });
+export function brokerHasRead(client: MqttClient): Promise<void> {
+  return new Promise((resolve) => {
+    const onPacket = (packet: { cmd: string }) => {
+      if (packet.cmd !== "pingresp") return;
+      client.off("packetreceive", onPacket);
+      resolve();
+    };
+    client.on("packetreceive", onPacket);
+    client.sendPing();
+  });
 }
 
 /**
