@@ -14,7 +14,7 @@ import { decode, lastReceiveOffsetUs } from "../src/core/decode.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { brokerOrRunningServe, databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
-import { FeedCache } from "../src/ingest/feed_cache.ts";
+import { processorOptionsOf } from "../src/ingest/assembly.ts";
 import { connectClient } from "../src/mqtt/connect.ts";
 import { replayIntoDatabase } from "../src/replay/into_database.ts";
 import { Progress, type ProgressMode } from "../src/replay/progress.ts";
@@ -116,20 +116,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
     try {
       // As in serve: dev mode with the embedded database (also a running serve's).
       const autoRegister = config.autoRegister ?? config.databaseUrl === undefined;
-      const processor = {
-        autoRegister,
-        rejectPayloadCap: config.rejectPayloadCap,
-        feedCache: new FeedCache({
-          ttlMs: config.feedCacheTtlMs,
-          maxEntries: config.feedCacheSize,
-        }),
-        requireDevice: !autoRegister && !config.acceptUnregisteredDevices,
-        deviceCache: new FeedCache<number>({
-          ttlMs: config.feedCacheTtlMs,
-          maxEntries: config.feedCacheSize,
-        }),
-        dryRun: config.dryRun,
-      };
+      const processor = processorOptionsOf({ ...config, autoRegister });
       if (config.rejects) {
         const rejectOpts = {
           sql: db.sql,

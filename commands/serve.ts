@@ -18,25 +18,23 @@ import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
 import { runUntilStopSignal } from "../src/cli/shutdown_signals.ts";
 import { Closers } from "../src/closers.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
-import type { decode } from "../src/core/decode.ts";
+import type { Decoder } from "../src/core/decode.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { leaseLane } from "../src/db/ingest_lanes.ts";
 import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
-import { Accounting } from "../src/ingest/accounting.ts";
-import { FeedCache } from "../src/ingest/feed_cache.ts";
+import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
-import { createIntake } from "../src/ingest/intake.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
-import { Pipeline } from "../src/ingest/pipeline.ts";
-import { processBatch, type ProcessorOptions } from "../src/ingest/processor.ts";
-import { DEFAULT_CAREFUL_MS, WritePath } from "../src/ingest/write_path.ts";
+import type { Pipeline } from "../src/ingest/pipeline.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
+import { createCommitReports } from "../src/ops/commit_reports.ts";
 import { startOpsHttp } from "../src/ops/http_listen.ts";
-import { createOperations, createServeLogger, type Operations } from "../src/ops/operations.ts";
+import { createOperations } from "../src/ops/operations.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { installProcessGuard } from "../src/process_guard.ts";
 
 export { parseServeArgs, type ServeConfig };
@@ -68,7 +66,7 @@ export interface RunningServe {
 
 /** Replaceable parts of `startServe`, for tests: the decoder (default: src/core/decode.ts). */
 export interface ServeHooks {
-  decode?: typeof decode;
+  decode?: Decoder;
 }
 
 /** Starts everything `serve` runs; `stop()` shuts it down gracefully. */
@@ -120,23 +118,23 @@ export async function startServe(
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
     const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
     closers.push("the feed cache", () => feeds.close());
-    const accounting = new Accounting(metrics);
-    const { autoRegister, rejectPayloadCap, acceptUnregisteredDevices } = config;
-    const processor: ProcessorOptions = {
-      autoRegister,
-      rejectPayloadCap,
+    const processor = processorOptionsOf(config, {
       feedCache: feeds.cache,
-      // Readings need their device registered, as statuses do (auto-register creates it).
-      requireDevice: !autoRegister && !acceptUnregisteredDevices,
-      deviceCache: new FeedCache<number>(cacheSize),
-      writePath: new WritePath(DEFAULT_CAREFUL_MS, () => metrics.carefulRewrites.inc()),
-    };
-    const pipeline = new Pipeline({
-      write: (batch) => processBatch(db.sql, batch, processor),
-      ...batchingOf(config),
+      onCarefulRewrite: () => metrics.carefulRewrites.inc(),
+    });
+    const { logRepeatIntervalMs } = config;
+    const reports = createCommitReports({ metrics, log, logRepeatIntervalMs });
+    closers.push("the flood warnings", () => reports.close());
+    const { pipeline, intake } = assembleIngest({
+      sql: db.sql,
+      processor,
+      batching: batchingOf(config),
+      decode: config.decode,
+      decoder: hooks.decode,
       log,
       metrics,
-      accounting,
+      onQueueFull: (inbound) => capture?.dropped(inbound),
+      onInternalError: reports.noteInternalError,
     });
     // Before `start()` this writes nothing: a start refused after subscribing leaves what
     // arrived unacknowledged with the broker, which redelivers it to the next start.
@@ -147,15 +145,6 @@ export async function startServe(
       pipeline.onCommit((items) => capture.committed(items.map((i) => i.pending.inbound)));
     }
 
-    let ops: Operations | null = null;
-    const intake = createIntake({
-      pipeline,
-      accounting,
-      decode: config.decode,
-      decoder: hooks.decode,
-      onQueueFull: (inbound) => capture?.dropped(inbound),
-      onInternalError: (topic, error) => ops?.noteInternalError(topic, error),
-    });
     // Instances of a group stamp receive times in lanes of their own (src/clock.ts),
     // leased before subscribing.
     if (config.sharedGroup) {
@@ -168,11 +157,11 @@ export async function startServe(
       onSessionLost: () => metrics.sessionsLost.inc(),
     });
     closers.push("the MQTT connection", () => source.close());
-    ops = createOperations({
-      ...{ config, sql: db.sql, metrics, log, pipeline, source },
+    const ops = createOperations({
+      ...{ config, sql: db.sql, metrics, log, pipeline, source, reports },
       captureErrors: capture ? () => capture.errors : undefined,
     });
-    closers.push("the operations timers", () => ops!.close());
+    closers.push("the operations timers", () => ops.close());
     pipeline.onCommit(ops.onCommitted);
     http?.wire(ops);
     const httpPort = http?.port ?? null;

@@ -8,7 +8,7 @@
 import { parseSimulateArgs, simulateOptions } from "../src/cli/simulate_options.ts";
 import { formatOptionsHelp } from "../src/cli/options.ts";
 import { mqttTlsOf } from "../src/cli/mqtt_options.ts";
-import { explainMqttTlsError, INSECURE_WARNING, resolveMqttTls } from "../src/mqtt/tls.ts";
+import { INSECURE_WARNING, resolveMqttTls } from "../src/mqtt/tls.ts";
 import { readEndpoints } from "../src/embedded/endpoints.ts";
 import { redactUrl } from "../src/log.ts";
 import { type ProgressSink, startSimulation } from "../src/sim/simulation.ts";
@@ -53,8 +53,7 @@ export async function run(args: string[]): Promise<void> {
   const tlsSettings = mqttTlsOf(config);
   const tls = await resolveMqttTls(targets.mqttUrl, tlsSettings);
   if (tlsSettings.insecure) progress.write(`feedline: warning: ${INSECURE_WARNING}\n`);
-  const explainTlsError = (error: Error) => explainMqttTlsError(error, tlsSettings);
-  const sim = await startSimulation(config, { ...targets, tls, explainTlsError }, progress);
+  const sim = await startSimulation(config, { ...targets, tls, tlsSettings }, progress);
   const onSignal = () => sim.stop();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);

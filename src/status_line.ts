@@ -17,20 +17,25 @@ export interface StatusLineOptions {
   lineIntervalMs: number;
   /** Put before each plain line (e.g. `replay: `). */
   prefix?: string;
+  /** Milliseconds now (default `performance.now()`); tests give a clock they move. */
+  now?: () => number;
 }
 
 /** Shows a status line at a bounded rate. */
 export class StatusLine {
   readonly #opts: StatusLineOptions;
-  #last = performance.now();
+  readonly #now: () => number;
+  #last: number;
   #drawn = false;
 
   constructor(opts: StatusLineOptions) {
     this.#opts = opts;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#last = this.#now();
   }
 
   /** Is a line due now? Lets a caller skip composing one that would not be drawn. */
-  due(now = performance.now()): boolean {
+  due(now = this.#now()): boolean {
     const { mode, liveIntervalMs, lineIntervalMs } = this.#opts;
     if (mode === "off") return false;
     return now - this.#last >= (mode === "live" ? liveIntervalMs : lineIntervalMs);
@@ -38,7 +43,7 @@ export class StatusLine {
 
   /** Draws `text` if a line is due, or always with `force`. */
   show(text: string, force = false): void {
-    const now = performance.now();
+    const now = this.#now();
     if (!force && !this.due(now)) return;
     if (this.#opts.mode === "off") return;
     this.#last = now;

@@ -4,7 +4,7 @@
  * the reason it deserves (or counted as skipped, by reason).
  */
 import assert from "node:assert/strict";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { createTestBroker } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { connectClient, endClient, publish, startTestServe, waitFor } from "./support/serve.ts";
@@ -206,7 +206,7 @@ Deno.test("malformed traffic never takes serve or good messages down and each ba
     assert.equal(n, good + 2, "every good reading (and the SQL-looking text) is stored");
     const [{ n: feeds }] = await db.sql`select count(*)::int as n from feeds`;
     assert.equal(feeds, 3, "the feeds table is intact");
-    const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
+    const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
     assert.ok(a.balanced, JSON.stringify(a));
     assert.equal(a.received, total);
   } finally {

@@ -14,7 +14,7 @@ import { compileTopics } from "../src/core/topics.ts";
 import { decode, type DecodeOptions } from "../src/core/decode.ts";
 import type { Pending } from "../src/core/message.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
-import { decodeGuarded } from "../src/ingest/intake.ts";
+import { decodeReceived } from "../src/ingest/intake.ts";
 import { intArrayLiteral } from "../src/ingest/pg_array.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { withTestDatabase } from "./support/db.ts";
@@ -104,7 +104,7 @@ function materialize(m: MessageDesc, user: string, tsBase: number): Pending {
     receivedAtUs: nowUs(),
   };
   // As serve's intake does it: decode, and keep the clock past the message's stamps.
-  return { inbound, decoded: decodeGuarded(decode, inbound, DECODE) };
+  return { inbound, decoded: decodeReceived(decode, inbound, DECODE) };
 }
 
 /** What the rules say becomes of each message's entries, in batch order. */

@@ -47,9 +47,8 @@ function spawnBundle(file: string, args: string[], cwd: string) {
     stderr: () => stderr,
     logged: (msg: string) => records.find((r) => r.msg === msg),
     async stop(): Promise<number> {
-      // serve installs its SIGTERM handler only once started, a moment after it logs
-      // "subscribed"; a signal before that ends it with 143 instead of a clean 0.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // serve listens for SIGTERM from before its start (src/cli/shutdown_signals.ts
+      // runUntilStopSignal), and the caller has seen it subscribe.
       child.kill("SIGTERM");
       const { code } = await child.status;
       await reading;

@@ -12,6 +12,7 @@ import {
   connectClient,
   endClient,
   HAVE_MOSQUITTO,
+  heldBeforeSentinel,
   prefixedTopicArgs,
   publish,
   spawnServe,
@@ -104,6 +105,7 @@ Deno.test({
                 ),
             ),
           );
+          // Pacing, not waiting: the kill below lands while readings still arrive.
           await new Promise((r) => setTimeout(r, 5));
         }
       })();
@@ -192,7 +194,7 @@ Deno.test({
 
       // Whatever the broker still holds for serve's session must not be stored yet:
       // nothing was both written and left unacknowledged.
-      const redelivered: number[] = [];
+      const received: { topic: string; payload: string }[] = [];
       resumed = mqtt.connect(mosquitto.url, {
         protocolVersion: 5,
         clientId: `feedline-crash-${prefix}`,
@@ -200,12 +202,10 @@ Deno.test({
         reconnectPeriod: 0,
         properties: { sessionExpiryInterval: 300 },
       });
-      resumed.on(
-        "message",
-        (_t, payload) => redelivered.push(JSON.parse(payload.toString()).value),
-      );
+      resumed.on("message", (t, payload) => received.push({ topic: t, payload: String(payload) }));
       await new Promise<void>((resolve) => resumed!.once("connect", () => resolve()));
-      await new Promise((r) => setTimeout(r, 1000));
+      const redelivered = (await heldBeforeSentinel(pub, topic, received))
+        .map((m) => JSON.parse(m.payload).value);
       const stored = await db.sql`select value from feed_values`;
       const storedValues = new Set(stored.map((r) => r.value));
       assert.equal(stored.length, stopped.stored, "serve's count matches the table");

@@ -125,6 +125,9 @@ Deno.test("the embedded database hides a rolled-back transaction from a second c
         await tx`insert into t values (1)`;
         // the embedded server (src/embedded/pglite_server.ts) holds b's query until a's transaction ends.
         countSeenByB = b`select count(*)::int as n from t`.then(([row]) => row.n);
+        // Wall time on purpose: b's query must reach the server while this transaction is
+        // open, and nothing the server shows says it has (a wait that is too short only
+        // makes the test pass without testing the hold).
         await new Promise((resolve) => setTimeout(resolve, 50));
         throw new Error("abort");
       }),

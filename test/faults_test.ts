@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
-import { accounting } from "../src/ingest/accounting.ts";
-import { createServeLogger } from "../src/ops/operations.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
@@ -38,7 +38,7 @@ async function publishMany(
 }
 
 function assertBalanced(serve: TestServe) {
-  const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
+  const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 
@@ -80,7 +80,8 @@ Deno.test("while the database is unreachable serve holds the messages, stops tak
       const r = await readyz(f.serve.httpPort!);
       return r.status === 503 && r.body.database === false && r.body.broker === true;
     });
-    await new Promise((r) => setTimeout(r, 500));
+    // Every message is at the broker, which offered serve what its window allows.
+    await publishing;
     // Back-pressure: at most a queue and a batch are held; the broker keeps the rest.
     const held = f.serve.metrics.received.total() - 10;
     assert.ok(held <= 20 + 10, `serve took ${held} messages while the database was down`);
@@ -88,7 +89,6 @@ Deno.test("while the database is unreachable serve holds the messages, stops tak
     assert.equal(await f.storedCount(), 10);
 
     proxy.restore();
-    await publishing;
     await waitFor("all 200 readings", async () => (await f.storedCount()) === 200, 30_000);
     await waitFor(
       "readyz to report ready again",
@@ -148,11 +148,11 @@ Deno.test("full queues hold QoS 1 messages back at the broker and drop nothing",
     await blocker`lock table feed_values in exclusive mode`;
     const publishing = publishMany(f.pub, f.serve.feedTopic(f.user, "d1", "temp"), 0, 200);
     await waitFor("the queue to fill", () => f.serve.pipeline.dataQueued >= 10);
-    await new Promise((r) => setTimeout(r, 300));
+    // Every message is at the broker, which offered serve what its window allows.
+    await publishing;
     assert.ok(f.serve.pipeline.dataQueued <= 10);
     assert.ok(f.serve.metrics.received.total() <= 15, `took ${f.serve.metrics.received.total()}`);
     await blocker`rollback`;
-    await publishing;
     await waitFor("all 200 readings", async () => (await f.storedCount()) === 200, 30_000);
     assert.equal(f.serve.metrics.dropped.total(), 0);
     assertBalanced(f.serve);
@@ -229,8 +229,13 @@ Deno.test("a batch held up by a table lock is a stalled writer: /readyz 503 with
       const r = await readyz(port);
       return r.status === 503 && (r.body.writer as { stalled: boolean }).stalled;
     });
-    // Held a while longer: the age grows, and the warning is still a single line.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Held a while longer: the age grows, and the warning is still a single line (the
+    // age is wall time: this waits for it, 1.5 s, on purpose).
+    await waitFor(
+      "the batch to be 1.5 s old",
+      async () =>
+        ((await readyz(port)).body.writer as { batch_age_ms: number }).batch_age_ms >= 1500,
+    );
     const r = await readyz(port);
     assert.equal(r.status, 503);
     assert.equal(r.body.broker, true);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { FeedCache, feedKeyOf } from "../src/ingest/feed_cache.ts";
 import { feedKeyOfNotification, listenForFeedChanges } from "../src/ingest/feed_notify.ts";
-import { silentLogger } from "../src/log.ts";
+import { createLogger, silentLogger } from "../src/log.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { publish, userId, waitFor } from "./support/serve.ts";
@@ -63,8 +63,14 @@ Deno.test({
   name: "serve stops storing a feed as soon as it is deactivated, long cache TTL or not",
   ignore: !realPostgres,
   fn: async () => {
+    const lines: { msg: string }[] = [];
     const fixture = await startServeFixture({
       args: ["--batch-interval-ms", "50", "--feed-cache-ttl-ms", "3600000"],
+      log: createLogger({
+        level: "debug",
+        format: "json",
+        write: (l) => lines.push(JSON.parse(l)),
+      }),
     });
     const { db, serve, pub, user } = fixture;
     try {
@@ -72,7 +78,10 @@ Deno.test({
       await publish(pub, topic, "1");
       await waitFor("first value stored", () => serve.metrics.stored.total() === 1);
       await db.sql`update feeds set is_active = false where user_id = ${user}`;
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor(
+        "serve to hear of the change",
+        () => lines.some((l) => l.msg === "feed changed: dropped from the feed cache"),
+      );
       await publish(pub, topic, "2");
       await waitFor(
         "second value skipped as inactive",

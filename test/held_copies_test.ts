@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { Qos } from "../src/core/message.ts";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { type HeldLock, lockFeedValues } from "./support/lock.ts";
@@ -16,7 +16,7 @@ import { endClient, HAVE_MOSQUITTO, publish, type TestServe, waitFor } from "./s
 import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 function assertBalanced(serve: TestServe) {
-  const a = accounting(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
+  const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 

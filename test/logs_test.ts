@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServeLogger } from "../src/ops/operations.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { publish, waitFor } from "./support/serve.ts";
 import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { FeedlineError } from "../src/errors.ts";
 import { applyMigrations, migrationStatus, readMigrations } from "../src/db/migrate.ts";
 import { createTestDatabase } from "./support/db.ts";
+import { waitFor } from "./support/serve.ts";
 
 async function migrationDir(files: Record<string, string>): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "feedline-migrations-" });
@@ -156,7 +157,13 @@ Deno.test({
       // An ingest transaction that has written a reading and not committed yet.
       await tx`insert into feed_values (feed_id, value, created_at) values (${f.id}, 1, now())`;
       deleting = other`delete from feeds where id = ${f.id}`.then(() => (deleted = true));
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor("the delete to wait on a lock", async () => {
+        const [{ n }] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query like 'delete from feeds%'
+            and datname = current_database()`;
+        return n === 1;
+      });
       assert.equal(deleted, false, "the delete waits for the ingest transaction");
     });
     // The reading committed first; the delete, let through then, removes it.

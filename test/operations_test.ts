@@ -12,7 +12,7 @@ async function scrape(port: number) {
   return parsePrometheusText(await res.text());
 }
 
-/** The probe's warning when `select 1` stops answering (src/ops/operations.ts). */
+/** The probe's warning when `select 1` stops answering (src/ops/readiness.ts). */
 const PROBE_DOWN = "database unreachable: not ready until it answers";
 
 async function readyz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { decode } from "../src/core/decode.ts";
-import { accounting } from "../src/ingest/accounting.ts";
-import { createServeLogger } from "../src/ops/operations.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
+import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
-import { endClient, publish, waitFor } from "./support/serve.ts";
+import { brokerHasRead, endClient, heldBeforeSentinel, publish, waitFor } from "./support/serve.ts";
 
 /**
  * Ends serve's connection without a DISCONNECT, resumes its session as a plain client
@@ -17,9 +17,9 @@ import { endClient, publish, waitFor } from "./support/serve.ts";
  */
 async function unacknowledgedAtBroker(f: ServeFixture): Promise<string[]> {
   await waitFor("no ack outstanding", () => f.serve.pipeline.unacked === 0);
-  await new Promise((r) => setTimeout(r, 100)); // let the last PUBACK reach the broker
+  await brokerHasRead(f.serve.source.client);
   f.serve.source.client.end(true);
-  const topics: string[] = [];
+  const messages: { topic: string; payload: string }[] = [];
   const client: MqttClient = mqtt.connect(f.broker.url, {
     protocolVersion: f.broker.protocolVersion,
     clientId: `feedline-test-${f.serve.prefix}`,
@@ -27,15 +27,16 @@ async function unacknowledgedAtBroker(f: ServeFixture): Promise<string[]> {
     reconnectPeriod: 0,
     properties: f.broker.protocolVersion === 5 ? { sessionExpiryInterval: 1 } : undefined,
   });
-  client.on("message", (topic) => topics.push(topic));
+  client.on("message", (topic, payload) => messages.push({ topic, payload: String(payload) }));
   await new Promise<void>((resolve) => client.once("connect", () => resolve()));
-  await new Promise((r) => setTimeout(r, 500));
+  const sentinelTopic = f.serve.feedTopic(f.user, "sentinel", "temp");
+  const held = await heldBeforeSentinel(f.pub, sentinelTopic, messages);
   await endClient(client, true);
-  return topics;
+  return held.map((m) => m.topic);
 }
 
 function assertBalanced(f: ServeFixture) {
-  const a = accounting(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);
+  const a = accountingTerms(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);
   assert.ok(a.balanced, `accounting does not balance: ${JSON.stringify(a)}`);
 }
 

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { DEFER_ACK, PubackWriter } from "../src/mqtt/ack.ts";
 import { withTestBroker } from "./support/broker.ts";
-import { connectClient, endClient, publish, uniquePrefix, waitFor } from "./support/serve.ts";
+import {
+  brokerHasRead,
+  connectClient,
+  endClient,
+  publish,
+  uniquePrefix,
+  waitFor,
+} from "./support/serve.ts";
 
 function subscriber(
   url: string,
@@ -42,19 +49,22 @@ Deno.test("PubackWriter acks exactly the messages it is given; the broker redeli
       // Two acks in one tick: one socket write holding both PUBACKs.
       writer.ack(first[0].messageId!);
       writer.ack(first[1].messageId!);
-      await new Promise((r) => setTimeout(r, 200));
+      await brokerHasRead(sub);
       await endClient(sub, true);
 
       const again: IPublishPacket[] = [];
       const resumed = subscriber(url, protocolVersion, clientId, again);
       try {
-        await waitFor("the unacknowledged message again", () => again.length >= 1);
-        await new Promise((r) => setTimeout(r, 300));
-        assert.deepEqual(again.map((p) => p.payload.toString()), ["3"]);
+        await new Promise((r) => resumed.once("connect", r));
+        // What the session still held arrives before a sentinel published now.
+        await publish(pub, `${prefix}/x`, "sentinel");
+        await waitFor("the sentinel", () => again.some((p) => String(p.payload) === "sentinel"));
+        assert.deepEqual(again.map((p) => p.payload.toString()), ["3", "sentinel"]);
       } finally {
         // Leave nothing behind in the shared broker: ack, then end the session.
-        new PubackWriter(resumed).ack(again[0].messageId!);
-        await new Promise((r) => setTimeout(r, 50));
+        const acks = new PubackWriter(resumed);
+        for (const p of again) acks.ack(p.messageId!);
+        await brokerHasRead(resumed);
         await endClient(resumed, true);
       }
     } finally {

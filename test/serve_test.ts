@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { startServeFixture } from "./support/fixture.ts";
-import { endClient, publish, waitFor } from "./support/serve.ts";
+import { brokerHasRead, endClient, heldBeforeSentinel, publish, waitFor } from "./support/serve.ts";
 import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 /** Connects as serve's own client id, resuming its session, and collects what arrives. */
 async function resumeSession(
   broker: { url: string; protocolVersion: 4 | 5 },
   clientId: string,
-): Promise<{ client: MqttClient; topics: string[] }> {
-  const topics: string[] = [];
+): Promise<{ client: MqttClient; messages: { topic: string; payload: string }[] }> {
+  const messages: { topic: string; payload: string }[] = [];
   const client = mqtt.connect(broker.url, {
     protocolVersion: broker.protocolVersion,
     clientId,
@@ -17,9 +17,9 @@ async function resumeSession(
     reconnectPeriod: 0,
     properties: broker.protocolVersion === 5 ? { sessionExpiryInterval: 60 } : undefined,
   });
-  client.on("message", (topic) => topics.push(topic));
+  client.on("message", (topic, payload) => messages.push({ topic, payload: String(payload) }));
   await new Promise<void>((resolve) => client.once("connect", () => resolve()));
-  return { client, topics };
+  return { client, messages };
 }
 
 Deno.test("a message published over MQTT lands in feed_values and moves last_value", async () => {
@@ -56,9 +56,9 @@ Deno.test("a QoS 1 message is acknowledged only after its batch commits", async 
     resumed = session.client;
     await waitFor(
       "the unacknowledged message to be redelivered",
-      () => session.topics.length === 1,
+      () => session.messages.length === 1,
     );
-    assert.deepEqual(session.topics, [topic]);
+    assert.deepEqual(session.messages, [{ topic, payload: "1" }]);
   } finally {
     blocker.release();
     if (resumed) await endClient(resumed, true);
@@ -70,15 +70,15 @@ Deno.test("a committed QoS 1 message is acknowledged: a resumed session gets not
   const f = await startServeFixture({ args: ["--batch-interval-ms", "50"] });
   let resumed: MqttClient | null = null;
   try {
-    await publish(f.pub, f.serve.feedTopic(f.user, "d1", "temp"), "1");
+    const topic = f.serve.feedTopic(f.user, "d1", "temp");
+    await publish(f.pub, topic, "1");
     await waitFor("the row to commit", async () => (await f.storedCount()) === 1);
     await waitFor("the ack to be sent", () => f.serve.pipeline.unacked === 0);
-    await new Promise((r) => setTimeout(r, 100)); // let the PUBACK reach the broker
+    await brokerHasRead(f.serve.source.client);
     f.serve.source.client.end(true);
     const session = await resumeSession(f.broker, `feedline-test-${f.serve.prefix}`);
     resumed = session.client;
-    await new Promise((r) => setTimeout(r, 500));
-    assert.deepEqual(session.topics, []);
+    assert.deepEqual(await heldBeforeSentinel(f.pub, topic, session.messages), []);
   } finally {
     if (resumed) await endClient(resumed, true);
     await f.close();
@@ -133,12 +133,15 @@ Deno.test("a backlog the broker sends right behind the CONNACK of a reconnect is
       "no message of the new connection was taken for a stale copy",
     );
     await waitFor("no ack outstanding", () => f.serve.pipeline.unacked === 0);
-    await new Promise((r) => setTimeout(r, 200)); // let the PUBACKs reach the broker
+    await brokerHasRead(f.serve.source.client);
     f.serve.source.client.end(true);
     const session = await resumeSession(f.broker, `feedline-test-${f.serve.prefix}`);
     resumed = session.client;
-    await new Promise((r) => setTimeout(r, 500));
-    assert.deepEqual(session.topics, [], "every message of the backlog was acknowledged");
+    assert.deepEqual(
+      await heldBeforeSentinel(f.pub, topic, session.messages),
+      [],
+      "every message of the backlog was acknowledged",
+    );
   } finally {
     if (resumed) await endClient(resumed, true);
     await f.close();

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
-import { accounting } from "../src/ingest/accounting.ts";
+import { accountingTerms } from "../src/ingest/accounting.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { type HeldLock, lockFeedValues } from "./support/lock.ts";
@@ -56,7 +56,11 @@ Deno.test({
       assert.ok(Number(warnings[0].awayMs) >= 0 && warnings[0].heldMessages === n);
       const metrics = parsePrometheusText(f.serve.metrics.registry.render());
       assert.equal(metrics.value("feedline_sessions_lost_total"), 1);
-      const a = accounting(f.serve.metrics, f.serve.pipeline.queued, f.serve.pipeline.inFlight);
+      const a = accountingTerms(
+        f.serve.metrics,
+        f.serve.pipeline.queued,
+        f.serve.pipeline.inFlight,
+      );
       assert.ok(a.balanced, JSON.stringify(a));
     } finally {
       await lock?.release();

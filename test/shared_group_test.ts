@@ -13,6 +13,7 @@ import { auditedProcess, openBooks } from "./support/audit.ts";
 import { startMosquitto } from "./support/broker.ts";
 import { createTestDatabase } from "./support/db.ts";
 import {
+  brokerHasRead,
   connectClient,
   endClient,
   HAVE_MOSQUITTO,
@@ -84,7 +85,7 @@ Deno.test({
         for (let seq = 0; seq < TOTAL; seq += perTick) {
           const due = started + (seq / RATE) * 1000;
           const wait = due - Date.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // pacing, not waiting
           await Promise.all(
             Array.from({ length: perTick }, (_, k) => {
               const n = seq + k;
@@ -103,6 +104,8 @@ Deno.test({
       killed = serves[1];
       assert.equal(await killed.signal("SIGKILL"), 137);
       killedAt = Date.now();
+      // Down for a second on purpose: readings arrive for the killed instance's session
+      // meanwhile, and copies of its last batch must straddle this gap (below).
       await new Promise((r) => setTimeout(r, 1000));
       restartedAt = Date.now();
       serves[1] = spawnServe(argsOf(1), env);
@@ -257,7 +260,8 @@ Deno.test({
     });
     try {
       await waitFor("the refusal", () => lines.some((l) => l.level === "error"));
-      await new Promise((r) => setTimeout(r, 200));
+      // Whatever else the broker answered before now has been handled (one SUBACK: one line).
+      await brokerHasRead(serve.source.client);
       const errors = lines.filter((l) => l.level === "error");
       assert.equal(errors.length, 1, JSON.stringify(errors));
       const msg = String(errors[0].msg);

@@ -30,7 +30,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
         "--embedded-db-port",
         "0",
         "--http",
-        "off",
+        "127.0.0.1:0",
         "--log-format",
         "json",
         // Nothing is written before the signal: the drain has work to do.
@@ -56,8 +56,12 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
         await publish(client, `${user}/dev1/feeds/temperature`, String(20 + i), { qos: 0 });
       }
       await endClient(client);
-      // QoS 0 is fire-and-forget: give serve a moment to take the messages in.
-      await new Promise((r) => setTimeout(r, 1000));
+      // QoS 0 is fire-and-forget: wait until serve has taken the messages in.
+      const http = logs.find((l) => l.msg === "http listening")!;
+      await waitFor("serve to receive the 5 messages", async () => {
+        const metrics = await (await fetch(String(http.metrics))).text();
+        return /^feedline_messages_received_total 5$/m.test(metrics);
+      });
 
       Deno.kill(-pgid, sig);
       const status = await child.status;

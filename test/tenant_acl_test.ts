@@ -150,8 +150,12 @@ Deno.test({
         "B got its reject feedback",
         () => gotB.some((m) => /bad_timestamp/.test(m.payload)),
       );
-      // Messages to A would have been sent with B's; give them a moment all the same.
-      await new Promise((r) => setTimeout(r, 500));
+      // Anything of B's that reached A came before a sentinel serve publishes now on A's
+      // errors topic: B's readings were routed before serve received them, and serve's
+      // feedback to B went out on the connection the sentinel goes out on.
+      const sentinel = JSON.stringify({ sentinel: crypto.randomUUID() });
+      await tryPublish(serve.source.client, `${a}/errors`, sentinel);
+      await waitFor("A's sentinel", () => gotA.some((m) => m.payload === sentinel));
 
       assert.deepEqual([...await rowsOf(a)], [{ feed: "temp", value: 21.5 }]);
       assert.deepEqual([...await rowsOf(b)], [{ feed: "temp", value: 22.5 }]);

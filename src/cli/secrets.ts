@@ -12,7 +12,7 @@
 import { FeedlineError } from "../errors.ts";
 import { expandSecrets, redactText, redactUrl, secretsOfUrl } from "../log.ts";
 import { option, type OptionSpec, resolveOptions, zs } from "./options.ts";
-import { describeReadError } from "../local_files.ts";
+import { describeReadError } from "../errors.ts";
 
 /** Variables that may instead be given as `<NAME>_FILE`. */
 export const FILE_VARIABLES = ["DATABASE_URL", "MQTT_URL", "MQTT_PASSWORD"] as const;

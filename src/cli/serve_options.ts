@@ -18,7 +18,7 @@ import {
   processingOptions,
 } from "./option_groups.ts";
 import { mqttClientOptions, mqttTlsOf } from "./mqtt_options.ts";
-import { operationsOptions } from "./ops_options.ts";
+import { operationsOptions } from "./operations_options.ts";
 import { printConfigOptions } from "./secrets.ts";
 import { option, resolveOptions, zs } from "./options.ts";
 import type { Qos } from "../core/message.ts";

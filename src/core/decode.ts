@@ -13,6 +13,7 @@ import {
 } from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
 import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
+import { describeError } from "../errors.ts";
 
 /** What decode needs to know. */
 export interface DecodeOptions {
@@ -51,30 +52,42 @@ export function isUuid(s: string): boolean {
   return true;
 }
 
+/** Topic + payload → what the message says. */
+export type Decoder = (msg: Inbound, opts: DecodeOptions) => Decoded;
+
+/** Longest kept of a decode failure's detail. */
+const MAX_FAILURE_DETAIL = 500;
+
 /**
- * Decodes one inbound message. Never throws: whatever the topic and payload, the result
- * is a message, a skip or a reject. A failure of decode itself (a bug) becomes an
- * `internal_error` reject, so the message is dead-lettered and acknowledged like any
- * other instead of crashing the process, and can be replayed once the bug is fixed.
+ * The one decode guard: `decoder`, made never to throw. A failure of the decoder itself
+ * (a bug) becomes an `internal_error` reject carrying the error (at most 500 characters),
+ * so the message is dead-lettered and acknowledged like any other instead of crashing
+ * the process, and can be replayed once the bug is fixed (docs/delivery.md, "On the
+ * delivery path"). `decode` is `decodeMessage` guarded; serve's intake guards a decoder
+ * a test puts in its place the same way.
  */
-export function decode(msg: Inbound, opts: DecodeOptions): Decoded {
-  try {
-    return decodeMessage(msg, opts);
-  } catch (error) {
-    return { kind: "reject", reason: "internal_error", detail: describeError(error) };
-  }
+export function neverThrowing(decoder: Decoder): Decoder {
+  return (msg, opts) => {
+    try {
+      return decoder(msg, opts);
+    } catch (error) {
+      return {
+        kind: "reject",
+        reason: "internal_error",
+        detail: `decode failed: ${describeError(error)}`.slice(0, MAX_FAILURE_DETAIL),
+      };
+    }
+  };
 }
 
-/** An error as one bounded line, for a reject's detail. Never throws. */
-export function describeError(error: unknown): string {
-  let text: string;
-  try {
-    text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  } catch {
-    text = "unprintable error";
-  }
-  return text.slice(0, 500);
-}
+/**
+ * Decodes one inbound message. Never throws: whatever the topic and payload, the result
+ * is a message, a skip or a reject (`neverThrowing`).
+ */
+export const decode: Decoder = neverThrowing(decodeMessage);
+
+// Until src/ingest/processor.ts imports it from its home (the leaf src/errors.ts).
+export { describeError };
 
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;

@@ -11,8 +11,8 @@
  */
 import type { ConnectionOptions } from "node:tls";
 import { X509Certificate } from "node:crypto";
-import { FeedlineError } from "../errors.ts";
-import { describeReadError, TLS_UNTRUSTED_CODES } from "../local_files.ts";
+import { describeReadError, FeedlineError } from "../errors.ts";
+import { TLS_UNTRUSTED_CODES } from "../tls_untrusted_codes.ts";
 
 /** libpq's sslmode values, weakest first. */
 export const SSL_MODES = [

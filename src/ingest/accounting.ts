@@ -27,7 +27,11 @@ export interface AccountingTerms {
 }
 
 /** The terms from the metrics, with what is queued and in flight now. Pure. */
-export function accounting(m: IngestMetrics, queued: number, inFlight: number): AccountingTerms {
+export function accountingTerms(
+  m: IngestMetrics,
+  queued: number,
+  inFlight: number,
+): AccountingTerms {
   const terms = {
     received: m.received.total(),
     stored: m.outcomes.get({ outcome: "stored" }),
@@ -80,7 +84,7 @@ export class Accounting {
 
   /** The terms now, given what is queued and in flight. */
   terms(queued: number, inFlight: number): AccountingTerms {
-    return accounting(this.metrics, queued, inFlight);
+    return accountingTerms(this.metrics, queued, inFlight);
   }
 
   /** Rows written to ingest_rejects by reason (only reasons that occurred), for the final line. */

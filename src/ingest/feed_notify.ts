@@ -52,6 +52,7 @@ export async function listenForFeedChanges(
           const key = feedKeyOfNotification(payload);
           if (key === null) cache.clear();
           else cache.delete(key);
+          log.debug("feed changed: dropped from the feed cache", { feed: payload });
         },
         // Called on the first LISTEN and after every reconnect of the listening
         // connection: whatever changed in between was not heard, so forget everything.

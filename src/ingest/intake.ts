@@ -1,7 +1,7 @@
 /**
  * The intake: where a message from a source enters the pipeline (docs/architecture.md,
  * "The data path", step 3). It decodes the message (a decoder failure becomes an
- * `internal_error` reject, never an exception), applies the drop policy, and counts what
+ * `internal_error` reject, never an exception: src/core/decode.ts `neverThrowing`), applies the drop policy, and counts what
  * arrives in the accounting (src/ingest/accounting.ts).
  *
  * Drop policy: messages are never dropped here. When a queue is full `deliver` answers
@@ -14,9 +14,14 @@
  * The returned object has the shape of the MQTT source's callbacks (src/mqtt/source.ts),
  * which knows nothing of queues or SQL.
  */
-import { decode as decodeMessage, describeError, lastReceiveOffsetUs } from "../core/decode.ts";
+import {
+  decode,
+  type DecodeOptions,
+  type Decoder,
+  lastReceiveOffsetUs,
+  neverThrowing,
+} from "../core/decode.ts";
 import { reserveStampsThrough } from "../clock.ts";
-import type { DecodeOptions } from "../core/decode.ts";
 import type { Ack, Decoded, Inbound } from "../core/message.ts";
 import type { Accounting } from "./accounting.ts";
 import type { Pipeline } from "./pipeline.ts";
@@ -26,8 +31,8 @@ export interface IntakeOptions {
   pipeline: Pipeline;
   accounting: Accounting;
   decode: DecodeOptions;
-  /** The decoder; tests replace it with one that throws. */
-  decoder?: typeof decodeMessage;
+  /** The decoder; tests replace it with one that throws (guarded like `decode`). */
+  decoder?: Decoder;
   /** A QoS 0 message dropped on a full queue (the capture file keeps it for replay). */
   onQueueFull?(inbound: Inbound): void;
   /** Feedline failed on a message before it was queued (for the flood log). */
@@ -43,46 +48,30 @@ export interface Intake {
   onRedelivered(inbound: Inbound): void;
 }
 
-/** Longest kept of an error message in an `internal_error` reject's detail. */
-const MAX_ERROR_DETAIL = 500;
-
 /**
- * Decodes, and never throws: a decoder failure (a bug of ours) becomes an
- * `internal_error` reject carrying the error, queued and dead-lettered like any reject,
- * so the message can be replayed once the bug is fixed. A message whose readings take
- * stamps after its receive time (src/core/decode.ts `spreadReceiveStamps`) moves the
- * receive clock past them here, before the source stamps the next message.
+ * Decodes a received message (never throws: `decoder` is guarded, src/core/decode.ts
+ * `neverThrowing`). A message whose readings take stamps after its receive time
+ * (src/core/decode.ts `spreadReceiveStamps`) moves the receive clock past them here,
+ * before the source stamps the next message.
  */
-export function decodeGuarded(
-  decoder: typeof decodeMessage,
-  inbound: Inbound,
-  opts: DecodeOptions,
-): Decoded {
-  try {
-    const decoded = decoder(inbound, opts);
-    const offset = lastReceiveOffsetUs(decoded);
-    if (offset > 0) reserveStampsThrough(inbound.receivedAtUs + offset);
-    return decoded;
-  } catch (error) {
-    return {
-      kind: "reject",
-      reason: "internal_error",
-      detail: `decode failed: ${describeError(error)}`.slice(0, MAX_ERROR_DETAIL),
-    };
-  }
+export function decodeReceived(decoder: Decoder, inbound: Inbound, opts: DecodeOptions): Decoded {
+  const decoded = decoder(inbound, opts);
+  const offset = lastReceiveOffsetUs(decoded);
+  if (offset > 0) reserveStampsThrough(inbound.receivedAtUs + offset);
+  return decoded;
 }
 
 /** Creates the intake of one pipeline. */
 export function createIntake(opts: IntakeOptions): Intake {
   const { pipeline, accounting } = opts;
-  const decoder = opts.decoder ?? decodeMessage;
+  const decoder = opts.decoder ? neverThrowing(opts.decoder) : decode;
   const router = opts.decode.router;
   return {
     deliver(inbound, ack) {
       if (!ack && pipeline.isFull("readings") && router.match(inbound.topic)?.kind !== "status") {
         return false; // the source holds it (or, under the drop policy, calls onDrop)
       }
-      const pending = { inbound, decoded: decodeGuarded(decoder, inbound, opts.decode) };
+      const pending = { inbound, decoded: decodeReceived(decoder, inbound, opts.decode) };
       if (!pipeline.offer(pending, ack)) return false;
       accounting.received();
       return true;

@@ -8,7 +8,7 @@
  * (a message may carry several readings: the `readings_*` counters count those).
  */
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
-import { Counter, Gauge, Histogram, Registry } from "../prometheus.ts";
+import { Counter, Histogram, Registry } from "../prometheus.ts";
 
 /**
  * Why a message was dropped without being processed: QoS 0 on a full queue or unwritten
@@ -166,90 +166,3 @@ export function createIngestMetrics(registry = new Registry()) {
 
 /** The pipeline's metrics. */
 export type IngestMetrics = ReturnType<typeof createIngestMetrics>;
-
-/** Adds a gauge read at scrape time. */
-export function addGauge(m: IngestMetrics, name: string, help: string, read: () => number): Gauge {
-  return m.registry.add(new Gauge(name, help, read));
-}
-
-/** What the gauges of a running `serve` read at scrape time. */
-export interface ServeGaugeSources {
-  pipeline: {
-    readonly dataQueued: number;
-    readonly statusQueued: number;
-    readonly unacked: number;
-    readonly ackFlushAt: number;
-    readonly inFlight: number;
-  };
-  brokerUp: () => boolean;
-  databaseUp: () => boolean;
-  /** Failed capture writes, when `--capture` is on. */
-  captureErrors: (() => number) | null;
-}
-
-/** Adds the gauges `serve` exposes on /metrics (documented in docs/operations.md). */
-export function addServeGauges(m: IngestMetrics, s: ServeGaugeSources): void {
-  const { pipeline } = s;
-  addGauge(m, "feedline_queue_depth_data", "Feed data messages queued.", () => pipeline.dataQueued);
-  addGauge(
-    m,
-    "feedline_queue_depth_status",
-    "Status messages queued.",
-    () => pipeline.statusQueued,
-  );
-  addGauge(
-    m,
-    "feedline_unacked_messages",
-    "Messages received, not yet acknowledged.",
-    () => pipeline.unacked,
-  );
-  addGauge(
-    m,
-    "feedline_ack_window_learned",
-    "Unacknowledged messages at which a batch is written at once: the broker's in-flight " +
-      "window as learnt, at most --ack-window.",
-    () => pipeline.ackFlushAt,
-  );
-  addGauge(
-    m,
-    "feedline_in_flight_messages",
-    "Messages in the batch being written.",
-    () => pipeline.inFlight,
-  );
-  addGauge(m, "feedline_broker_up", "1 when subscribed to the broker.", () => s.brokerUp() ? 1 : 0);
-  addGauge(
-    m,
-    "feedline_database_up",
-    "1 when the database answers its probe and the last batch was written.",
-    () => s.databaseUp() ? 1 : 0,
-  );
-  const captureErrors = s.captureErrors;
-  if (captureErrors) {
-    addGauge(
-      m,
-      "feedline_capture_write_errors",
-      "Failed writes to the --capture file since start (their messages are not in it).",
-      captureErrors,
-    );
-  }
-  addGauge(
-    m,
-    "feedline_process_resident_memory_bytes",
-    "Resident set size.",
-    () => Deno.memoryUsage().rss,
-  );
-  // What the resident memory is made of, besides the heap in use (src/ops/operations.ts):
-  // V8's heap reserved, and memory held outside it (buffers).
-  addGauge(
-    m,
-    "feedline_process_heap_total_bytes",
-    "V8 heap reserved.",
-    () => Deno.memoryUsage().heapTotal,
-  );
-  addGauge(
-    m,
-    "feedline_process_external_memory_bytes",
-    "Memory outside the V8 heap held by JavaScript objects (buffers).",
-    () => Deno.memoryUsage().external,
-  );
-}

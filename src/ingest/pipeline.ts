@@ -2,17 +2,11 @@
  * The pipeline between a source and the processor: two bounded queues (device status
  * first), and a loop that forms batches and commits them, then acknowledges.
  *
- * A batch is flushed when it is full, when its oldest message has waited the batch
- * interval, and, for messages awaiting an acknowledgement, when the broker's in-flight
- * window is about to run out or when no message has arrived for a moment (the broker may
- * be waiting for our acks: a window smaller than configured looks exactly like that).
- * The window is learnt: a stall at U unacknowledged messages means the broker's window is
- * U, and the next batches are flushed as soon as U wait; more than that arriving while a
- * batch is written raises it again, up to `ackWindow` (docs/scaling.md, "The in-flight
- * window comes first").
- * A failed batch is kept and retried with backoff; nothing is acknowledged before the
- * transaction that holds it commits. Only transient database errors (src/db/errors.ts)
- * mark the database as down.
+ * When a batch is due is the flush policy's to say (src/ingest/flush_policy.ts); the loop
+ * sleeps on an injected clock (src/ingest/timers.ts) until then or until an arrival
+ * wakes it. A failed batch is kept and retried with backoff (src/ingest/retry.ts);
+ * nothing is acknowledged before the transaction that holds it commits. Only transient
+ * database errors (src/db/errors.ts) mark the database as down.
  *
  * Shutdown (`drain`) keeps its deadline even when a batch hangs: at the deadline the
  * batch in flight and everything queued are abandoned and counted, QoS 0 as
@@ -27,39 +21,39 @@ import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
 import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
+import { FlushPolicy, type FlushSettings, type QueueState } from "./flush_policy.ts";
+import { retryWithBackoff } from "./retry.ts";
+import { type Clock, systemClock, type TimerHandle } from "./timers.ts";
 
 /** A message waiting in a queue. */
 export interface QueueItem {
   pending: Pending;
   /** Null for messages that need no acknowledgement (QoS 0, files). */
   ack: Ack | null;
-  /** performance.now() when queued. */
+  /** When queued, in ms on the pipeline's clock. */
   queuedAt: number;
 }
 
-/** Options of the pipeline. */
-export interface PipelineOptions {
+/** Options of the pipeline; the flush settings are the policy's (src/ingest/flush_policy.ts). */
+export interface PipelineOptions extends FlushSettings {
   /**
    * Writes one batch and tells what became of each message: `processBatch` against the
    * database in `serve`; any function in the pipeline's own tests. Throws only when the
    * batch must be kept and retried (src/db/errors.ts says which errors those are).
    */
   write(batch: Pending[]): Promise<BatchResult>;
-  batchSize: number;
   /** Most payload and topic bytes in one batch (at least one message is always taken). */
   maxBatchBytes?: number;
-  batchIntervalMs: number;
   queueSize: number;
   statusQueueSize: number;
-  /** Flush when this many messages await acknowledgement (the broker's window). */
-  ackWindow: number;
-  /** Flush unacknowledged messages once nothing arrived for this long. */
-  ackIdleMs: number;
   log: Logger;
   metrics: IngestMetrics;
   accounting: Accounting;
+  /** The wait after a failed batch; it doubles with each failure, up to `retryMaxMs`. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** Now and timers (default: the system's); tests move a `ManualClock`. */
+  clock?: Clock;
 }
 
 /**
@@ -71,12 +65,12 @@ export type CommitListener = (items: QueueItem[], result: BatchResult) => void |
 /** Batches messages and writes them. */
 export class Pipeline {
   readonly #opts: PipelineOptions;
+  readonly #clock: Clock;
+  readonly #policy: FlushPolicy;
   readonly #status: BoundedQueue<QueueItem>;
   readonly #data: BoundedQueue<QueueItem>;
   #unackedQueued = 0;
   #unackedInFlight = 0;
-  /** Unacknowledged messages at which a batch is flushed: the window as learnt so far. */
-  #flushAt: number;
   #lastArrival = 0;
   #stopping = false;
   #abandon = false;
@@ -92,7 +86,8 @@ export class Pipeline {
 
   constructor(opts: PipelineOptions) {
     this.#opts = opts;
-    this.#flushAt = opts.ackWindow;
+    this.#clock = opts.clock ?? systemClock;
+    this.#policy = new FlushPolicy(opts);
     this.#status = new BoundedQueue(opts.statusQueueSize);
     this.#data = new BoundedQueue(opts.queueSize);
   }
@@ -117,15 +112,12 @@ export class Pipeline {
   }
   /** Unacknowledged messages that make a batch flush now: the broker's window as learnt. */
   get ackFlushAt(): number {
-    return this.#flushAt;
+    return this.#policy.ackFlushAt;
   }
   /** How long the oldest queued message has waited, in ms (0 when none is queued). */
   get oldestQueuedMs(): number {
-    const oldest = Math.min(
-      this.#status.peek()?.queuedAt ?? Infinity,
-      this.#data.peek()?.queuedAt ?? Infinity,
-    );
-    return oldest === Infinity ? 0 : performance.now() - oldest;
+    const oldest = this.#oldestQueuedAt();
+    return oldest === Infinity ? 0 : this.#clock.now() - oldest;
   }
   /** False while the last batch attempt failed with a transient database error. */
   get dbReady(): boolean {
@@ -133,7 +125,7 @@ export class Pipeline {
   }
   /** How long the batch being written has been out of the queues, in ms (0: none). */
   get batchAgeMs(): number {
-    return this.#batch ? performance.now() - this.#batch.startedAt : 0;
+    return this.#batch ? this.#clock.now() - this.#batch.startedAt : 0;
   }
   /** Batches taken from the queues so far: tells one batch from the next. */
   get batchesTaken(): number {
@@ -156,21 +148,11 @@ export class Pipeline {
    */
   offer(pending: Pending, ack: Ack | null): boolean {
     const queue = pending.decoded.kind === "status" ? this.#status : this.#data;
-    const item: QueueItem = { pending, ack, queuedAt: performance.now() };
+    const item: QueueItem = { pending, ack, queuedAt: this.#clock.now() };
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;
     if (ack) this.#unackedQueued++;
-    // Wake the loop only when it has to act on this message now, when it was idle, or
-    // when this is the first message awaiting an ack: the loop may be asleep until the
-    // batch interval of a QoS 0 message ahead of it, and the ack-idle deadline must start
-    // now (otherwise a QoS 1 reading behind a QoS 0 one waited the whole interval).
-    // Otherwise its timer is already due.
-    if (
-      this.queued === 1 || this.queued >= this.#opts.batchSize ||
-      this.unacked >= this.#flushAt || (ack !== null && this.#unackedQueued === 1)
-    ) {
-      this.#wake?.();
-    }
+    if (this.#policy.wakesOnArrival(this.#queueState(), ack !== null)) this.#wake?.();
     return true;
   }
 
@@ -194,15 +176,15 @@ export class Pipeline {
   async drain(deadlineMs = 30_000): Promise<number> {
     this.#stopping = true;
     this.#wake?.();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     const deadline = new Promise<"deadline">((resolve) => {
-      timer = setTimeout(() => resolve("deadline"), deadlineMs);
+      timer = this.#clock.setTimer(() => resolve("deadline"), deadlineMs);
     });
     try {
       const first = await Promise.race([this.#loop ?? Promise.resolve(), deadline]);
       if (first !== "deadline") return 0;
     } finally {
-      clearTimeout(timer);
+      this.#clock.clearTimer(timer);
     }
     return this.#abandonAll();
   }
@@ -282,44 +264,36 @@ export class Pipeline {
   }
 
   #delayUntilFlush(): number {
-    const n = this.queued;
-    if (this.#stopping) return 0;
-    if (n === 0) return Infinity;
-    const unacked = this.unacked;
-    if (n >= this.#opts.batchSize || unacked >= this.#flushAt) {
-      // More arrived than the learnt window while the last batch was written: the
-      // broker's window is at least that.
-      if (unacked > this.#flushAt) this.#flushAt = Math.min(this.#opts.ackWindow, unacked);
-      return 0;
-    }
-    const now = performance.now();
-    const oldest = Math.min(
+    return this.#policy.delayUntilFlush(this.#queueState(), this.#clock.now());
+  }
+
+  #queueState(): QueueState {
+    return {
+      queued: this.queued,
+      unacked: this.unacked,
+      unackedQueued: this.#unackedQueued,
+      oldestQueuedAt: this.#oldestQueuedAt(),
+      lastArrivalAt: this.#lastArrival,
+      stopping: this.#stopping,
+    };
+  }
+
+  #oldestQueuedAt(): number {
+    return Math.min(
       this.#status.peek()?.queuedAt ?? Infinity,
       this.#data.peek()?.queuedAt ?? Infinity,
     );
-    const due = oldest + this.#opts.batchIntervalMs;
-    if (this.#unackedQueued > 0) {
-      const idleDue = this.#lastArrival + this.#opts.ackIdleMs;
-      if (idleDue < due) {
-        if (idleDue > now) return idleDue - now;
-        // The broker stopped sending at `unacked` awaiting their acks: its window (here
-        // always below the flush point, so never above the configured window).
-        this.#flushAt = Math.min(this.#opts.ackWindow, Math.max(1, unacked));
-        return 0;
-      }
-    }
-    return Math.max(0, due - now);
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: TimerHandle | undefined;
       const done = () => {
-        clearTimeout(timer);
+        if (timer !== undefined) this.#clock.clearTimer(timer);
         if (this.#wake === done) this.#wake = null;
         resolve();
       };
-      if (Number.isFinite(ms)) timer = setTimeout(done, Math.max(1, ms));
+      if (Number.isFinite(ms)) timer = this.#clock.setTimer(done, Math.max(1, ms));
       this.#wake = done;
     });
   }
@@ -352,45 +326,30 @@ export class Pipeline {
     this.#unackedQueued -= acks;
     this.#unackedInFlight += acks;
     this.#inFlight = items.length;
-    const batch = { items, acks, startedAt: performance.now(), abandoned: false };
+    const batch = { items, acks, startedAt: this.#clock.now(), abandoned: false };
     this.#batch = batch;
     this.#batchesTaken++;
     this.#notifyRoom();
 
     const pending = items.map((i) => i.pending);
-    let backoff = this.#opts.retryMinMs ?? 100;
-    let result: BatchResult | null = null;
-    while (result === null) {
-      const started = performance.now();
-      try {
-        result = await this.#opts.write(pending);
-        metrics.batchDuration.observe((performance.now() - started) / 1000);
-      } catch (error) {
+    let result: BatchResult;
+    try {
+      result = await retryWithBackoff(async () => {
+        const started = this.#clock.now();
+        const written = await this.#opts.write(pending);
+        metrics.batchDuration.observe((this.#clock.now() - started) / 1000);
+        return written;
+      }, {
+        firstDelayMs: this.#opts.retryMinMs ?? 100,
+        maxDelayMs: this.#opts.retryMaxMs ?? 5000,
         // Abandoned at the shutdown deadline: already counted, nothing to retry.
-        if (batch.abandoned) return;
-        metrics.batchErrors.inc();
-        const message = (error as Error)?.message ?? String(error);
-        if (!isTransientDbError(error)) {
-          // Not the database being away: a bug (the processor turns data errors into
-          // reject rows). Kept and retried all the same, never reported as a database
-          // outage; a batch that never commits shows as a stalled writer on /readyz.
-          log.error("batch failed with an unexpected error; keeping it and retrying", {
-            messages: items.length,
-            error: message,
-          });
-        } else if (this.#dbReady) {
-          log.warn("batch failed; keeping it and retrying", {
-            messages: items.length,
-            error: message,
-          });
-          this.#dbReady = false;
-        } else {
-          log.debug("batch retry failed", { error: message });
-        }
-        await this.#sleep(backoff);
-        if (batch.abandoned) return;
-        backoff = Math.min(backoff * 2, this.#opts.retryMaxMs ?? 5000);
-      }
+        givenUp: () => batch.abandoned,
+        onRetry: (error) => this.#batchFailed(error, items.length),
+        sleep: (ms) => this.#sleep(ms),
+      });
+    } catch (error) {
+      if (batch.abandoned) return;
+      throw error; // not reached: a batch is retried until it commits or is abandoned
     }
     // Committed after the shutdown deadline gave up on it: its messages were counted as
     // dropped or discarded, and the broker redelivers the unacknowledged ones.
@@ -428,5 +387,26 @@ export class Pipeline {
     for (const [reason, n] of Object.entries(result.rejected)) metrics.rejected.inc({ reason }, n);
     const now = wallUs();
     for (const item of items) metrics.lag.observe((now - item.pending.inbound.receivedAtUs) / 1e6);
+  }
+
+  /** A failed attempt at a batch, about to be retried: counted, and logged by its kind. */
+  #batchFailed(error: unknown, messages: number): void {
+    const { metrics, log } = this.#opts;
+    metrics.batchErrors.inc();
+    const message = (error as Error)?.message ?? String(error);
+    if (!isTransientDbError(error)) {
+      // Not the database being away: a bug (the processor turns data errors into
+      // reject rows). Kept and retried all the same, never reported as a database
+      // outage; a batch that never commits shows as a stalled writer on /readyz.
+      log.error("batch failed with an unexpected error; keeping it and retrying", {
+        messages,
+        error: message,
+      });
+    } else if (this.#dbReady) {
+      log.warn("batch failed; keeping it and retrying", { messages, error: message });
+      this.#dbReady = false;
+    } else {
+      log.debug("batch retry failed", { error: message });
+    }
   }
 }

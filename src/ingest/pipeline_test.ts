@@ -1,8 +1,10 @@
 /**
- * The pipeline's flush policy, without a database: the batch writer is injected
- * (PipelineOptions.write), so these tests watch exactly which messages go into which
- * batch and when acks are sent. The writer itself is tested against PostgreSQL in
- * test/processor_test.ts; the pipeline with it, in test/serve_test.ts.
+ * The pipeline's loop, without a database and on a clock the test moves: the batch
+ * writer is injected (PipelineOptions.write) and time is a `ManualClock`, so these tests
+ * watch exactly which messages go into which batch and when acks are sent, and never wait
+ * on the real clock. The policy alone: src/ingest/flush_policy_test.ts. The writer is
+ * tested against PostgreSQL in test/processor_test.ts; the pipeline with it, in
+ * test/serve_test.ts.
  */
 import assert from "node:assert/strict";
 import { nowUs } from "../clock.ts";
@@ -12,6 +14,7 @@ import { Accounting } from "./accounting.ts";
 import { createIngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import type { BatchResult } from "./processor.ts";
+import { ManualClock, settle } from "./timers.ts";
 
 const READING: Decoded = {
   kind: "readings",
@@ -61,8 +64,9 @@ function rig(opts: Partial<PipelineOptions> = {}) {
   const acked: string[] = [];
   const metrics = createIngestMetrics();
   const accounting = new Accounting(metrics);
+  const clock = new ManualClock();
   const pipeline = new Pipeline({
-    ...baseOptions(accounting),
+    ...baseOptions(accounting, clock),
     write: (batch) => {
       batches.push(batch.map((p) => p.inbound.topic));
       return Promise.resolve(stored(batch));
@@ -75,6 +79,7 @@ function rig(opts: Partial<PipelineOptions> = {}) {
     batches,
     acked,
     accounting,
+    clock,
     /** Offers a message counted as received, as the intake does. */
     offer(topic: string, opts: { ack?: boolean; decoded?: Decoded } = {}) {
       assert.ok(pipeline.offer(message(topic, opts.decoded), opts.ack ? ack(topic) : null));
@@ -83,16 +88,14 @@ function rig(opts: Partial<PipelineOptions> = {}) {
   };
 }
 
-/** Waits until `done()`, failing after `ms` (a generous bound, never a measurement). */
-async function until(what: string, done: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
+/**
+ * Lets the promise jobs in motion run (no time passes), then asserts `done()`: what the
+ * loop does without a timer being due happens within these turns.
+ */
+async function until(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 20 && !done(); i++) await settle();
+  assert.ok(done(), `not done without time passing: ${what}`);
 }
-
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 Deno.test("Pipeline writes a full batch at once", async () => {
   const r = rig({ batchSize: 3 });
@@ -108,9 +111,9 @@ Deno.test("Pipeline writes a QoS 0 message once the batch interval has passed, n
   const r = rig({ batchIntervalMs: 150 });
   r.pipeline.start();
   r.offer("a");
-  await wait(50);
+  await r.clock.advance(149);
   assert.deepEqual(r.batches, [], "not before the interval");
-  await until("the interval", () => r.batches.length === 1);
+  await r.clock.advance(1);
   assert.deepEqual(r.batches, [["a"]]);
   await r.pipeline.drain(1000);
 });
@@ -129,7 +132,7 @@ Deno.test("Pipeline writes when the ack window is full, and acks only after the 
   assert.ok(p.offer(message("b"), () => r.acked.push("b")));
   await until("the window's batch", () => r.batches.length === 1);
   assert.equal(p.unacked, 2);
-  await wait(20);
+  await r.clock.advance(60_000);
   assert.deepEqual(r.acked, [], "no ack before the write resolves");
   release();
   await until("the acks", () => r.acked.length === 2);
@@ -141,7 +144,10 @@ Deno.test("Pipeline writes unacknowledged messages once nothing arrived for the 
   const r = rig({ ackIdleMs: 30 });
   r.pipeline.start();
   r.offer("a", { ack: true });
-  await until("the idle flush", () => r.batches.length === 1, 5000);
+  await r.clock.advance(29);
+  assert.deepEqual(r.batches, [], "not before the idle time");
+  await r.clock.advance(1);
+  assert.deepEqual(r.batches, [["a"]]);
   assert.deepEqual(r.acked, ["a"]);
   await r.pipeline.drain(1000);
 });
@@ -150,10 +156,11 @@ Deno.test("a QoS 1 message queued behind a QoS 0 one starts the ack idle deadlin
   const r = rig({ ackIdleMs: 30, batchIntervalMs: 60_000 });
   r.pipeline.start();
   r.offer("qos0");
-  await wait(30); // the loop now sleeps until the QoS 0 message's batch interval
+  await r.clock.advance(30); // the loop now sleeps until the QoS 0 message's batch interval
   r.offer("qos1", { ack: true });
   // Well before the 60 s interval: the ack idle deadline (30 ms) wrote both.
-  await until("the QoS 1 message's batch", () => r.acked.includes("qos1"), 10_000);
+  await r.clock.advance(30);
+  assert.deepEqual(r.acked, ["qos1"]);
   assert.deepEqual(r.batches, [["qos0", "qos1"]]);
   await r.pipeline.drain(1000);
 });
@@ -182,7 +189,13 @@ Deno.test("Pipeline keeps and retries a batch the writer fails on, and acks it o
   });
   p.start();
   assert.ok(p.offer(message("a"), () => r.acked.push("a")));
-  await until("the third attempt", () => r.acked.length === 1);
+  await r.clock.advance(5); // the idle flush: the first attempt fails
+  assert.deepEqual(r.batches, [["a"]]);
+  assert.equal(p.dbReady, false, "a transient failure marks the database down");
+  await r.clock.advance(4);
+  assert.equal(r.batches.length, 1, "the first retry waits retryMinMs (5 ms)");
+  await r.clock.advance(1 + 10); // 5 ms, then twice that (retryMaxMs 10)
+  assert.deepEqual(r.acked, ["a"]);
   assert.deepEqual(r.batches, [["a"], ["a"], ["a"]]);
   assert.equal(p.dbReady, true, "ready again once written");
   await p.drain(1000);
@@ -215,7 +228,10 @@ Deno.test("drain at its deadline counts every message left: QoS 0 dropped, QoS 1
   offer("c", true);
   offer("d", false);
   offer("e", false);
-  assert.equal(await p.drain(50), 5);
+  await r.clock.advance(5); // the idle flush takes a batch that never commits
+  const left = p.drain(50);
+  await r.clock.advance(50);
+  assert.equal(await left, 5);
   const terms = r.accounting.terms(p.queued, p.inFlight);
   assert.equal(terms.balanced, true, JSON.stringify(terms));
   assert.deepEqual(r.accounting.byReason().discarded.shutdown, 2);
@@ -225,11 +241,11 @@ Deno.test("drain at its deadline counts every message left: QoS 0 dropped, QoS 1
 
 /** The options `rig` built, to make a second pipeline with another writer. */
 function rigOptions(r: ReturnType<typeof rig>): PipelineOptions {
-  return baseOptions(r.accounting);
+  return baseOptions(r.accounting, r.clock);
 }
 
 /** Quiet, small, slow-to-flush defaults: each test sets what it is about. */
-function baseOptions(accounting: Accounting): PipelineOptions {
+function baseOptions(accounting: Accounting, clock: ManualClock): PipelineOptions {
   return {
     write: () => Promise.reject(new Error("unused")),
     batchSize: 1000,
@@ -243,6 +259,7 @@ function baseOptions(accounting: Accounting): PipelineOptions {
     accounting,
     retryMinMs: 5,
     retryMaxMs: 10,
+    clock,
   };
 }
 
@@ -272,7 +289,8 @@ Deno.test("Pipeline learns a smaller broker window from a stall, and raises it w
   const offer = (t: string) => assert.ok(p.offer(message(t), () => r.acked.push(t)));
   // A broker that keeps a window of 3: three arrive, then nothing until they are acked.
   ["a", "b", "c"].forEach(offer);
-  await until("the idle flush", () => r.batches.length === 1);
+  await r.clock.advance(30);
+  assert.equal(r.batches.length, 1, "the idle flush");
   assert.equal(p.ackFlushAt, 3, "the stall at 3 unacked is the broker's window");
   await until("the acks", () => r.acked.length === 3);
   // The next three are written at once, without waiting for the idle time.

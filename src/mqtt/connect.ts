@@ -1,7 +1,9 @@
 /**
- * Connecting a publishing client (`replay --publish`, `simulate`'s helpers) with a
- * bounded wait and one error line a person can act on. The MQTT source of `serve` has
- * its own connect, because it must install its hooks before the connection exists.
+ * The first connect of every MQTT client feedline opens: serve's source
+ * (src/mqtt/source.ts), `replay --publish` and `simulate`'s device links
+ * (src/sim/device_links.ts). One bounded wait, and one error line a person can act on
+ * when the broker refuses or does not answer; the client is then ended for good (no
+ * reconnect behind the error). And `connectClient`, a publishing client connected so.
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { FeedlineError } from "../errors.ts";
@@ -13,7 +15,63 @@ import {
   resolveMqttTls,
 } from "./tls.ts";
 
-/** How to connect. */
+/** What the first connect waits for and says. */
+export interface FirstConnectOptions {
+  /** The broker, as given (its password is masked in the line). */
+  url: string;
+  /** Give up after this long. */
+  timeoutMs: number;
+  /** TLS settings, for the TLS part of the line (src/mqtt/tls.ts `explainMqttTlsError`). */
+  tls?: MqttTlsSettings;
+  /** Appended to the line when the failure is not about TLS. */
+  hint?: string;
+  /** The client was created with `manualConnect` (its hooks first): connect it now. */
+  connect?: boolean;
+  /** Told before the client is ended, so its owner stops reacting to its events. */
+  onGiveUp?: () => void;
+}
+
+/**
+ * Resolves at the client's first CONNACK. At its first error, or after `timeoutMs`, ends
+ * the client (without a reconnect: MQTT.js 5.16 keeps reconnecting after `end()` while a
+ * reconnect period is set) and rejects with BROKER_UNREACHABLE, naming the broker and
+ * what to check.
+ */
+export function awaitFirstConnect(client: MqttClient, opts: FirstConnectOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onConnect = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      opts.onGiveUp?.();
+      client.options.reconnectPeriod = 0;
+      client.end(true);
+      reject(
+        new FeedlineError(
+          "BROKER_UNREACHABLE",
+          connectFailureLine(redactUrl(opts.url), error, opts.tls ?? {}, opts.hint),
+          { cause: error },
+        ),
+      );
+    };
+    const timer = setTimeout(
+      () => onError(new Error(`no answer within ${opts.timeoutMs} ms`)),
+      opts.timeoutMs,
+    );
+    const cleanup = () => {
+      clearTimeout(timer);
+      client.off("connect", onConnect);
+      client.off("error", onError);
+    };
+    client.on("connect", onConnect);
+    client.on("error", onError);
+    if (opts.connect) client.connect();
+  });
+}
+
+/** How to connect a publishing client. */
 export interface ConnectOptions {
   url: string;
   clientId: string;
@@ -29,9 +87,8 @@ export interface ConnectOptions {
 }
 
 /**
- * Connects with a clean session (over TLS as `tls` says; CONFIG_INVALID for a bad TLS
- * file); rejects with BROKER_UNREACHABLE, naming the broker
- * (its password masked) and what to check, when the broker refuses or does not answer.
+ * Connects a publishing client (`replay --publish`) with a clean session, over TLS as
+ * `tls` says (CONFIG_INVALID for a bad TLS file); rejects as `awaitFirstConnect` does.
  */
 export async function connectClient(opts: ConnectOptions): Promise<MqttClient> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -50,30 +107,6 @@ export async function connectClient(opts: ConnectOptions): Promise<MqttClient> {
     reconnectPeriod: 1000,
     connectTimeout: timeoutMs,
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => onError(new Error(`no answer within ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-    const onConnect = () => {
-      clearTimeout(timer);
-      client.off("error", onError);
-      resolve();
-    };
-    const onError = (error: Error) => {
-      clearTimeout(timer);
-      client.off("connect", onConnect);
-      client.end(true);
-      reject(
-        new FeedlineError(
-          "BROKER_UNREACHABLE",
-          connectFailureLine(redactUrl(opts.url), error, tlsSettings),
-          { cause: error },
-        ),
-      );
-    };
-    client.once("connect", onConnect);
-    client.once("error", onError);
-  });
+  await awaitFirstConnect(client, { url: opts.url, timeoutMs, tls: tlsSettings });
   return client;
 }

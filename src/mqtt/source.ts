@@ -8,11 +8,17 @@
  * No message may stop the packet loop or the process: anything thrown while handing a
  * message over is caught, the message is acknowledged (so it cannot come back and fail
  * again forever) and reported through `onDeliveryError`.
+ *
+ * Here: delivery, back-pressure and acks (`receive`, `ackOf`, the `customHandleAcks`
+ * hook). Beside it, each in a module of its own: the first connect (connect.ts),
+ * subscribing (subscribe.ts), the keep-alive patch (keepalive.ts), reconnect backoff
+ * (reconnect.ts), take-over diagnostics (takeover.ts), what a reconnect found
+ * (session_report.ts), MQTT.js's ack internals (ack.ts) and the held messages
+ * (held_copies.ts).
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
 import { nowUs } from "../clock.ts";
-import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { redactUrl } from "../log.ts";
 import type { Ack, Inbound, Qos } from "../core/message.ts";
@@ -24,13 +30,14 @@ import {
   PubackWriter,
   sendDeferredAck,
 } from "./ack.ts";
+import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
-import {
-  connectFailureLine,
-  INSECURE_WARNING,
-  type MqttTlsSettings,
-  resolveMqttTls,
-} from "./tls.ts";
+import { keepAliveWhileBusy } from "./keepalive.ts";
+import { RECONNECT_MIN_MS, reconnectWithBackoff } from "./reconnect.ts";
+import { createSessionReport } from "./session_report.ts";
+import { subscribeFilters } from "./subscribe.ts";
+import { watchForTakeovers } from "./takeover.ts";
+import { INSECURE_WARNING, type MqttTlsSettings, resolveMqttTls } from "./tls.ts";
 
 /** Options of the MQTT source. */
 export interface MqttSourceOptions {
@@ -97,15 +104,7 @@ export interface MqttSource {
   close(): Promise<void>;
 }
 
-const RECONNECT_MIN_MS = 500;
-/** MQTT 5 DISCONNECT reason "Session taken over". */
-const SESSION_TAKEN_OVER = 0x8e;
-/** So many closes without a reason within the window suggest a client id clash. */
-const SILENT_CLOSES = 3;
-const SILENT_CLOSE_WINDOW_MS = 60_000;
-
 function noop(): void {}
-const RECONNECT_MAX_MS = 30_000;
 
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
 export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
@@ -169,22 +168,8 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     );
   });
 
-  // Keep-alive with a paused socket (issue 15). MQTT.js drops the connection when no
-  // PINGRESP arrives within 1.5 keep-alive periods, but a PINGRESP is read in order, behind
-  // every PUBLISH the broker sent before it: while we hold messages back, the broker's
-  // backlog in the socket delays it, and a reconnect would lose the QoS 0 messages the
-  // broker had in flight (measured: 26% of 1.5M at 50k/s offered). So a connection that
-  // delivered a message within the last keep-alive period, or that we are holding back
-  // ourselves, is alive: ping again (the broker needs a packet from us within 1.5 periods)
-  // and wait another round. A broker that is really gone still fails the socket's writes.
-  let lastPublishAt = 0;
-  const keepaliveTimeout = client.onKeepaliveTimeout.bind(client);
-  client.onKeepaliveTimeout = () => {
-    const alive = holding > 0 || Date.now() - lastPublishAt < opts.keepaliveSec * 1000;
-    if (!alive || !client.connected || !client.keepaliveManager) return keepaliveTimeout();
-    client.sendPing();
-    client.keepaliveManager.reschedule();
-  };
+  // Keep-alive with a paused socket (src/mqtt/keepalive.ts says why).
+  const traffic = keepAliveWhileBusy(client, opts.keepaliveSec, () => holding > 0);
 
   /**
    * The acknowledgement of a held message, sent once its batch committed: on the
@@ -210,7 +195,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
    * error when it is due now.
    */
   const receive = (packet: IPublishPacket, callback: (error?: Error) => void) => {
-    lastPublishAt = Date.now();
+    traffic.delivered();
     let inbound: Inbound;
     let ack: Ack | null = null;
     let held: Held<Stream> | null = null;
@@ -351,201 +336,46 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     callback();
   };
 
-  /** One clear line when the broker refuses our subscriptions at SUBACK. */
-  const subscriptionRefused = (topics: string[], reasonCodes?: number[], reason?: string) => {
-    if (opts.sharedGroup) {
-      log.error(
-        `broker refused the shared subscription of group "${opts.sharedGroup}": it does not ` +
-          "support shared subscriptions ($share/..., MQTT 5) or does not allow them to this " +
-          "client; use a broker that does (Mosquitto 2, EMQX, HiveMQ, VerneMQ) and check its " +
-          "ACLs, or run one instance without --shared-group",
-        { sharedGroup: opts.sharedGroup, topics, reasonCodes, reason, clientId: opts.clientId },
-      );
-    } else {
-      log.error("broker refused subscriptions; check the broker's ACLs for this client", {
-        topics,
-        reasonCodes,
-        reason,
-        clientId: opts.clientId,
-      });
-    }
-  };
+  const session = createSessionReport({
+    heldCopies,
+    log,
+    clientId: opts.clientId,
+    protocolVersion: opts.protocolVersion,
+    sessionExpirySec: opts.sessionExpirySec,
+    onSessionLost: opts.onSessionLost,
+  });
+  const isStopping = () => stopping;
+  watchForTakeovers(client, opts.clientId, log, isStopping);
 
-  // A broker that does not say why it closes a connection (MQTT 3.1.1; Mosquitto before
-  // 2.0.15 on MQTT 5) closes it without a DISCONNECT when another client takes the
-  // session over. Closes without a reason or a socket error, again and again, are that.
   let connectionUp = false;
-  let toldWhy = false;
-  let socketFailed = false;
-  let silentCloses: number[] = [];
-  let suspectedAt = -Infinity;
-  const noteSilentClose = () => {
-    const now = Date.now();
-    silentCloses = silentCloses.filter((t) => now - t < SILENT_CLOSE_WINDOW_MS);
-    silentCloses.push(now);
-    if (silentCloses.length < SILENT_CLOSES || now - suspectedAt < SILENT_CLOSE_WINDOW_MS) return;
-    suspectedAt = now;
-    log.error(
-      `the broker closed this connection ${silentCloses.length} times within ` +
-        `${SILENT_CLOSE_WINDOW_MS / 1000} s without giving a reason: most likely another ` +
-        `client uses client id "${opts.clientId}" and the two take the session from each ` +
-        "other in turn; give each serve its own --client-id (MQTT_CLIENT_ID)",
-      { clientId: opts.clientId, closes: silentCloses.length },
-    );
-  };
-
-  /** When the last connection was lost (for the session-lost warning). */
-  let lostAt = 0;
-  // MQTT 5 with a session expiry of 0 asks the broker to forget the session at once.
-  const sessionExpected = opts.protocolVersion === 4 || opts.sessionExpirySec > 0;
-
-  /** Held messages of the last connection: written once, their copies matched. */
-  const sessionResumed = () => {
-    const earlier = heldCopies.countEarlier(client.stream);
-    if (earlier.held + earlier.written === 0) return;
-    log.info("session resumed; messages held from the last connection are written once", {
-      held: earlier.held,
-      writtenUnacknowledged: earlier.written,
-      note: "a copy the broker sends again is matched to its original (discarded{redelivered})",
-    });
-  };
-
-  /**
-   * The broker had no session for us (docs/delivery.md, "What the broker must be
-   * configured for"): what it held for us, and whatever was published while we were away,
-   * is gone. Held messages are written all the same; no copy of them will come.
-   */
-  const sessionLost = () => {
-    const earlier = heldCopies.forgetEarlier(client.stream);
-    if (!sessionExpected) return;
-    const awayMs = lostAt > 0 ? Date.now() - lostAt : 0;
-    const expired = opts.protocolVersion === 5 && awayMs >= opts.sessionExpirySec * 1000;
-    log.warn(
-      "the broker had no session for this client when serve reconnected: what it held for " +
-        "serve, and anything published while serve was away, is lost; " +
-        (expired
-          ? `serve was away longer than --session-expiry (${opts.sessionExpirySec} s)`
-          : "the broker lost its state (restarted without persistence: Mosquitto " +
-            "`persistence true`) or ended the session itself (Mosquitto " +
-            "`persistent_client_expiration`)") +
-        "; subscribing again",
-      {
-        clientId: opts.clientId,
-        awayMs,
-        awaySince: lostAt > 0 ? new Date(lostAt).toISOString() : null,
-        heldMessages: earlier.held + earlier.written, // written all the same
-      },
-    );
-    opts.onSessionLost?.();
-  };
-
-  let reconnectDelay = RECONNECT_MIN_MS;
   let lastError = "";
   client.on("connect", (connack) => {
     connectionUp = true;
-    toldWhy = false;
-    socketFailed = false;
     const resumed = connack.sessionPresent;
     connections++;
-    reconnectDelay = RECONNECT_MIN_MS;
-    client.options.reconnectPeriod = reconnectDelay;
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
-    if (connections > 1) {
-      if (resumed) sessionResumed();
-      else sessionLost();
-    }
+    if (connections > 1) session.reconnected(resumed, client.stream);
     if (resumed && subscribed) return; // the broker kept our subscriptions
-    const filters = opts.filters.map((f) =>
-      opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f
-    );
-    client.subscribe(filters, { qos: opts.qos }, (error, granted) => {
-      // MQTT 5: MQTT.js reports a SUBACK reason code >= 0x80 as an error ("Subscribe
-      // error: Not authorized"); MQTT 3.1.1: as granted QoS 128.
-      const refused = (granted ?? []).filter((g) => g.qos === 128 || g.qos > 2);
-      if (error && !/^Subscribe error/.test(error.message)) {
-        log.error("subscribe failed", { error: error.message });
-        return;
-      }
-      if (error || refused.length > 0) {
-        if (refused.length > 0) {
-          subscriptionRefused(refused.map((g) => g.topic), refused.map((g) => g.qos));
-        } else subscriptionRefused(filters, undefined, error!.message);
-        return;
-      }
-      subscribed = true;
-      log.info("subscribed", { filters, qos: opts.qos });
-    });
-  });
-  // MQTT 5: the broker says why it ends the connection (§3.14.2.1). 0x8E: another
-  // connection with our client id took the session; without this line the only trace was
-  // "broker connection lost", once per take-over, forever.
-  client.on("disconnect", (packet) => {
-    toldWhy = true;
-    const reasonCode = packet.reasonCode ?? 0;
-    const reason = packet.properties?.reasonString;
-    if (reasonCode === SESSION_TAKEN_OVER) {
-      log.error(
-        `another client connected with client id "${opts.clientId}" and took over this ` +
-          "session (MQTT reason 0x8E); two processes with one client id take the session " +
-          "(and its backlog) from each other in turn: give each serve its own --client-id " +
-          "(MQTT_CLIENT_ID)",
-        { clientId: opts.clientId, reasonCode, reason },
-      );
-    } else {
-      log.warn("broker disconnected us", {
-        clientId: opts.clientId,
-        reasonCode: `0x${reasonCode.toString(16).padStart(2, "0")}`,
-        reason,
-      });
-    }
+    subscribeFilters(client, { ...opts, log }, () => subscribed = true);
   });
   client.on("close", () => {
     if (stopping) return;
-    if (connectionUp && !toldWhy && !socketFailed) noteSilentClose();
-    if (connectionUp) lostAt = Date.now();
+    if (connectionUp) session.connectionLost();
     connectionUp = false;
     if (subscribed || connections > 0) log.warn("broker connection lost; reconnecting");
-    // Exponential backoff: MQTT.js waits `reconnectPeriod` before each attempt.
-    reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
-    client.options.reconnectPeriod = reconnectDelay;
   });
   client.on("error", (error) => {
-    socketFailed = true;
     if (error.message !== lastError) log.warn("broker error", { error: error.message });
     lastError = error.message;
   });
+  reconnectWithBackoff(client, isStopping);
 
-  await new Promise<void>((resolve, reject) => {
-    const onConnect = () => {
-      cleanup();
-      resolve();
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      stopping = true;
-      // MQTT.js (5.16) keeps reconnecting after end() while a reconnect period is set.
-      client.options.reconnectPeriod = 0;
-      client.end(true);
-      reject(
-        new FeedlineError(
-          "BROKER_UNREACHABLE",
-          connectFailureLine(redactUrl(opts.url), error, tlsSettings),
-          { cause: error },
-        ),
-      );
-    };
-    const timer = setTimeout(
-      () => onError(new Error(`no answer within ${opts.connectTimeoutMs} ms`)),
-      opts.connectTimeoutMs,
-    );
-    const cleanup = () => {
-      clearTimeout(timer);
-      client.off("connect", onConnect);
-      client.off("error", onError);
-    };
-    client.on("connect", onConnect);
-    client.on("error", onError);
-    client.connect();
+  await awaitFirstConnect(client, {
+    url: opts.url,
+    timeoutMs: opts.connectTimeoutMs,
+    tls: tlsSettings,
+    connect: true, // manualConnect: the hooks above are in place
+    onGiveUp: () => stopping = true,
   });
 
   return {

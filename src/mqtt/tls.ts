@@ -9,8 +9,8 @@
  * CA file the system's CAs are used. See docs/security.md#tls-to-the-broker.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { FeedlineError } from "../errors.ts";
-import { describeReadError, TLS_UNTRUSTED_CODES } from "../local_files.ts";
+import { describeReadError, FeedlineError } from "../errors.ts";
+import { TLS_UNTRUSTED_CODES } from "../tls_untrusted_codes.ts";
 
 /** What the options say (src/cli/mqtt_options.ts), before any file is read. */
 export interface MqttTlsSettings {

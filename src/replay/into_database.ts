@@ -16,6 +16,7 @@ import { describePgError } from "../db/database.ts";
 import { FeedlineError } from "../errors.ts";
 import type { Decoded, Pending } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
+import { retryWithBackoff } from "../ingest/retry.ts";
 import { selectMessages, type SelectOptions } from "./input.ts";
 import { addBatch, type ReplayTotals } from "./totals.ts";
 
@@ -76,31 +77,31 @@ function hasOwnTime(decoded: Decoded): boolean {
   return true;
 }
 
-/** Writes one batch, retrying with backoff while the database fails. */
+/**
+ * Writes one batch, retrying with backoff while the database fails (waits of 0.4, 0.8,
+ * 1.6 and 3.2 s with the default 5 attempts), then stops with one line.
+ */
 export async function writeBatch(
   opts: Pick<ReplayOptions, "sql" | "processor" | "attempts">,
   batch: Pending[],
   totals: ReplayTotals,
 ): Promise<void> {
   const attempts = opts.attempts ?? 5;
-  for (let attempt = 1;; attempt++) {
-    let result: BatchResult;
-    try {
-      result = await processBatch(opts.sql, batch, opts.processor);
-    } catch (error) {
-      if (attempt >= attempts) {
-        throw new FeedlineError(
-          "DATABASE_UNREACHABLE",
-          `writing a batch failed ${attempts} times: ${describePgError(error)}; ` +
-            `${totals.processed} messages were written before it. Replay is idempotent: ` +
-            `run it again once the database is back`,
-          { cause: error },
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
-      continue;
-    }
-    addBatch(totals, result);
-    return;
+  let result: BatchResult;
+  try {
+    result = await retryWithBackoff(() => processBatch(opts.sql, batch, opts.processor), {
+      firstDelayMs: 400,
+      maxDelayMs: 3200,
+      attempts,
+    });
+  } catch (error) {
+    throw new FeedlineError(
+      "DATABASE_UNREACHABLE",
+      `writing a batch failed ${attempts} times: ${describePgError(error)}; ` +
+        `${totals.processed} messages were written before it. Replay is idempotent: ` +
+        `run it again once the database is back`,
+      { cause: error },
+    );
   }
+  addBatch(totals, result);
 }

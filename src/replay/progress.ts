@@ -17,6 +17,8 @@ export interface ProgressOptions {
   write: (text: string) => void;
   /** Least time between two plain lines. */
   lineIntervalMs?: number;
+  /** Milliseconds now (default `performance.now()`); tests give a clock they move. */
+  now?: () => number;
 }
 
 const BAR_INTERVAL_MS = 200;
@@ -55,12 +57,16 @@ export function describeProgress(
 /** Shows progress; call `update` often, it renders at a bounded rate (src/status_line.ts). */
 export class Progress {
   readonly #opts: ProgressOptions;
-  readonly #started = performance.now();
+  readonly #now: () => number;
+  readonly #started: number;
   readonly #line: StatusLine;
 
   constructor(opts: ProgressOptions) {
     this.#opts = opts;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#started = this.#now();
     this.#line = new StatusLine({
+      now: this.#now,
       mode: opts.mode === "bar" ? "live" : opts.mode,
       write: opts.write,
       liveIntervalMs: BAR_INTERVAL_MS,
@@ -71,7 +77,7 @@ export class Progress {
 
   /** `done` in the unit of the total; `messages` so far. */
   update(done: number, messages: number): void {
-    const now = performance.now();
+    const now = this.#now();
     if (!this.#line.due(now)) return;
     const { fraction, text } = describeProgress(
       messages,

@@ -10,11 +10,10 @@
  * each device publishes `offline` itself before disconnecting.
  */
 import mqtt, { type MqttClient } from "mqtt";
-import { FeedlineError } from "../errors.ts";
-import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
+import { awaitFirstConnect } from "../mqtt/connect.ts";
+import type { MqttTlsOptions, MqttTlsSettings } from "../mqtt/tls.ts";
 import { createPacer } from "./pacer.ts";
-import type { LinkTls } from "./targets.ts";
 
 /** Where and how to connect. */
 export interface DeviceLinksOptions {
@@ -36,9 +35,9 @@ export interface DeviceLinksOptions {
   /** How long the first connection may take before the broker counts as unreachable. */
   connectTimeoutMs: number;
   /** TLS options for mqtts:// and wss:// (src/mqtt/tls.ts made them). */
-  tls?: LinkTls;
-  /** The TLS part of a failed first connect's line, or null when it is not about TLS. */
-  explainTlsError?: (error: Error) => string | null;
+  tls?: MqttTlsOptions;
+  /** The TLS settings they came from, to explain a failed first connect. */
+  tlsSettings?: MqttTlsSettings;
 }
 
 /** Counters of connection life. */
@@ -162,43 +161,6 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
     return client;
   }
 
-  function firstConnect(client: MqttClient): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => fail(new Error(`no answer within ${opts.connectTimeoutMs} ms`)),
-        opts.connectTimeoutMs,
-      );
-      const done = () => {
-        clearTimeout(timer);
-        client.off("connect", ok);
-        client.off("error", fail);
-      };
-      const ok = () => {
-        done();
-        resolve();
-      };
-      const fail = (error: Error) => {
-        done();
-        client.end(true);
-        const hint = opts.protocolVersion === 5
-          ? " (an embedded feedline broker speaks MQTT 3.1.1 only: --mqtt-protocol 3.1.1)"
-          : "";
-        const tls = opts.explainTlsError?.(error);
-        reject(
-          new FeedlineError(
-            "BROKER_UNREACHABLE",
-            `cannot connect to MQTT broker ${redactUrl(opts.url)}: ` + (tls ??
-              `${error.message}; check MQTT_URL (and MQTT_USERNAME/MQTT_PASSWORD) and that ` +
-                `the broker is running${hint}`),
-            { cause: error },
-          ),
-        );
-      };
-      client.on("connect", ok);
-      client.on("error", fail);
-    });
-  }
-
   const upIndexes = () => clients.flatMap((c, i) => (c?.connected ? [i] : []));
 
   return {
@@ -212,7 +174,14 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
     stats,
     async open(timeoutMs) {
       // The first connection tells whether the broker is there at all.
-      await firstConnect(create(0));
+      await awaitFirstConnect(create(0), {
+        url: opts.url,
+        timeoutMs: opts.connectTimeoutMs,
+        tls: opts.tlsSettings,
+        hint: opts.protocolVersion === 5
+          ? " (an embedded feedline broker speaks MQTT 3.1.1 only: --mqtt-protocol 3.1.1)"
+          : "",
+      });
       const pacer = createPacer({ rate: opts.connectRate, startMs: performance.now() });
       let next = 1;
       while (next < n && !closing) {

@@ -59,7 +59,7 @@ export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<Register
 }
 
 /** A PostgreSQL error as one line: its message, and its SQLSTATE when the message lacks it. */
-function describeError(error: unknown): string {
+function pgErrorText(error: unknown): string {
   // The same wording as src/db/database.ts's describePgError, which this wing may not import.
   const e = error as { code?: string; message?: string };
   const message = e?.message ?? String(error);
@@ -84,7 +84,7 @@ export async function registerInDatabase(url: string, fleet: Fleet): Promise<Reg
       missing
         ? `the database at ${redactUrl(url)} has no feedline tables; run \`deno task migrate\` ` +
           `(or start serve, which migrates) first`
-        : `cannot register the fleet in ${redactUrl(url)}: ${describeError(error)}; ` +
+        : `cannot register the fleet in ${redactUrl(url)}: ${pgErrorText(error)}; ` +
           `check DATABASE_URL and that the server is running`,
       { cause: error },
     );

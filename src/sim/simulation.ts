@@ -152,7 +152,7 @@ export async function startSimulation(
     statusQos: config.qos,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     tls: targets.tls,
-    explainTlsError: targets.explainTlsError,
+    tlsSettings: targets.tlsSettings,
   });
 
   let stopped = false;

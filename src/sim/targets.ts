@@ -3,6 +3,7 @@
  * filled in from a running `serve`, found through its endpoints file under --data-dir.
  */
 import { FeedlineError } from "../errors.ts";
+import type { MqttTlsOptions, MqttTlsSettings } from "../mqtt/tls.ts";
 
 /** What a running `serve` says about itself (`src/embedded/endpoints.ts`), as read here. */
 export interface FoundServe {
@@ -40,17 +41,9 @@ export interface SimulateTargets {
    * MQTT.js's TLS options (`ca`, `cert`, `key`, `rejectUnauthorized`), read by the
    * command from --mqtt-ca-file and the like (src/mqtt/tls.ts).
    */
-  tls?: LinkTls;
-  /** The TLS part of a connect failure's line, or null when it is not about TLS. */
-  explainTlsError?: (error: Error) => string | null;
-}
-
-/** MQTT.js's TLS options, as the device connections pass them on. */
-export interface LinkTls {
-  ca?: string;
-  cert?: string;
-  key?: string;
-  rejectUnauthorized?: boolean;
+  tls?: MqttTlsOptions;
+  /** The TLS settings they came from, to explain a failed connect (src/mqtt/connect.ts). */
+  tlsSettings?: MqttTlsSettings;
 }
 
 /**

@@ -262,3 +262,39 @@ export const HAVE_MOSQUITTO = (() => {
     return false;
   }
 })();
+
+/**
+ * Resolves once the broker has read everything `client` wrote before this call (its
+ * PUBACKs included): a PINGREQ and the broker's PINGRESP. The broker reads one
+ * connection in order. Instead of "let the acks reach the broker" sleeps.
+ */
+export function brokerHasRead(client: MqttClient): Promise<void> {
+  return new Promise((resolve) => {
+    const onPacket = (packet: { cmd: string }) => {
+      if (packet.cmd !== "pingresp") return;
+      client.off("packetreceive", onPacket);
+      resolve();
+    };
+    client.on("packetreceive", onPacket);
+    client.sendPing();
+  });
+}
+
+/**
+ * What a session still had for its client before now: publishes a sentinel on `topic`
+ * (one the session subscribes to) from `publisher`, waits for it to arrive in
+ * `received`, and returns the payloads that arrived before it. The broker delivers a
+ * session's messages in order (MQTT 5 §4.6, per topic; Mosquitto keeps one queue per
+ * client), so what it held comes first. Instead of "wait, then assert nothing arrived"
+ * sleeps: nothing that should have arrived can be late.
+ */
+export async function heldBeforeSentinel(
+  publisher: MqttClient,
+  topic: string,
+  received: { topic: string; payload: string }[],
+): Promise<{ topic: string; payload: string }[]> {
+  const sentinel = `sentinel-${crypto.randomUUID()}`;
+  await publish(publisher, topic, sentinel, { qos: 1 });
+  await waitFor("the sentinel", () => received.some((m) => m.payload === sentinel));
+  return received.slice(0, received.findIndex((m) => m.payload === sentinel));
+}

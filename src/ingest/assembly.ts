@@ -1,0 +1,101 @@
+/**
+ * The ingest assembly, built in one place for `serve` and `replay`: the processor's
+ * options from the settings both share, and for serve the accounting, the pipeline that
+ * writes through the processor and the intake in front of it (docs/architecture.md,
+ * "The data path"). The commands only say where the parts come from.
+ */
+import type postgres from "postgres";
+import type { DecodeOptions, Decoder } from "../core/decode.ts";
+import type { Inbound } from "../core/message.ts";
+import type { Logger } from "../log.ts";
+import { Accounting } from "./accounting.ts";
+import { FeedCache } from "./feed_cache.ts";
+import { createIntake, type Intake } from "./intake.ts";
+import type { IngestMetrics } from "./metrics.ts";
+import { Pipeline, type PipelineOptions } from "./pipeline.ts";
+import { processBatch, type ProcessorOptions } from "./processor.ts";
+import { DEFAULT_CAREFUL_MS, WritePath } from "./write_path.ts";
+
+/** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
+export interface ProcessorSettings {
+  autoRegister: boolean;
+  rejectPayloadCap: number;
+  acceptUnregisteredDevices: boolean;
+  feedCacheTtlMs: number;
+  feedCacheSize: number;
+  /** Do everything, then roll back (`replay --dry-run`). */
+  dryRun?: boolean;
+}
+
+/** What the processor gets besides the settings. */
+export interface ProcessorParts {
+  /** The feed cache (serve's listens for changes, src/ingest/feed_notify.ts); default: a new one. */
+  feedCache?: FeedCache;
+  /** Counts a batch rewritten the careful way; given, the processor keeps a write path of its own. */
+  onCarefulRewrite?: () => void;
+}
+
+/** The processor's options, as serve and replay run it. */
+export function processorOptionsOf(
+  settings: ProcessorSettings,
+  parts: ProcessorParts = {},
+): ProcessorOptions {
+  const cacheSize = { ttlMs: settings.feedCacheTtlMs, maxEntries: settings.feedCacheSize };
+  const { autoRegister, rejectPayloadCap, onCarefulRewrite } = { ...settings, ...parts };
+  return {
+    autoRegister,
+    rejectPayloadCap,
+    feedCache: parts.feedCache ?? new FeedCache(cacheSize),
+    // Readings need their device registered, as statuses do (auto-register creates it).
+    requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
+    deviceCache: new FeedCache<number>(cacheSize),
+    ...(settings.dryRun ? { dryRun: true } : {}),
+    ...(onCarefulRewrite ? { writePath: new WritePath(DEFAULT_CAREFUL_MS, onCarefulRewrite) } : {}),
+  };
+}
+
+/** What serve's ingest path is built from. */
+export interface IngestAssemblyOptions {
+  sql: postgres.Sql;
+  processor: ProcessorOptions;
+  /** Batching and queue sizes (src/cli/serve_options.ts `batchingOf`). */
+  batching: Omit<PipelineOptions, "write" | "log" | "metrics" | "accounting">;
+  decode: DecodeOptions;
+  /** Replaces the decoder (tests; guarded all the same). */
+  decoder?: Decoder;
+  log: Logger;
+  metrics: IngestMetrics;
+  /** A QoS 0 message dropped on a full queue (the capture file keeps it). */
+  onQueueFull?(inbound: Inbound): void;
+  /** Feedline failed on a message before it was queued (the flood log). */
+  onInternalError?(topic: string, error: unknown): void;
+}
+
+/** Serve's ingest path: the intake (the source's callbacks) → the pipeline → the processor. */
+export interface IngestAssembly {
+  accounting: Accounting;
+  pipeline: Pipeline;
+  intake: Intake;
+}
+
+/** Builds serve's ingest path; nothing runs until `pipeline.start()`. */
+export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
+  const { sql, processor, log, metrics } = opts;
+  const accounting = new Accounting(metrics);
+  const pipeline = new Pipeline({
+    write: (batch) => processBatch(sql, batch, processor),
+    ...opts.batching,
+    log,
+    metrics,
+    accounting,
+  });
+  const intake = createIntake({
+    pipeline,
+    accounting,
+    decode: opts.decode,
+    decoder: opts.decoder,
+    onQueueFull: opts.onQueueFull,
+    onInternalError: opts.onInternalError,
+  });
+  return { accounting, pipeline, intake };
+}
