@@ -22,6 +22,7 @@ import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
+import { timestampOfUs } from "../db/timestamps.ts";
 import { confirmedTransaction } from "../db/transaction.ts";
 import { describeError } from "../core/decode.ts";
 import { formatTimestampUs, storableJson } from "../core/payload.ts";
@@ -668,8 +669,8 @@ function valuesInsert(tx: postgres.TransactionSql, rows: ValueRow[]) {
   const { feedIds, nums, texts, created, received } = valueColumns(rows);
   return tx`
     insert into feed_values (feed_id, value, value_text, created_at, received_at)
-    select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
-           to_timestamp(0) + r * interval '1 microsecond'
+    select f, v, t, ${timestampOfUs(tx, "c")},
+           ${timestampOfUs(tx, "r")}
     from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
                 ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
                 ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)`;
@@ -694,7 +695,7 @@ async function insertValuesAndLastValues(
     with stored as (${valuesInsert(tx, rows)})
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
+    from (select id, v, ${timestampOfUs(tx, "c")} as at
           from unnest(${intArrayLiteral(latest.ids)}::int8[],
                       ${textArrayLiteral(latest.vals)}::text[],
                       ${intArrayLiteral(latest.ats)}::int8[]) as u(id, v, c)) x
@@ -750,7 +751,7 @@ async function findConflicts(
                 ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[])
       with ordinality as x(f, v, t, c, i)
     join feed_values fv
-      on fv.feed_id = x.f and fv.created_at = to_timestamp(0) + x.c * interval '1 microsecond'
+      on fv.feed_id = x.f and fv.created_at = ${timestampOfUs(tx, "x.c")}
     where fv.value is distinct from x.v or fv.value_text is distinct from x.t`;
   return found.map((r) => ({
     row: rows[Number(r.i) - 1],
@@ -774,7 +775,7 @@ async function updateLastValues(
   await tx`
     update feeds f
     set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
+    from (select id, v, ${timestampOfUs(tx, "c")} as at
           from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
                       ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
     where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
@@ -852,7 +853,7 @@ async function applyStatuses(
     await tx`
       update devices d
       set status = x.s, status_changed_at = x.at, last_seen_at = x.at
-      from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
+      from (select id, s, ${timestampOfUs(tx, "a")} as at
             from unnest(${ids}::int8[], ${ids.map((id) => firstKnown.get(id)!.status)}::text[],
                         ${ids.map((id) => firstKnown.get(id)!.at)}::int8[]) as u(id, s, a)) x
       where d.id = x.id and d.status = 'unknown'`;
@@ -881,7 +882,7 @@ async function applyStatuses(
         status_changed_at = case when d.status is distinct from x.s then x.at
                                  else coalesce(d.status_changed_at, x.at) end,
         last_seen_at = x.at
-    from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
+    from (select id, s, ${timestampOfUs(tx, "a")} as at
           from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
     where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
   return inserted;
@@ -893,7 +894,7 @@ async function insertStatusEvents(
 ): Promise<number> {
   const res = await tx`
     insert into device_status_events (device_id, status, payload, at)
-    select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
+    select d, s, p::jsonb, ${timestampOfUs(tx, "a")}
     from unnest(${events.map((e) => e.deviceId)}::int8[], ${events.map((e) => e.status)}::text[],
                 ${events.map((e) => e.payload)}::text[], ${events.map((e) => e.atUs)}::int8[])
       as x(d, s, p, a)
@@ -987,7 +988,7 @@ async function insertRejectRows(
 ): Promise<number> {
   const res = await tx`
     insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
-    select t, decode(p, 'base64'), s, r, d, to_timestamp(0) + a * interval '1 microsecond'
+    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}
     from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
                 ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
                 ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
