@@ -19,6 +19,7 @@
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
+import { type DeviceCache, deviceKeyOf } from "./device_cache.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
@@ -41,8 +42,8 @@ export interface ProcessorOptions {
    * (the reference design's behaviour, `--accept-unregistered-devices`).
    */
   requireDevice?: boolean;
-  /** Registered devices already seen (`feedKeyOf(user_id, code)` → device id). */
-  deviceCache?: FeedCache<number>;
+  /** Registered devices already seen (`deviceKeyOf(user_id, code)` → device id). */
+  deviceCache?: DeviceCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
   /**
@@ -328,7 +329,7 @@ async function processInTransaction(
       statusIndexes.push(i);
       continue;
     }
-    if (devices && !devices.has(feedKeyOf(decoded.userId, decoded.deviceCode))) {
+    if (devices && !devices.has(deviceKeyOf(decoded.userId, decoded.deviceCode))) {
       k += decoded.readings.length;
       rejects.push({
         inbound,
@@ -465,7 +466,7 @@ async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Prom
   const feeds = new Map<string, [string, string, string]>();
   for (const { decoded } of batch) {
     if (decoded.kind === "reject" || decoded.kind === "skip") continue;
-    devices.set(feedKeyOf(decoded.userId, decoded.deviceCode), [
+    devices.set(deviceKeyOf(decoded.userId, decoded.deviceCode), [
       decoded.userId,
       decoded.deviceCode,
     ]);
@@ -576,7 +577,7 @@ async function lookupFeeds(
 async function lookupDevices(
   tx: postgres.TransactionSql,
   batch: Pending[],
-  cache: FeedCache<number> | undefined,
+  cache: DeviceCache | undefined,
 ): Promise<Set<string>> {
   const known = new Set<string>();
   const asked = new Set<string>();
@@ -585,7 +586,7 @@ async function lookupDevices(
   const now = Date.now();
   for (const { decoded } of batch) {
     if (decoded.kind !== "readings") continue;
-    const key = feedKeyOf(decoded.userId, decoded.deviceCode);
+    const key = deviceKeyOf(decoded.userId, decoded.deviceCode);
     if (known.has(key) || asked.has(key)) continue;
     if (cache?.get(key, now) !== undefined) {
       known.add(key);
@@ -602,7 +603,7 @@ async function lookupDevices(
     from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
     join devices d on d.user_id = k.user_id and d.code = k.code`;
   for (const row of rows) {
-    const key = feedKeyOf(row.user_id, row.code);
+    const key = deviceKeyOf(row.user_id, row.code);
     known.add(key);
     cache?.set(key, Number(row.id), now, version);
   }
@@ -811,7 +812,7 @@ async function applyStatuses(
   for (const i of indexes) {
     const d = batch[i].decoded;
     if (d.kind !== "status") continue;
-    const key = feedKeyOf(d.userId, d.deviceCode);
+    const key = deviceKeyOf(d.userId, d.deviceCode);
     if (seen.has(key)) continue;
     seen.add(key);
     users.push(d.userId);
@@ -821,14 +822,14 @@ async function applyStatuses(
     select d.id, d.user_id, d.code
     from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
     join devices d on d.user_id = k.user_id and d.code = k.code`;
-  const deviceIds = new Map(rows.map((r) => [feedKeyOf(r.user_id, r.code), Number(r.id)]));
+  const deviceIds = new Map(rows.map((r) => [deviceKeyOf(r.user_id, r.code), Number(r.id)]));
 
   const events: StatusEvent[] = [];
   const firstKnown = new Map<number, { status: string; at: number }>();
   for (const i of indexes) {
     const { inbound, decoded: d } = batch[i];
     if (d.kind !== "status") continue;
-    const id = deviceIds.get(feedKeyOf(d.userId, d.deviceCode));
+    const id = deviceIds.get(deviceKeyOf(d.userId, d.deviceCode));
     if (id === undefined) {
       rejects.push({
         inbound,
