@@ -6,7 +6,7 @@
  * Per batch: one query for all (user_id, feed_key) not in the cache, one statement that
  * inserts the values (`unnest`) and moves each feed's last value forward, one insert of
  * status history and one device update, one insert of rejects. The values are first
- * written the fast way, without savepoint or `on conflict` (src/ingest/write_path.ts);
+ * written the fast way, without savepoint or `on conflict` (src/ingest/write/fast_or_careful.ts);
  * a batch the fast way cannot write is written again the careful way described next.
  *
  * No message can block a batch (docs/delivery.md, "Poison messages"): every insert of
@@ -27,7 +27,7 @@ import { timestampOfUs } from "../db/timestamps.ts";
 import { confirmedTransaction } from "../db/transaction.ts";
 import { describeError } from "../core/decode.ts";
 import { formatTimestampUs, storableJson } from "../core/payload.ts";
-import { WritePath } from "./write_path.ts";
+import { FastOrCareful } from "./write/fast_or_careful.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -53,12 +53,14 @@ export interface ProcessorOptions {
    * and the rest are gone, in the same commit.
    */
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
-  /** Fast or careful writes (src/ingest/write_path.ts); one shared by default. */
-  writePath?: WritePath;
+  /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
+  fastOrCareful?: FastOrCareful;
+  /** @deprecated The old name of `fastOrCareful`, until serve and the tests are renamed. */
+  writePath?: FastOrCareful;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
-const sharedWritePath = new WritePath();
+const sharedWays = new FastOrCareful();
 
 /** Totals of one batch. */
 export interface BatchResult {
@@ -178,16 +180,16 @@ export async function processBatch(
   batch: Pending[],
   opts: ProcessorOptions = {},
 ): Promise<BatchResult> {
-  const path = opts.writePath ?? sharedWritePath;
-  if (path.fastAllowed()) {
+  const ways = opts.fastOrCareful ?? opts.writePath ?? sharedWays;
+  if (ways.fastAllowed()) {
     try {
       const result = await processInOneTransaction(sql, batch, opts, true);
-      path.fastSucceeded();
+      ways.fastSucceeded();
       return result;
     } catch (error) {
       if (isTransientDbError(error)) throw error;
       // Rolled back whole: written again below, the careful way.
-      path.fastFailed();
+      ways.fastFailed();
     }
   }
   return await processCarefully(sql, batch, opts);
@@ -683,7 +685,7 @@ async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): P
 }
 
 /**
- * The fast way (src/ingest/write_path.ts): every row inserted and each feed's last value
+ * The fast way (src/ingest/write/fast_or_careful.ts): every row inserted and each feed's last value
  * moved forward, in one statement. Fails on any row the database refuses, a stored or
  * repeated (feed_id, created_at) included.
  */
