@@ -25,9 +25,9 @@ import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { confirmedTransaction } from "../db/transaction.ts";
-import { describeError } from "../core/decode.ts";
 import { formatTimestampUs, storableJson } from "../core/payload.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
+import { insertIsolated, refusalDetail } from "./write/isolation.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -248,11 +248,10 @@ async function deadLetterAlone(
   opts: ProcessorOptions,
   error: unknown,
 ): Promise<BatchResult> {
-  const state = sqlStateOf(error);
   const reject: RejectRow = {
     inbound: pending.inbound,
-    reason: state ? "db_rejected" : "internal_error",
-    detail: state ? `${state}: ${(error as Error).message}` : describeError(error),
+    reason: sqlStateOf(error) ? "db_rejected" : "internal_error",
+    detail: refusalDetail(error),
   };
   const result = emptyResult(1);
   try {
@@ -610,38 +609,6 @@ async function lookupDevices(
     cache?.set(key, Number(row.id), now, version);
   }
   return known;
-}
-
-interface Poison<T> {
-  row: T;
-  detail: string;
-}
-
-/**
- * Inserts rows with `insert`, in a savepoint. When the database refuses them for
- * anything but a transient failure (src/db/errors.ts), they are split in halves, each
- * in its own savepoint, until the refused rows are isolated; those are returned, the
- * rest are inserted.
- */
-async function insertIsolated<T>(
-  tx: postgres.TransactionSql,
-  rows: T[],
-  insert: (sp: postgres.TransactionSql, rows: T[]) => Promise<number>,
-): Promise<{ inserted: number; poison: Poison<T>[] }> {
-  try {
-    return { inserted: await tx.savepoint((sp) => insert(sp, rows)), poison: [] };
-  } catch (error) {
-    if (isTransientDbError(error)) throw error;
-    if (rows.length === 1) {
-      const state = sqlStateOf(error);
-      const detail = state ? `${state}: ${(error as Error).message}` : describeError(error);
-      return { inserted: 0, poison: [{ row: rows[0], detail }] };
-    }
-    const middle = rows.length >>> 1;
-    const a = await insertIsolated(tx, rows.slice(0, middle), insert);
-    const b = await insertIsolated(tx, rows.slice(middle), insert);
-    return { inserted: a.inserted + b.inserted, poison: [...a.poison, ...b.poison] };
-  }
 }
 
 /** The value rows as the column arrays of an `unnest`. */
