@@ -16,7 +16,6 @@
  * connection (src/db/errors.ts), the batch is bisected into separate transactions down to
  * the one message that fails, which is dead-lettered with the error.
  */
-import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { type DeviceCache, deviceKeyOf } from "./device_cache.ts";
@@ -27,6 +26,15 @@ import { timestampOfUs } from "../db/timestamps.ts";
 import { confirmedTransaction } from "../db/transaction.ts";
 import { formatTimestampUs, storableJson } from "../core/payload.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
+import {
+  DEFAULT_REJECT_PAYLOAD_CAP,
+  insertRejects,
+  MAX_REJECT_TOPIC_CHARS,
+  mergeRejects,
+} from "./write/rejects.ts";
+import type { RejectRow } from "./write/rows.ts";
+
+export { MAX_REJECT_TOPIC_CHARS };
 import { insertIsolated, refusalDetail } from "./write/isolation.ts";
 
 /** Options of the processor. */
@@ -114,13 +122,6 @@ export interface ValueConflict {
 /** Most reject details a `BatchResult` carries; its counts are always complete. */
 export const MAX_REJECT_DETAILS = 1000;
 
-/** A rejected message, as it goes into `ingest_rejects`. */
-interface RejectRow {
-  inbound: Inbound;
-  reason: RejectReason;
-  detail: string;
-}
-
 /** A value row, as it goes into `feed_values`. */
 interface ValueRow {
   feedId: number;
@@ -134,25 +135,11 @@ interface ValueRow {
   message: number;
 }
 
-const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
 const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
 
 function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1): void {
   map[key] = (map[key] ?? 0) + n;
 }
-
-// NUL cannot be stored in a PostgreSQL text column; MQTT forbids it in topics (MQTT 5
-// §1.5.4) but a broker may still pass one through. Stored texts are bounded too: a
-// topic may be 64 KB, and the dead letter must take any message.
-function safeText(text: string, max: number): string {
-  const bounded = text.length > max ? text.slice(0, max) : text;
-  return bounded.includes("\u0000") ? bounded.replaceAll("\u0000", "\ufffd") : bounded;
-}
-
-/** Longest topic kept in `ingest_rejects` (longer ones cannot be valid topics anyway). */
-export const MAX_REJECT_TOPIC_CHARS = 2048;
-/** Longest detail kept in `ingest_rejects`. */
-const MAX_REJECT_DETAIL_CHARS = 2000;
 
 function emptyResult(messages: number): BatchResult {
   return {
@@ -249,7 +236,7 @@ async function deadLetterAlone(
   error: unknown,
 ): Promise<BatchResult> {
   const reject: RejectRow = {
-    inbound: pending.inbound,
+    message: 0,
     reason: sqlStateOf(error) ? "db_rejected" : "internal_error",
     detail: refusalDetail(error),
   };
@@ -257,7 +244,7 @@ async function deadLetterAlone(
   try {
     await confirmedTransaction(sql, async (tx) => {
       const work = () =>
-        insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
+        insertRejects(tx, [pending], [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
       await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
       if (opts.dryRun) throw DRY_RUN_ROLLBACK;
     });
@@ -319,7 +306,7 @@ async function processInTransaction(
   for (let i = 0; i < batch.length; i++) {
     const { inbound, decoded } = batch[i];
     if (decoded.kind === "reject") {
-      rejects.push({ inbound, reason: decoded.reason, detail: decoded.detail });
+      rejects.push({ message: i, reason: decoded.reason, detail: decoded.detail });
       continue;
     }
     if (decoded.kind === "skip") {
@@ -333,18 +320,18 @@ async function processInTransaction(
     if (devices && !devices.has(deviceKeyOf(decoded.userId, decoded.deviceCode))) {
       k += decoded.readings.length;
       rejects.push({
-        inbound,
+        message: i,
         reason: "unknown_device",
         detail: `no device "${decoded.deviceCode}" for this user`,
       });
       continue;
     }
-    for (const r of decoded.rejects) rejects.push({ inbound, ...r });
+    for (const r of decoded.rejects) rejects.push({ message: i, ...r });
     for (const reading of decoded.readings) {
       const feed = feedOfReading[k++];
       if (!feed) {
         rejects.push({
-          inbound,
+          message: i,
           reason: "unknown_feed",
           detail: `no feed "${reading.feedKey}" for this user`,
         });
@@ -356,7 +343,7 @@ async function processInTransaction(
         count(result.skipped, "retained");
       } else if (reading.value !== null && outOfRange(feed, reading.value)) {
         rejects.push({
-          inbound,
+          message: i,
           reason: "out_of_range",
           detail: `${reading.feedKey}: ${reading.value} outside [${feed.thresholdMin ?? "-inf"}, ${
             feed.thresholdMax ?? "inf"
@@ -403,7 +390,7 @@ async function processInTransaction(
       for (const { row, conflict } of conflicts) {
         refused.add(row);
         rejects.push({
-          inbound: batch[row.message].inbound,
+          message: row.message,
           reason: "value_conflict",
           detail: `${row.feedKey}: ${
             formatTimestampUs(row.createdUs)
@@ -421,7 +408,7 @@ async function processInTransaction(
     for (const v of values) if (!refused.has(v)) storedMessages.add(batch[v.message].inbound);
     for (const p of poison) {
       rejects.push({
-        inbound: batch[p.row.message].inbound,
+        message: p.row.message,
         reason: "db_rejected",
         detail: p.detail,
       });
@@ -442,10 +429,10 @@ async function processInTransaction(
   const rejectedMessages = new Set<Inbound>();
   if (rejects.length > 0) {
     const merged = mergeRejects(rejects);
-    await insertRejects(tx, merged, opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
+    await insertRejects(tx, batch, merged, opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
     for (const r of merged) {
       count(result.rejected, r.reason);
-      rejectedMessages.add(r.inbound);
+      rejectedMessages.add(batch[r.message].inbound);
     }
     reportRejects(batch, merged, result.rejects);
   }
@@ -758,6 +745,7 @@ interface StatusEvent {
   payload: string | null;
   atUs: number;
   inbound: Inbound;
+  message: number;
 }
 
 /**
@@ -801,7 +789,7 @@ async function applyStatuses(
     const id = deviceIds.get(deviceKeyOf(d.userId, d.deviceCode));
     if (id === undefined) {
       rejects.push({
-        inbound,
+        message: i,
         reason: "unknown_device",
         detail: `no device "${d.deviceCode}" for this user`,
       });
@@ -815,6 +803,7 @@ async function applyStatuses(
         payload: d.details ? storableJson(d.details) : null,
         atUs: d.tsUs ?? inbound.receivedAtUs,
         inbound,
+        message: i,
       });
     }
   }
@@ -833,7 +822,7 @@ async function applyStatuses(
   const { inserted, poison } = await insertIsolated(tx, events, insertStatusEvents);
   const poisoned = new Set(poison.map((p) => p.row));
   for (const p of poison) {
-    rejects.push({ inbound: p.row.inbound, reason: "db_rejected", detail: p.detail });
+    rejects.push({ message: p.row.message, reason: "db_rejected", detail: p.detail });
   }
   const latest = new Map<number, { status: string; at: number }>();
   for (const e of events) {
@@ -872,97 +861,15 @@ async function insertStatusEvents(
   return res.count;
 }
 
-/** One reject row per message and reason: a bulk message's details are joined. */
-function mergeRejects(rejects: RejectRow[]): RejectRow[] {
-  if (rejects.length < 2) return rejects;
-  const byMessage = new Map<Inbound, Map<RejectReason, RejectRow>>();
-  for (const r of rejects) {
-    let reasons = byMessage.get(r.inbound);
-    if (!reasons) byMessage.set(r.inbound, reasons = new Map());
-    const existing = reasons.get(r.reason);
-    if (existing) existing.detail = `${existing.detail}; ${r.detail}`.slice(0, 2000);
-    else reasons.set(r.reason, { ...r });
-  }
-  return [...byMessage.values()].flatMap((m) => [...m.values()]);
-}
-
 function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
-  const users = new Map<Inbound, string>();
-  for (const { inbound, decoded } of batch) {
-    if (decoded.kind !== "reject" && decoded.kind !== "skip") users.set(inbound, decoded.userId);
-  }
   for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
+    const { inbound, decoded } = batch[r.message];
     out.push({
-      topic: r.inbound.topic,
+      topic: inbound.topic,
       reason: r.reason,
       detail: r.detail,
-      userId: users.get(r.inbound) ?? null,
-      receivedAtUs: r.inbound.receivedAtUs,
+      userId: decoded.kind === "reject" || decoded.kind === "skip" ? null : decoded.userId,
+      receivedAtUs: inbound.receivedAtUs,
     });
   }
-}
-
-/**
- * The dead letter: one row per rejected message and reason, topic, detail and payload
- * bounded. A message's receive time is unique per process (src/clock.ts), so a
- * re-processed batch hits the unique key (received_at, reason, md5(topic)) and does not
- * dead-letter the same message twice. This write must not fail for anything a message
- * holds: rows the database still refuses are isolated, and each is written again as a
- * last-resort row that keeps only the receive time, the reason and the error.
- */
-async function insertRejects(
-  tx: postgres.TransactionSql,
-  rejects: RejectRow[],
-  payloadCap: number,
-): Promise<void> {
-  const rows = rejects.map((r) => rejectRecord(r, payloadCap));
-  const { poison } = await insertIsolated(tx, rows, insertRejectRows);
-  if (poison.length === 0) return;
-  const fallback = poison.map(({ row, detail }) => ({
-    topic: "",
-    payload: "",
-    size: row.size,
-    reason: row.reason,
-    detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
-    receivedUs: row.receivedUs,
-  }));
-  await insertRejectRows(tx, fallback);
-}
-
-interface RejectRecord {
-  topic: string;
-  /** base64 of the capped payload */
-  payload: string;
-  size: number;
-  reason: string;
-  detail: string;
-  receivedUs: number;
-}
-
-function rejectRecord(r: RejectRow, payloadCap: number): RejectRecord {
-  const bytes = r.inbound.payload;
-  return {
-    topic: safeText(r.inbound.topic, MAX_REJECT_TOPIC_CHARS),
-    payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
-      .toString("base64"),
-    size: bytes.byteLength,
-    reason: r.reason,
-    detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
-    receivedUs: r.inbound.receivedAtUs,
-  };
-}
-
-async function insertRejectRows(
-  tx: postgres.TransactionSql,
-  rows: RejectRecord[],
-): Promise<number> {
-  const res = await tx`
-    insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
-    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}
-    from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
-                ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
-                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
-      as x(t, p, s, r, d, a)
-    on conflict do nothing`;
-  return res.count;
 }
