@@ -19,12 +19,10 @@
 import type postgres from "postgres";
 import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
 import { type DeviceCache, deviceKeyOf } from "./device_cache.ts";
-import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
 import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
-import { timestampOfUs } from "../db/timestamps.ts";
 import { confirmedTransaction } from "../db/transaction.ts";
-import { formatTimestampUs, storableJson } from "../core/payload.ts";
+import { storableJson } from "../core/payload.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
 import {
   DEFAULT_REJECT_PAYLOAD_CAP,
@@ -32,10 +30,14 @@ import {
   MAX_REJECT_TOPIC_CHARS,
   mergeRejects,
 } from "./write/rejects.ts";
-import type { RejectRow } from "./write/rows.ts";
+import type { RejectRow, RetainedStatus, StatusEvent, ValueRow } from "./write/rows.ts";
+import { type ValueConflict, writeValuesCarefully, writeValuesFast } from "./write/values.ts";
+import { writeStatuses } from "./write/statuses.ts";
+
+export type { ValueConflict };
 
 export { MAX_REJECT_TOPIC_CHARS };
-import { insertIsolated, refusalDetail } from "./write/isolation.ts";
+import { refusalDetail } from "./write/isolation.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -111,29 +113,8 @@ export interface RejectDetail {
   receivedAtUs: number;
 }
 
-/** A reading absorbed by the key of a stored reading with another value. */
-export interface ValueConflict {
-  feedId: number;
-  createdAtUs: number;
-  stored: string | null;
-  dropped: string | null;
-}
-
 /** Most reject details a `BatchResult` carries; its counts are always complete. */
 export const MAX_REJECT_DETAILS = 1000;
-
-/** A value row, as it goes into `feed_values`. */
-interface ValueRow {
-  feedId: number;
-  /** For a reject's detail. */
-  feedKey: string;
-  value: number | null;
-  text: string | null;
-  createdUs: number;
-  receivedUs: number;
-  /** Index into the batch, so a poison row can be dead-lettered with its message. */
-  message: number;
-}
 
 const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
 
@@ -367,54 +348,16 @@ async function processInTransaction(
   }
 
   const storedMessages = new Set<Inbound>();
-  if (values.length > 0 && fast) {
-    // Any refusal (a duplicate included) fails the transaction: see processBatch.
-    await insertValuesAndLastValues(tx, values);
-    result.stored += values.length;
-    for (const v of values) storedMessages.add(batch[v.message].inbound);
-  } else if (values.length > 0) {
-    const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
-    const poisoned = new Set(poison.map((p) => p.row));
-    // Rows not in the database as they came: poison, and conflicts (below).
-    const refused = new Set(poisoned);
-    result.stored += inserted;
-    const absorbed = values.length - inserted - poison.length;
-    if (absorbed > 0) {
-      // Only a batch with absorbed rows pays for this second look.
-      const conflicts = await findConflicts(
-        tx,
-        poisoned.size > 0 ? values.filter((v) => !poisoned.has(v)) : values,
-      );
-      // A different reading holds the key: this one is not stored, so it is not counted
-      // as a duplicate but dead-lettered (docs/delivery.md, "Duplicates and idempotence").
-      for (const { row, conflict } of conflicts) {
-        refused.add(row);
-        rejects.push({
-          message: row.message,
-          reason: "value_conflict",
-          detail: `${row.feedKey}: ${
-            formatTimestampUs(row.createdUs)
-          } already holds another value (${conflict.stored?.slice(0, 40)}), not this one (${
-            conflict.dropped?.slice(0, 40)
-          })`,
-        });
-      }
-      if (absorbed > conflicts.length) {
-        count(result.skipped, "duplicate", absorbed - conflicts.length);
-      }
-      result.conflicts += conflicts.length;
-      result.conflict ??= conflicts[0]?.conflict;
-    }
-    for (const v of values) if (!refused.has(v)) storedMessages.add(batch[v.message].inbound);
-    for (const p of poison) {
-      rejects.push({
-        message: p.row.message,
-        reason: "db_rejected",
-        detail: p.detail,
-      });
-      opts.feedCache?.clear();
-    }
-    await updateLastValues(tx, values, refused.size > 0 ? refused : null);
+  // The fast way fails on any refusal (a duplicate included): see processBatch.
+  const written = fast ? await writeValuesFast(tx, values) : await writeValuesCarefully(tx, values);
+  result.stored += written.stored;
+  if (written.duplicates > 0) count(result.skipped, "duplicate", written.duplicates);
+  result.conflicts += written.conflicts.length;
+  result.conflict ??= written.conflicts[0];
+  rejects.push(...written.rejects);
+  if (written.refused > 0) opts.feedCache?.clear();
+  for (const v of values) {
+    if (!written.notStored?.has(v)) storedMessages.add(batch[v.message].inbound);
   }
   if (statusIndexes.length > 0) {
     result.statuses += await applyStatuses(
@@ -598,156 +541,6 @@ async function lookupDevices(
   return known;
 }
 
-/** The value rows as the column arrays of an `unnest`. */
-function valueColumns(rows: ValueRow[]) {
-  const n = rows.length;
-  const feedIds = new Array<number>(n);
-  const nums = new Array<number | null>(n);
-  const texts = new Array<string | null>(n);
-  const created = new Array<number>(n);
-  const received = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const r = rows[i];
-    feedIds[i] = r.feedId;
-    nums[i] = r.value;
-    texts[i] = r.text;
-    created[i] = r.createdUs;
-    received[i] = r.receivedUs;
-  }
-  return { feedIds, nums, texts, created, received };
-}
-
-/**
- * The insert of `rows` into `feed_values`, a fragment both ways complete. Times travel as
- * µs integers: exact, where a float of seconds would lose the last digit and two readings
- * a microsecond apart could collide.
- */
-function valuesInsert(tx: postgres.TransactionSql, rows: ValueRow[]) {
-  const { feedIds, nums, texts, created, received } = valueColumns(rows);
-  return tx`
-    insert into feed_values (feed_id, value, value_text, created_at, received_at)
-    select f, v, t, ${timestampOfUs(tx, "c")},
-           ${timestampOfUs(tx, "r")}
-    from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
-                ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
-                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)`;
-}
-
-async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
-  const res = await tx`${valuesInsert(tx, rows)} on conflict do nothing`;
-  return res.count;
-}
-
-/**
- * The fast way (src/ingest/write/fast_or_careful.ts): every row inserted and each feed's last value
- * moved forward, in one statement. Fails on any row the database refuses, a stored or
- * repeated (feed_id, created_at) included.
- */
-async function insertValuesAndLastValues(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-): Promise<void> {
-  const latest = latestPerFeed(rows, null);
-  await tx`
-    with stored as (${valuesInsert(tx, rows)})
-    update feeds f
-    set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, ${timestampOfUs(tx, "c")} as at
-          from unnest(${intArrayLiteral(latest.ids)}::int8[],
-                      ${textArrayLiteral(latest.vals)}::text[],
-                      ${intArrayLiteral(latest.ats)}::int8[]) as u(id, v, c)) x
-    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
-}
-
-/** Each feed's newest row, as the arrays of the last-value update. */
-function latestPerFeed(
-  rows: ValueRow[],
-  exclude: Set<ValueRow> | null,
-): { ids: number[]; vals: string[]; ats: number[] } {
-  const latest = new Map<number, ValueRow>();
-  for (const r of rows) {
-    if (exclude?.has(r)) continue;
-    const current = latest.get(r.feedId);
-    if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
-  }
-  const ids: number[] = [];
-  const vals: string[] = [];
-  const ats: number[] = [];
-  for (const r of latest.values()) {
-    ids.push(r.feedId);
-    vals.push(r.text ?? String(r.value));
-    ats.push(r.createdUs);
-  }
-  return { ids, vals, ats };
-}
-
-/**
- * The rows of `rows` whose key holds a stored reading with another value: absorbed by
- * `on conflict do nothing` although they are different readings. One index lookup per
- * row, in one statement; a row inserted by this batch finds itself and its own value.
- */
-async function findConflicts(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-): Promise<{ row: ValueRow; conflict: ValueConflict }[]> {
-  const found = await tx<
-    {
-      i: string;
-      f: string;
-      c: string;
-      v: number | null;
-      t: string | null;
-      sv: number | null;
-      st: string | null;
-    }[]
-  >`
-    select x.i, x.f, x.c, x.v, x.t, fv.value as sv, fv.value_text as st
-    from unnest(${intArrayLiteral(rows.map((r) => r.feedId))}::int8[],
-                ${floatArrayLiteral(rows.map((r) => r.value))}::float8[],
-                ${textArrayLiteral(rows.map((r) => r.text))}::text[],
-                ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[])
-      with ordinality as x(f, v, t, c, i)
-    join feed_values fv
-      on fv.feed_id = x.f and fv.created_at = ${timestampOfUs(tx, "x.c")}
-    where fv.value is distinct from x.v or fv.value_text is distinct from x.t`;
-  return found.map((r) => ({
-    row: rows[Number(r.i) - 1],
-    conflict: {
-      feedId: Number(r.f),
-      createdAtUs: Number(r.c),
-      stored: r.st ?? (r.sv === null ? null : String(r.sv)),
-      dropped: r.t ?? (r.v === null ? null : String(r.v)),
-    },
-  }));
-}
-
-/** Moves each feed's last value forward: late or replayed data never overwrites newer. */
-async function updateLastValues(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-  exclude: Set<ValueRow> | null,
-): Promise<void> {
-  const { ids, vals, ats } = latestPerFeed(rows, exclude);
-  if (ids.length === 0) return;
-  await tx`
-    update feeds f
-    set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, ${timestampOfUs(tx, "c")} as at
-          from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
-                      ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
-    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
-}
-
-/** A status history row, as it goes into `device_status_events`. */
-interface StatusEvent {
-  deviceId: number;
-  status: string;
-  payload: string | null;
-  atUs: number;
-  inbound: Inbound;
-  message: number;
-}
-
 /**
  * Device status: history rows for every message, and each device's current status
  * moved forward in time. A status for a device that is not registered is rejected. A
@@ -782,7 +575,7 @@ async function applyStatuses(
   const deviceIds = new Map(rows.map((r) => [deviceKeyOf(r.user_id, r.code), Number(r.id)]));
 
   const events: StatusEvent[] = [];
-  const firstKnown = new Map<number, { status: string; at: number }>();
+  const firstKnown = new Map<number, RetainedStatus>();
   for (const i of indexes) {
     const { inbound, decoded: d } = batch[i];
     if (d.kind !== "status") continue;
@@ -795,70 +588,21 @@ async function applyStatuses(
       });
     } else if (inbound.retain && d.tsUs === null) {
       count(skipped, "retained");
-      firstKnown.set(id, { status: d.status, at: inbound.receivedAtUs });
+      firstKnown.set(id, { status: d.status, atUs: inbound.receivedAtUs });
     } else {
       events.push({
         deviceId: id,
         status: d.status,
         payload: d.details ? storableJson(d.details) : null,
         atUs: d.tsUs ?? inbound.receivedAtUs,
-        inbound,
         message: i,
       });
     }
   }
-  if (firstKnown.size > 0) {
-    const ids = [...firstKnown.keys()];
-    await tx`
-      update devices d
-      set status = x.s, status_changed_at = x.at, last_seen_at = x.at
-      from (select id, s, ${timestampOfUs(tx, "a")} as at
-            from unnest(${ids}::int8[], ${ids.map((id) => firstKnown.get(id)!.status)}::text[],
-                        ${ids.map((id) => firstKnown.get(id)!.at)}::int8[]) as u(id, s, a)) x
-      where d.id = x.id and d.status = 'unknown'`;
-  }
-  if (events.length === 0) return 0;
-  // A status event already recorded (a replay, a redelivery) is absorbed by its key.
-  const { inserted, poison } = await insertIsolated(tx, events, insertStatusEvents);
-  const poisoned = new Set(poison.map((p) => p.row));
-  for (const p of poison) {
-    rejects.push({ message: p.row.message, reason: "db_rejected", detail: p.detail });
-  }
-  const latest = new Map<number, { status: string; at: number }>();
-  for (const e of events) {
-    if (poisoned.has(e)) continue;
-    applied.add(e.inbound);
-    const current = latest.get(e.deviceId);
-    if (!current || current.at <= e.atUs) latest.set(e.deviceId, { status: e.status, at: e.atUs });
-  }
-  if (latest.size === 0) return inserted;
-  const ids = [...latest.keys()];
-  const statuses = ids.map((id) => latest.get(id)!.status);
-  const ats = ids.map((id) => latest.get(id)!.at);
-  await tx`
-    update devices d
-    set status = x.s,
-        status_changed_at = case when d.status is distinct from x.s then x.at
-                                 else coalesce(d.status_changed_at, x.at) end,
-        last_seen_at = x.at
-    from (select id, s, ${timestampOfUs(tx, "a")} as at
-          from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
-    where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
-  return inserted;
-}
-
-async function insertStatusEvents(
-  tx: postgres.TransactionSql,
-  events: StatusEvent[],
-): Promise<number> {
-  const res = await tx`
-    insert into device_status_events (device_id, status, payload, at)
-    select d, s, p::jsonb, ${timestampOfUs(tx, "a")}
-    from unnest(${events.map((e) => e.deviceId)}::int8[], ${events.map((e) => e.status)}::text[],
-                ${events.map((e) => e.payload)}::text[], ${events.map((e) => e.atUs)}::int8[])
-      as x(d, s, p, a)
-    on conflict do nothing`;
-  return res.count;
+  const written = await writeStatuses(tx, events, firstKnown);
+  rejects.push(...written.rejects);
+  for (const e of events) if (!written.refused?.has(e)) applied.add(batch[e.message].inbound);
+  return written.recorded;
 }
 
 function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
