@@ -99,20 +99,23 @@ export function keysOf(batch: readonly Pending[], rules: PlanRules): BatchKeys {
         });
       } else if (isStatus) known.hasStatus = true;
     }
-    const feeds: string[] = isStatus ? [] : new Array(d.readings.length);
-    if (!isStatus) {
-      for (let j = 0; j < d.readings.length; j++) {
-        const feedKey = d.readings[j].feedKey;
-        const key = feedKeyOf(d.userId, feedKey);
-        feeds[j] = key;
-        const known = keys.feeds.get(key);
-        if (known) known.deviceCode = d.deviceCode;
-        else keys.feeds.set(key, { userId: d.userId, feedKey, deviceCode: d.deviceCode });
-      }
-    }
-    keys.messages[i] = { device, feeds };
+    keys.messages[i] = { device, feeds: isStatus ? [] : feedKeysOf(d, keys.feeds) };
   }
   return keys;
+}
+
+/** The feed key of each reading of `d`, each feed gathered into `feeds` once. */
+function feedKeysOf(d: ReadingsOf, feeds: Map<string, FeedRef>): string[] {
+  const out = new Array<string>(d.readings.length);
+  for (let j = 0; j < d.readings.length; j++) {
+    const feedKey = d.readings[j].feedKey;
+    const key = feedKeyOf(d.userId, feedKey);
+    out[j] = key;
+    const known = feeds.get(key);
+    if (known) known.deviceCode = d.deviceCode;
+    else feeds.set(key, { userId: d.userId, feedKey, deviceCode: d.deviceCode });
+  }
+  return out;
 }
 
 /** Walk two: every message and reading sorted into rows, rejects and skips. */
