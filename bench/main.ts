@@ -661,8 +661,8 @@ async function databasePhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassR
       v[k] = i;
       c[k] = base + i;
     }
-    // The insert of src/ingest/processor.ts's fast way (no `on conflict`), without the
-    // last-value update or anything else around it.
+    // The insert of the processor's fast way (src/ingest/write/values.ts, no `on conflict`),
+    // without the last-value update or anything else around it.
     await sql.begin((tx) =>
       tx`
       insert into feed_values (feed_id, value, value_text, created_at, received_at)

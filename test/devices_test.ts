@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
 import { compileTopics } from "../src/core/topics.ts";
+import { DeviceCache } from "../src/ingest/device_cache.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { withTestDatabase } from "./support/db.ts";
@@ -54,6 +55,26 @@ Deno.test("processBatch() with requireDevice rejects readings of an unregistered
     // Without the requirement, the same reading is stored.
     const open = await processBatch(sql, [msg(`${u}/ghost/feeds/temp`, "7")]);
     assert.equal(open.stored, 1);
+  }));
+
+Deno.test("status messages find their device through the device cache; one deleted meanwhile is dead-lettered once, then unknown", () =>
+  withTestDatabase(async (sql) => {
+    const u = crypto.randomUUID();
+    await sql`insert into users (id) values (${u})`;
+    await sql`insert into devices (user_id, code) values (${u}, 'd1')`;
+    const deviceCache = new DeviceCache({ ttlMs: 60_000 });
+    const first = await processBatch(sql, [msg(`${u}/d1/status`, "online")], { deviceCache });
+    assert.equal(first.statuses, 1);
+    assert.equal(deviceCache.size, 1, "the status' device is cached");
+    // The cached id of a device deleted meanwhile: the database refuses its event.
+    await sql`delete from devices where user_id = ${u}`;
+    const stale = await processBatch(sql, [msg(`${u}/d1/status`, "offline")], { deviceCache });
+    assert.deepEqual(stale.rejected, { db_rejected: 1 });
+    assert.equal(deviceCache.size, 0, "a refused status clears the device cache");
+    const fresh = await processBatch(sql, [msg(`${u}/d1/status`, "online")], { deviceCache });
+    assert.deepEqual(fresh.rejected, { unknown_device: 1 });
+    const [{ n }] = await sql`select count(*)::int as n from ingest_rejects`;
+    assert.equal(n, 2);
   }));
 
 Deno.test("serve rejects readings of an unregistered device by default, and stores them with --accept-unregistered-devices", async () => {

@@ -1,9 +1,12 @@
 /**
- * Feed lookup cache: (user_id, feed_key) → the feed's id, state and thresholds. Only
- * found feeds are cached (an unknown feed may be registered any moment); entries expire
- * after `ttlMs` so deactivations and threshold changes take effect, and `clear()` drops
- * everything when the database says a feed changed.
+ * The feed cache: (user_id, feed_key) → the feed's id, state and thresholds, as the
+ * processor's feed lookup found them (src/ingest/write/lookups.ts). Entries expire after
+ * the TTL so deactivations and threshold changes take effect, and LISTEN/NOTIFY drops a
+ * changed feed at once (src/ingest/feed_notify.ts).
  */
+import { LookupCache } from "./lookup_cache.ts";
+
+export { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
 
 /** What the processor needs to know about a feed. */
 export interface FeedInfo {
@@ -19,89 +22,9 @@ export function feedKeyOf(userId: string, feedKey: string): string {
 }
 
 /**
- * A size-bounded TTL cache of feeds (or, as `FeedCache<number>`, of registered devices:
- * key `feedKeyOf(user_id, device_code)`, value the device id).
+ * The feeds already looked up, by `feedKeyOf(user_id, feed_key)`.
  *
- * Expiry is by generation, not per entry: entries go into a young map, which becomes the
- * old map every `ttlMs / 2` (on a fixed grid of time), when the old one is dropped. An entry is therefore trusted
- * for at most `ttlMs` (and at least half of it), and costs one map slot, with no wrapper
- * object or expiry time of its own: about 100 bytes less per entry, which is what lets a
- * million feeds fit (docs/performance.md, "Fleet scale").
+ * The type parameter is kept only so that `FeedCache<number>`, once the device cache,
+ * still compiles: use `DeviceCache` (src/ingest/device_cache.ts) for devices.
  */
-export class FeedCache<V = FeedInfo> {
-  #young = new Map<string, V>();
-  #old = new Map<string, V>();
-  #epoch = -Infinity;
-  #version = 0;
-  readonly ttlMs: number;
-  readonly maxEntries: number;
-
-  constructor(opts: { ttlMs?: number; maxEntries?: number } = {}) {
-    this.ttlMs = opts.ttlMs ?? 30_000;
-    this.maxEntries = opts.maxEntries ?? DEFAULT_FEED_CACHE_SIZE;
-  }
-
-  // Generations follow a fixed grid of half-TTL epochs: an entry set during epoch e is
-  // dropped when epoch e + 2 begins, at most one TTL after it was set.
-  #rotate(now: number): void {
-    const epoch = Math.floor(now / (this.ttlMs / 2));
-    const passed = epoch - this.#epoch;
-    if (passed <= 0) return;
-    if (passed === 1) {
-      this.#old = this.#young;
-    } else {
-      this.#old = new Map();
-    }
-    this.#young = new Map();
-    this.#epoch = epoch;
-  }
-
-  get(key: string, now = Date.now()): V | undefined {
-    // No cache (TTL 0): no generations to turn over, on every reading of every batch.
-    if (this.ttlMs <= 0) return undefined;
-    this.#rotate(now);
-    return this.#young.get(key) ?? this.#old.get(key);
-  }
-
-  /**
-   * Bumped by every `delete` and `clear`. A reader notes it before querying the database
-   * and passes it to `set`: if an invalidation arrived while the query ran, the answer may
-   * predate the change and is not cached.
-   */
-  get version(): number {
-    return this.#version;
-  }
-
-  set(key: string, feed: V, now = Date.now(), seenVersion?: number): void {
-    if (this.ttlMs <= 0) return;
-    if (seenVersion !== undefined && seenVersion !== this.#version) return;
-    this.#rotate(now);
-    this.#old.delete(key);
-    if (!this.#young.has(key) && this.size >= this.maxEntries) {
-      // Maps iterate in insertion order: the first key of the old map is the oldest.
-      const from = this.#old.size > 0 ? this.#old : this.#young;
-      const oldest = from.keys().next().value;
-      if (oldest !== undefined) from.delete(oldest);
-    }
-    this.#young.set(key, feed);
-  }
-
-  delete(key: string): void {
-    this.#version++;
-    this.#young.delete(key);
-    this.#old.delete(key);
-  }
-
-  clear(): void {
-    this.#version++;
-    this.#young = new Map();
-    this.#old = new Map();
-  }
-
-  get size(): number {
-    return this.#young.size + this.#old.size;
-  }
-}
-
-/** Entries a feed (or device) cache holds at most, unless `--feed-cache-size` says. */
-export const DEFAULT_FEED_CACHE_SIZE = 200_000;
+export class FeedCache<V = FeedInfo> extends LookupCache<V> {}

@@ -1,31 +1,53 @@
 /**
  * The processor: one batch of decoded messages → one PostgreSQL transaction. It knows
  * nothing of MQTT or files; `serve` and `replay` call it alike, and tests call it
- * directly against a real database.
+ * directly against a real database. This file holds the ways a batch is written; the
+ * work inside a transaction is in src/ingest/write/ (docs/architecture.md, "The data
+ * path"): the keys and the plan (`plan.ts`, pure), the lookups through the caches
+ * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`) and the
+ * result (`result.ts`).
  *
- * Per batch: one query for all (user_id, feed_key) not in the cache, one statement that
- * inserts the values (`unnest`) and moves each feed's last value forward, one insert of
- * status history and one device update, one insert of rejects. The values are first
- * written the fast way, without savepoint or `on conflict` (src/ingest/write_path.ts);
- * a batch the fast way cannot write is written again the careful way described next.
+ * Per batch: one query for the feeds and one for the devices the caches do not know, one
+ * statement that inserts the values (`unnest`) and moves each feed's last value forward,
+ * one insert of status history and one device update, one insert of rejects. The values
+ * are first written the fast way, without savepoint or `on conflict`
+ * (src/ingest/write/fast_or_careful.ts); a batch the fast way cannot write is written
+ * again the careful way described next.
  *
  * No message can block a batch (docs/delivery.md, "Poison messages"): every insert of
  * rows that come from messages (values, status events, rejects) is split inside
  * savepoints when the database refuses it, until the refused rows are isolated and
- * dead-lettered; and if the transaction still fails for anything but the database or the
- * connection (src/db/errors.ts), the batch is bisected into separate transactions down to
- * the one message that fails, which is dead-lettered with the error.
+ * dead-lettered (src/ingest/write/isolation.ts); and if the transaction still fails for
+ * anything but the database or the connection (src/db/errors.ts), the batch is bisected
+ * into separate transactions down to the one message that fails, which is dead-lettered
+ * with the error.
  */
-import { Buffer } from "node:buffer";
 import type postgres from "postgres";
-import { type FeedCache, type FeedInfo, feedKeyOf } from "./feed_cache.ts";
-import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "./pg_array.ts";
-import type { Inbound, Pending, RejectReason, SkipReason } from "../core/message.ts";
+import type { Pending } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
-import { confirmedTransaction } from "../db/transaction.ts";
-import { describeError } from "../core/decode.ts";
-import { formatTimestampUs, storableJson } from "../core/payload.ts";
-import { WritePath } from "./write_path.ts";
+import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
+import type { DeviceCache } from "./device_cache.ts";
+import type { FeedCache } from "./feed_cache.ts";
+import { autoRegister } from "./write/auto_register.ts";
+import { FastOrCareful } from "./write/fast_or_careful.ts";
+import { refusalDetail } from "./write/isolation.ts";
+import { lookupDevices, lookupFeeds } from "./write/lookups.ts";
+import { keysOf, planBatch, type PlanRules } from "./write/plan.ts";
+import { DEFAULT_REJECT_PAYLOAD_CAP, insertRejects, mergeRejects } from "./write/rejects.ts";
+import {
+  type BatchResult,
+  deadLetterResult,
+  emptyResult,
+  mergeResults,
+  resultOf,
+} from "./write/result.ts";
+import type { RejectRow } from "./write/rows.ts";
+import { writeStatuses } from "./write/statuses.ts";
+import { writeValuesCarefully, writeValuesFast } from "./write/values.ts";
+
+export { MAX_REJECT_TOPIC_CHARS } from "./write/rejects.ts";
+export { type BatchResult, MAX_REJECT_DETAILS, type RejectDetail } from "./write/result.ts";
+export type { ValueConflict } from "./write/values.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -40,8 +62,8 @@ export interface ProcessorOptions {
    * (the reference design's behaviour, `--accept-unregistered-devices`).
    */
   requireDevice?: boolean;
-  /** Registered devices already seen (`feedKeyOf(user_id, code)` → device id). */
-  deviceCache?: FeedCache<number>;
+  /** Registered devices already seen, for readings and statuses alike. */
+  deviceCache?: DeviceCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
   /**
@@ -51,117 +73,14 @@ export interface ProcessorOptions {
    * and the rest are gone, in the same commit.
    */
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
-  /** Fast or careful writes (src/ingest/write_path.ts); one shared by default. */
-  writePath?: WritePath;
+  /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
+  fastOrCareful?: FastOrCareful;
+  /** @deprecated The old name of `fastOrCareful`, until serve and the tests are renamed. */
+  writePath?: FastOrCareful;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
-const sharedWritePath = new WritePath();
-
-/** Totals of one batch. */
-export interface BatchResult {
-  messages: number;
-  stored: number;
-  skipped: Partial<Record<SkipReason, number>>;
-  rejected: Partial<Record<RejectReason, number>>;
-  /** Status events recorded (one already recorded is absorbed, not counted). */
-  statuses: number;
-  /**
-   * Readings absorbed by the key (feed_id, created_at) although the stored reading has
-   * another value: two different readings got one key (two publishers sending one `ts`,
-   * or receive times that collided), and the later one is not stored. Each is
-   * dead-lettered as `value_conflict` (a message none of whose readings is stored is
-   * `rejected`); an anomaly, not a redelivery.
-   */
-  conflicts: number;
-  /** One of them, for the log. */
-  conflict?: ValueConflict;
-  /**
-   * One outcome per message, for accounting: `stored` when any of its readings (or its
-   * status) is in the database now, including as an absorbed duplicate; else `rejected`
-   * when it has a row in ingest_rejects; else `skipped`.
-   */
-  outcomes: { stored: number; rejected: number; skipped: number };
-  /**
-   * The first `MAX_REJECT_DETAILS` rejects of the batch, for feedback to publishers and
-   * the status page (the rows themselves are in `ingest_rejects`).
-   */
-  rejects: RejectDetail[];
-}
-
-/** One rejected message, as reported in a `BatchResult`. */
-export interface RejectDetail {
-  topic: string;
-  reason: RejectReason;
-  detail: string;
-  /** The user id of a topic that parsed (null for bad_topic, bad_user_id, ...). */
-  userId: string | null;
-  receivedAtUs: number;
-}
-
-/** A reading absorbed by the key of a stored reading with another value. */
-export interface ValueConflict {
-  feedId: number;
-  createdAtUs: number;
-  stored: string | null;
-  dropped: string | null;
-}
-
-/** Most reject details a `BatchResult` carries; its counts are always complete. */
-export const MAX_REJECT_DETAILS = 1000;
-
-/** A rejected message, as it goes into `ingest_rejects`. */
-interface RejectRow {
-  inbound: Inbound;
-  reason: RejectReason;
-  detail: string;
-}
-
-/** A value row, as it goes into `feed_values`. */
-interface ValueRow {
-  feedId: number;
-  /** For a reject's detail. */
-  feedKey: string;
-  value: number | null;
-  text: string | null;
-  createdUs: number;
-  receivedUs: number;
-  /** Index into the batch, so a poison row can be dead-lettered with its message. */
-  message: number;
-}
-
-const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
-const DRY_RUN_ROLLBACK = Symbol("dry-run rollback");
-
-function count<K extends string>(map: Partial<Record<K, number>>, key: K, n = 1): void {
-  map[key] = (map[key] ?? 0) + n;
-}
-
-// NUL cannot be stored in a PostgreSQL text column; MQTT forbids it in topics (MQTT 5
-// §1.5.4) but a broker may still pass one through. Stored texts are bounded too: a
-// topic may be 64 KB, and the dead letter must take any message.
-function safeText(text: string, max: number): string {
-  const bounded = text.length > max ? text.slice(0, max) : text;
-  return bounded.includes("\u0000") ? bounded.replaceAll("\u0000", "\ufffd") : bounded;
-}
-
-/** Longest topic kept in `ingest_rejects` (longer ones cannot be valid topics anyway). */
-export const MAX_REJECT_TOPIC_CHARS = 2048;
-/** Longest detail kept in `ingest_rejects`. */
-const MAX_REJECT_DETAIL_CHARS = 2000;
-
-function emptyResult(messages: number): BatchResult {
-  return {
-    messages,
-    stored: 0,
-    skipped: {},
-    rejected: {},
-    statuses: 0,
-    conflicts: 0,
-    outcomes: { stored: 0, rejected: 0, skipped: 0 },
-    rejects: [],
-  };
-}
+const sharedWays = new FastOrCareful();
 
 /**
  * Processes one batch and returns its totals, once PostgreSQL confirmed the commit
@@ -176,16 +95,16 @@ export async function processBatch(
   batch: Pending[],
   opts: ProcessorOptions = {},
 ): Promise<BatchResult> {
-  const path = opts.writePath ?? sharedWritePath;
-  if (path.fastAllowed()) {
+  const ways = opts.fastOrCareful ?? opts.writePath ?? sharedWays;
+  if (ways.fastAllowed()) {
     try {
       const result = await processInOneTransaction(sql, batch, opts, true);
-      path.fastSucceeded();
+      ways.fastSucceeded();
       return result;
     } catch (error) {
       if (isTransientDbError(error)) throw error;
       // Rolled back whole: written again below, the careful way.
-      path.fastFailed();
+      ways.fastFailed();
     }
   }
   return await processCarefully(sql, batch, opts);
@@ -211,29 +130,6 @@ async function processCarefully(
   }
 }
 
-function mergeResults(a: BatchResult, b: BatchResult): BatchResult {
-  const sum = <K extends string>(x: Partial<Record<K, number>>, y: Partial<Record<K, number>>) => {
-    const out = { ...x };
-    for (const [k, n] of Object.entries(y) as [K, number][]) out[k] = (out[k] ?? 0) + n;
-    return out;
-  };
-  return {
-    messages: a.messages + b.messages,
-    stored: a.stored + b.stored,
-    skipped: sum(a.skipped, b.skipped),
-    rejected: sum(a.rejected, b.rejected),
-    statuses: a.statuses + b.statuses,
-    conflicts: a.conflicts + b.conflicts,
-    conflict: a.conflict ?? b.conflict,
-    outcomes: {
-      stored: a.outcomes.stored + b.outcomes.stored,
-      rejected: a.outcomes.rejected + b.outcomes.rejected,
-      skipped: a.outcomes.skipped + b.outcomes.skipped,
-    },
-    rejects: [...a.rejects, ...b.rejects].slice(0, MAX_REJECT_DETAILS),
-  };
-}
-
 /**
  * The one message of a batch that still fails on its own: dead-lettered with the error,
  * `db_rejected` with its SQLSTATE when the database refused it, else `internal_error`.
@@ -244,27 +140,15 @@ async function deadLetterAlone(
   opts: ProcessorOptions,
   error: unknown,
 ): Promise<BatchResult> {
-  const state = sqlStateOf(error);
   const reject: RejectRow = {
-    inbound: pending.inbound,
-    reason: state ? "db_rejected" : "internal_error",
-    detail: state ? `${state}: ${(error as Error).message}` : describeError(error),
+    message: 0,
+    reason: sqlStateOf(error) ? "db_rejected" : "internal_error",
+    detail: refusalDetail(error),
   };
-  const result = emptyResult(1);
-  try {
-    await confirmedTransaction(sql, async (tx) => {
-      const work = () =>
-        insertRejects(tx, [reject], opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
-      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
-      if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    });
-  } catch (e) {
-    if (e !== DRY_RUN_ROLLBACK) throw e;
-  }
-  result.rejected[reject.reason] = 1;
-  result.outcomes.rejected = 1;
-  reportRejects([pending], [reject], result.rejects);
-  return result;
+  return await inOneTransaction(sql, opts, async (tx) => {
+    await insertRejects(tx, [pending], [reject], payloadCapOf(opts));
+    return deadLetterResult(pending, reject);
+  });
 }
 
 async function processInOneTransaction(
@@ -273,725 +157,74 @@ async function processInOneTransaction(
   opts: ProcessorOptions,
   fast: boolean,
 ): Promise<BatchResult> {
-  const result = emptyResult(batch.length);
-  if (batch.length === 0) return result;
-  try {
-    // Counted only once PostgreSQL confirmed the commit (src/db/transaction.ts).
-    await confirmedTransaction(sql, async (tx) => {
-      // A retried batch must not count twice.
-      result.stored = 0;
-      result.skipped = {};
-      result.rejected = {};
-      result.statuses = 0;
-      result.conflicts = 0;
-      result.conflict = undefined;
-      result.outcomes = { stored: 0, rejected: 0, skipped: 0 };
-      result.rejects = [];
-      const work = () => processInTransaction(tx, batch, opts, result, fast);
-      await (opts.inTransaction ? opts.inTransaction(tx, work) : work());
-      if (opts.dryRun) throw DRY_RUN_ROLLBACK;
-    });
-  } catch (error) {
-    if (error !== DRY_RUN_ROLLBACK) throw error;
-  }
-  return result;
+  if (batch.length === 0) return emptyResult(0);
+  return await inOneTransaction(sql, opts, (tx) => writeBatch(tx, batch, opts, fast));
 }
 
-async function processInTransaction(
-  tx: postgres.TransactionSql,
+/** Thrown to roll back a dry run; carries the result it reports all the same. */
+class DryRunRollback {
+  constructor(readonly result: BatchResult) {}
+}
+
+/**
+ * Runs `work` in a transaction, inside `opts.inTransaction` when given, and returns its
+ * result once PostgreSQL confirmed the commit (src/db/transaction.ts); a dry run does all
+ * of it, then rolls back. A result is built by each run of `work`, so nothing of a
+ * failed attempt is counted.
+ */
+async function inOneTransaction(
+  sql: postgres.Sql,
+  opts: ProcessorOptions,
+  work: (tx: Transaction) => Promise<BatchResult>,
+): Promise<BatchResult> {
+  try {
+    return await confirmedTransaction(sql, async (tx) => {
+      let result: BatchResult | undefined;
+      const process = async () => {
+        result = await work(tx);
+      };
+      await (opts.inTransaction ? opts.inTransaction(tx, process) : process());
+      if (!result) throw new Error("ProcessorOptions.inTransaction did not run the batch");
+      if (opts.dryRun) throw new DryRunRollback(result);
+      return result;
+    });
+  } catch (error) {
+    if (error instanceof DryRunRollback) return error.result;
+    throw error;
+  }
+}
+
+/** One batch inside its transaction: keys, lookups, plan, then each table's writer. */
+async function writeBatch(
+  tx: Transaction,
   batch: Pending[],
   opts: ProcessorOptions,
-  result: BatchResult,
   fast: boolean,
-): Promise<void> {
-  const rejects: RejectRow[] = [];
-
-  if (opts.autoRegister) await autoRegister(tx, batch);
-  const feedOfReading = await lookupFeeds(tx, batch, opts.feedCache);
-  const devices = opts.requireDevice ? await lookupDevices(tx, batch, opts.deviceCache) : null;
-  let k = 0; // index into `feedOfReading`: readings in batch order, as lookupFeeds saw them
-
-  const values: ValueRow[] = [];
-  const statusIndexes: number[] = [];
-  for (let i = 0; i < batch.length; i++) {
-    const { inbound, decoded } = batch[i];
-    if (decoded.kind === "reject") {
-      rejects.push({ inbound, reason: decoded.reason, detail: decoded.detail });
-      continue;
-    }
-    if (decoded.kind === "skip") {
-      count(result.skipped, decoded.reason);
-      continue;
-    }
-    if (decoded.kind === "status") {
-      statusIndexes.push(i);
-      continue;
-    }
-    if (devices && !devices.has(feedKeyOf(decoded.userId, decoded.deviceCode))) {
-      k += decoded.readings.length;
-      rejects.push({
-        inbound,
-        reason: "unknown_device",
-        detail: `no device "${decoded.deviceCode}" for this user`,
-      });
-      continue;
-    }
-    for (const r of decoded.rejects) rejects.push({ inbound, ...r });
-    for (const reading of decoded.readings) {
-      const feed = feedOfReading[k++];
-      if (!feed) {
-        rejects.push({
-          inbound,
-          reason: "unknown_feed",
-          detail: `no feed "${reading.feedKey}" for this user`,
-        });
-      } else if (!feed.isActive) {
-        count(result.skipped, "inactive_feed");
-      } else if (inbound.retain && reading.tsUs === null) {
-        // A retained message replayed on subscribe is an old reading with no time of its
-        // own; stamping it "now" would invent a new reading.
-        count(result.skipped, "retained");
-      } else if (reading.value !== null && outOfRange(feed, reading.value)) {
-        rejects.push({
-          inbound,
-          reason: "out_of_range",
-          detail: `${reading.feedKey}: ${reading.value} outside [${feed.thresholdMin ?? "-inf"}, ${
-            feed.thresholdMax ?? "inf"
-          }]`,
-        });
-      } else {
-        values.push({
-          feedId: feed.id,
-          feedKey: reading.feedKey,
-          value: reading.value,
-          text: reading.text,
-          // Sources keep receive times strictly increasing (src/clock.ts) and past the
-          // extra stamps of a many-feeds message's repeated feeds (`receiveOffsetUs`), so
-          // a receive-time stamp never makes two distinct readings collide.
-          createdUs: reading.tsUs ?? inbound.receivedAtUs + (reading.receiveOffsetUs ?? 0),
-          receivedUs: inbound.receivedAtUs,
-          message: i,
-        });
-      }
-    }
-  }
-
-  const storedMessages = new Set<Inbound>();
-  if (values.length > 0 && fast) {
-    // Any refusal (a duplicate included) fails the transaction: see processBatch.
-    await insertValuesAndLastValues(tx, values);
-    result.stored += values.length;
-    for (const v of values) storedMessages.add(batch[v.message].inbound);
-  } else if (values.length > 0) {
-    const { inserted, poison } = await insertIsolated(tx, values, insertValueRows);
-    const poisoned = new Set(poison.map((p) => p.row));
-    // Rows not in the database as they came: poison, and conflicts (below).
-    const refused = new Set(poisoned);
-    result.stored += inserted;
-    const absorbed = values.length - inserted - poison.length;
-    if (absorbed > 0) {
-      // Only a batch with absorbed rows pays for this second look.
-      const conflicts = await findConflicts(
-        tx,
-        poisoned.size > 0 ? values.filter((v) => !poisoned.has(v)) : values,
-      );
-      // A different reading holds the key: this one is not stored, so it is not counted
-      // as a duplicate but dead-lettered (docs/delivery.md, "Duplicates and idempotence").
-      for (const { row, conflict } of conflicts) {
-        refused.add(row);
-        rejects.push({
-          inbound: batch[row.message].inbound,
-          reason: "value_conflict",
-          detail: `${row.feedKey}: ${
-            formatTimestampUs(row.createdUs)
-          } already holds another value (${conflict.stored?.slice(0, 40)}), not this one (${
-            conflict.dropped?.slice(0, 40)
-          })`,
-        });
-      }
-      if (absorbed > conflicts.length) {
-        count(result.skipped, "duplicate", absorbed - conflicts.length);
-      }
-      result.conflicts += conflicts.length;
-      result.conflict ??= conflicts[0]?.conflict;
-    }
-    for (const v of values) if (!refused.has(v)) storedMessages.add(batch[v.message].inbound);
-    for (const p of poison) {
-      rejects.push({
-        inbound: batch[p.row.message].inbound,
-        reason: "db_rejected",
-        detail: p.detail,
-      });
-      opts.feedCache?.clear();
-    }
-    await updateLastValues(tx, values, refused.size > 0 ? refused : null);
-  }
-  if (statusIndexes.length > 0) {
-    result.statuses += await applyStatuses(
-      tx,
-      batch,
-      statusIndexes,
-      rejects,
-      storedMessages,
-      result.skipped,
-    );
-  }
-  const rejectedMessages = new Set<Inbound>();
-  if (rejects.length > 0) {
-    const merged = mergeRejects(rejects);
-    await insertRejects(tx, merged, opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP);
-    for (const r of merged) {
-      count(result.rejected, r.reason);
-      rejectedMessages.add(r.inbound);
-    }
-    reportRejects(batch, merged, result.rejects);
-  }
-  for (const { inbound } of batch) {
-    if (storedMessages.has(inbound)) result.outcomes.stored++;
-    else if (rejectedMessages.has(inbound)) result.outcomes.rejected++;
-    else result.outcomes.skipped++;
-  }
-}
-
-function outOfRange(feed: FeedInfo, value: number): boolean {
-  return (feed.thresholdMin !== null && value < feed.thresholdMin) ||
-    (feed.thresholdMax !== null && value > feed.thresholdMax);
-}
-
-/** Dev mode: make every user, device and feed the batch mentions exist. */
-async function autoRegister(tx: postgres.TransactionSql, batch: Pending[]): Promise<void> {
-  const devices = new Map<string, [string, string]>();
-  const feeds = new Map<string, [string, string, string]>();
-  for (const { decoded } of batch) {
-    if (decoded.kind === "reject" || decoded.kind === "skip") continue;
-    devices.set(feedKeyOf(decoded.userId, decoded.deviceCode), [
-      decoded.userId,
-      decoded.deviceCode,
-    ]);
-    if (decoded.kind === "readings") {
-      for (const r of decoded.readings) {
-        feeds.set(feedKeyOf(decoded.userId, r.feedKey), [
-          decoded.userId,
-          r.feedKey,
-          decoded.deviceCode,
-        ]);
-      }
-    }
-  }
-  if (devices.size === 0) return;
-  const users = [...new Set([...devices.values()].map(([u]) => u))];
-  await tx`insert into users (id) select * from unnest(${users}::uuid[]) on conflict do nothing`;
-  const d = [...devices.values()];
-  await tx`
-    insert into devices (user_id, code)
-    select * from unnest(${d.map((x) => x[0])}::uuid[], ${d.map((x) => x[1])}::text[])
-    on conflict do nothing`;
-  if (feeds.size === 0) return;
-  const f = [...feeds.values()];
-  await tx`
-    insert into feeds (user_id, key, device_id)
-    select x.u, x.k, d.id
-    from unnest(${f.map((x) => x[0])}::uuid[], ${f.map((x) => x[1])}::text[],
-                ${f.map((x) => x[2])}::text[]) as x(u, k, c)
-    left join devices d on d.user_id = x.u and d.code = x.c
-    on conflict do nothing`;
-}
-
-/**
- * One query for every (user_id, feed_key) of the batch that the cache does not know.
- * Also returns each reading's key, in batch order, so the caller does not build them
- * again (a key is a concatenation; reusing it reuses its cached hash).
- */
-/**
- * The feed of every reading of the batch, in batch order (undefined: no such feed): from
- * the cache, and for the rest from one query.
- */
-async function lookupFeeds(
-  tx: postgres.TransactionSql,
-  batch: Pending[],
-  cache: FeedCache | undefined,
-): Promise<(FeedInfo | undefined)[]> {
-  const feedOfReading: (FeedInfo | undefined)[] = [];
-  // A key the cache does not know → the readings waiting for it; asked for once.
-  const waiting = new Map<string, number[]>();
-  const missingUsers: string[] = [];
-  const missingKeys: string[] = [];
-  const now = Date.now();
-  for (const { decoded } of batch) {
-    if (decoded.kind !== "readings") continue;
-    for (const r of decoded.readings) {
-      const key = feedKeyOf(decoded.userId, r.feedKey);
-      const cached = cache?.get(key, now);
-      if (cached) {
-        feedOfReading.push(cached);
-        continue;
-      }
-      const readings = waiting.get(key);
-      if (readings) {
-        readings.push(feedOfReading.length);
-      } else {
-        waiting.set(key, [feedOfReading.length]);
-        missingUsers.push(decoded.userId);
-        missingKeys.push(r.feedKey);
-      }
-      feedOfReading.push(undefined);
-    }
-  }
-  if (missingKeys.length > 0) {
-    const version = cache?.version;
-    const rows = await tx<
-      {
-        id: string;
-        user_id: string;
-        key: string;
-        is_active: boolean;
-        threshold_min: number | null;
-        threshold_max: number | null;
-      }[]
-    >`
-      select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max
-      from unnest(${missingUsers}::uuid[], ${missingKeys}::text[]) as k(user_id, key)
-      join feeds f on f.user_id = k.user_id and f.key = k.key`;
-    for (const row of rows) {
-      const feed: FeedInfo = {
-        id: Number(row.id),
-        isActive: row.is_active,
-        thresholdMin: row.threshold_min,
-        thresholdMax: row.threshold_max,
-      };
-      const key = feedKeyOf(row.user_id, row.key);
-      for (const i of waiting.get(key) ?? []) feedOfReading[i] = feed;
-      cache?.set(key, feed, now, version);
-    }
-  }
-  return feedOfReading;
-}
-
-/**
- * The registered devices among those whose readings are in the batch: one query for
- * what the cache does not know. Only found devices are cached (one may be registered
- * any moment).
- */
-async function lookupDevices(
-  tx: postgres.TransactionSql,
-  batch: Pending[],
-  cache: FeedCache<number> | undefined,
-): Promise<Set<string>> {
-  const known = new Set<string>();
-  const asked = new Set<string>();
-  const users: string[] = [];
-  const codes: string[] = [];
-  const now = Date.now();
-  for (const { decoded } of batch) {
-    if (decoded.kind !== "readings") continue;
-    const key = feedKeyOf(decoded.userId, decoded.deviceCode);
-    if (known.has(key) || asked.has(key)) continue;
-    if (cache?.get(key, now) !== undefined) {
-      known.add(key);
-    } else {
-      asked.add(key);
-      users.push(decoded.userId);
-      codes.push(decoded.deviceCode);
-    }
-  }
-  if (users.length === 0) return known;
-  const version = cache?.version;
-  const rows = await tx<{ id: string; user_id: string; code: string }[]>`
-    select d.id, d.user_id, d.code
-    from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
-    join devices d on d.user_id = k.user_id and d.code = k.code`;
-  for (const row of rows) {
-    const key = feedKeyOf(row.user_id, row.code);
-    known.add(key);
-    cache?.set(key, Number(row.id), now, version);
-  }
-  return known;
-}
-
-interface Poison<T> {
-  row: T;
-  detail: string;
-}
-
-/**
- * Inserts rows with `insert`, in a savepoint. When the database refuses them for
- * anything but a transient failure (src/db/errors.ts), they are split in halves, each
- * in its own savepoint, until the refused rows are isolated; those are returned, the
- * rest are inserted.
- */
-async function insertIsolated<T>(
-  tx: postgres.TransactionSql,
-  rows: T[],
-  insert: (sp: postgres.TransactionSql, rows: T[]) => Promise<number>,
-): Promise<{ inserted: number; poison: Poison<T>[] }> {
-  try {
-    return { inserted: await tx.savepoint((sp) => insert(sp, rows)), poison: [] };
-  } catch (error) {
-    if (isTransientDbError(error)) throw error;
-    if (rows.length === 1) {
-      const state = sqlStateOf(error);
-      const detail = state ? `${state}: ${(error as Error).message}` : describeError(error);
-      return { inserted: 0, poison: [{ row: rows[0], detail }] };
-    }
-    const middle = rows.length >>> 1;
-    const a = await insertIsolated(tx, rows.slice(0, middle), insert);
-    const b = await insertIsolated(tx, rows.slice(middle), insert);
-    return { inserted: a.inserted + b.inserted, poison: [...a.poison, ...b.poison] };
-  }
-}
-
-/** The value rows as the column arrays of an `unnest`. */
-function valueColumns(rows: ValueRow[]) {
-  const n = rows.length;
-  const feedIds = new Array<number>(n);
-  const nums = new Array<number | null>(n);
-  const texts = new Array<string | null>(n);
-  const created = new Array<number>(n);
-  const received = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const r = rows[i];
-    feedIds[i] = r.feedId;
-    nums[i] = r.value;
-    texts[i] = r.text;
-    created[i] = r.createdUs;
-    received[i] = r.receivedUs;
-  }
-  return { feedIds, nums, texts, created, received };
-}
-
-/**
- * The insert of `rows` into `feed_values`, a fragment both ways complete. Times travel as
- * µs integers: exact, where a float of seconds would lose the last digit and two readings
- * a microsecond apart could collide.
- */
-function valuesInsert(tx: postgres.TransactionSql, rows: ValueRow[]) {
-  const { feedIds, nums, texts, created, received } = valueColumns(rows);
-  return tx`
-    insert into feed_values (feed_id, value, value_text, created_at, received_at)
-    select f, v, t, to_timestamp(0) + c * interval '1 microsecond',
-           to_timestamp(0) + r * interval '1 microsecond'
-    from unnest(${intArrayLiteral(feedIds)}::int8[], ${floatArrayLiteral(nums)}::float8[],
-                ${textArrayLiteral(texts)}::text[], ${intArrayLiteral(created)}::int8[],
-                ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)`;
-}
-
-async function insertValueRows(tx: postgres.TransactionSql, rows: ValueRow[]): Promise<number> {
-  const res = await tx`${valuesInsert(tx, rows)} on conflict do nothing`;
-  return res.count;
-}
-
-/**
- * The fast way (src/ingest/write_path.ts): every row inserted and each feed's last value
- * moved forward, in one statement. Fails on any row the database refuses, a stored or
- * repeated (feed_id, created_at) included.
- */
-async function insertValuesAndLastValues(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-): Promise<void> {
-  const latest = latestPerFeed(rows, null);
-  await tx`
-    with stored as (${valuesInsert(tx, rows)})
-    update feeds f
-    set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
-          from unnest(${intArrayLiteral(latest.ids)}::int8[],
-                      ${textArrayLiteral(latest.vals)}::text[],
-                      ${intArrayLiteral(latest.ats)}::int8[]) as u(id, v, c)) x
-    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
-}
-
-/** Each feed's newest row, as the arrays of the last-value update. */
-function latestPerFeed(
-  rows: ValueRow[],
-  exclude: Set<ValueRow> | null,
-): { ids: number[]; vals: string[]; ats: number[] } {
-  const latest = new Map<number, ValueRow>();
-  for (const r of rows) {
-    if (exclude?.has(r)) continue;
-    const current = latest.get(r.feedId);
-    if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
-  }
-  const ids: number[] = [];
-  const vals: string[] = [];
-  const ats: number[] = [];
-  for (const r of latest.values()) {
-    ids.push(r.feedId);
-    vals.push(r.text ?? String(r.value));
-    ats.push(r.createdUs);
-  }
-  return { ids, vals, ats };
-}
-
-/**
- * The rows of `rows` whose key holds a stored reading with another value: absorbed by
- * `on conflict do nothing` although they are different readings. One index lookup per
- * row, in one statement; a row inserted by this batch finds itself and its own value.
- */
-async function findConflicts(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-): Promise<{ row: ValueRow; conflict: ValueConflict }[]> {
-  const found = await tx<
-    {
-      i: string;
-      f: string;
-      c: string;
-      v: number | null;
-      t: string | null;
-      sv: number | null;
-      st: string | null;
-    }[]
-  >`
-    select x.i, x.f, x.c, x.v, x.t, fv.value as sv, fv.value_text as st
-    from unnest(${intArrayLiteral(rows.map((r) => r.feedId))}::int8[],
-                ${floatArrayLiteral(rows.map((r) => r.value))}::float8[],
-                ${textArrayLiteral(rows.map((r) => r.text))}::text[],
-                ${intArrayLiteral(rows.map((r) => r.createdUs))}::int8[])
-      with ordinality as x(f, v, t, c, i)
-    join feed_values fv
-      on fv.feed_id = x.f and fv.created_at = to_timestamp(0) + x.c * interval '1 microsecond'
-    where fv.value is distinct from x.v or fv.value_text is distinct from x.t`;
-  return found.map((r) => ({
-    row: rows[Number(r.i) - 1],
-    conflict: {
-      feedId: Number(r.f),
-      createdAtUs: Number(r.c),
-      stored: r.st ?? (r.sv === null ? null : String(r.sv)),
-      dropped: r.t ?? (r.v === null ? null : String(r.v)),
-    },
-  }));
-}
-
-/** Moves each feed's last value forward: late or replayed data never overwrites newer. */
-async function updateLastValues(
-  tx: postgres.TransactionSql,
-  rows: ValueRow[],
-  exclude: Set<ValueRow> | null,
-): Promise<void> {
-  const { ids, vals, ats } = latestPerFeed(rows, exclude);
-  if (ids.length === 0) return;
-  await tx`
-    update feeds f
-    set last_value = x.v, last_value_at = x.at, updated_at = now()
-    from (select id, v, to_timestamp(0) + c * interval '1 microsecond' as at
-          from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
-                      ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
-    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
-}
-
-/** A status history row, as it goes into `device_status_events`. */
-interface StatusEvent {
-  deviceId: number;
-  status: string;
-  payload: string | null;
-  atUs: number;
-  inbound: Inbound;
-}
-
-/**
- * Device status: history rows for every message, and each device's current status
- * moved forward in time. A status for a device that is not registered is rejected. A
- * retained status without a time of its own is the broker re-sending an old one on
- * subscribe: it records no event (a restart would otherwise add one each time) and sets
- * the status only of a device that has none yet.
- */
-async function applyStatuses(
-  tx: postgres.TransactionSql,
-  batch: Pending[],
-  indexes: number[],
-  rejects: RejectRow[],
-  applied: Set<Inbound>,
-  skipped: Partial<Record<SkipReason, number>>,
-): Promise<number> {
-  const users: string[] = [];
-  const codes: string[] = [];
-  const seen = new Set<string>();
-  for (const i of indexes) {
-    const d = batch[i].decoded;
-    if (d.kind !== "status") continue;
-    const key = feedKeyOf(d.userId, d.deviceCode);
-    if (seen.has(key)) continue;
-    seen.add(key);
-    users.push(d.userId);
-    codes.push(d.deviceCode);
-  }
-  const rows = await tx<{ id: string; user_id: string; code: string }[]>`
-    select d.id, d.user_id, d.code
-    from unnest(${users}::uuid[], ${codes}::text[]) as k(user_id, code)
-    join devices d on d.user_id = k.user_id and d.code = k.code`;
-  const deviceIds = new Map(rows.map((r) => [feedKeyOf(r.user_id, r.code), Number(r.id)]));
-
-  const events: StatusEvent[] = [];
-  const firstKnown = new Map<number, { status: string; at: number }>();
-  for (const i of indexes) {
-    const { inbound, decoded: d } = batch[i];
-    if (d.kind !== "status") continue;
-    const id = deviceIds.get(feedKeyOf(d.userId, d.deviceCode));
-    if (id === undefined) {
-      rejects.push({
-        inbound,
-        reason: "unknown_device",
-        detail: `no device "${d.deviceCode}" for this user`,
-      });
-    } else if (inbound.retain && d.tsUs === null) {
-      count(skipped, "retained");
-      firstKnown.set(id, { status: d.status, at: inbound.receivedAtUs });
-    } else {
-      events.push({
-        deviceId: id,
-        status: d.status,
-        payload: d.details ? storableJson(d.details) : null,
-        atUs: d.tsUs ?? inbound.receivedAtUs,
-        inbound,
-      });
-    }
-  }
-  if (firstKnown.size > 0) {
-    const ids = [...firstKnown.keys()];
-    await tx`
-      update devices d
-      set status = x.s, status_changed_at = x.at, last_seen_at = x.at
-      from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
-            from unnest(${ids}::int8[], ${ids.map((id) => firstKnown.get(id)!.status)}::text[],
-                        ${ids.map((id) => firstKnown.get(id)!.at)}::int8[]) as u(id, s, a)) x
-      where d.id = x.id and d.status = 'unknown'`;
-  }
-  if (events.length === 0) return 0;
-  // A status event already recorded (a replay, a redelivery) is absorbed by its key.
-  const { inserted, poison } = await insertIsolated(tx, events, insertStatusEvents);
-  const poisoned = new Set(poison.map((p) => p.row));
-  for (const p of poison) {
-    rejects.push({ inbound: p.row.inbound, reason: "db_rejected", detail: p.detail });
-  }
-  const latest = new Map<number, { status: string; at: number }>();
-  for (const e of events) {
-    if (poisoned.has(e)) continue;
-    applied.add(e.inbound);
-    const current = latest.get(e.deviceId);
-    if (!current || current.at <= e.atUs) latest.set(e.deviceId, { status: e.status, at: e.atUs });
-  }
-  if (latest.size === 0) return inserted;
-  const ids = [...latest.keys()];
-  const statuses = ids.map((id) => latest.get(id)!.status);
-  const ats = ids.map((id) => latest.get(id)!.at);
-  await tx`
-    update devices d
-    set status = x.s,
-        status_changed_at = case when d.status is distinct from x.s then x.at
-                                 else coalesce(d.status_changed_at, x.at) end,
-        last_seen_at = x.at
-    from (select id, s, to_timestamp(0) + a * interval '1 microsecond' as at
-          from unnest(${ids}::int8[], ${statuses}::text[], ${ats}::int8[]) as u(id, s, a)) x
-    where d.id = x.id and (d.last_seen_at is null or d.last_seen_at <= x.at)`;
-  return inserted;
-}
-
-async function insertStatusEvents(
-  tx: postgres.TransactionSql,
-  events: StatusEvent[],
-): Promise<number> {
-  const res = await tx`
-    insert into device_status_events (device_id, status, payload, at)
-    select d, s, p::jsonb, to_timestamp(0) + a * interval '1 microsecond'
-    from unnest(${events.map((e) => e.deviceId)}::int8[], ${events.map((e) => e.status)}::text[],
-                ${events.map((e) => e.payload)}::text[], ${events.map((e) => e.atUs)}::int8[])
-      as x(d, s, p, a)
-    on conflict do nothing`;
-  return res.count;
-}
-
-/** One reject row per message and reason: a bulk message's details are joined. */
-function mergeRejects(rejects: RejectRow[]): RejectRow[] {
-  if (rejects.length < 2) return rejects;
-  const byMessage = new Map<Inbound, Map<RejectReason, RejectRow>>();
-  for (const r of rejects) {
-    let reasons = byMessage.get(r.inbound);
-    if (!reasons) byMessage.set(r.inbound, reasons = new Map());
-    const existing = reasons.get(r.reason);
-    if (existing) existing.detail = `${existing.detail}; ${r.detail}`.slice(0, 2000);
-    else reasons.set(r.reason, { ...r });
-  }
-  return [...byMessage.values()].flatMap((m) => [...m.values()]);
-}
-
-function reportRejects(batch: Pending[], rejects: RejectRow[], out: RejectDetail[]): void {
-  const users = new Map<Inbound, string>();
-  for (const { inbound, decoded } of batch) {
-    if (decoded.kind !== "reject" && decoded.kind !== "skip") users.set(inbound, decoded.userId);
-  }
-  for (const r of rejects.slice(0, MAX_REJECT_DETAILS)) {
-    out.push({
-      topic: r.inbound.topic,
-      reason: r.reason,
-      detail: r.detail,
-      userId: users.get(r.inbound) ?? null,
-      receivedAtUs: r.inbound.receivedAtUs,
-    });
-  }
-}
-
-/**
- * The dead letter: one row per rejected message and reason, topic, detail and payload
- * bounded. A message's receive time is unique per process (src/clock.ts), so a
- * re-processed batch hits the unique key (received_at, reason, md5(topic)) and does not
- * dead-letter the same message twice. This write must not fail for anything a message
- * holds: rows the database still refuses are isolated, and each is written again as a
- * last-resort row that keeps only the receive time, the reason and the error.
- */
-async function insertRejects(
-  tx: postgres.TransactionSql,
-  rejects: RejectRow[],
-  payloadCap: number,
-): Promise<void> {
-  const rows = rejects.map((r) => rejectRecord(r, payloadCap));
-  const { poison } = await insertIsolated(tx, rows, insertRejectRows);
-  if (poison.length === 0) return;
-  const fallback = poison.map(({ row, detail }) => ({
-    topic: "",
-    payload: "",
-    size: row.size,
-    reason: row.reason,
-    detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
-    receivedUs: row.receivedUs,
-  }));
-  await insertRejectRows(tx, fallback);
-}
-
-interface RejectRecord {
-  topic: string;
-  /** base64 of the capped payload */
-  payload: string;
-  size: number;
-  reason: string;
-  detail: string;
-  receivedUs: number;
-}
-
-function rejectRecord(r: RejectRow, payloadCap: number): RejectRecord {
-  const bytes = r.inbound.payload;
-  return {
-    topic: safeText(r.inbound.topic, MAX_REJECT_TOPIC_CHARS),
-    payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
-      .toString("base64"),
-    size: bytes.byteLength,
-    reason: r.reason,
-    detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
-    receivedUs: r.inbound.receivedAtUs,
+): Promise<BatchResult> {
+  const rules: PlanRules = {
+    requireDevice: opts.requireDevice ?? false,
+    autoRegister: opts.autoRegister ?? false,
   };
+  const keys = keysOf(batch, rules);
+  if (rules.autoRegister) await autoRegister(tx, keys);
+  const found = {
+    feeds: await lookupFeeds(tx, keys.feeds, opts.feedCache),
+    devices: await lookupDevices(tx, keys.devices, opts.deviceCache, rules),
+  };
+  const plan = planBatch(batch, keys, found, rules);
+  // The fast way fails on any refusal, a duplicate included: see processBatch.
+  const values = fast
+    ? await writeValuesFast(tx, plan.values)
+    : await writeValuesCarefully(tx, plan.values);
+  // A refused row may name a feed or a device deleted meanwhile: look them up afresh.
+  if (values.refused > 0) opts.feedCache?.clear();
+  const statuses = await writeStatuses(tx, plan.statuses, plan.retained);
+  if (statuses.refused) opts.deviceCache?.clear();
+  const rejects = mergeRejects([...plan.rejects, ...values.rejects, ...statuses.rejects]);
+  await insertRejects(tx, batch, rejects, payloadCapOf(opts));
+  return resultOf(batch, { plan, values, statuses, rejects });
 }
 
-async function insertRejectRows(
-  tx: postgres.TransactionSql,
-  rows: RejectRecord[],
-): Promise<number> {
-  const res = await tx`
-    insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
-    select t, decode(p, 'base64'), s, r, d, to_timestamp(0) + a * interval '1 microsecond'
-    from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
-                ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
-                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
-      as x(t, p, s, r, d, a)
-    on conflict do nothing`;
-  return res.count;
+function payloadCapOf(opts: ProcessorOptions): number {
+  return opts.rejectPayloadCap ?? DEFAULT_REJECT_PAYLOAD_CAP;
 }

@@ -18,6 +18,7 @@ import type { DecodeOptions } from "../core/decode.ts";
 import { decode } from "../core/decode.ts";
 import type { Pending } from "../core/message.ts";
 import type { ProcessorOptions } from "../ingest/processor.ts";
+import { timestampOfUs } from "../db/timestamps.ts";
 import { writeBatch } from "./into_database.ts";
 import type { ReplayTotals } from "./totals.ts";
 
@@ -64,9 +65,9 @@ function matching(sql: postgres.Sql, opts: RejectReplayOptions) {
   return sql`
     (${opts.reasons}::text[] is null or reason = any(${opts.reasons}::text[]))
     and (${opts.sinceUs}::int8 is null
-         or received_at >= to_timestamp(0) + ${opts.sinceUs}::int8 * interval '1 microsecond')
+         or received_at >= ${timestampOfUs(sql, sql`${opts.sinceUs}::int8`)})
     and (${opts.untilUs}::int8 is null
-         or received_at < to_timestamp(0) + ${opts.untilUs}::int8 * interval '1 microsecond')`;
+         or received_at < ${timestampOfUs(sql, sql`${opts.untilUs}::int8`)})`;
 }
 
 /** Re-processes the matching rejects; counts into `totals`. */
@@ -88,7 +89,7 @@ export async function replayRejects(
       where ${matching(sql, opts)}
         and (${afterUs}::int8 is null
              or (received_at, topic) >
-                (to_timestamp(0) + ${afterUs}::int8 * interval '1 microsecond', ${afterTopic}))
+                (${timestampOfUs(sql, sql`${afterUs}::int8`)}, ${afterTopic}))
       group by received_at, topic, payload
       having bool_and(payload_size <= octet_length(payload))
       order by received_at, topic
@@ -139,7 +140,7 @@ async function reprocess(
             select distinct r.received_at, r.topic
             from unnest(${ats}::int8[], ${topics}::text[]) as k(a, t)
             join ingest_rejects r
-              on r.received_at = to_timestamp(0) + k.a * interval '1 microsecond'
+              on r.received_at = ${timestampOfUs(tx, "k.a")}
              and r.topic = k.t) s`;
           left = row.n;
         },

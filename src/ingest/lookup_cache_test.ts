@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { FeedCache } from "./feed_cache.ts";
+import { LookupCache } from "./lookup_cache.ts";
 
 Deno.test("a cached entry is trusted for at most the TTL and at least half of it", () => {
-  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  const cache = new LookupCache<number>({ ttlMs: 1000 });
   cache.set("a", 1, 0);
   assert.equal(cache.get("a", 499), 1);
   cache.set("b", 2, 600); // after the rotation at 500: b is young, a is old
@@ -14,14 +14,14 @@ Deno.test("a cached entry is trusted for at most the TTL and at least half of it
 });
 
 Deno.test("a long quiet spell expires everything at once", () => {
-  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  const cache = new LookupCache<number>({ ttlMs: 1000 });
   cache.set("a", 1, 0);
   assert.equal(cache.get("a", 5000), undefined);
   assert.equal(cache.size, 0);
 });
 
 Deno.test("the cache holds at most maxEntries and evicts the oldest first", () => {
-  const cache = new FeedCache<number>({ ttlMs: 1000, maxEntries: 3 });
+  const cache = new LookupCache<number>({ ttlMs: 1000, maxEntries: 3 });
   cache.set("a", 1, 0);
   cache.set("b", 2, 0);
   cache.set("c", 3, 600); // a, b old; c young
@@ -35,7 +35,7 @@ Deno.test("the cache holds at most maxEntries and evicts the oldest first", () =
 });
 
 Deno.test("delete and clear bump the version; a set that saw an older version is not kept", () => {
-  const cache = new FeedCache<number>({ ttlMs: 1000 });
+  const cache = new LookupCache<number>({ ttlMs: 1000 });
   const seen = cache.version;
   cache.delete("x");
   cache.set("x", 1, 0, seen);
@@ -47,7 +47,7 @@ Deno.test("delete and clear bump the version; a set that saw an older version is
 });
 
 Deno.test("a TTL of 0 caches nothing", () => {
-  const cache = new FeedCache<number>({ ttlMs: 0 });
+  const cache = new LookupCache<number>({ ttlMs: 0 });
   cache.set("a", 1, 0);
   assert.equal(cache.get("a", 0), undefined);
 });

@@ -1,0 +1,107 @@
+/**
+ * The writer of the dead letter, `ingest_rejects`: one row per rejected message and
+ * reason, topic, detail and payload bounded. A message's receive time is unique per
+ * process (src/clock.ts), so a re-processed batch hits the unique key (received_at,
+ * reason, md5(topic)) and does not dead-letter the same message twice. This write must not
+ * fail for anything a message holds: rows the database still refuses are isolated, and
+ * each is written again as a last-resort row that keeps only the receive time, the reason
+ * and the error.
+ */
+import { Buffer } from "node:buffer";
+import type { Pending, RejectReason } from "../../core/message.ts";
+import { timestampOfUs } from "../../db/timestamps.ts";
+import type { Transaction } from "../../db/transaction.ts";
+import { insertIsolated } from "./isolation.ts";
+import type { RejectRow } from "./rows.ts";
+
+/** Longest topic kept in `ingest_rejects` (longer ones cannot be valid topics anyway). */
+export const MAX_REJECT_TOPIC_CHARS = 2048;
+/** Longest detail kept in `ingest_rejects`. */
+export const MAX_REJECT_DETAIL_CHARS = 2000;
+/** Bytes of a rejected payload kept, unless `--reject-payload-cap` says (the size is kept). */
+export const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
+
+/**
+ * One reject row per message and reason: the details of a bulk message's entries are
+ * joined. Messages keep the order in which their first reject came.
+ */
+export function mergeRejects(rejects: RejectRow[]): RejectRow[] {
+  if (rejects.length < 2) return rejects;
+  const byMessage = new Map<number, Map<RejectReason, RejectRow>>();
+  for (const r of rejects) {
+    let reasons = byMessage.get(r.message);
+    if (!reasons) byMessage.set(r.message, reasons = new Map());
+    const existing = reasons.get(r.reason);
+    if (existing) {
+      existing.detail = `${existing.detail}; ${r.detail}`.slice(0, MAX_REJECT_DETAIL_CHARS);
+    } else {
+      reasons.set(r.reason, { ...r });
+    }
+  }
+  return [...byMessage.values()].flatMap((m) => [...m.values()]);
+}
+
+/** Writes the (merged) rejects of `batch`; see above. */
+export async function insertRejects(
+  tx: Transaction,
+  batch: readonly Pending[],
+  rejects: RejectRow[],
+  payloadCap: number,
+): Promise<void> {
+  if (rejects.length === 0) return;
+  const rows = rejects.map((r) => rejectRecord(batch[r.message], r, payloadCap));
+  const { poison } = await insertIsolated(tx, rows, insertRejectRows);
+  if (poison.length === 0) return;
+  const fallback = poison.map(({ row, detail }) => ({
+    topic: "",
+    payload: "",
+    size: row.size,
+    reason: row.reason,
+    detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: row.receivedUs,
+  }));
+  await insertRejectRows(tx, fallback);
+}
+
+interface RejectRecord {
+  topic: string;
+  /** base64 of the capped payload */
+  payload: string;
+  size: number;
+  reason: string;
+  detail: string;
+  receivedUs: number;
+}
+
+function rejectRecord({ inbound }: Pending, r: RejectRow, payloadCap: number): RejectRecord {
+  const bytes = inbound.payload;
+  return {
+    topic: safeText(inbound.topic, MAX_REJECT_TOPIC_CHARS),
+    payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
+      .toString("base64"),
+    size: bytes.byteLength,
+    reason: r.reason,
+    detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
+    receivedUs: inbound.receivedAtUs,
+  };
+}
+
+// NUL cannot be stored in a PostgreSQL text column; MQTT forbids it in topics (MQTT 5
+// §1.5.4) but a broker may still pass one through. Stored texts are bounded too: a
+// topic may be 64 KB, and the dead letter must take any message.
+function safeText(text: string, max: number): string {
+  const bounded = text.length > max ? text.slice(0, max) : text;
+  return bounded.includes("\u0000") ? bounded.replaceAll("\u0000", "\ufffd") : bounded;
+}
+
+async function insertRejectRows(tx: Transaction, rows: RejectRecord[]): Promise<number> {
+  const res = await tx`
+    insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
+    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}
+    from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
+                ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
+                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
+      as x(t, p, s, r, d, a)
+    on conflict do nothing`;
+  return res.count;
+}
