@@ -24,7 +24,7 @@ import { z } from "zod";
 import { decode, type DecodeOptions } from "../src/core/decode.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
@@ -701,7 +701,7 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
   let stored = 0;
   for (let start = 0; start < cfg.count; start += cfg.batchSize) {
     const n = Math.min(cfg.batchSize, cfg.count - start);
-    const batch: Pending[] = new Array(n);
+    const batch: DecodedMessage[] = new Array(n);
     for (let k = 0; k < n; k++) {
       const i = start + k;
       const us = Math.max(lastUs + 1, Math.floor(wallMs() * 1000));

@@ -5,7 +5,7 @@
  */
 import { decode, type DecodeOptions } from "../src/core/decode.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { createTestDatabase } from "../test/support/db.ts";
@@ -23,8 +23,8 @@ const opts: DecodeOptions = {
 const encoder = new TextEncoder();
 let clock = Date.now() * 1000;
 
-function batch(n: number): Pending[] {
-  const out: Pending[] = new Array(n);
+function batch(n: number): DecodedMessage[] {
+  const out: DecodedMessage[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const us = ++clock;
     const inbound = {

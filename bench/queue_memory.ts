@@ -8,7 +8,7 @@
 import { Buffer } from "node:buffer";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import type { QueueItem } from "../src/ingest/pipeline.ts";
 import { BoundedQueue } from "../src/ingest/queue.ts";
 import { compileTopics } from "../src/core/topics.ts";
@@ -36,7 +36,7 @@ function measure(label: string, payload: (i: number) => string) {
       retain: false,
       receivedAtUs: nowUs(),
     };
-    const pending: Pending = { inbound, decoded: decode(inbound, opts) };
+    const pending: DecodedMessage = { inbound, decoded: decode(inbound, opts) };
     queue.push({ pending, ack: () => {}, queuedAt: performance.now() });
   }
   gc!();

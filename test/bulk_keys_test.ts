@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { clockState, nowUs, setLane } from "../src/clock.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { decode, type DecodeOptions } from "../src/core/decode.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { decodeReceived } from "../src/ingest/intake.ts";
 import { intArrayLiteral } from "../src/ingest/pg_array.ts";
@@ -80,7 +80,7 @@ function entriesOf(m: MessageDesc): EntryDesc[] {
   return m.entries.map((e) => ({ ...e, ts: e.ts ?? m.sharedTs }));
 }
 
-function materialize(m: MessageDesc, user: string, tsBase: number): Pending {
+function materialize(m: MessageDesc, user: string, tsBase: number): DecodedMessage {
   const ts = (t: number | null) => (t === null ? {} : { ts: tsBase + t });
   let topic: string, payload: unknown;
   if (m.form === "single") {

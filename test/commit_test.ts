@@ -9,13 +9,13 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { isTransientDbError, sqlStateOf } from "../src/db/errors.ts";
 import { whenTransactionPoolerFound } from "../src/db/pooler.ts";
 import { confirmedTransaction } from "../src/db/transaction.ts";
 import { processBatch } from "../src/ingest/processor.ts";
-import { WritePath } from "../src/ingest/write_path.ts";
+import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 
@@ -26,7 +26,7 @@ const decodeOpts = {
   maxFutureSkewMs: 300_000,
 };
 
-function reading(user: string, value: number): Pending {
+function reading(user: string, value: number): DecodedMessage {
   const inbound = {
     topic: `${user}/d1/feeds/temp`,
     payload: new TextEncoder().encode(String(value)),
@@ -61,11 +61,11 @@ async function rows(db: TestDatabase, table: "feed_values" | "ingest_rejects"): 
 
 Deno.test("a batch whose COMMIT lost its prepared statement is stored when counted stored", async () => {
   await withOneConnection(async (sql, db, user) => {
-    const writePath = new WritePath();
+    const writePath = new FastOrCareful();
     // Every statement of a batch is now prepared on the one connection.
-    await processBatch(sql, [reading(user, 1)], { writePath });
+    await processBatch(sql, [reading(user, 1)], { fastOrCareful: writePath });
     const result = await processBatch(sql, [reading(user, 2), reading(user, 3)], {
-      writePath,
+      fastOrCareful: writePath,
       async inTransaction(tx, work) {
         await work();
         await tx.unsafe("deallocate all");
@@ -104,7 +104,7 @@ Deno.test("a reading refused at COMMIT by a deferred constraint is dead-lettered
       create constraint trigger refuse_66 after insert on feed_values
         deferrable initially deferred for each row execute function refuse_66();`);
     const batch = [1, 66, 3, 4].map((v) => reading(user, v));
-    const result = await processBatch(sql, batch, { writePath: new WritePath() });
+    const result = await processBatch(sql, batch, { fastOrCareful: new FastOrCareful() });
     assert.deepEqual(
       { stored: result.stored, rejected: result.rejected, rows: await rows(db, "feed_values") },
       { stored: 3, rejected: { db_rejected: 1 }, rows: 3 },
@@ -116,11 +116,11 @@ Deno.test("a reading refused at COMMIT by a deferred constraint is dead-lettered
 
 Deno.test("a lost prepared statement (26000) is retried, never dead-lettered; the pool stops naming them", async () => {
   await withOneConnection(async (sql, db, user) => {
-    await processBatch(sql, [reading(user, 1)], { writePath: new WritePath() });
+    await processBatch(sql, [reading(user, 1)], { fastOrCareful: new FastOrCareful() });
     const said: string[] = [];
     whenTransactionPoolerFound(sql, (line) => said.push(line));
     const opts = {
-      writePath: new WritePath(),
+      fastOrCareful: new FastOrCareful(),
       // What a transaction pooler does: this server connection lacks every named statement.
       async inTransaction(tx: postgres.TransactionSql, work: () => Promise<void>) {
         await tx.unsafe("deallocate all");

@@ -9,7 +9,6 @@ import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { DeviceCache } from "../src/ingest/device_cache.ts";
-import { FeedCache } from "../src/ingest/feed_cache.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { withTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
@@ -39,7 +38,7 @@ Deno.test("processBatch() with requireDevice rejects readings of an unregistered
     await sql`insert into users (id) values (${u})`;
     await sql`insert into devices (user_id, code) values (${u}, 'd1')`;
     await sql`insert into feeds (user_id, key) values (${u}, 'temp'), (${u}, 'hum')`;
-    const deviceCache = new FeedCache<number>({ ttlMs: 60_000 });
+    const deviceCache = new DeviceCache({ ttlMs: 60_000 });
     const opts = { requireDevice: true, deviceCache };
     const result = await processBatch(sql, [
       msg(`${u}/d1/feeds/temp`, "1"),

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { applyMigrations } from "../src/db/migrate.ts";
 import {
@@ -38,7 +38,7 @@ function reading(
   value: number,
   ts: string,
   receivedAtTs = false,
-): Pending {
+): DecodedMessage {
   const inbound = {
     topic: `${user}/d1/feeds/${feed}`,
     payload: new TextEncoder().encode(JSON.stringify({ value, ts })),

@@ -22,8 +22,8 @@ import { decode } from "../src/core/decode.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
 import {
   type Decoded,
+  type DecodedMessage,
   type Inbound,
-  type Pending,
   REJECT_REASONS,
   type RejectReason,
   SKIP_REASONS,
@@ -253,7 +253,7 @@ async function missingValid(
   return [...missing].map((i) => valid[i]);
 }
 
-type Entry = { pending: Pending; desc: unknown; valid: ValidMessage | null };
+type Entry = { pending: DecodedMessage; desc: unknown; valid: ValidMessage | null };
 
 /** A failed batch: which messages fail alone (dry runs, nothing is kept)? */
 async function culprits(sql: postgres.Sql, entries: Entry[]): Promise<string[]> {
@@ -279,7 +279,7 @@ async function outcomesFromDatabase(
   sql: postgres.Sql,
   fleet: Fleet,
   feeds: Map<string, FeedRow>,
-  batch: Pending[],
+  batch: DecodedMessage[],
 ): Promise<{ stored: number; rejected: number; skipped: number; rejectedSet: Set<number> }> {
   const candidates: {
     feedId: number;

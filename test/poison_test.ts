@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { MAX_REJECT_TOPIC_CHARS, processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
@@ -22,7 +22,7 @@ const opts = {
   maxTopicLength: 65_535,
 };
 
-function msg(topic: string, payload: string | Uint8Array, retain = false): Pending {
+function msg(topic: string, payload: string | Uint8Array, retain = false): DecodedMessage {
   const inbound = {
     topic,
     payload: typeof payload === "string" ? new TextEncoder().encode(payload) : payload,
@@ -50,7 +50,7 @@ async function withFleet(fn: (db: TestDatabase, user: string) => Promise<void>):
 async function assertIsolated(
   db: TestDatabase,
   user: string,
-  bad: Pending[],
+  bad: DecodedMessage[],
   expectRejected: Record<string, number>,
 ) {
   const good = [1, 2, 3, 4].map((v) => msg(`${user}/d1/feeds/temp`, String(v)));

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { nowUs } from "../src/clock.ts";
 import { decode } from "../src/core/decode.ts";
 import { FeedCache } from "../src/ingest/feed_cache.ts";
-import type { Pending } from "../src/core/message.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
-import { WritePath } from "../src/ingest/write_path.ts";
+import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
 const opts = {
@@ -19,7 +19,7 @@ function msg(
   topic: string,
   payload: string,
   extra: { retain?: boolean; receivedAtUs?: number } = {},
-): Pending {
+): DecodedMessage {
   const inbound = {
     topic,
     payload: new TextEncoder().encode(payload),
@@ -321,14 +321,14 @@ Deno.test("untimed readings of one feed in one many-feeds message are all stored
 
 Deno.test("a batch is written the fast way; one with a stored reading is redone the careful way, which is kept a while", async () => {
   await withFleet(async (db, u) => {
-    const path = new WritePath(60_000);
+    const path = new FastOrCareful(60_000);
     const t = (iso: string, v: number) =>
       msg(`${u}/d1/feeds/temp`, JSON.stringify({ value: v, ts: iso }));
     const first = await processBatch(db.sql, [
       t("2025-06-01T11:00:00Z", 1),
       t("2025-06-01T12:00:00Z", 2),
       msg(`${u}/d1/feeds/hum`, "50"),
-    ], { writePath: path });
+    ], { fastOrCareful: path });
     assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 0 });
     assert.equal(first.stored, 3);
     assert.deepEqual(first.outcomes, { stored: 3, rejected: 0, skipped: 0 });
@@ -341,7 +341,7 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     const again = await processBatch(db.sql, [
       t("2025-06-01T12:00:00Z", 2),
       t("2025-06-01T13:00:00Z", 3),
-    ], { writePath: path });
+    ], { fastOrCareful: path });
     assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 1 });
     assert.equal(again.stored, 1);
     assert.deepEqual(again.skipped, { duplicate: 1 });
@@ -350,7 +350,7 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     assert.equal(temp.last_value, "3");
 
     // Still within its careful period: no fast attempt.
-    await processBatch(db.sql, [t("2025-06-01T14:00:00Z", 4)], { writePath: path });
+    await processBatch(db.sql, [t("2025-06-01T14:00:00Z", 4)], { fastOrCareful: path });
     assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 1 });
     assert.equal(await count(db, "feed_values"), 5);
   });
@@ -359,12 +359,12 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
 Deno.test("the fast way refused by the database loses nothing: the careful way isolates the row", async () => {
   await withFleet(async (db, u) => {
     await db.sql`alter table feed_values add constraint no_666 check (value is distinct from 666)`;
-    const path = new WritePath();
+    const path = new FastOrCareful();
     const result = await processBatch(db.sql, [
       msg(`${u}/d1/feeds/temp`, "1"),
       msg(`${u}/d1/feeds/temp`, "666"),
       msg(`${u}/d1/feeds/hum`, "7"),
-    ], { writePath: path });
+    ], { fastOrCareful: path });
     assert.equal(path.fallbacks, 1);
     assert.equal(result.stored, 2);
     assert.deepEqual(result.rejected, { db_rejected: 1 });
@@ -375,7 +375,7 @@ Deno.test("the fast way refused by the database loses nothing: the careful way i
 
 Deno.test("the fast way stores texts, nulls and times far apart exactly", async () => {
   await withFleet(async (db, u) => {
-    const path = new WritePath();
+    const path = new FastOrCareful();
     const t = (payload: unknown) => msg(`${u}/d1/feeds/temp`, JSON.stringify(payload));
     const batch = [
       t({ value: "NULL", ts: "2001-09-09T01:46:40.000001Z" }),
@@ -383,7 +383,7 @@ Deno.test("the fast way stores texts, nulls and times far apart exactly", async 
       t({ value: -0.000001, ts: "2026-11-30T23:59:59.999999Z" }), // the newest
       t({ value: 12345678901234.5, ts: "2026-06-01T12:00:00.5Z" }),
     ];
-    const result = await processBatch(db.sql, batch, { writePath: path });
+    const result = await processBatch(db.sql, batch, { fastOrCareful: path });
     assert.deepEqual({ fast: path.fast, fallbacks: path.fallbacks }, { fast: 1, fallbacks: 0 });
     assert.equal(result.stored, 4);
     const rows = await db.sql<{ v: number | null; t: string | null; at: string }[]>`

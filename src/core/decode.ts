@@ -87,7 +87,6 @@ export function neverThrowing(decoder: Decoder): Decoder {
 export const decode: Decoder = neverThrowing(decodeMessage);
 
 // Until src/ingest/processor.ts imports it from its home (the leaf src/errors.ts).
-export { describeError };
 
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;

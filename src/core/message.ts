@@ -136,8 +136,8 @@ export type Decoded =
  */
 export type Ack = () => void;
 
-/** A message ready for the processor. */
-export interface Pending {
+/** A message as received, with what its topic and payload decoded to: what the queues hold and the processor writes. */
+export interface DecodedMessage {
   inbound: Inbound;
   decoded: Decoded;
 }

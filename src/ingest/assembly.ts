@@ -9,12 +9,13 @@ import type { DecodeOptions, Decoder } from "../core/decode.ts";
 import type { Inbound } from "../core/message.ts";
 import type { Logger } from "../log.ts";
 import { Accounting } from "./accounting.ts";
+import { DeviceCache } from "./device_cache.ts";
 import { FeedCache } from "./feed_cache.ts";
 import { createIntake, type Intake } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
-import { DEFAULT_CAREFUL_MS, WritePath } from "./write_path.ts";
+import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 
 /** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
 export interface ProcessorSettings {
@@ -48,9 +49,11 @@ export function processorOptionsOf(
     feedCache: parts.feedCache ?? new FeedCache(cacheSize),
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
-    deviceCache: new FeedCache<number>(cacheSize),
+    deviceCache: new DeviceCache(cacheSize),
     ...(settings.dryRun ? { dryRun: true } : {}),
-    ...(onCarefulRewrite ? { writePath: new WritePath(DEFAULT_CAREFUL_MS, onCarefulRewrite) } : {}),
+    ...(onCarefulRewrite
+      ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }
+      : {}),
   };
 }
 

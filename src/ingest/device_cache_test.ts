@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { DeviceCache, deviceKeyOf } from "./device_cache.ts";
-import { FeedCache } from "./feed_cache.ts";
 
 const alice = "0b0a3c1e-4a4e-4f7a-9c55-0d5f6c1f0001";
 const bob = "0b0a3c1e-4a4e-4f7a-9c55-0d5f6c1f0002";
@@ -14,11 +13,4 @@ Deno.test("the device cache holds device ids by (user, code): another user's dev
   assert.notEqual(deviceKeyOf(alice, "d1/x"), deviceKeyOf(alice, "d1"));
   cache.clear();
   assert.equal(cache.get(deviceKeyOf(alice, "d1"), 2), undefined);
-});
-
-Deno.test("a FeedCache<number> (the device cache before it had a name) is still accepted as one", () => {
-  // Compiles only while the deprecated form is kept for callers not yet renamed.
-  const legacy: DeviceCache = new FeedCache<number>({ ttlMs: 1000 });
-  legacy.set(deviceKeyOf(alice, "d1"), 7, 0);
-  assert.equal(legacy.get(deviceKeyOf(alice, "d1"), 1), 7);
 });

@@ -21,10 +21,5 @@ export function feedKeyOf(userId: string, feedKey: string): string {
   return `${userId}\u0000${feedKey}`;
 }
 
-/**
- * The feeds already looked up, by `feedKeyOf(user_id, feed_key)`.
- *
- * The type parameter is kept only so that `FeedCache<number>`, once the device cache,
- * still compiles: use `DeviceCache` (src/ingest/device_cache.ts) for devices.
- */
-export class FeedCache<V = FeedInfo> extends LookupCache<V> {}
+/** The feeds already looked up, by `feedKeyOf(user_id, feed_key)`. */
+export class FeedCache extends LookupCache<FeedInfo> {}

@@ -15,7 +15,7 @@
  */
 import type { IngestMetrics } from "./metrics.ts";
 import type { Logger } from "../log.ts";
-import type { Ack, Pending } from "../core/message.ts";
+import type { Ack, DecodedMessage } from "../core/message.ts";
 import type { BatchResult } from "./processor.ts";
 import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
@@ -27,7 +27,7 @@ import { type Clock, systemClock, type TimerHandle } from "./timers.ts";
 
 /** A message waiting in a queue. */
 export interface QueueItem {
-  pending: Pending;
+  pending: DecodedMessage;
   /** Null for messages that need no acknowledgement (QoS 0, files). */
   ack: Ack | null;
   /** When queued, in ms on the pipeline's clock. */
@@ -41,7 +41,7 @@ export interface PipelineOptions extends FlushSettings {
    * database in `serve`; any function in the pipeline's own tests. Throws only when the
    * batch must be kept and retried (src/db/errors.ts says which errors those are).
    */
-  write(batch: Pending[]): Promise<BatchResult>;
+  write(batch: DecodedMessage[]): Promise<BatchResult>;
   /** Most payload and topic bytes in one batch (at least one message is always taken). */
   maxBatchBytes?: number;
   queueSize: number;
@@ -146,7 +146,7 @@ export class Pipeline {
    * Queues a message. False when its queue is full: the caller holds it back (QoS 1/2)
    * or drops and counts it (QoS 0).
    */
-  offer(pending: Pending, ack: Ack | null): boolean {
+  offer(pending: DecodedMessage, ack: Ack | null): boolean {
     const queue = pending.decoded.kind === "status" ? this.#status : this.#data;
     const item: QueueItem = { pending, ack, queuedAt: this.#clock.now() };
     if (!queue.push(item)) return false;
@@ -163,7 +163,7 @@ export class Pipeline {
   }
 
   /** Is the queue this message would go to full? */
-  isFull(kind: Pending["decoded"]["kind"]): boolean {
+  isFull(kind: DecodedMessage["decoded"]["kind"]): boolean {
     return kind === "status" ? this.#status.full : this.#data.full;
   }
 

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { nowUs } from "../clock.ts";
 import { createLogger } from "../log.ts";
-import type { Ack, Decoded, Pending } from "../core/message.ts";
+import type { Ack, Decoded, DecodedMessage } from "../core/message.ts";
 import { Accounting } from "./accounting.ts";
 import { createIngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
@@ -32,7 +32,7 @@ const STATUS: Decoded = {
   tsUs: null,
 };
 
-function message(topic: string, decoded: Decoded = READING): Pending {
+function message(topic: string, decoded: Decoded = READING): DecodedMessage {
   return {
     inbound: {
       topic,
@@ -45,7 +45,7 @@ function message(topic: string, decoded: Decoded = READING): Pending {
   };
 }
 
-function stored(batch: Pending[]): BatchResult {
+function stored(batch: DecodedMessage[]): BatchResult {
   return {
     messages: batch.length,
     stored: batch.length,
@@ -122,7 +122,7 @@ Deno.test("Pipeline writes when the ack window is full, and acks only after the 
   let release!: () => void;
   const gate = new Promise<void>((resolve) => release = resolve);
   const r = rig({ ackWindow: 2 });
-  const write = (batch: Pending[]) => {
+  const write = (batch: DecodedMessage[]) => {
     r.batches.push(batch.map((p) => p.inbound.topic));
     return gate.then(() => stored(batch));
   };
@@ -280,7 +280,7 @@ Deno.test("Pipeline learns a smaller broker window from a stall, and raises it w
   let release!: () => void;
   let gate = Promise.resolve();
   const r = rig();
-  const write = (batch: Pending[]) => {
+  const write = (batch: DecodedMessage[]) => {
     r.batches.push(batch.map((p) => p.inbound.topic));
     return gate.then(() => stored(batch));
   };

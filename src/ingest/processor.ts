@@ -23,7 +23,7 @@
  * with the error.
  */
 import type postgres from "postgres";
-import type { Pending } from "../core/message.ts";
+import type { DecodedMessage } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
@@ -75,8 +75,6 @@ export interface ProcessorOptions {
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
   /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
   fastOrCareful?: FastOrCareful;
-  /** @deprecated The old name of `fastOrCareful`, until serve and the tests are renamed. */
-  writePath?: FastOrCareful;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -92,10 +90,10 @@ const sharedWays = new FastOrCareful();
  */
 export async function processBatch(
   sql: postgres.Sql,
-  batch: Pending[],
+  batch: DecodedMessage[],
   opts: ProcessorOptions = {},
 ): Promise<BatchResult> {
-  const ways = opts.fastOrCareful ?? opts.writePath ?? sharedWays;
+  const ways = opts.fastOrCareful ?? sharedWays;
   if (ways.fastAllowed()) {
     try {
       const result = await processInOneTransaction(sql, batch, opts, true);
@@ -113,7 +111,7 @@ export async function processBatch(
 /** The careful way: refused rows isolated in savepoints, the rest bisected. */
 async function processCarefully(
   sql: postgres.Sql,
-  batch: Pending[],
+  batch: DecodedMessage[],
   opts: ProcessorOptions,
 ): Promise<BatchResult> {
   try {
@@ -136,7 +134,7 @@ async function processCarefully(
  */
 async function deadLetterAlone(
   sql: postgres.Sql,
-  pending: Pending,
+  pending: DecodedMessage,
   opts: ProcessorOptions,
   error: unknown,
 ): Promise<BatchResult> {
@@ -153,7 +151,7 @@ async function deadLetterAlone(
 
 async function processInOneTransaction(
   sql: postgres.Sql,
-  batch: Pending[],
+  batch: DecodedMessage[],
   opts: ProcessorOptions,
   fast: boolean,
 ): Promise<BatchResult> {
@@ -197,7 +195,7 @@ async function inOneTransaction(
 /** One batch inside its transaction: keys, lookups, plan, then each table's writer. */
 async function writeBatch(
   tx: Transaction,
-  batch: Pending[],
+  batch: DecodedMessage[],
   opts: ProcessorOptions,
   fast: boolean,
 ): Promise<BatchResult> {

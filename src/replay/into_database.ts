@@ -14,7 +14,7 @@ import type { ReadItem } from "../capture/reader.ts";
 import { decode, type DecodeOptions } from "../core/decode.ts";
 import { describePgError } from "../db/database.ts";
 import { FeedlineError } from "../errors.ts";
-import type { Decoded, Pending } from "../core/message.ts";
+import type { Decoded, DecodedMessage } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
 import { retryWithBackoff } from "../ingest/retry.ts";
 import { selectMessages, type SelectOptions } from "./input.ts";
@@ -36,11 +36,11 @@ export async function replayIntoDatabase(
   opts: ReplayOptions,
   totals: ReplayTotals,
 ): Promise<void> {
-  let batch: Pending[] = [];
+  let batch: DecodedMessage[] = [];
   let writing: Promise<void> | null = null;
   let failure: unknown = null;
 
-  const submit = async (pending: Pending[]) => {
+  const submit = async (pending: DecodedMessage[]) => {
     if (writing) await writing;
     if (failure) throw failure;
     writing = writeBatch(opts, pending, totals).catch((error) => {
@@ -83,7 +83,7 @@ function hasOwnTime(decoded: Decoded): boolean {
  */
 export async function writeBatch(
   opts: Pick<ReplayOptions, "sql" | "processor" | "attempts">,
-  batch: Pending[],
+  batch: DecodedMessage[],
   totals: ReplayTotals,
 ): Promise<void> {
   const attempts = opts.attempts ?? 5;

@@ -16,7 +16,7 @@
 import type postgres from "postgres";
 import type { DecodeOptions } from "../core/decode.ts";
 import { decode } from "../core/decode.ts";
-import type { Pending } from "../core/message.ts";
+import type { DecodedMessage } from "../core/message.ts";
 import type { ProcessorOptions } from "../ingest/processor.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { writeBatch } from "./into_database.ts";
@@ -112,7 +112,7 @@ async function reprocess(
   messages: RejectedMessage[],
   totals: ReplayTotals,
 ): Promise<void> {
-  const batch: Pending[] = messages.map((m) => {
+  const batch: DecodedMessage[] = messages.map((m) => {
     // qos and retain are not kept in the dead letter: re-processed as QoS 0, not retained.
     const inbound = {
       topic: m.topic,

@@ -18,7 +18,7 @@
  *   discarded + queued + in flight, with nothing queued or in flight.
  *
  * A reading absorbed by the key of a different stored reading is dead-lettered as
- * `value_conflict` (src/ingest/processor.ts), so the reject check above covers it.
+ * `value_conflict` (src/ingest/write/values.ts), so the reject check above covers it.
  *
  * Two cases allow only a weaker check, `rows gained ≥ what was reported`, never hiding
  * rows that were counted but are missing:

@@ -5,7 +5,7 @@
  */
 import type { Transaction } from "../../db/transaction.ts";
 import { isTransientDbError, sqlStateOf } from "../../db/errors.ts";
-import { describeError } from "../../core/decode.ts";
+import { describeError } from "../../errors.ts";
 
 /** A row the database refused, with its reason for the dead letter. */
 export interface Poison<T> {

@@ -10,7 +10,7 @@
  * the database holds about it lands here; one the database itself decides (a refused
  * row, a conflicting reading) lands in the writer of its table.
  */
-import type { Decoded, Inbound, Pending, SkipReason } from "../../core/message.ts";
+import type { Decoded, DecodedMessage, Inbound, SkipReason } from "../../core/message.ts";
 import { storableJson } from "../../core/payload.ts";
 import { deviceKeyOf } from "../device_cache.ts";
 import { type FeedInfo, feedKeyOf } from "../feed_cache.ts";
@@ -73,7 +73,7 @@ export interface Plan {
 }
 
 /** Walk one: each message's keys, and the distinct feeds and devices. */
-export function keysOf(batch: readonly Pending[], rules: PlanRules): BatchKeys {
+export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): BatchKeys {
   const readingDevices = rules.requireDevice || rules.autoRegister;
   const keys: BatchKeys = {
     messages: new Array(batch.length),
@@ -120,7 +120,7 @@ function feedKeysOf(d: ReadingsOf, feeds: Map<string, FeedRef>): string[] {
 
 /** Walk two: every message and reading sorted into rows, rejects and skips. */
 export function planBatch(
-  batch: readonly Pending[],
+  batch: readonly DecodedMessage[],
   keys: BatchKeys,
   found: Found,
   rules: PlanRules,

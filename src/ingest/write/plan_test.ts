@@ -4,7 +4,7 @@
  * keys (built once per message, gathered once per feed and device).
  */
 import assert from "node:assert/strict";
-import type { Decoded, Inbound, Pending, Reading } from "../../core/message.ts";
+import type { Decoded, DecodedMessage, Inbound, Reading } from "../../core/message.ts";
 import { decode } from "../../core/decode.ts";
 import { compileTopics } from "../../core/topics.ts";
 import { deviceKeyOf } from "../device_cache.ts";
@@ -18,7 +18,7 @@ const STRICT: PlanRules = { requireDevice: true, autoRegister: false };
 
 let clock = 1_700_000_000_000_000;
 
-function pending(decoded: Decoded, extra: Partial<Inbound> = {}): Pending {
+function pending(decoded: Decoded, extra: Partial<Inbound> = {}): DecodedMessage {
   const inbound: Inbound = {
     topic: "t",
     payload: new Uint8Array(),
@@ -61,7 +61,7 @@ function found(feeds: Record<string, FeedInfo>, devices: Record<string, number> 
   };
 }
 
-function plan(batch: Pending[], answers: Found, rules = OPEN) {
+function plan(batch: DecodedMessage[], answers: Found, rules = OPEN) {
   return planBatch(batch, keysOf(batch, rules), answers, rules);
 }
 

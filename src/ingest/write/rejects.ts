@@ -8,7 +8,7 @@
  * and the error.
  */
 import { Buffer } from "node:buffer";
-import type { Pending, RejectReason } from "../../core/message.ts";
+import type { DecodedMessage, RejectReason } from "../../core/message.ts";
 import { timestampOfUs } from "../../db/timestamps.ts";
 import type { Transaction } from "../../db/transaction.ts";
 import { insertIsolated } from "./isolation.ts";
@@ -44,7 +44,7 @@ export function mergeRejects(rejects: RejectRow[]): RejectRow[] {
 /** Writes the (merged) rejects of `batch`; see above. */
 export async function insertRejects(
   tx: Transaction,
-  batch: readonly Pending[],
+  batch: readonly DecodedMessage[],
   rejects: RejectRow[],
   payloadCap: number,
 ): Promise<void> {
@@ -73,7 +73,7 @@ interface RejectRecord {
   receivedUs: number;
 }
 
-function rejectRecord({ inbound }: Pending, r: RejectRow, payloadCap: number): RejectRecord {
+function rejectRecord({ inbound }: DecodedMessage, r: RejectRow, payloadCap: number): RejectRecord {
   const bytes = inbound.payload;
   return {
     topic: safeText(inbound.topic, MAX_REJECT_TOPIC_CHARS),

@@ -3,7 +3,7 @@
  * outcome per message for the accounting (src/ingest/accounting.ts), counts by reason, and
  * the first rejects for feedback to publishers and the status page.
  */
-import type { Pending, RejectReason, SkipReason } from "../../core/message.ts";
+import type { DecodedMessage, RejectReason, SkipReason } from "../../core/message.ts";
 import { count, type Plan } from "./plan.ts";
 import type { RejectRow } from "./rows.ts";
 import type { StatusesWritten } from "./statuses.ts";
@@ -63,7 +63,7 @@ export interface BatchWritten {
 }
 
 /** The result of `batch`, written as `written` says. */
-export function resultOf(batch: readonly Pending[], written: BatchWritten): BatchResult {
+export function resultOf(batch: readonly DecodedMessage[], written: BatchWritten): BatchResult {
   const { plan, values, statuses, rejects } = written;
   const skipped = { ...plan.skipped };
   if (values.duplicates > 0) count(skipped, "duplicate", values.duplicates);
@@ -81,7 +81,7 @@ export function resultOf(batch: readonly Pending[], written: BatchWritten): Batc
 }
 
 /** The result of a batch of one message that was dead-lettered whole, as `reject`. */
-export function deadLetterResult(pending: Pending, reject: RejectRow): BatchResult {
+export function deadLetterResult(pending: DecodedMessage, reject: RejectRow): BatchResult {
   return {
     ...emptyResult(1),
     rejected: rejectedCounts([reject]),
@@ -153,7 +153,7 @@ function outcomesOf(messages: number, written: BatchWritten): BatchResult["outco
   return outcomes;
 }
 
-function rejectDetails(batch: readonly Pending[], rejects: RejectRow[]): RejectDetail[] {
+function rejectDetails(batch: readonly DecodedMessage[], rejects: RejectRow[]): RejectDetail[] {
   return rejects.slice(0, MAX_REJECT_DETAILS).map((r) => {
     const { inbound, decoded } = batch[r.message];
     return {

@@ -3,7 +3,7 @@
  * and a batch's result, in particular its one outcome per message.
  */
 import assert from "node:assert/strict";
-import type { Pending } from "../../core/message.ts";
+import type { DecodedMessage } from "../../core/message.ts";
 import { MAX_REJECT_DETAIL_CHARS, mergeRejects } from "./rejects.ts";
 import { mergeResults, resultOf } from "./result.ts";
 import type { Plan } from "./plan.ts";
@@ -13,7 +13,7 @@ import type { ValuesWritten } from "./values.ts";
 
 const U = "7d9f4a7e-1c2b-4e3f-8a9b-0c1d2e3f4a5b";
 
-function message(i: number, kind: "readings" | "reject" = "readings"): Pending {
+function message(i: number, kind: "readings" | "reject" = "readings"): DecodedMessage {
   return {
     inbound: { topic: `t${i}`, payload: new Uint8Array(), qos: 1, retain: false, receivedAtUs: i },
     decoded: kind === "reject"
