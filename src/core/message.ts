@@ -43,6 +43,7 @@ export type RejectReason =
   | "future_timestamp"
   | "unknown_feed"
   | "unknown_device"
+  | "unknown_tenant"
   | "out_of_range"
   | "value_conflict"
   | "db_rejected"
@@ -59,6 +60,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "future_timestamp",
   "unknown_feed",
   "unknown_device",
+  "unknown_tenant",
   "out_of_range",
   "value_conflict",
   "db_rejected",
@@ -69,9 +71,16 @@ export const REJECT_REASONS: readonly RejectReason[] = [
  * Why a reading was skipped: counted, not kept. Inactive feeds are switched off on
  * purpose; duplicates are the same reading again (redelivery, replay); `retained` is an
  * old retained reading or status without a time of its own, re-sent by the broker on
- * subscribe; `retained_cleared` is the empty retained message that clears one.
+ * subscribe; `retained_cleared` is the empty retained message that clears one;
+ * `not_mapped` is a message whose mapping rule says it is not data (its `when` does not
+ * hold: a Shelly button event on the topic of its status notifications).
  */
-export type SkipReason = "inactive_feed" | "duplicate" | "retained" | "retained_cleared";
+export type SkipReason =
+  | "inactive_feed"
+  | "duplicate"
+  | "retained"
+  | "retained_cleared"
+  | "not_mapped";
 
 /** All skip reasons. */
 export const SKIP_REASONS: readonly SkipReason[] = [
@@ -79,6 +88,7 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "duplicate",
   "retained",
   "retained_cleared",
+  "not_mapped",
 ];
 
 /** One value for one feed. */
@@ -107,25 +117,39 @@ export interface ReadingReject {
 /** Device status words we accept. */
 export type DeviceStatus = "online" | "offline";
 
+/**
+ * Whose a message is. `userId` is a lower-case UUID, unless `tenantAlias` is set: a rule
+ * of a mappings file named the tenant by an alias (docs/topics-and-payloads.md,
+ * "Mappings"), which the processor resolves through `tenant_aliases`
+ * (src/ingest/write/lookups.ts `lookupTenants`); `userId` is then "".
+ */
+export interface Owner {
+  userId: string;
+  deviceCode: string;
+  tenantAlias?: string;
+}
+
+/** A message of readings, after topic and payload parsing. */
+export interface DecodedReadings extends Owner {
+  kind: "readings";
+  readings: Reading[];
+  /** Entries of a bulk message that could not be parsed. */
+  rejects: ReadingReject[];
+}
+
+/** A device status message, after topic and payload parsing. */
+export interface DecodedStatus extends Owner {
+  kind: "status";
+  status: DeviceStatus;
+  /** The JSON payload when the device sent an object, for the history row. */
+  details: Record<string, unknown> | null;
+  tsUs: number | null;
+}
+
 /** A message after topic and payload parsing. */
 export type Decoded =
-  | {
-    kind: "readings";
-    userId: string;
-    deviceCode: string;
-    readings: Reading[];
-    /** Entries of a bulk message that could not be parsed. */
-    rejects: ReadingReject[];
-  }
-  | {
-    kind: "status";
-    userId: string;
-    deviceCode: string;
-    status: DeviceStatus;
-    /** The JSON payload when the device sent an object, for the history row. */
-    details: Record<string, unknown> | null;
-    tsUs: number | null;
-  }
+  | DecodedReadings
+  | DecodedStatus
   | { kind: "reject"; reason: RejectReason; detail: string }
   /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
   | { kind: "skip"; reason: SkipReason };

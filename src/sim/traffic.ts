@@ -24,16 +24,18 @@ export type TrafficKind = PayloadFormat | "spike" | "bad";
 
 /**
  * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
- * needs a database that refuses a valid row, `internal_error`, which is a bug of ours, and
- * `value_conflict`, which needs two messages with one key. Bad messages take them in this
- * order.
+ * needs a database that refuses a valid row, `internal_error`, which is a bug of ours,
+ * `value_conflict`, which needs two messages with one key, and `unknown_tenant`, which
+ * needs a mappings file (the templates name the user by id). Bad messages take them in
+ * this order.
  */
 export type BadReason = Exclude<
   RejectReason,
-  "db_rejected" | "internal_error" | "value_conflict"
+  "db_rejected" | "internal_error" | "value_conflict" | "unknown_tenant"
 >;
 export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
-  r !== "db_rejected" && r !== "internal_error" && r !== "value_conflict"
+  r !== "db_rejected" && r !== "internal_error" && r !== "value_conflict" &&
+  r !== "unknown_tenant"
 );
 
 /** One message to publish. */
