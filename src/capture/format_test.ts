@@ -48,6 +48,21 @@ Deno.test("a payload that is not UTF-8 is written as payload_b64 and read back b
   assert.deepEqual(parsed.entry.payload, payload);
 });
 
+Deno.test("a payload that starts with a byte order mark round-trips byte for byte", () => {
+  // Valid UTF-8, but TextDecoder drops the BOM: the capture once stored "21.5" for it.
+  const payload = new Uint8Array([0xef, 0xbb, 0xbf, 0x32, 0x31, 0x2e, 0x35]);
+  const line = encodeCaptureLine({
+    topic: "a/b",
+    payload,
+    qos: 1,
+    retain: false,
+    receivedAtUs: 1767225600000000,
+  });
+  const parsed = parseCaptureLine(line);
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.entry.payload, payload);
+});
+
 Deno.test("a dropped message carries its reason in the line", () => {
   const line = encodeCaptureLine(
     { topic: "a/b", payload: bytes("1"), qos: 0, retain: false, receivedAtUs: 1767225600000000 },

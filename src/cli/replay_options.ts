@@ -176,7 +176,7 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
   if (sinceUs !== null && untilUs !== null && sinceUs >= untilUs) {
     throw new FeedlineError("CONFIG_INVALID", "--since must be before --until");
   }
-  const decode = decodeOptionsFrom(values);
+  const decode = decodeOptionsFrom(values, sources);
   const topicMatches = values.topic === undefined
     ? null
     : compileTopicFilter(values.topic, "--topic");

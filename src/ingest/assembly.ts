@@ -15,6 +15,7 @@ import { createIntake, type Intake } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
+import { TenantCache } from "./tenant_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 
 /** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
@@ -34,6 +35,8 @@ export interface ProcessorParts {
   feedCache?: FeedCache;
   /** Counts a batch rewritten the careful way; given, the processor keeps a write path of its own. */
   onCarefulRewrite?: () => void;
+  /** The tenant alias cache (serve's listens for changes); default: a new one. */
+  tenantCache?: TenantCache;
 }
 
 /** The processor's options, as serve and replay run it. */
@@ -50,6 +53,7 @@ export function processorOptionsOf(
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
     deviceCache: new DeviceCache(cacheSize),
+    tenantCache: parts.tenantCache ?? new TenantCache(cacheSize),
     ...(settings.dryRun ? { dryRun: true } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }

@@ -28,11 +28,12 @@ import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
 import type { FeedCache } from "./feed_cache.ts";
+import type { TenantCache } from "./tenant_cache.ts";
 import { autoRegister } from "./write/auto_register.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
 import { refusalDetail } from "./write/isolation.ts";
-import { lookupDevices, lookupFeeds } from "./write/lookups.ts";
-import { keysOf, planBatch, type PlanRules } from "./write/plan.ts";
+import { lookupDevices, lookupFeeds, lookupTenants } from "./write/lookups.ts";
+import { aliasesOf, keysOf, planBatch, type PlanRules } from "./write/plan.ts";
 import { DEFAULT_REJECT_PAYLOAD_CAP, insertRejects, mergeRejects } from "./write/rejects.ts";
 import {
   type BatchResult,
@@ -64,6 +65,8 @@ export interface ProcessorOptions {
   requireDevice?: boolean;
   /** Registered devices already seen, for readings and statuses alike. */
   deviceCache?: DeviceCache;
+  /** Tenant aliases already resolved (mappings, sql/008). */
+  tenantCache?: TenantCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
   /**
@@ -203,7 +206,8 @@ async function writeBatch(
     requireDevice: opts.requireDevice ?? false,
     autoRegister: opts.autoRegister ?? false,
   };
-  const keys = keysOf(batch, rules);
+  const tenants = await lookupTenants(tx, aliasesOf(batch), opts.tenantCache, rules.autoRegister);
+  const keys = keysOf(batch, rules, tenants);
   if (rules.autoRegister) await autoRegister(tx, keys);
   const found = {
     feeds: await lookupFeeds(tx, keys.feeds, opts.feedCache),

@@ -30,6 +30,27 @@ export interface MessageKeys {
   device: string | null;
   /** `feedKeyOf(user, feed)` of each reading, in the order of its readings. */
   feeds: string[];
+  /** The message's tenant alias when `tenant_aliases` does not have it (`unknown_tenant`). */
+  unknownTenant?: string;
+}
+
+/** The resolved tenant aliases of a batch: alias → user id (src/ingest/write/lookups.ts). */
+export type Tenants = ReadonlyMap<string, string>;
+
+const NO_TENANTS: Tenants = new Map();
+
+/**
+ * The tenant aliases a batch names (`Decoded.tenantAlias`: set by the rules of a mappings
+ * file), for `lookupTenants`; none without such rules.
+ */
+export function aliasesOf(batch: readonly DecodedMessage[]): Set<string> {
+  const aliases = new Set<string>();
+  for (const { decoded: d } of batch) {
+    if ((d.kind === "readings" || d.kind === "status") && d.tenantAlias !== undefined) {
+      aliases.add(d.tenantAlias);
+    }
+  }
+  return aliases;
 }
 
 /** A feed the batch names. */
@@ -72,8 +93,15 @@ export interface Plan {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
-/** Walk one: each message's keys, and the distinct feeds and devices. */
-export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): BatchKeys {
+/**
+ * Walk one: each message's keys, and the distinct feeds and devices; a message named by
+ * a tenant alias is keyed by the user `tenants` resolved it to.
+ */
+export function keysOf(
+  batch: readonly DecodedMessage[],
+  rules: PlanRules,
+  tenants: Tenants = NO_TENANTS,
+): BatchKeys {
   const readingDevices = rules.requireDevice || rules.autoRegister;
   const keys: BatchKeys = {
     messages: new Array(batch.length),
@@ -86,34 +114,35 @@ export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): Batc
       keys.messages[i] = null;
       continue;
     }
+    const userId = d.tenantAlias === undefined ? d.userId : tenants.get(d.tenantAlias);
+    if (userId === undefined) {
+      keys.messages[i] = { device: null, feeds: [], unknownTenant: d.tenantAlias };
+      continue;
+    }
     const isStatus = d.kind === "status";
     let device: string | null = null;
     if (isStatus || readingDevices) {
-      device = deviceKeyOf(d.userId, d.deviceCode);
+      device = deviceKeyOf(userId, d.deviceCode);
       const known = keys.devices.get(device);
       if (!known) {
-        keys.devices.set(device, {
-          userId: d.userId,
-          deviceCode: d.deviceCode,
-          hasStatus: isStatus,
-        });
+        keys.devices.set(device, { userId, deviceCode: d.deviceCode, hasStatus: isStatus });
       } else if (isStatus) known.hasStatus = true;
     }
-    keys.messages[i] = { device, feeds: isStatus ? [] : feedKeysOf(d, keys.feeds) };
+    keys.messages[i] = { device, feeds: isStatus ? [] : feedKeysOf(d, userId, keys.feeds) };
   }
   return keys;
 }
 
 /** The feed key of each reading of `d`, each feed gathered into `feeds` once. */
-function feedKeysOf(d: ReadingsOf, feeds: Map<string, FeedRef>): string[] {
+function feedKeysOf(d: ReadingsOf, userId: string, feeds: Map<string, FeedRef>): string[] {
   const out = new Array<string>(d.readings.length);
   for (let j = 0; j < d.readings.length; j++) {
     const feedKey = d.readings[j].feedKey;
-    const key = feedKeyOf(d.userId, feedKey);
+    const key = feedKeyOf(userId, feedKey);
     out[j] = key;
     const known = feeds.get(key);
     if (known) known.deviceCode = d.deviceCode;
-    else feeds.set(key, { userId: d.userId, feedKey, deviceCode: d.deviceCode });
+    else feeds.set(key, { userId, feedKey, deviceCode: d.deviceCode });
   }
   return out;
 }
@@ -132,6 +161,12 @@ export function planBatch(
       plan.rejects.push({ message: i, reason: decoded.reason, detail: decoded.detail });
     } else if (decoded.kind === "skip") {
       count(plan.skipped, decoded.reason);
+    } else if (keys.messages[i]!.unknownTenant !== undefined) {
+      plan.rejects.push({
+        message: i,
+        reason: "unknown_tenant",
+        detail: unknownTenantDetail(keys.messages[i]!.unknownTenant!),
+      });
     } else if (decoded.kind === "status") {
       planStatus(plan, i, inbound, decoded, found.devices.get(keys.messages[i]!.device!));
     } else if (rules.requireDevice && !found.devices.has(keys.messages[i]!.device!)) {
@@ -219,6 +254,11 @@ function planStatus(
       message,
     });
   }
+}
+
+function unknownTenantDetail(alias: string): string {
+  return `no tenant alias ${JSON.stringify(alias)}: insert into tenant_aliases (alias, user_id) ` +
+    "values (it, the user's id), then replay --rejects";
 }
 
 function noDevice(decoded: ReadingsOf | StatusOf): string {
