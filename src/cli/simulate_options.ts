@@ -12,6 +12,18 @@ import { compileTopics } from "../core/topics.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 
+/**
+ * The values of `simulate --format`: feedline's own, then those of src/sim/formats.ts
+ * (`SIM_FORMATS`, which a test keeps equal to this list; add a format to both).
+ */
+export const SIM_FORMAT_NAMES = [
+  "feedline",
+  "zigbee2mqtt",
+  "tasmota",
+  "shelly-gen2",
+  "cbor",
+] as const;
+
 /** A non-negative decimal number from a flag or variable. */
 const zNumber = (max: number) =>
   z.string().trim().regex(NUMBER_RE, "a number").transform(Number).pipe(
@@ -117,6 +129,15 @@ export const simulateOptions = {
     defaultText: "plain,json,bulk",
     doc: 'Payload formats to mix: plain (`21.5`, `ON`), json (`{"value", "ts"}`), ' +
       "bulk (many feeds of one device in one message).",
+  }),
+  format: option({
+    flag: "format",
+    env: "FEEDLINE_SIM_FORMAT",
+    schema: z.enum(SIM_FORMAT_NAMES).default("feedline"),
+    defaultText: "feedline",
+    doc: "What the fleet speaks: feedline (its own topics, --formats mixes their payloads), " +
+      "or the devices of zigbee2mqtt, tasmota, shelly-gen2, or cbor, for a serve running " +
+      "the same-named file of deploy/mappings/ (docs/simulate.md).",
   }),
   badRatio: option({
     flag: "bad-ratio",
@@ -262,6 +283,13 @@ export function parseSimulateArgs(args: string[], env: Record<string, string | u
   }
   // Compiled only to fail early, naming the flag, on a template serve would refuse too.
   compileTopics({ feed: values.feedTopic, feeds: values.feedsTopic, status: values.statusTopic });
+  if (values.format !== "feedline" && values.badRatio > 0) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      `--bad-ratio builds feedline's own bad messages; use it with --format feedline (got ` +
+        `--format ${values.format})`,
+    );
+  }
   const deviceCount = values.users * values.devices;
   if (values.connections !== undefined && values.connections > deviceCount) {
     throw new FeedlineError(

@@ -23,7 +23,11 @@ export interface RegisterResult {
  * await registerFleet(sql, buildFleet({ seed: 1, users: 1, devicesPerUser: 2, feedsPerDevice: 3 }));
  * ```
  */
-export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<RegisterResult> {
+export function registerFleet(
+  sql: postgres.Sql,
+  fleet: Fleet,
+  alias: string | null = null,
+): Promise<RegisterResult> {
   const userIds = fleet.users.map((u) => u.id);
   const devUsers = fleet.devices.map((d) => d.userId);
   const devCodes = fleet.devices.map((d) => d.code);
@@ -54,6 +58,12 @@ export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<Register
         where feeds.device_id is distinct from excluded.device_id
            or feeds.threshold_min is distinct from excluded.threshold_min
            or feeds.threshold_max is distinct from excluded.threshold_max`;
+    // `--format` with a recipe that names its tenant by alias (sql/008): the fleet's user.
+    if (alias !== null) {
+      await tx`insert into tenant_aliases (alias, user_id) values (${alias}, ${userIds[0]})
+        on conflict (alias) do update set user_id = excluded.user_id
+        where tenant_aliases.user_id is distinct from excluded.user_id`;
+    }
     return { users: users.count, devices: devices.count, feeds: feedRows.count };
   });
 }
@@ -70,13 +80,17 @@ function pgErrorText(error: unknown): string {
  * Connects to `url`, registers `fleet` and disconnects; a database without the schema
  * or out of reach is one actionable {@linkcode FeedlineError}.
  */
-export async function registerInDatabase(url: string, fleet: Fleet): Promise<RegisterResult> {
+export async function registerInDatabase(
+  url: string,
+  fleet: Fleet,
+  alias: string | null = null,
+): Promise<RegisterResult> {
   // No `select 1` probe first: against the embedded PGlite, a query outside a
   // transaction can be disturbed by serve's traffic on the shared backend; the
   // transaction of registerFleet is safe, and its first query tells whether we connect.
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    return await registerFleet(sql, fleet);
+    return await registerFleet(sql, fleet, alias);
   } catch (error) {
     const missing = (error as { code?: string }).code === "42P01";
     throw new FeedlineError(

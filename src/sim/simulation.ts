@@ -17,7 +17,8 @@ import {
   totalSent,
 } from "./report.ts";
 import type { SimulateTargets } from "./targets.ts";
-import { createTraffic, type PayloadFormat, type SimMessage } from "./traffic.ts";
+import { createTraffic, type PayloadFormat, type SimMessage, type Traffic } from "./traffic.ts";
+import { createFormatTraffic, fleetInFormat, SIM_FORMATS } from "./formats.ts";
 import { nowUs } from "../clock.ts";
 import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
@@ -35,6 +36,8 @@ export interface SimulationConfig {
   count?: number;
   qos: Qos;
   formats: readonly PayloadFormat[];
+  /** `feedline`, or a format of src/sim/formats.ts. */
+  format: string;
   badRatio: number;
   spikeRatio: number;
   connections: number;
@@ -88,25 +91,28 @@ export async function startSimulation(
   targets: SimulateTargets,
   progress?: ProgressSink,
 ): Promise<Simulation> {
-  const fleet = buildFleet({
+  const format = config.format === "feedline" ? null : SIM_FORMATS[config.format];
+  const built = buildFleet({
     seed: config.seed,
     users: config.users,
     devicesPerUser: config.devices,
     feedsPerDevice: config.feeds,
   });
+  const fleet = format ? fleetInFormat(built, format, createRng(config.seed, 4)) : built;
   const templates = {
     feed: config.feedTopic,
     feeds: config.feedsTopic,
     status: config.statusTopic,
   };
   if (config.manifest) {
+    const topics = format ? { mappings: format.recipe } : templates;
     await Deno.writeTextFile(
       config.manifest,
-      JSON.stringify(fleetManifest(fleet, templates), null, 2) + "\n",
+      JSON.stringify(fleetManifest(fleet, topics), null, 2) + "\n",
     );
   }
   const registered = targets.register
-    ? await registerInDatabase(targets.databaseUrl!, fleet)
+    ? await registerInDatabase(targets.databaseUrl!, fleet, format?.alias ?? null)
     : null;
   const send = createSendStats();
   const base = {
@@ -144,8 +150,11 @@ export async function startSimulation(
     keepaliveSec: config.keepaliveSec,
     clientIdPrefix: config.clientIdPrefix,
     statusTopics: fleet.devices.map((d) =>
-      formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
+      format
+        ? format.statusTopic(d)
+        : formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
     ),
+    ...(format ? { statusWords: { online: format.online, offline: format.offline } } : {}),
     connections: config.connections,
     connectRate: config.connectRate,
     reconnectMs: config.reconnectMs,
@@ -178,14 +187,16 @@ export async function startSimulation(
     throw error;
   }
 
-  const traffic = createTraffic(config.seed, {
-    fleet,
-    templates,
-    formats: config.formats,
-    badRatio: config.badRatio,
-    spikeRatio: config.spikeRatio,
-    maxPayloadBytes: config.maxPayloadBytes,
-  });
+  const traffic: Traffic = format
+    ? createFormatTraffic(config.seed, fleet, format)
+    : createTraffic(config.seed, {
+      fleet,
+      templates,
+      formats: config.formats,
+      badRatio: config.badRatio,
+      spikeRatio: config.spikeRatio,
+      maxPayloadBytes: config.maxPayloadBytes,
+    });
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined
     ? (seq: number) => config.startTime! + Math.round(seq * stepUs)
@@ -198,7 +209,9 @@ export async function startSimulation(
       send.badByReason[msg.reason!] = (send.badByReason[msg.reason!] ?? 0) + 1;
     }
     send.inflight++;
-    links.clientFor(msg.device).publish(msg.topic, msg.payload, { qos: config.qos }, (error) => {
+    // MQTT.js takes a Buffer; a Uint8Array (a CBOR payload) is one in all but its type.
+    const payload = msg.payload as string;
+    links.clientFor(msg.device).publish(msg.topic, payload, { qos: config.qos }, (error) => {
       send.inflight--;
       if (error) {
         send.failed++;
