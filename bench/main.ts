@@ -37,6 +37,12 @@ import { type PublisherConfig, wallMs } from "./publisher.ts";
 import { probeWindow } from "./window.ts";
 import { type CommitCost, commitCostPhase, printCommitCost } from "./commit_cost.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
+import {
+  createMappingsFleet,
+  type MappingsFleet,
+  mappingsPhase,
+  printMappingsComparison,
+} from "./mappings_phase.ts";
 import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 import { type PassResult, type ServeOptions, startServe } from "./serve_process.ts";
 import type { Inflight, Load, PhaseResult, SummaryRow } from "./rows.ts";
@@ -60,12 +66,13 @@ const ALL_PHASES = [
   "window",
   "broker",
   "serve",
+  "mappings",
   "hold",
   "scale",
   "fleet",
 ];
 /** Phases that need a broker: run once per --broker-inflight setting. */
-const MQTT_PHASES = ["window", "broker", "serve", "hold", "scale", "fleet"];
+const MQTT_PHASES = ["window", "broker", "serve", "mappings", "hold", "scale", "fleet"];
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -179,12 +186,14 @@ export const benchOptions = {
   }),
   phases: option({
     flag: "phases",
-    schema: z.string().default("window,broker,db,processor,commit,serve").refine(
+    schema: z.string().default("window,broker,db,processor,commit,serve,mappings").refine(
       (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
       `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
-    defaultText: "window,broker,db,processor,commit,serve",
-    doc: "Which measurements to run. `commit`: the cost of a verified commit per batch of " +
+    defaultText: "window,broker,db,processor,commit,serve,mappings",
+    doc: "Which measurements to run. `mappings`: serve --mappings with a 50-rule file and a " +
+      "Zigbee2MQTT-like fleet, readings/s and serve CPU per reading beside `serve` " +
+      "(bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of " +
       "1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the " +
       "default): 1, 2 and 3 serve " +
       "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
@@ -331,6 +340,8 @@ interface Run {
   scales: { inflight: Inflight; results: ScaleResult[] }[];
   /** The fleet phase's database, created on its first use and kept for every setting. */
   fleet: FleetDatabase | null;
+  /** The mappings phase's fleet, registered in the benchmark database on first use. */
+  mappings: MappingsFleet | null;
   commit: (CommitCost & Load) | null;
 }
 
@@ -393,6 +404,7 @@ async function main(args: string[]): Promise<void> {
       holds: [],
       scales: [],
       fleet: null,
+      mappings: null,
       commit: null,
     };
     if (cfg.phaseList.includes("db")) {
@@ -467,6 +479,14 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
       serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
+    }
+    if (has("mappings")) {
+      await resetData(db.sql);
+      const fleet = run.mappings ??= await createMappingsFleet(db.sql, run.tmp, cfg.devices * 10);
+      const r = await withLoad(() =>
+        mappingsPhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, fleet, pc(rate))
+      );
+      addRow(run, "mappings", "serve --mappings, 50 rules", inflight, r, brokerLimit);
     }
     if (has("hold")) {
       await resetData(db.sql);
@@ -547,6 +567,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   const { cfg } = run;
   if (run.rows.length > 0) printSummary(run.rows);
   printNotes(run.rows, run.windows);
+  printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);

@@ -22,9 +22,21 @@ export interface PublisherConfig {
   connections: number;
   /** Messages/s over all connections; 0 = flat out. */
   rate: number;
-  format: "json" | "plain";
+  /**
+   * json: `{"value", "ts"}`; plain: the number; zigbee2mqtt: a Zigbee2MQTT device state of
+   * `Z2M_READINGS` readings with `last_seen` in µs (the mappings phase).
+   */
+  format: "json" | "plain" | "zigbee2mqtt";
   /** Unacknowledged (QoS 1) or unwritten (QoS 0) publishes per connection. */
   window: number;
+}
+
+/** Readings in one message of the zigbee2mqtt format (linkquality is ignored by the rule). */
+export const Z2M_READINGS = 4;
+
+/** Readings per message of a format. */
+export function readingsPerMessage(format: PublisherConfig["format"]): number {
+  return format === "zigbee2mqtt" ? Z2M_READINGS : 1;
 }
 
 /** What the publisher reports. */
@@ -79,7 +91,12 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
   const finished = new Promise<void>((r) => (finish = r));
 
   const payload = (i: number): string =>
-    cfg.format === "json" ? `{"value":${i},"ts":${stampUs()}}` : String(i);
+    cfg.format === "json"
+      ? `{"value":${i},"ts":${stampUs()}}`
+      : cfg.format === "zigbee2mqtt"
+      ? `{"battery":${i % 100},"humidity":${(i % 1000) / 10},"linkquality":${i % 255},` +
+        `"temperature":${(i % 400) / 10},"voltage":${2900 + (i % 200)},"last_seen":${stampUs()}}`
+      : String(i);
 
   // Rate mode: how many messages may have been sent by now.
   const allowed = () =>
