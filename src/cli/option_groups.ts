@@ -161,10 +161,9 @@ export const decodeOptions = {
     flag: "mappings",
     env: "FEEDLINE_MAPPINGS",
     schema: z.string().min(1).optional(),
-    defaultText: "none: the three topic templates",
-    doc: "A JSON file of mapping rules (topic filter with named levels, payload format, " +
-      "readings or status) that replace the topic templates: for devices that already " +
-      "exist, e.g. deploy/mappings/zigbee2mqtt.json. Checked at start.",
+    defaultText: "none (the templates)",
+    doc: "JSON file of rules that replace the topic templates, for devices that already " +
+      "exist (deploy/mappings/); checked at start.",
   }),
   feedTopic: option({
     flag: "feed-topic",

@@ -135,9 +135,8 @@ export const simulateOptions = {
     env: "FEEDLINE_SIM_FORMAT",
     schema: z.enum(SIM_FORMAT_NAMES).default("feedline"),
     defaultText: "feedline",
-    doc: "What the fleet speaks: feedline (its own topics, --formats mixes their payloads), " +
-      "or the devices of zigbee2mqtt, tasmota, shelly-gen2, or cbor, for a serve running " +
-      "the same-named file of deploy/mappings/ (docs/simulate.md).",
+    doc: "feedline, or zigbee2mqtt, tasmota, shelly-gen2, cbor: devices for a serve with " +
+      "that file of deploy/mappings/.",
   }),
   badRatio: option({
     flag: "bad-ratio",
