@@ -19,8 +19,9 @@ import { intArrayLiteral } from "../src/ingest/pg_array.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { TenantCache } from "../src/ingest/tenant_cache.ts";
 import { withTestDatabase } from "./support/db.ts";
+import { PROPERTY_SEED } from "./support/poison.ts";
 
-const SEED = Number(Deno.env.get("FEEDLINE_PROPERTY_SEED") || 2222);
+const SEED = PROPERTY_SEED;
 
 const RULES = {
   tenant: { alias: "fleet" },
