@@ -30,7 +30,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 // Strict decimal syntax: no hex, no `Infinity`, no trailing junk (which Number() allows
 // or treats differently). `1e999` matches and is then refused for not being finite.
-export const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 // Control characters other than tab have no place in a short text value; NUL cannot
 // even be stored in a PostgreSQL text column.
 // deno-lint-ignore no-control-regex

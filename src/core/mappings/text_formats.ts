@@ -2,7 +2,7 @@
  * The text payload formats of mapping rules (src/core/mappings/format.ts has the
  * contract): `json` and `raw`.
  */
-import { decodeUtf8, NUMBER_RE, parseJson } from "../payload.ts";
+import { decodeUtf8, parseJson } from "../payload.ts";
 import type { PayloadFormat } from "./format.ts";
 
 /**
@@ -20,9 +20,14 @@ export const jsonFormat: PayloadFormat = {
     const trimmed = text.trim();
     if (trimmed === "") return { kind: "reject", reason: "bad_payload", detail: "blank payload" };
     const c = trimmed[0];
-    const json = c === "{" || c === "[" || c === '"' || NUMBER_RE.test(trimmed) ||
-      trimmed === "true" || trimmed === "false" || trimmed === "null";
-    if (!json) return { kind: "tree", tree: trimmed };
+    if (c !== "{" && c !== "[" && c !== '"') {
+      // A scalar: JSON's (`21.5`, `true`, `null`), or else the text as it is (`ON`, `+1`).
+      try {
+        return { kind: "tree", tree: JSON.parse(trimmed) };
+      } catch {
+        return { kind: "tree", tree: trimmed };
+      }
+    }
     const parsed = parseJson(trimmed, ctx.limits);
     if (!parsed.ok) return { kind: "reject", reason: "bad_payload", detail: parsed.detail };
     return { kind: "tree", tree: parsed.json };
