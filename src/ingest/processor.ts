@@ -4,8 +4,8 @@
  * directly against a real database. This file holds the ways a batch is written; the
  * work inside a transaction is in src/ingest/write/ (docs/architecture.md, "The data
  * path"): the keys and the plan (`plan.ts`, pure), the lookups through the caches
- * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`) and the
- * result (`result.ts`).
+ * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`,
+ * `alerts.ts`) and the result (`result.ts`).
  *
  * Per batch: one query for the feeds and one for the devices the caches do not know, one
  * statement that inserts the values (`unnest`) and moves each feed's last value forward,
@@ -223,8 +223,10 @@ async function writeBatch(
   if (statuses.refused) opts.deviceCache?.clear();
   const rejects = mergeRejects([...plan.rejects, ...values.rejects, ...statuses.rejects]);
   await insertRejects(tx, batch, rejects, payloadCapOf(opts));
-  const alerts = alerting && await writeAlerts(tx, batch, alerting, plan.values, values.notStored);
-  return resultOf(batch, { plan, values, statuses, rejects, alerts: alerts || undefined });
+  const alerts = alerting
+    ? await writeAlerts(tx, batch, alerting, plan.values, values.notStored)
+    : undefined;
+  return resultOf(batch, { plan, values, statuses, rejects, alerts });
 }
 
 function payloadCapOf(opts: ProcessorOptions): number {
