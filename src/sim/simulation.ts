@@ -37,6 +37,13 @@ export interface SimulationConfig {
   formats: readonly PayloadFormat[];
   badRatio: number;
   spikeRatio: number;
+  thresholdMode: "reject" | "alert";
+  driftRatio: number;
+  /** Milliseconds; undefined: no max_silence registered. */
+  maxSilence?: number;
+  silentRatio: number;
+  /** Milliseconds of model time. */
+  silentAfter: number;
   connections: number;
   connectRate: number;
   churn: number;
@@ -106,7 +113,10 @@ export async function startSimulation(
     );
   }
   const registered = targets.register
-    ? await registerInDatabase(targets.databaseUrl!, fleet)
+    ? await registerInDatabase(targets.databaseUrl!, fleet, {
+      thresholdMode: config.thresholdMode,
+      maxSilenceMs: config.maxSilence ?? null,
+    })
     : null;
   const send = createSendStats();
   const base = {
@@ -123,6 +133,7 @@ export async function startSimulation(
     registered,
     manifest: config.manifest ?? null,
     auto_register: targets.autoRegister,
+    threshold_mode: config.thresholdMode,
   };
   const targetRate = config.rate > 0 ? config.rate : null;
   if (config.count === 0) {
@@ -185,6 +196,10 @@ export async function startSimulation(
     badRatio: config.badRatio,
     spikeRatio: config.spikeRatio,
     maxPayloadBytes: config.maxPayloadBytes,
+    thresholdMode: config.thresholdMode,
+    driftRatio: config.driftRatio,
+    silentRatio: config.silentRatio,
+    silentAfterUs: config.silentAfter * 1000,
   });
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined
