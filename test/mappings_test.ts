@@ -326,8 +326,16 @@ Deno.test("tenant aliases: resolved once and cached, a changed alias dropped thr
       silentLogger,
     );
     assert.equal(listening, Deno.env.get("TEST_DATABASE_URL") !== undefined);
-    const first = await processBatch(db.sql, [msg("stat/p/POWER", "ON")], { tenantCache });
+    const first = await processBatch(
+      db.sql,
+      [msg("stat/p/POWER", "ON"), msg("stat/z/POWER", "ON")],
+      {
+        tenantCache,
+      },
+    );
     assert.equal(first.stored, 1);
+    // A reject of an aliased message names the alias's user (feedback, alert events).
+    assert.deepEqual(first.rejects.map((r) => [r.reason, r.userId]), [["unknown_feed", a]]);
     assert.equal(tenantCache.get("tasmota"), a);
 
     // The alias moves to another user: the cached answer is dropped at once.

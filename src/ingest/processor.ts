@@ -4,8 +4,8 @@
  * directly against a real database. This file holds the ways a batch is written; the
  * work inside a transaction is in src/ingest/write/ (docs/architecture.md, "The data
  * path"): the keys and the plan (`plan.ts`, pure), the lookups through the caches
- * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`) and the
- * result (`result.ts`).
+ * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`,
+ * `alerts.ts`) and the result (`result.ts`).
  *
  * Per batch: one query for the feeds and one for the devices the caches do not know, one
  * statement that inserts the values (`unnest`) and moves each feed's last value forward,
@@ -29,11 +29,12 @@ import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
 import type { FeedCache } from "./feed_cache.ts";
 import type { TenantCache } from "./tenant_cache.ts";
+import { lockAlertStates, writeAlerts } from "./write/alerts.ts";
 import { autoRegister } from "./write/auto_register.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
 import { refusalDetail } from "./write/isolation.ts";
 import { lookupDevices, lookupFeeds, lookupTenants } from "./write/lookups.ts";
-import { aliasesOf, keysOf, planBatch, type PlanRules } from "./write/plan.ts";
+import { aliasesOf, keysOf, planBatch, type PlanRules, withTenants } from "./write/plan.ts";
 import { DEFAULT_REJECT_PAYLOAD_CAP, insertRejects, mergeRejects } from "./write/rejects.ts";
 import {
   type BatchResult,
@@ -198,7 +199,7 @@ async function inOneTransaction(
 /** One batch inside its transaction: keys, lookups, plan, then each table's writer. */
 async function writeBatch(
   tx: Transaction,
-  batch: DecodedMessage[],
+  decoded: DecodedMessage[],
   opts: ProcessorOptions,
   fast: boolean,
 ): Promise<BatchResult> {
@@ -206,14 +207,17 @@ async function writeBatch(
     requireDevice: opts.requireDevice ?? false,
     autoRegister: opts.autoRegister ?? false,
   };
-  const tenants = await lookupTenants(tx, aliasesOf(batch), opts.tenantCache, rules.autoRegister);
-  const keys = keysOf(batch, rules, tenants);
+  const tenants = await lookupTenants(tx, aliasesOf(decoded), opts.tenantCache, rules.autoRegister);
+  const batch = withTenants(decoded, tenants); // mappings: each alias's user (src/core/mappings/)
+  const keys = keysOf(batch, rules);
   if (rules.autoRegister) await autoRegister(tx, keys);
   const found = {
     feeds: await lookupFeeds(tx, keys.feeds, opts.feedCache),
     devices: await lookupDevices(tx, keys.devices, opts.deviceCache, rules),
   };
   const plan = planBatch(batch, keys, found, rules);
+  // Feeds with alert rules: their state is locked before their readings go in.
+  const alerting = await lockAlertStates(tx, found.feeds);
   // The fast way fails on any refusal, a duplicate included: see processBatch.
   const values = fast
     ? await writeValuesFast(tx, plan.values)
@@ -224,7 +228,10 @@ async function writeBatch(
   if (statuses.refused) opts.deviceCache?.clear();
   const rejects = mergeRejects([...plan.rejects, ...values.rejects, ...statuses.rejects]);
   await insertRejects(tx, batch, rejects, payloadCapOf(opts));
-  return resultOf(batch, { plan, values, statuses, rejects });
+  const alerts = alerting
+    ? await writeAlerts(tx, batch, alerting, plan.values, values.notStored)
+    : undefined;
+  return resultOf(batch, { plan, values, statuses, rejects, alerts });
 }
 
 function payloadCapOf(opts: ProcessorOptions): number {

@@ -40,6 +40,13 @@ export interface SimulationConfig {
   format: string;
   badRatio: number;
   spikeRatio: number;
+  thresholdMode: "reject" | "alert";
+  driftRatio: number;
+  /** Milliseconds; undefined: no max_silence registered. */
+  maxSilence?: number;
+  silentRatio: number;
+  /** Milliseconds of model time. */
+  silentAfter: number;
   connections: number;
   connectRate: number;
   churn: number;
@@ -112,7 +119,11 @@ export async function startSimulation(
     );
   }
   const registered = targets.register
-    ? await registerInDatabase(targets.databaseUrl!, fleet, format?.alias ?? null)
+    ? await registerInDatabase(targets.databaseUrl!, fleet, {
+      thresholdMode: config.thresholdMode,
+      maxSilenceMs: config.maxSilence ?? null,
+      alias: format?.alias ?? null,
+    })
     : null;
   const send = createSendStats();
   const base = {
@@ -129,6 +140,7 @@ export async function startSimulation(
     registered,
     manifest: config.manifest ?? null,
     auto_register: targets.autoRegister,
+    threshold_mode: config.thresholdMode,
   };
   const targetRate = config.rate > 0 ? config.rate : null;
   if (config.count === 0) {
@@ -196,6 +208,10 @@ export async function startSimulation(
       badRatio: config.badRatio,
       spikeRatio: config.spikeRatio,
       maxPayloadBytes: config.maxPayloadBytes,
+      thresholdMode: config.thresholdMode,
+      driftRatio: config.driftRatio,
+      silentRatio: config.silentRatio,
+      silentAfterUs: config.silentAfter * 1000,
     });
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined

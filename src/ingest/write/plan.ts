@@ -37,8 +37,6 @@ export interface MessageKeys {
 /** The resolved tenant aliases of a batch: alias → user id (src/ingest/write/lookups.ts). */
 export type Tenants = ReadonlyMap<string, string>;
 
-const NO_TENANTS: Tenants = new Map();
-
 /**
  * The tenant aliases a batch names (`Decoded.tenantAlias`: set by the rules of a mappings
  * file), for `lookupTenants`; none without such rules.
@@ -94,14 +92,31 @@ export interface Plan {
 }
 
 /**
- * Walk one: each message's keys, and the distinct feeds and devices; a message named by
- * a tenant alias is keyed by the user `tenants` resolved it to.
+ * The batch with each message named by a tenant alias given the user `tenants` resolved
+ * the alias to (a copy of the message; the batch itself is left as decoded, so a retry
+ * resolves afresh). A message whose alias `tenants` lacks keeps its empty user id: walk
+ * one makes it `unknown_tenant`. Everything after the lookups (the plan, the writers,
+ * feedback, alert events) then sees the message's user as for any other message.
  */
-export function keysOf(
-  batch: readonly DecodedMessage[],
-  rules: PlanRules,
-  tenants: Tenants = NO_TENANTS,
-): BatchKeys {
+export function withTenants(batch: DecodedMessage[], tenants: Tenants): DecodedMessage[] {
+  if (tenants.size === 0) return batch;
+  let out: DecodedMessage[] | null = null;
+  for (let i = 0; i < batch.length; i++) {
+    const { inbound, decoded: d } = batch[i];
+    if ((d.kind !== "readings" && d.kind !== "status") || d.tenantAlias === undefined) continue;
+    const userId = tenants.get(d.tenantAlias);
+    if (userId === undefined) continue;
+    out ??= batch.slice();
+    out[i] = { inbound, decoded: { ...d, userId } };
+  }
+  return out ?? batch;
+}
+
+/**
+ * Walk one: each message's keys, and the distinct feeds and devices; a message whose
+ * tenant alias was not resolved (`withTenants`) is marked `unknownTenant`.
+ */
+export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): BatchKeys {
   const readingDevices = rules.requireDevice || rules.autoRegister;
   const keys: BatchKeys = {
     messages: new Array(batch.length),
@@ -114,8 +129,8 @@ export function keysOf(
       keys.messages[i] = null;
       continue;
     }
-    const userId = d.tenantAlias === undefined ? d.userId : tenants.get(d.tenantAlias);
-    if (userId === undefined) {
+    const userId = d.userId;
+    if (d.tenantAlias !== undefined && userId === "") {
       keys.messages[i] = { device: null, feeds: [], unknownTenant: d.tenantAlias };
       continue;
     }
@@ -206,7 +221,11 @@ function planReadings(
       // A retained message replayed on subscribe is an old reading with no time of its
       // own; stamping it "now" would invent a new reading.
       count(plan.skipped, "retained");
-    } else if (reading.value !== null && outOfRange(feed, reading.value)) {
+    } else if (
+      reading.value !== null && outOfRange(feed, reading.value) && !feed.alerts?.alertMode
+    ) {
+      // Threshold mode `reject` (the default); in mode `alert` the reading is stored and
+      // the alert rules judge it after the write (src/ingest/write/alert_plan.ts).
       plan.rejects.push({
         message,
         reason: "out_of_range",

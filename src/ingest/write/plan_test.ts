@@ -9,7 +9,7 @@ import { decode } from "../../core/decode.ts";
 import { compileTopics } from "../../core/topics.ts";
 import { deviceKeyOf } from "../device_cache.ts";
 import { type FeedInfo, feedKeyOf } from "../feed_cache.ts";
-import { aliasesOf, type Found, keysOf, planBatch, type PlanRules } from "./plan.ts";
+import { aliasesOf, type Found, keysOf, planBatch, type PlanRules, withTenants } from "./plan.ts";
 
 const U = "7d9f4a7e-1c2b-4e3f-8a9b-0c1d2e3f4a5b";
 const V = "7d9f4a7e-1c2b-4e3f-8a9b-0c1d2e3f4a5c";
@@ -169,6 +169,25 @@ Deno.test("a number outside the feed's thresholds is out_of_range; the bounds th
   assert.deepEqual(p.values.map((v) => v.value ?? v.text), [0, 10, "ON"]);
 });
 
+Deno.test("threshold mode alert: a number out of range is stored (the alert rules judge it); a silence watch alone changes nothing", () => {
+  const rules = { hysteresis: 0, minDurationUs: 0 };
+  const answers = found({
+    alerting: feed(1, {
+      thresholdMax: 10,
+      alerts: { ...rules, alertMode: true, watchesSilence: false },
+    }),
+    watched: feed(2, {
+      thresholdMax: 10,
+      alerts: { ...rules, alertMode: false, watchesSilence: true },
+    }),
+  });
+  const p = plan([
+    pending(readings("d1", [reading("alerting", 99), reading("watched", 99)])),
+  ], answers);
+  assert.deepEqual(p.values.map((v) => [v.feedKey, v.value]), [["alerting", 99]]);
+  assert.deepEqual(p.rejects.map((r) => r.detail), ["watched: 99 outside [-inf, 10]"]);
+});
+
 Deno.test("with requireDevice, readings of an unregistered device are one unknown_device reject per message", () => {
   const bulk = readings("ghost", [reading("temp", 1), reading("nope", 2)]);
   bulk.rejects.push({ reason: "bad_payload", detail: "entry 3" });
@@ -307,13 +326,19 @@ Deno.test("a message named by a tenant alias is keyed by its user; an unknown al
     pending(statusOf),
   ];
   assert.deepEqual([...aliasesOf(batch)], ["home", "away"]);
-  const keys = keysOf(batch, STRICT, new Map([["home", U]]));
+  const owned = withTenants(batch, new Map([["home", U]]));
+  assert.equal(
+    batch[0].decoded.kind === "readings" && batch[0].decoded.userId,
+    "",
+    "left as decoded",
+  );
+  const keys = keysOf(owned, STRICT);
   assert.deepEqual(keys.messages[0], {
     device: deviceKeyOf(U, "d1"),
     feeds: [feedKeyOf(U, "temp")],
   });
   assert.deepEqual(keys.messages[1], { device: null, feeds: [], unknownTenant: "away" });
-  const p = planBatch(batch, keys, found({ temp: feed(7) }, { d1: 3 }), STRICT);
+  const p = planBatch(owned, keys, found({ temp: feed(7) }, { d1: 3 }), STRICT);
   assert.deepEqual(p.values.map((v) => [v.message, v.feedId]), [[0, 7]]);
   assert.deepEqual(p.statuses.map((s) => [s.message, s.deviceId]), [[2, 3]]);
   assert.deepEqual(p.rejects.map((r) => [r.message, r.reason]), [[1, "unknown_tenant"]]);
