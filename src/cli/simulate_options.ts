@@ -320,11 +320,13 @@ export function parseSimulateArgs(args: string[], env: Record<string, string | u
   }
   // Compiled only to fail early, naming the flag, on a template serve would refuse too.
   compileTopics({ feed: values.feedTopic, feeds: values.feedsTopic, status: values.statusTopic });
-  if (values.format !== "feedline" && values.badRatio > 0) {
+  // Bad messages, drift and silence are feedline's own traffic (src/sim/traffic.ts).
+  const own = (["badRatio", "driftRatio", "silentRatio"] as const).find((k) => values[k] > 0);
+  if (values.format !== "feedline" && own) {
     throw new FeedlineError(
       "CONFIG_INVALID",
-      `--bad-ratio builds feedline's own bad messages; use it with --format feedline (got ` +
-        `--format ${values.format})`,
+      `--${simulateOptions[own].flag} shapes feedline's own traffic; use it with --format ` +
+        `feedline (got --format ${values.format})`,
     );
   }
   const deviceCount = values.users * values.devices;
