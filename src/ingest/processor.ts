@@ -42,6 +42,7 @@ import {
   resultOf,
 } from "./write/result.ts";
 import type { RejectRow } from "./write/rows.ts";
+import { prepareSparkplug, type SparkplugSettings } from "./write/sparkplug.ts";
 import { writeStatuses } from "./write/statuses.ts";
 import { writeValuesCarefully, writeValuesFast } from "./write/values.ts";
 
@@ -75,6 +76,8 @@ export interface ProcessorOptions {
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
   /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
   fastOrCareful?: FastOrCareful;
+  /** Sparkplug B state and registration (src/ingest/write/sparkplug.ts). */
+  sparkplug?: SparkplugSettings;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -192,7 +195,10 @@ async function inOneTransaction(
   }
 }
 
-/** One batch inside its transaction: keys, lookups, plan, then each table's writer. */
+/**
+ * One batch inside its transaction: Sparkplug messages resolved to readings, keys,
+ * lookups, plan, then each table's writer.
+ */
 async function writeBatch(
   tx: Transaction,
   batch: DecodedMessage[],
@@ -203,13 +209,17 @@ async function writeBatch(
     requireDevice: opts.requireDevice ?? false,
     autoRegister: opts.autoRegister ?? false,
   };
-  const keys = keysOf(batch, rules);
+  const sparkplug = await prepareSparkplug(tx, batch, opts.sparkplug);
+  const messages = sparkplug?.messages ?? batch;
+  const keys = keysOf(messages, rules);
+  sparkplug?.nameDevices(keys);
   if (rules.autoRegister) await autoRegister(tx, keys);
   const found = {
     feeds: await lookupFeeds(tx, keys.feeds, opts.feedCache),
     devices: await lookupDevices(tx, keys.devices, opts.deviceCache, rules),
   };
-  const plan = planBatch(batch, keys, found, rules);
+  const plan = planBatch(messages, keys, found, rules);
+  sparkplug?.planStatuses(plan, found.devices);
   // The fast way fails on any refusal, a duplicate included: see processBatch.
   const values = fast
     ? await writeValuesFast(tx, plan.values)

@@ -7,6 +7,7 @@
  *
  * Its `onCommitted` is added to the pipeline's after-commit listeners; closed with serve.
  */
+import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import type { TopicRouter } from "../core/topics.ts";
 import type { IngestMetrics } from "../ingest/metrics.ts";
@@ -20,6 +21,7 @@ import { ErrorFeedback } from "./feedback.ts";
 import { addServeGauges } from "./gauges.ts";
 import { createLiveStatus } from "./live.ts";
 import { createReadiness, type ReadinessConfig } from "./readiness.ts";
+import { createSparkplugOps } from "./sparkplug_ops.ts";
 
 /** What the operations side needs from serve's configuration. */
 export interface OperationsConfig extends ReadinessConfig {
@@ -27,6 +29,8 @@ export interface OperationsConfig extends ReadinessConfig {
   /** Parsed errors topic template, or null when feedback is off. */
   errorsTopic: string | null;
   errorsPerMinute: number;
+  decode: { sparkplug?: { namespace: string } };
+  sparkplugRebirth: boolean;
 }
 
 /** Creates the operations side; see the module doc for its life cycle. */
@@ -64,6 +68,16 @@ export function createOperations(opts: {
       },
     })
     : null;
+  const sparkplug = createSparkplugOps({
+    registry: metrics.registry,
+    namespace: config.decode.sparkplug?.namespace ?? null,
+    rebirth: config.sparkplugRebirth,
+    publish(topic, payload) {
+      if (!source.client.connected) return false;
+      source.client.publish(topic, Buffer.from(payload), { qos: 0, retain: false });
+      return true;
+    },
+  });
   const gauges = addServeGauges(metrics, {
     pipeline,
     source,
@@ -82,11 +96,12 @@ export function createOperations(opts: {
      * The pipeline's after-commit hook: readiness (a commit proves the database answers),
      * flood warnings and feedback for the rejects.
      */
-    onCommitted(_items: QueueItem[], result: BatchResult): void {
+    onCommitted(items: QueueItem[], result: BatchResult): void {
       readiness.committed();
       gauges.committed();
       reports.committed(result);
       if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
+      sparkplug.committed(items, result.rejects);
     },
 
     /** Stops the timers. */
