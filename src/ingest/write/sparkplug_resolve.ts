@@ -275,18 +275,14 @@ function readingsOf(
   const sp = decoded.sparkplug;
   const readings: Reading[] = [];
   const rejects: ReadingReject[] = [...sp.rejects, ...birthRejects];
+  let unknown: number[] | null = null;
   for (const metric of sp.metrics) {
     const def = metric.name !== null
       ? table?.byName.get(metric.name)
       : table?.byAlias.get(metric.alias!);
     const name = metric.name ?? def?.name;
     if (name === undefined) {
-      rejects.push({
-        reason: "sparkplug_unknown_alias",
-        detail: `metric alias ${metric.alias}: no recorded ${
-          sp.deviceId === null ? "NBIRTH" : "DBIRTH"
-        } declares it`,
-      });
+      (unknown ??= []).push(metric.alias!);
       continue;
     }
     if (isProtocolMetric(name)) continue;
@@ -301,11 +297,29 @@ function readingsOf(
     if ("reason" in out) rejects.push(out);
     else readings.push(out);
   }
+  if (unknown) {
+    const reject = unknownAliases(unknown, sp.deviceId === null ? "NBIRTH" : "DBIRTH");
+    // Nothing of the message can be stored: it is rejected whole for what a BIRTH will
+    // mend (its device, too, may be registered only by that BIRTH).
+    if (readings.length === 0) return { kind: "reject", ...reject };
+    rejects.push(reject);
+  }
   return {
     kind: "readings",
     userId: decoded.userId,
     deviceCode: decoded.deviceCode,
     readings,
     rejects,
+  };
+}
+
+/** One reject for all the aliases of a message that no BIRTH declares. */
+function unknownAliases(aliases: number[], birth: string): ReadingReject {
+  const distinct = [...new Set(aliases)];
+  const shown = distinct.slice(0, 20).join(", ") + (distinct.length > 20 ? ", …" : "");
+  return {
+    reason: "sparkplug_unknown_alias",
+    detail: `metric alias${distinct.length > 1 ? "es" : ""} ${shown}: no recorded ${birth} ` +
+      `declares ${distinct.length > 1 ? "them" : "it"}`,
   };
 }
