@@ -47,9 +47,13 @@ export function datatypeName(n: number): string {
   return DATATYPE_NAMES.get(n) ?? (n >= 22 && n <= 34 ? `array type ${n}` : `type ${n}`);
 }
 
-const root = protobuf.Root.fromJSON({
+// proto2, as the specification's schema is: a field set to 0, false or "" (an alias 0, a
+// Boolean false) is written and read as present, not dropped as a proto3 default.
+const DESCRIPTOR = {
+  edition: "proto2",
   nested: {
     Payload: {
+      edition: "proto2",
       fields: {
         timestamp: { type: "uint64", id: 1 },
         metrics: { rule: "repeated", type: "Metric", id: 2 },
@@ -59,6 +63,7 @@ const root = protobuf.Root.fromJSON({
       },
     },
     Metric: {
+      edition: "proto2",
       oneofs: {
         value: {
           oneof: [
@@ -96,7 +101,9 @@ const root = protobuf.Root.fromJSON({
       },
     },
   },
-});
+};
+// protobufjs reads `edition` (its typings do not list it yet).
+const root = protobuf.Root.fromJSON(DESCRIPTOR as protobuf.INamespace);
 
 const PayloadType = root.lookupType("Payload");
 
