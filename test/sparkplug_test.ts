@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
+import { parseCaptureLine } from "../src/capture/format.ts";
 import { encodeSparkplug, type MetricSpec } from "../src/core/sparkplug/encode.ts";
 import { DATATYPES as T, decodeWire } from "../src/core/sparkplug/schema.ts";
 import { createTestBroker, type TestBroker } from "./support/broker.ts";
@@ -86,22 +87,25 @@ const at = (offsetMs: number) => Date.now() - 60_000 + offsetMs;
 
 Deno.test("Sparkplug: BIRTH recorded, DATA by alias across a restart, NDEATH by bdSeq → offline", () =>
   withSparkplug(async ({ db, pub, serve, topic, rows }) => {
-    let running = await serve();
+    const capture = await Deno.makeTempFile({ suffix: ".jsonl" });
+    const nbirth = encodeSparkplug({ timestamp: at(0), seq: 0, metrics: BIRTH });
+    const dbirth = encodeSparkplug({ timestamp: at(1), seq: 1, metrics: BIRTH.slice(2) });
+    let running = await serve(["--capture", capture]);
     try {
-      await publish(
-        pub,
-        topic("NBIRTH"),
-        encodeSparkplug({ timestamp: at(0), seq: 0, metrics: BIRTH }),
-      );
-      await publish(
-        pub,
-        topic("DBIRTH", "Pump"),
-        encodeSparkplug({ timestamp: at(1), seq: 1, metrics: BIRTH.slice(2) }),
-      );
+      await publish(pub, topic("NBIRTH"), nbirth);
+      await publish(pub, topic("DBIRTH", "Pump"), dbirth);
       await waitFor("both BIRTHs stored", async () => (await rows()).length === 6);
     } finally {
       await running.stop();
     }
+    // The capture keeps the binary payloads byte for byte (for replay).
+    const captured = (await Deno.readTextFile(capture)).trim().split("\n").map((line) => {
+      const parsed = parseCaptureLine(line);
+      assert.ok(parsed.ok);
+      return parsed.entry.payload;
+    });
+    await Deno.remove(capture);
+    assert.deepEqual(captured, [nbirth, dbirth]);
     const births = await db.sql`
       select b.device, b.bd_seq, count(m.*)::int as metrics
       from sparkplug_births b join sparkplug_metrics m on m.birth_id = b.id

@@ -147,7 +147,10 @@ export function decodeWire(bytes: Uint8Array): WirePayload {
 
 /** Encodes a payload (simulate, the rebirth command, tests); numbers for 64-bit fields. */
 export function encodeWire(payload: WirePayload): Uint8Array {
-  return PayloadType.encode(PayloadType.fromObject(payload as Record<string, unknown>)).finish();
+  const bytes = PayloadType.encode(PayloadType.fromObject(payload as Record<string, unknown>))
+    .finish();
+  // A plain Uint8Array (protobufjs gives a Buffer under Node), as an Inbound's payload is.
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** An unsigned 64-bit field as a number (exact up to 2^53); null when absent. */
