@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import type { MqttClient } from "mqtt";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { parseCaptureLine } from "../src/capture/format.ts";
+import { parseSimulateArgs } from "../src/cli/simulate_options.ts";
+import { startSimulation } from "../src/sim/simulation.ts";
 import { encodeSparkplug, type MetricSpec } from "../src/core/sparkplug/encode.ts";
 import { DATATYPES as T, decodeWire } from "../src/core/sparkplug/schema.ts";
 import { createTestBroker, type TestBroker } from "./support/broker.ts";
@@ -245,4 +247,44 @@ Deno.test("Sparkplug: an alias never born is dead-lettered whole, asks for a reb
       1 + 120,
       "the BIRTH's reading and the 120 of the DATA (twice: absorbed)",
     );
+  }));
+
+Deno.test("simulate --format sparkplug: births, DDATA by alias, a lost connection's NDEATH, rebirth", () =>
+  withSparkplug(async ({ db, broker, serve, ns, rows }) => {
+    const running = await serve();
+    const config = parseSimulateArgs([
+      ...["--format", "sparkplug", "--sparkplug-namespace", ns, "--client-id-prefix", `sim-${ns.split("/")[0]}`],
+      ...["--users", "1", "--devices", "2", "--feeds", "3", "--rate", "50", "--duration", "60s"],
+    ], {});
+    const sim = await startSimulation(config, {
+      mqttUrl: broker.url,
+      protocolVersion: broker.protocolVersion,
+      databaseUrl: null,
+      register: false,
+      foundServe: false,
+      autoRegister: null,
+    });
+    const events = async () =>
+      (await db.sql`
+        select e.status, e.payload->>'bdSeq' as bd_seq from device_status_events e
+        join devices d on d.id = e.device_id where d.code = 'sim.edge-1' order by e.at, e.id`)
+        .map((e) => `${e.status} ${e.bd_seq}`);
+    try {
+      await waitFor("DDATA stored", async () => (await rows()).length > 6 + 20);
+      assert.ok(sim.links!.drop(0, 200));
+      // The broker published the will: an NDEATH with the first session's bdSeq.
+      await waitFor("back with the next bdSeq", async () => (await events()).length === 3);
+      assert.deepEqual(await events(), ["online 0", "offline 0", "online 1"]);
+    } finally {
+      sim.stop();
+    }
+    const summary = await sim.done;
+    await waitFor("the NDEATH at the end", async () => (await events()).length === 4);
+    // Every DDATA reading, besides those of the births.
+    await waitFor("every DDATA stored", async () => (await rows()).length >= summary.readings + 6);
+    await running.stop();
+    assert.equal((await db.sql`select count(*)::int as n from ingest_rejects`)[0].n, 0);
+    const feeds = await db.sql`select key from feeds order by key`;
+    assert.equal(feeds.length, 6);
+    assert.ok(feeds.every((f) => /^sim\.edge-1\.[^.]+\.[a-z]+\d*$/.test(f.key)), feeds[0].key);
   }));

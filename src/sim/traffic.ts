@@ -19,8 +19,8 @@ import { formatTopic } from "../core/topics.ts";
 /** Payload formats of good readings (declared in the core, with the message model). */
 export { PAYLOAD_FORMATS, type PayloadFormat };
 
-/** What a message is. */
-export type TrafficKind = PayloadFormat | "spike" | "bad";
+/** What a message is: `mapped` is one of another format (`--format`, src/sim/formats.ts). */
+export type TrafficKind = PayloadFormat | "spike" | "bad" | "mapped";
 
 /**
  * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
@@ -49,9 +49,10 @@ export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is
 );
 
 /** One message to publish. */
-export interface SimMessage {
+export interface SimMessage<P extends string | Uint8Array = string | Uint8Array> {
   topic: string;
-  payload: string;
+  /** Text in feedline's own formats; bytes in some of `--format`'s (CBOR). */
+  payload: P;
   /** Index into `fleet.devices`: whose connection publishes it. */
   device: number;
   kind: TrafficKind;
@@ -82,9 +83,9 @@ export interface TrafficOptions {
 }
 
 /** A traffic generator. */
-export interface Traffic {
+export interface Traffic<P extends string | Uint8Array = string | Uint8Array> {
   /** The next message, its readings taken at model time `tUs` (µs since the epoch). */
-  next(tUs: number): SimMessage;
+  next(tUs: number): SimMessage<P>;
   /** The bad reasons this fleet can produce (out_of_range needs a feed with thresholds). */
   readonly reasons: readonly BadReason[];
 }
@@ -113,7 +114,7 @@ function valuePlain(v: ModelValue): string {
  * traffic.next(Date.now() * 1000).topic; // "<uuid>/esp32-1a2b3c/feeds/esp32-1a2b3c-battery"
  * ```
  */
-export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
+export function createTraffic(seed: number, opts: TrafficOptions): Traffic<string> {
   const rng = createRng(seed, 2);
   const { fleet, templates } = opts;
   if (fleet.devices.some((d) => d.feeds.length === 0)) {
@@ -135,7 +136,7 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
   const statusTopic = (d: FleetDevice, code = d.code) =>
     formatTopic(templates.status, { user_id: d.userId, device_code: code });
 
-  function spikeOf(device: number, feed: FleetFeed): SimMessage {
+  function spikeOf(device: number, feed: FleetFeed): SimMessage<string> {
     const d = fleet.devices[device];
     const v = models.get(feed)!.spike()!;
     return {
@@ -148,12 +149,12 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
     };
   }
 
-  function bad(): SimMessage {
+  function bad(): SimMessage<string> {
     const reason = reasons[nextReason++ % reasons.length];
     const device = rng.int(fleet.devices.length);
     const d = fleet.devices[device];
     const key = d.feeds[0]?.key ?? `${d.code}-temperature`;
-    const m = (topic: string, payload: string): SimMessage => ({
+    const m = (topic: string, payload: string): SimMessage<string> => ({
       topic,
       payload,
       device,
@@ -195,7 +196,7 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
     throw new Error(`unreachable: ${reason satisfies never}`);
   }
 
-  function next(tUs: number): SimMessage {
+  function next(tUs: number): SimMessage<string> {
     if (rng.chance(opts.badRatio)) return bad();
     const device = rng.int(fleet.devices.length);
     const d = fleet.devices[device];

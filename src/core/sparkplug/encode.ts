@@ -12,6 +12,8 @@ export interface MetricSpec {
   alias?: number;
   /** Needed to place `value`; a DATA may omit it when `datatypeOfValue` can tell. */
   datatype?: number;
+  /** false: `datatype` only places the value and is not sent (DATA leaves it to the BIRTH). */
+  sendDatatype?: false;
   value?: number | boolean | string | null;
   /** ms since the epoch */
   timestamp?: number;
@@ -39,7 +41,7 @@ function metricOf(m: MetricSpec): WireMetric {
   if (m.name !== undefined) out.name = m.name;
   if (m.alias !== undefined) out.alias = m.alias;
   if (m.timestamp !== undefined) out.timestamp = m.timestamp;
-  if (m.datatype !== undefined) out.datatype = m.datatype;
+  if (m.datatype !== undefined && m.sendDatatype !== false) out.datatype = m.datatype;
   const v = m.value;
   if (v === undefined) return out;
   if (v === null) {

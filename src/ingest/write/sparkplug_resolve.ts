@@ -119,7 +119,9 @@ export function resolveSparkplug(
     if (decoded.kind !== "sparkplug") continue;
     const sp = decoded.sparkplug;
     const key = scopeKey(decoded.userId, sp);
-    const atUs = sp.tsUs ?? inbound.receivedAtUs;
+    // An NDEATH is usually the MQTT will, made when the edge node connected: its payload's
+    // time is older than the NBIRTH that followed, so it counts from when it arrived.
+    const atUs = sp.type === "NDEATH" ? inbound.receivedAtUs : sp.tsUs ?? inbound.receivedAtUs;
     const details = {
       sparkplug: sp.type,
       seq: sp.seq,
