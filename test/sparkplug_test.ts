@@ -253,7 +253,14 @@ Deno.test("simulate --format sparkplug: births, DDATA by alias, a lost connectio
   withSparkplug(async ({ db, broker, serve, ns, rows }) => {
     const running = await serve();
     const config = parseSimulateArgs([
-      ...["--format", "sparkplug", "--sparkplug-namespace", ns, "--client-id-prefix", `sim-${ns.split("/")[0]}`],
+      ...[
+        "--format",
+        "sparkplug",
+        "--sparkplug-namespace",
+        ns,
+        "--client-id-prefix",
+        `sim-${ns.split("/")[0]}`,
+      ],
       ...["--users", "1", "--devices", "2", "--feeds", "3", "--rate", "50", "--duration", "60s"],
     ], {});
     const sim = await startSimulation(config, {
