@@ -36,8 +36,12 @@ export interface SparkplugLimits {
 /** Default of `SparkplugRoute.maxMetrics` (`--sparkplug-max-metrics`). */
 export const DEFAULT_SPARKPLUG_MAX_METRICS = 10_000;
 
-/** Longest metric name kept (a longer one cannot make a feed key anyway). */
-const MAX_NAME_CHARS = 1024;
+/**
+ * Longest metric name kept: a longer one cannot make a feed key (at most 128 characters
+ * with the device code), and the recorded BIRTH's key holds it (sql/009: bounded, so its
+ * index never refuses a row).
+ */
+const MAX_NAME_CHARS = 128;
 
 function reject(reason: "bad_topic" | "bad_payload" | "too_large", detail: string): Decoded {
   return { kind: "reject", reason, detail };

@@ -112,6 +112,7 @@ Deno.test("Sparkplug decode: a bad metric is rejected alone; values are checked 
     metrics: [
       { alias: 1, intValue: 5 },
       { name: "bad\u0001name", intValue: 1 },
+      { name: "é".repeat(129), intValue: 1 },
       { alias: 2, timestamp: NOW_MS + 3_600_000, intValue: 1 },
       { alias: 3, stringValue: "far too long for the limit" },
       { alias: 4, doubleValue: Number.NaN },
@@ -129,6 +130,7 @@ Deno.test("Sparkplug decode: a bad metric is rejected alone; values are checked 
     "unsupported",
   ]);
   assert.deepEqual(sp.rejects.map((r) => r.reason), [
+    "bad_payload",
     "bad_payload",
     "future_timestamp",
     "bad_payload",
