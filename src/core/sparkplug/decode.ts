@@ -5,8 +5,9 @@
  * is guarded here, and `neverThrowing` in src/core/decode.ts guards the rest).
  *
  * The seam with the topic rules: `decodeSparkplug(inbound, route, limits)` takes the
- * tenant and namespace from its caller (serve's `--sparkplug-tenant`, or a mapping rule
- * of format `sparkplug`) and needs nothing else (docs/topics-and-payloads.md,
+ * tenant and namespace from its caller (serve's `--sparkplug-tenant` through
+ * src/core/decode.ts, or a mapping rule of format `sparkplug` through
+ * src/core/sparkplug/rule.ts) and needs nothing else (docs/topics-and-payloads.md,
  * "Sparkplug B").
  */
 import type { Decoded, Inbound } from "../message.ts";

@@ -6,6 +6,7 @@ import { encodeSparkplug } from "./encode.ts";
 import { sparkplugFeedKey } from "./names.ts";
 import { DATATYPES as T, encodeWire } from "./schema.ts";
 import { parseSparkplugTopic, sparkplugFilters } from "./topic.ts";
+import { decodeSparkplugRule, sparkplugRuleOptions } from "./rule.ts";
 
 const U = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
 const NOW_MS = Date.UTC(2026, 0, 1);
@@ -143,4 +144,19 @@ Deno.test("Sparkplug names: feed keys follow the device code, / made . and + # m
   assert.equal(sparkplugFeedKey("G.E", "x".repeat(130)), null);
   assert.equal(sparkplugFeedKey("G.E", "tab\u0001"), null);
   assert.equal(sparkplugFeedKey("G.E", "__proto__"), "G.E.__proto__");
+});
+
+Deno.test("a mapping rule of format sparkplug decodes as the switch does, its options defaulted", () => {
+  const options = sparkplugRuleOptions.parse(undefined);
+  assert.deepEqual(options, { namespace: "spBv1.0", max_metrics: 10_000 });
+  const payload = encodeSparkplug({ timestamp: NOW_MS, metrics: [{ alias: 1, value: 2 }] });
+  const d = decodeSparkplugRule(payload, {
+    topic: "spBv1.0/G/DDATA/E/D",
+    receivedAtUs: NOW_MS * 1000,
+    userId: U,
+    limits: opts,
+    options,
+  });
+  assert.deepEqual(d, decode(inbound("spBv1.0/G/DDATA/E/D", payload), opts));
+  assert.throws(() => sparkplugRuleOptions.parse({ namespace: "a/#" }));
 });
