@@ -104,7 +104,11 @@ export function nodeKey(userId: string, m: { groupId: string; edgeNodeId: string
   return `${userId}\u0000${m.groupId}\u0000${m.edgeNodeId}`;
 }
 
-/** Resolves the Sparkplug messages of `batch` against `state`; see the module doc. */
+/**
+ * Resolves the Sparkplug messages of `batch` against `state`, the batch's own copy of the
+ * recorded state, which it moves forward by the batch's BIRTHs (so a retried batch starts
+ * again from what it reads anew); see the module doc.
+ */
 export function resolveSparkplug(
   batch: readonly DecodedMessage[],
   state: SparkplugState,
