@@ -18,7 +18,7 @@ import {
   type TestServe,
   waitFor,
 } from "./support/serve.ts";
-import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
+import { proxiedUrl, type TcpProxy } from "./support/tcp_proxy.ts";
 
 /** A reading with its own timestamp, so redeliveries are recognisable duplicates. */
 function reading(i: number): string {
@@ -51,13 +51,7 @@ Deno.test("while the database is unreachable serve holds the messages, stops tak
   let proxy!: TcpProxy;
   const f = await startServeFixture({
     // serve reaches the database through a proxy the test can cut.
-    async databaseUrl(db) {
-      const url = new URL(db.url);
-      proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
-      url.hostname = "127.0.0.1";
-      url.port = String(proxy.port);
-      return url.toString();
-    },
+    databaseUrl: (db) => proxiedUrl(db.url, (p) => proxy = p),
     args: [
       "--batch-interval-ms",
       "50",

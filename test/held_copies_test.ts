@@ -13,7 +13,7 @@ import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { type HeldLock, lockFeedValues } from "./support/lock.ts";
 import { type LogLine, recordingLogger } from "./support/logs.ts";
 import { endClient, HAVE_MOSQUITTO, publish, type TestServe, waitFor } from "./support/serve.ts";
-import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
+import { proxiedUrl, type TcpProxy } from "./support/tcp_proxy.ts";
 
 function assertBalanced(serve: TestServe) {
   const a = accountingTerms(serve.metrics, serve.pipeline.queued, serve.pipeline.inFlight);
@@ -37,12 +37,7 @@ for (const qos of [1, 2] as const) {
     const logs: LogLine[] = [];
     const f = await startServeFixture({
       // serve reaches the broker through a proxy the test can cut; the publisher does not.
-      async mqttUrl(broker) {
-        const url = new URL(broker.url);
-        proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
-        url.port = String(proxy.port);
-        return url.href;
-      },
+      mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
       args: ["--qos", String(qos), "--batch-interval-ms", "20"],
       log: recordingLogger(logs),
     });

@@ -3,7 +3,7 @@ import { createLogger } from "../src/log.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { parsePrometheusText } from "./support/prometheus.ts";
 import { publish, waitFor } from "./support/serve.ts";
-import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
+import { proxiedUrl, startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 async function scrape(port: number) {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -218,12 +218,7 @@ Deno.test("/readyz is 200 as soon as a batch commits after the database returns,
   let proxy!: TcpProxy;
   const lines: Record<string, unknown>[] = [];
   const fixture = await startServeFixture({
-    async databaseUrl(db) {
-      const url = new URL(db.url);
-      proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
-      url.port = String(proxy.port);
-      return url.href;
-    },
+    databaseUrl: (db) => proxiedUrl(db.url, (p) => proxy = p),
     // A probe every 2 s: the commit below comes well before the next one.
     args: ["--http", "127.0.0.1:0", "--db-check-interval-ms", "2000", "--batch-interval-ms", "20"],
     log: createLogger({ format: "json", write: (l) => lines.push(JSON.parse(l)) }),

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import mqtt, { type MqttClient } from "mqtt";
 import { startServeFixture } from "./support/fixture.ts";
 import { brokerHasRead, endClient, heldBeforeSentinel, publish, waitFor } from "./support/serve.ts";
-import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
+import { proxiedUrl, type TcpProxy } from "./support/tcp_proxy.ts";
 
 /** Connects as serve's own client id, resuming its session, and collects what arrives. */
 async function resumeSession(
@@ -89,12 +89,7 @@ Deno.test("a backlog the broker sends right behind the CONNACK of a reconnect is
   let proxy!: TcpProxy;
   const f = await startServeFixture({
     // serve reaches the broker through a proxy the test can cut; the publisher does not.
-    async mqttUrl(broker) {
-      const url = new URL(broker.url);
-      proxy = await startTcpProxy({ hostname: url.hostname, port: Number(url.port) });
-      url.port = String(proxy.port);
-      return url.href;
-    },
+    mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
     args: ["--batch-interval-ms", "50"],
   });
   let resumed: MqttClient | null = null;

@@ -155,6 +155,31 @@ Deno.test("a registered fleet's traffic is stored, spikes rejected, status recor
     assert.deepEqual(await registerFleet(db.sql, sim.fleet), { users: 0, devices: 0, feeds: 0 });
   }));
 
+Deno.test("--threshold-mode alert --max-silence: registered so, spikes are stored and open alerts, nothing is rejected", () =>
+  withServe(async ({ db, broker, serve }) => {
+    const sim = await simulate(broker, serve.prefix, [
+      ...["--users", "1", "--devices", "2", "--feeds", "3", "--count", "60", "--rate", "0"],
+      ...["--spike-ratio", "0.3", "--threshold-mode", "alert", "--max-silence", "5m"],
+    ], { databaseUrl: db.url, register: true });
+    const summary = await sim.done;
+    assert.ok(summary.by_kind.spike > 0);
+    assert.deepEqual(summary.rejects_intended, {});
+    const [settings] = await db.sql`
+      select count(*)::int as feeds,
+             count(*) filter (where threshold_mode = 'alert'
+                                and max_silence = interval '5 minutes')::int as set
+      from feeds`;
+    assert.deepEqual([settings.feeds, settings.set], [6, 6]);
+    await waitFor(
+      `${summary.readings} stored readings`,
+      async () => await rowCount(db.sql, "feed_values") === summary.readings,
+    );
+    assert.equal(await rowCount(db.sql, "ingest_rejects"), 0);
+    const [{ alerts }] = await db.sql`
+      select count(*)::int as alerts from feed_alerts where kind in ('above', 'below')`;
+    assert.ok(alerts > 0, "the spikes opened alerts");
+  }));
+
 Deno.test("bad traffic ends in ingest_rejects with every intended reason", () =>
   withServe(async ({ db, broker, serve }) => {
     const sim = await simulate(broker, serve.prefix, [

@@ -32,13 +32,16 @@ if (!hasChromium) {
 
 Deno.test({
   name: "the status page shows a published value, a reject with its reason, messages and " +
-    "readings apart, a stale device, with no console errors" +
+    "readings apart, an open alert, a stale device, with no console errors" +
     (hasChromium ? "" : ` (skipped: no ${CHROMIUM})`),
   ignore: !hasChromium,
   async fn() {
     const fixture = await startServeFixture({
       device: "dev1",
       feeds: ["temp", "hum", "wind", "rain", "co2"],
+      // co2 alerts above 400 instead of rejecting: the bulk message's 410 opens an alert.
+      prepare: (db) =>
+        db.sql`update feeds set threshold_max = 400, threshold_mode = 'alert' where key = 'co2'`,
       args: ["--batch-interval-ms", "50", "--http", "127.0.0.1:0"],
     });
     const { serve, pub: device, user } = fixture;
@@ -84,6 +87,10 @@ Deno.test({
       assert.equal(await page.locator('#reject-counts tr[data-reason="bad_payload"]').count(), 1);
       assert.equal(await page.locator('[data-tile="online"] .v').textContent(), "1");
       assert.equal(await page.locator("#ready-broker").textContent(), "broker up");
+      const alert = page.locator('#alerts tr[data-alert="above"][data-feed="co2"]');
+      await alert.waitFor();
+      assert.equal(await alert.locator("td.peak").textContent(), "410");
+      assert.equal(await page.locator('[data-tile="alerts-above"] .v').textContent(), "1");
       assert.equal(await page.locator("#ready-database").textContent(), "database up");
 
       // Messages and readings are labelled apart: 4 messages received (plain, bad, status,

@@ -1,7 +1,7 @@
 /**
- * Options of the operations side of `serve`: feedback to publishers, the database probe
- * and the stalled-writer threshold behind `/readyz`, and how often flood warnings are
- * written.
+ * Options of the operations side of `serve`: feedback to publishers, alert events and the
+ * silence check, the database probe and the stalled-writer threshold behind `/readyz`, and
+ * how often flood warnings are written.
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
@@ -21,6 +21,30 @@ export const operationsOptions = {
     schema: zs.int(1, 1_000_000).default(60),
     defaultText: "60",
     doc: "Feedback messages per user per minute at most; the rest are counted as suppressed.",
+  }),
+  alertsTopic: option({
+    flag: "alerts-topic",
+    env: "FEEDLINE_ALERTS_TOPIC",
+    schema: z.string().min(1).default("{user_id}/alerts"),
+    defaultText: "{user_id}/alerts",
+    doc: "Every alert opened or closed is also published here (QoS 1, after the commit); " +
+      "`off` to disable. See docs/operations.md, Alerts.",
+  }),
+  alertsPerMinute: option({
+    flag: "alerts-per-minute",
+    env: "FEEDLINE_ALERTS_PER_MINUTE",
+    schema: zs.int(1, 1_000_000).default(60),
+    defaultText: "60",
+    doc: "Alert events per user per minute at most; the rest are counted as suppressed (the " +
+      "alerts themselves are all in feed_alerts).",
+  }),
+  alertCheckIntervalMs: option({
+    flag: "alert-check-interval-ms",
+    env: "FEEDLINE_ALERT_CHECK_INTERVAL_MS",
+    schema: zs.int(0, 3_600_000).default(10_000),
+    defaultText: "10000",
+    doc: "How often serve opens stale alerts for feeds silent longer than their max_silence " +
+      "(and refreshes feedline_alerts_open); 0: never.",
   }),
   dbCheckIntervalMs: option({
     flag: "db-check-interval-ms",

@@ -234,6 +234,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     databaseUrlFrom: databaseUrlFrom(sources.databaseUrl),
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
+    alertsTopic: parseErrorsTopic(values.alertsTopic, decode.router, "--alerts-topic"),
     /** Who chose the HTTP address: a taken default moves to a free port (src/ops/http_listen.ts). */
     httpGivenBy: sources.http === "flag"
       ? "--http" as const

@@ -142,6 +142,44 @@ export const simulateOptions = {
     defaultText: "0.001",
     doc: "Share of readings of feeds with thresholds sent far out of range (out_of_range).",
   }),
+  thresholdMode: option({
+    flag: "threshold-mode",
+    env: "FEEDLINE_SIM_THRESHOLD_MODE",
+    schema: z.enum(["reject", "alert"]).default("reject"),
+    defaultText: "reject",
+    doc: "The threshold_mode --register gives the feeds: `reject` (spikes are out_of_range " +
+      "rejects) or `alert` (spikes and drifts are stored and open alerts).",
+  }),
+  driftRatio: option({
+    flag: "drift-ratio",
+    env: "FEEDLINE_SIM_DRIFT_RATIO",
+    schema: zNumber(1).default(0),
+    defaultText: "0",
+    doc: "Share of feeds with thresholds whose values drift out of range and back, again and " +
+      "again (a 2-minute cycle of model time, out for about a third of it).",
+  }),
+  maxSilence: option({
+    flag: "max-silence",
+    env: "FEEDLINE_SIM_MAX_SILENCE",
+    schema: zDuration.optional(),
+    defaultText: "none",
+    doc: "The max_silence --register gives every feed: one silent longer gets a stale alert.",
+  }),
+  silentRatio: option({
+    flag: "silent-ratio",
+    env: "FEEDLINE_SIM_SILENT_RATIO",
+    schema: zNumber(1).default(0),
+    defaultText: "0",
+    doc: "Share of devices that fall silent after --silent-after: connected, publishing no " +
+      "more readings (one device at least keeps publishing).",
+  }),
+  silentAfter: option({
+    flag: "silent-after",
+    env: "FEEDLINE_SIM_SILENT_AFTER",
+    schema: zDuration.optional(),
+    defaultText: "30s",
+    doc: "Model time after the first message at which the --silent-ratio devices go quiet.",
+  }),
   connections: option({
     flag: "connections",
     env: "FEEDLINE_SIM_CONNECTIONS",
@@ -282,6 +320,7 @@ export function parseSimulateArgs(args: string[], env: Record<string, string | u
   }
   return {
     ...values,
+    silentAfter: values.silentAfter ?? 30_000,
     connections: values.connections ?? deviceCount,
     clientIdPrefix: values.clientIdPrefix ??
       `feedline-sim-${crypto.randomUUID().slice(0, 8)}`,

@@ -185,14 +185,19 @@ export function formatTopic(
 }
 
 /**
- * Checks an errors topic template: `off` disables feedback; otherwise it must contain
+ * Checks an errors topic template (or, with `flag`, another per-user topic serve
+ * publishes on, such as `--alerts-topic`): `off` disables it; otherwise it must contain
  * `{user_id}`, no wildcard, and must not match what serve subscribes to (feedline would
  * otherwise reject its own feedback, forever).
  */
-export function parseErrorsTopic(template: string, router: TopicRouter): string | null {
+export function parseErrorsTopic(
+  template: string,
+  router: TopicRouter,
+  flag = "--errors-topic",
+): string | null {
   if (template === "off") return null;
   const fail = (why: string) =>
-    new FeedlineError("CONFIG_INVALID", `--errors-topic ${why} (got "${template}")`);
+    new FeedlineError("CONFIG_INVALID", `${flag} ${why} (got "${template}")`);
   if (!template.includes("{user_id}")) throw fail(`must contain {user_id}, or be off`);
   if (/[+#]/.test(template) || template.startsWith("$")) {
     throw fail("must be a topic without + # and not start with $");

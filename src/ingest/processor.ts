@@ -4,8 +4,8 @@
  * directly against a real database. This file holds the ways a batch is written; the
  * work inside a transaction is in src/ingest/write/ (docs/architecture.md, "The data
  * path"): the keys and the plan (`plan.ts`, pure), the lookups through the caches
- * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`) and the
- * result (`result.ts`).
+ * (`lookups.ts`), one writer per table (`values.ts`, `statuses.ts`, `rejects.ts`,
+ * `alerts.ts`) and the result (`result.ts`).
  *
  * Per batch: one query for the feeds and one for the devices the caches do not know, one
  * statement that inserts the values (`unnest`) and moves each feed's last value forward,
@@ -28,6 +28,7 @@ import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
 import type { FeedCache } from "./feed_cache.ts";
+import { lockAlertStates, writeAlerts } from "./write/alerts.ts";
 import { autoRegister } from "./write/auto_register.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
 import { refusalDetail } from "./write/isolation.ts";
@@ -220,6 +221,8 @@ async function writeBatch(
   };
   const plan = planBatch(messages, keys, found, rules);
   sparkplug?.planStatuses(plan, found.devices);
+  // Feeds with alert rules: their state is locked before their readings go in.
+  const alerting = await lockAlertStates(tx, found.feeds);
   // The fast way fails on any refusal, a duplicate included: see processBatch.
   const values = fast
     ? await writeValuesFast(tx, plan.values)
@@ -230,7 +233,10 @@ async function writeBatch(
   if (statuses.refused) opts.deviceCache?.clear();
   const rejects = mergeRejects([...plan.rejects, ...values.rejects, ...statuses.rejects]);
   await insertRejects(tx, batch, rejects, payloadCapOf(opts));
-  return resultOf(batch, { plan, values, statuses, rejects });
+  const alerts = alerting
+    ? await writeAlerts(tx, messages, alerting, plan.values, values.notStored)
+    : undefined;
+  return resultOf(batch, { plan, values, statuses, rejects, alerts });
 }
 
 function payloadCapOf(opts: ProcessorOptions): number {

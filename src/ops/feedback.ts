@@ -12,11 +12,10 @@ import { isUuid } from "../core/decode.ts";
 import type { Counter } from "../prometheus.ts";
 import type { RejectDetail } from "../ingest/processor.ts";
 import type { TopicRouter } from "../core/topics.ts";
+import { UserRateLimit } from "./rate_limit.ts";
 
 /** The placeholder the errors topic template must contain. */
 const USER = "{user_id}";
-/** Users tracked at once; beyond it, rejects of new users are rate-limited. */
-const MAX_TRACKED_USERS = 10_000;
 /** Feedback messages per second over all users. */
 const GLOBAL_PER_SECOND = 1000;
 
@@ -31,21 +30,14 @@ export interface ErrorFeedbackOptions {
   now?: () => number;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-  suppressed: number;
-}
-
 /** Publishes reject feedback, rate-limited. */
 export class ErrorFeedback {
   readonly #opts: ErrorFeedbackOptions;
-  readonly #buckets = new Map<string, Bucket>();
-  #global: Bucket;
+  readonly #limit: UserRateLimit;
 
   constructor(opts: ErrorFeedbackOptions) {
     this.#opts = opts;
-    this.#global = { tokens: GLOBAL_PER_SECOND, at: this.#now(), suppressed: 0 };
+    this.#limit = new UserRateLimit(opts.perUserPerMinute, GLOBAL_PER_SECOND, this.#now());
     for (const outcome of ["published", "rate_limited", "no_user", "not_connected"]) {
       opts.counter.init({ outcome });
     }
@@ -71,16 +63,8 @@ export class ErrorFeedback {
       counter.inc({ outcome: "no_user" });
       return;
     }
-    const now = this.#now();
-    const bucket = this.#bucketOf(user, now);
-    if (!bucket || !take(bucket, now, this.#opts.perUserPerMinute, 60_000)) {
-      if (bucket) bucket.suppressed++;
-      counter.inc({ outcome: "rate_limited" });
-      return;
-    }
-    if (!take(this.#global, now, GLOBAL_PER_SECOND, 1000)) {
-      bucket.tokens += 1; // not this user's fault
-      bucket.suppressed++;
+    const bucket = this.#limit.take(user, this.#now());
+    if (!bucket) {
       counter.inc({ outcome: "rate_limited" });
       return;
     }
@@ -98,32 +82,4 @@ export class ErrorFeedback {
     bucket.suppressed = 0;
     counter.inc({ outcome: "published" });
   }
-
-  #bucketOf(user: string, now: number): Bucket | null {
-    let bucket = this.#buckets.get(user);
-    if (bucket) return bucket;
-    if (this.#buckets.size >= MAX_TRACKED_USERS) {
-      // Forget users whose bucket has refilled: they lose nothing by being forgotten.
-      const full = 60_000; // a bucket refills completely within a minute
-      for (const [u, b] of this.#buckets) {
-        if (now - b.at >= full && b.suppressed === 0) this.#buckets.delete(u);
-      }
-      if (this.#buckets.size >= MAX_TRACKED_USERS) return null;
-    }
-    bucket = { tokens: this.#opts.perUserPerMinute, at: now, suppressed: 0 };
-    this.#buckets.set(user, bucket);
-    return bucket;
-  }
-}
-
-/** Token bucket: `capacity` tokens, refilled evenly over `periodMs`. */
-function take(bucket: Bucket, now: number, capacity: number, periodMs: number): boolean {
-  const elapsed = now - bucket.at;
-  if (elapsed > 0) {
-    bucket.tokens = Math.min(capacity, bucket.tokens + (elapsed * capacity) / periodMs);
-    bucket.at = now;
-  }
-  if (bucket.tokens < 1) return false;
-  bucket.tokens -= 1;
-  return true;
 }

@@ -18,6 +18,11 @@ Deno.test("parseErrorsTopic() refuses templates that serve would subscribe to it
   assert.throws(() => parseErrorsTopic("{user_id}/errors/feeds/x", router), /feedback would loop/);
   assert.throws(() => parseErrorsTopic("errors", router), /must contain \{user_id\}/);
   assert.throws(() => parseErrorsTopic("{user_id}/#", router), /without \+ #/);
+  // The alerts topic is checked alike, and its error names its own flag.
+  assert.throws(
+    () => parseErrorsTopic("alerts", router, "--alerts-topic"),
+    (e: Error) => e.message.startsWith("--alerts-topic must contain {user_id}"),
+  );
 });
 
 Deno.test("ErrorFeedback limits each user separately and reports what it held back", () => {

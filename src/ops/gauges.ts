@@ -23,6 +23,8 @@ export interface GaugeSources {
   captureErrors: (() => number) | null;
   /** Epoch ms the process started. */
   startedAt: number;
+  /** Open alerts by kind, as of the last silence check (src/ops/alerts.ts). */
+  alertsOpen?: () => [{ kind: string }, number][];
 }
 
 /** The gauge set by a commit rather than read at scrape time. */
@@ -33,7 +35,7 @@ export interface CommitGauge {
 
 /** Adds serve's gauges to the metrics' registry. */
 export function addServeGauges(m: IngestMetrics, s: GaugeSources): CommitGauge {
-  const add = (name: string, help: string, read?: () => number) =>
+  const add = (name: string, help: string, read?: ConstructorParameters<typeof Gauge>[2]) =>
     m.registry.add(new Gauge(name, help, read));
   const { pipeline, source } = s;
   const lastCommit = add(
@@ -91,6 +93,14 @@ export function addServeGauges(m: IngestMetrics, s: GaugeSources): CommitGauge {
       "feedline_capture_write_errors",
       "Failed writes to the --capture file since start (their messages are not in it).",
       captureErrors,
+    );
+  }
+  if (s.alertsOpen) {
+    add(
+      "feedline_alerts_open",
+      "Alerts open in the database, by kind (above, below, stale), as of the last silence " +
+        "check: the same for every instance of a group.",
+      s.alertsOpen,
     );
   }
   // The resident memory, and what it is made of: V8's heap in use (above) and reserved,

@@ -2,7 +2,7 @@
  * What the status page reads (src/ops/status_page.ts): `/api/live` (totals, queues,
  * batches, readiness and a short in-process history of the counters, sampled every 2 s
  * for 10 minutes) and the database's answers (`/api/feeds`, `/api/rejects`,
- * `/api/devices`), each reused for 2 s.
+ * `/api/devices`, `/api/alerts`), each reused for 2 s.
  */
 import type postgres from "postgres";
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
@@ -12,7 +12,7 @@ import type { Counter } from "../prometheus.ts";
 import type { RouteHandler } from "./http.ts";
 import type { ServeReadiness } from "./readiness.ts";
 import { STATUS_PAGE_HTML } from "./status_page.ts";
-import { queryDevices, queryFeeds, queryRejects } from "./status_queries.ts";
+import { queryAlerts, queryDevices, queryFeeds, queryRejects } from "./status_queries.ts";
 
 /** How often the history is sampled, and how many samples are kept (10 minutes). */
 export const HISTORY_INTERVAL_MS = 2000;
@@ -134,6 +134,7 @@ export function createLiveStatus(opts: {
     "/api/feeds": cached(() => queryFeeds(sql)),
     "/api/rejects": cached(() => queryRejects(sql)),
     "/api/devices": cached(() => queryDevices(sql)),
+    "/api/alerts": cached(() => queryAlerts(sql)),
   };
 
   sample();

@@ -1,8 +1,9 @@
 /**
  * The operations side of `serve`, wired in one place once the pipeline and the MQTT
  * source exist: readiness (src/ops/readiness.ts), the status page's routes and history
- * (src/ops/live.ts), the gauges (src/ops/gauges.ts) and feedback to publishers on the
- * errors topic (src/ops/feedback.ts). The flood warnings (src/ops/commit_reports.ts) are
+ * (src/ops/live.ts), the gauges (src/ops/gauges.ts), feedback to publishers on the
+ * errors topic (src/ops/feedback.ts) and alerts: events and the silence check
+ * (src/ops/alerts.ts). The flood warnings (src/ops/commit_reports.ts) are
  * created before the intake and handed in.
  *
  * Its `onCommitted` is added to the pipeline's after-commit listeners; closed with serve.
@@ -16,6 +17,7 @@ import type { BatchResult } from "../ingest/processor.ts";
 import type { Logger } from "../log.ts";
 import type { MqttSource } from "../mqtt/source.ts";
 import { Counter } from "../prometheus.ts";
+import { type AlertsConfig, createAlertOps } from "./alerts.ts";
 import type { CommitReports } from "./commit_reports.ts";
 import { ErrorFeedback } from "./feedback.ts";
 import { addServeGauges } from "./gauges.ts";
@@ -24,7 +26,7 @@ import { createReadiness, type ReadinessConfig } from "./readiness.ts";
 import { createSparkplugOps } from "./sparkplug_ops.ts";
 
 /** What the operations side needs from serve's configuration. */
-export interface OperationsConfig extends ReadinessConfig {
+export interface OperationsConfig extends ReadinessConfig, AlertsConfig {
   router: TopicRouter;
   /** Parsed errors topic template, or null when feedback is off. */
   errorsTopic: string | null;
@@ -78,12 +80,21 @@ export function createOperations(opts: {
       return true;
     },
   });
+  const alerts = createAlertOps({
+    ...{ config, sql, log, registry: metrics.registry },
+    publish(topic, payload) {
+      if (!source.client.connected) return false;
+      source.client.publish(topic, payload, { qos: 1, retain: false });
+      return true;
+    },
+  });
   const gauges = addServeGauges(metrics, {
     pipeline,
     source,
     databaseUp: readiness.databaseUp,
     captureErrors: opts.captureErrors ?? null,
     startedAt,
+    alertsOpen: alerts.openByKind,
   });
   const live = createLiveStatus({ sql, metrics, pipeline, readiness, startedAt });
 
@@ -102,13 +113,14 @@ export function createOperations(opts: {
       reports.committed(result);
       if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
       sparkplug.committed(items, result.rejects);
+      if (result.alerts) alerts.report(result.alerts);
     },
 
     /** Stops the timers. */
-    close(): Promise<void> {
+    async close(): Promise<void> {
       live.close();
       readiness.close();
-      return Promise.resolve();
+      await alerts.close();
     },
   };
 }

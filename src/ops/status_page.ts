@@ -4,7 +4,7 @@
  * inside `deno bundle`). The script is `src/ops/status_page_script.ts`, type-checked and
  * linted like the rest, embedded here as its source. It polls `/api/live` (in-process counters and their recent
  * history) every 2 s and the database endpoints (`/api/feeds`, `/api/rejects`,
- * `/api/devices`) every 5 s. Device data (topics, values, details) is untrusted: the
+ * `/api/devices`, `/api/alerts`) every 5 s. Device data (topics, values, details) is untrusted: the
  * script only ever sets it with `textContent`, never as HTML.
  */
 
@@ -64,6 +64,8 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   .online { color: var(--ok); font-weight: 600; }
   .offline { color: var(--bad); font-weight: 600; }
   .stale { color: var(--rej); font-weight: 600; }
+  .alert { display: inline-block; padding: 1px 8px; border-radius: 4px; background: #fde2e2;
+           color: var(--bad); font-size: 12px; font-weight: 600; }
   .empty { color: var(--muted); padding: 8px 0; }
   td.clip { max-width: 0; width: 40%; white-space: nowrap; overflow: hidden;
             text-overflow: ellipsis; }
@@ -104,6 +106,15 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   <section>
     <h2>Batch duration, ms</h2>
     <svg id="batch-chart" viewBox="0 0 440 120" preserveAspectRatio="none" height="120"></svg>
+  </section>
+  <section class="wide">
+    <h2>Open alerts (threshold crossed, or silent longer than max_silence)</h2>
+    <div class="tiles" id="alert-counts"></div>
+    <table id="alerts" style="margin-top:8px">
+      <thead><tr><th>kind</th><th>user</th><th>device</th><th>feed</th><th>since</th>
+        <th>threshold</th><th>peak</th></tr></thead>
+      <tbody></tbody>
+    </table>
   </section>
   <section class="wide">
     <h2>Feeds (most recently written)</h2>

@@ -69,6 +69,19 @@ export function statusPageScript(): void {
     last_value_at: string | null;
     points: [number, number][];
   }
+  interface AlertRow {
+    kind: string;
+    user_id: string;
+    device: string | null;
+    key: string;
+    since: string | null;
+    threshold: number | null;
+    peak: number | null;
+  }
+  interface Alerts {
+    counts: Record<string, number>;
+    open: AlertRow[];
+  }
   type Series = { values: (number | null)[]; color: string };
 
   const SVG = "http://www.w3.org/2000/svg";
@@ -340,6 +353,37 @@ export function statusPageScript(): void {
     );
   }
 
+  function renderAlerts(a: Alerts) {
+    $("alert-counts").replaceChildren(
+      ...["above", "below", "stale"].map((kind) =>
+        el(
+          "div",
+          { class: "tile", "data-tile": "alerts-" + kind },
+          el("div", { class: "v" }, a.counts[kind] || 0),
+          el("div", { class: "l" }, kind),
+        )
+      ),
+    );
+    replaceRows(
+      table("alerts"),
+      a.open.map((r) =>
+        el(
+          "tr",
+          { "data-alert": r.kind, "data-feed": r.key },
+          el("td", {}, el("span", { class: "alert" }, r.kind)),
+          el("td", { class: "mono", title: r.user_id }, r.user_id.slice(0, 8)),
+          el("td", { class: "mono" }, r.device ?? "–"),
+          el("td", { class: "mono" }, r.key),
+          el("td", { class: "nowrap", title: r.since ?? "" }, ago(r.since)),
+          el("td", {}, fmt(r.threshold)),
+          el("td", { class: "peak" }, fmt(r.peak)),
+        )
+      ),
+      "no open alerts",
+      7,
+    );
+  }
+
   function renderFeeds(rows: FeedRow[]) {
     replaceRows(
       table("feeds"),
@@ -391,6 +435,7 @@ export function statusPageScript(): void {
       poll("feeds", "api/feeds", renderFeeds),
       poll("rejects", "api/rejects", renderRejects),
       poll("devices", "api/devices", renderDevices),
+      poll("alerts", "api/alerts", renderAlerts),
     ]);
   pollLive();
   pollDb();

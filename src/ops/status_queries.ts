@@ -1,9 +1,9 @@
 /**
  * The database side of the status page: recent feeds with their last value and a few
- * recent values each, the latest rejects, devices online/offline/stale. These run against
- * production databases, so each is bounded (a LIMIT on every result, index scans where
- * the schema has an index, one short statement timeout) and cached for a moment, so
- * any number of open pages costs one set of queries per `cacheMs`.
+ * recent values each, the latest rejects, devices online/offline/stale, the open alerts.
+ * These run against production databases, so each is bounded (a LIMIT on every result,
+ * index scans where the schema has an index, one short statement timeout) and cached for
+ * a moment, so any number of open pages costs one set of queries per `cacheMs`.
  *
  * Plans (PostgreSQL 15, measured in docs/operations.md):
  * - feeds: a scan of `feeds` with a top-N sort (no index on last_value_at, on purpose:
@@ -11,11 +11,12 @@
  *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
  * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
  * - devices: a scan of `devices` for the counts and the recently seen.
+ * - alerts: the open ones only, through the partial index `feed_alerts_open`.
  */
 import type postgres from "postgres";
 
 /** Rows shown, at most. */
-export const STATUS_LIMITS = { feeds: 25, points: 40, rejects: 20, devices: 20 };
+export const STATUS_LIMITS = { feeds: 25, points: 40, rejects: 20, devices: 20, alerts: 20 };
 const STATEMENT_TIMEOUT_MS = 2000;
 /**
  * A device whose status is `online` but that has not been heard from (no status, no
@@ -102,6 +103,47 @@ export function queryRejects(sql: postgres.Sql) {
       order by received_at desc
       limit ${STATUS_LIMITS.rejects}`;
     return rows.map((r) => ({ ...r, received_at: toIso(r.received_at) }));
+  });
+}
+
+/**
+ * The open alerts (docs/operations.md, "Alerts"), newest first, and how many are open by
+ * kind (the partial index `feed_alerts_open` holds exactly the open ones).
+ */
+export function queryAlerts(sql: postgres.Sql) {
+  return bounded(sql, async (tx) => {
+    const counts = await tx<{ kind: string; n: number }[]>`
+      select kind, count(*)::int as n from feed_alerts where closed_at is null group by kind`;
+    const open = await tx<
+      {
+        id: number;
+        kind: string;
+        user_id: string;
+        device: string | null;
+        key: string;
+        since: Date;
+        opened_at: Date;
+        threshold: number | null;
+        value: number | null;
+        peak: number | null;
+      }[]
+    >`
+      select a.id::float8 as id, a.kind, f.user_id::text as user_id, d.code as device, f.key,
+             a.since, a.opened_at, a.threshold, a.opened_value as value, a.peak_value as peak
+      from feed_alerts a
+      join feeds f on f.id = a.feed_id
+      left join devices d on d.id = f.device_id
+      where a.closed_at is null
+      order by a.opened_at desc
+      limit ${STATUS_LIMITS.alerts}`;
+    return {
+      counts: Object.fromEntries(counts.map((c) => [c.kind, c.n])),
+      open: open.map((a) => ({
+        ...a,
+        since: toIso(a.since),
+        opened_at: toIso(a.opened_at),
+      })),
+    };
   });
 }
 

@@ -83,3 +83,31 @@ export function createFeedModel(kind: FeedKind, rng: Rng): FeedModel {
     }
   }
 }
+
+/** One cycle of a drifting feed, in model time: out of range for about a third of it. */
+export const DRIFT_PERIOD_US = 120e6;
+
+/**
+ * A model whose values drift out of the feed's range and back, again and again (to drive
+ * threshold alerts, docs/operations.md "Alerts"): on top of `model`, a slow excursion of
+ * 1.3 times the range, upwards when the feed has a maximum, else downwards, following
+ * a half sine each cycle of `DRIFT_PERIOD_US`; `phase` (0..1) sets where in its cycle
+ * the feed starts. Spikes stay as they are.
+ */
+export function drifting(
+  model: FeedModel,
+  range: { min: number | null; max: number | null },
+  phase: number,
+): FeedModel {
+  const span = range.min !== null && range.max !== null ? range.max - range.min : 100;
+  const amplitude = 1.3 * span * (range.max !== null ? 1 : -1);
+  return {
+    next(tUs) {
+      const v = model.next(tUs);
+      if (v.value === undefined) return v;
+      const s = Math.sin(2 * Math.PI * (tUs / DRIFT_PERIOD_US + phase));
+      return { value: round2(v.value + amplitude * Math.max(0, s)) };
+    },
+    spike: () => model.spike(),
+  };
+}

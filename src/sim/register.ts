@@ -1,12 +1,22 @@
 /**
- * `simulate --register`: writes a fleet's users, devices and feeds (with thresholds)
- * into the database, so that serve accepts its traffic without auto-register. One
- * transaction; running it again changes nothing but thresholds that differ.
+ * `simulate --register`: writes a fleet's users, devices and feeds (with thresholds, and
+ * the alert settings of --threshold-mode and --max-silence) into the database, so that
+ * serve accepts its traffic without auto-register. One transaction; running it again
+ * changes nothing but thresholds and settings that differ.
  */
 import postgres from "postgres";
 import type { Fleet } from "./fleet.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
+
+/** What --register writes besides the fleet: the feeds' alert settings (sql/010). */
+export interface RegisterSettings {
+  thresholdMode: "reject" | "alert";
+  /** `max_silence` in ms; null: none. */
+  maxSilenceMs: number | null;
+}
+
+const DEFAULT_SETTINGS: RegisterSettings = { thresholdMode: "reject", maxSilenceMs: null };
 
 /** Rows written (new ones; an existing row is left alone or only its thresholds updated). */
 export interface RegisterResult {
@@ -23,7 +33,12 @@ export interface RegisterResult {
  * await registerFleet(sql, buildFleet({ seed: 1, users: 1, devicesPerUser: 2, feedsPerDevice: 3 }));
  * ```
  */
-export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<RegisterResult> {
+export function registerFleet(
+  sql: postgres.Sql,
+  fleet: Fleet,
+  settings: RegisterSettings = DEFAULT_SETTINGS,
+): Promise<RegisterResult> {
+  const { thresholdMode, maxSilenceMs } = settings;
   const userIds = fleet.users.map((u) => u.id);
   const devUsers = fleet.devices.map((d) => d.userId);
   const devCodes = fleet.devices.map((d) => d.code);
@@ -37,10 +52,12 @@ export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<Register
       select * from unnest(${devUsers}::uuid[], ${devCodes}::text[])
       on conflict do nothing`;
     // `on conflict ... do update ... where` (PostgreSQL 9.5+) touches only rows whose
-    // device or thresholds differ, so a second run leaves updated_at alone.
+    // device, thresholds or alert settings differ, so a second run leaves updated_at alone.
     const feedRows = await tx`
-      insert into feeds (user_id, key, device_id, threshold_min, threshold_max)
-      select x.u, x.k, d.id, x.lo, x.hi
+      insert into feeds (user_id, key, device_id, threshold_min, threshold_max, threshold_mode,
+                         max_silence)
+      select x.u, x.k, d.id, x.lo, x.hi, ${thresholdMode},
+             ${maxSilenceMs}::float8 * interval '1 millisecond'
       from unnest(${feeds.map((x) => x.d.userId)}::uuid[], ${feeds.map((x) => x.f.key)}::text[],
                   ${feeds.map((x) => x.d.code)}::text[],
                   ${feeds.map((x) => x.f.thresholdMin)}::float8[],
@@ -50,10 +67,14 @@ export function registerFleet(sql: postgres.Sql, fleet: Fleet): Promise<Register
         set device_id = excluded.device_id,
             threshold_min = excluded.threshold_min,
             threshold_max = excluded.threshold_max,
+            threshold_mode = excluded.threshold_mode,
+            max_silence = excluded.max_silence,
             updated_at = now()
         where feeds.device_id is distinct from excluded.device_id
            or feeds.threshold_min is distinct from excluded.threshold_min
-           or feeds.threshold_max is distinct from excluded.threshold_max`;
+           or feeds.threshold_max is distinct from excluded.threshold_max
+           or feeds.threshold_mode is distinct from excluded.threshold_mode
+           or feeds.max_silence is distinct from excluded.max_silence`;
     return { users: users.count, devices: devices.count, feeds: feedRows.count };
   });
 }
@@ -70,13 +91,17 @@ function pgErrorText(error: unknown): string {
  * Connects to `url`, registers `fleet` and disconnects; a database without the schema
  * or out of reach is one actionable {@linkcode FeedlineError}.
  */
-export async function registerInDatabase(url: string, fleet: Fleet): Promise<RegisterResult> {
+export async function registerInDatabase(
+  url: string,
+  fleet: Fleet,
+  settings: RegisterSettings = DEFAULT_SETTINGS,
+): Promise<RegisterResult> {
   // No `select 1` probe first: against the embedded PGlite, a query outside a
   // transaction can be disturbed by serve's traffic on the shared backend; the
   // transaction of registerFleet is safe, and its first query tells whether we connect.
   const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    return await registerFleet(sql, fleet);
+    return await registerFleet(sql, fleet, settings);
   } catch (error) {
     const missing = (error as { code?: string }).code === "42P01";
     throw new FeedlineError(

@@ -52,13 +52,18 @@ export interface SimSummary {
   manifest: string | null;
   /** Whether the serve found auto-registers (null: not known); see `stored_by_auto_register`. */
   auto_register: boolean | null;
+  /** The feeds' threshold mode as registered (`alert`: spikes are stored, not rejected). */
+  threshold_mode?: "reject" | "alert";
   elapsed_s: number;
   messages: number;
   rate: number;
   target_rate: number | null;
   by_kind: Record<TrafficKind, number>;
   readings: number;
-  /** Reject reasons serve should record for this run: bad messages, and spikes as out_of_range. */
+  /**
+   * Reject reasons serve should record for this run: bad messages, and spikes as
+   * out_of_range (not in threshold mode alert, which stores them).
+   */
   rejects_intended: Partial<Record<BadReason, number>>;
   /**
    * Bad messages for unknown feeds and devices sent to a serve that auto-registers: it
@@ -93,6 +98,7 @@ export function buildSummary(
     | "registered"
     | "manifest"
     | "auto_register"
+    | "threshold_mode"
   >,
   send: SendStats,
   links: LinkStats | null,
@@ -101,7 +107,9 @@ export function buildSummary(
 ): SimSummary {
   const messages = totalSent(send);
   const intended: Partial<Record<BadReason, number>> = { ...send.badByReason };
-  if (send.sent.spike > 0) intended.out_of_range = (intended.out_of_range ?? 0) + send.sent.spike;
+  if (send.sent.spike > 0 && base.threshold_mode !== "alert") {
+    intended.out_of_range = (intended.out_of_range ?? 0) + send.sent.spike;
+  }
   const autoStored: Partial<Record<BadReason, number>> = {};
   if (base.auto_register) {
     for (const reason of AUTO_REGISTERED) {

@@ -40,6 +40,13 @@ export interface SimulationConfig {
   formats: readonly PayloadFormat[];
   badRatio: number;
   spikeRatio: number;
+  thresholdMode: "reject" | "alert";
+  driftRatio: number;
+  /** Milliseconds; undefined: no max_silence registered. */
+  maxSilence?: number;
+  silentRatio: number;
+  /** Milliseconds of model time. */
+  silentAfter: number;
   connections: number;
   connectRate: number;
   churn: number;
@@ -120,7 +127,10 @@ export async function startSimulation(
     })
     : null;
   const registered = targets.register && !sparkplug
-    ? await registerInDatabase(targets.databaseUrl!, fleet)
+    ? await registerInDatabase(targets.databaseUrl!, fleet, {
+      thresholdMode: config.thresholdMode,
+      maxSilenceMs: config.maxSilence ?? null,
+    })
     : null;
   const send = createSendStats();
   const base = {
@@ -137,6 +147,7 @@ export async function startSimulation(
     registered,
     manifest: config.manifest ?? null,
     auto_register: targets.autoRegister,
+    threshold_mode: config.thresholdMode,
   };
   const targetRate = config.rate > 0 ? config.rate : null;
   if (config.count === 0) {
@@ -203,6 +214,10 @@ export async function startSimulation(
     badRatio: config.badRatio,
     spikeRatio: config.spikeRatio,
     maxPayloadBytes: config.maxPayloadBytes,
+    thresholdMode: config.thresholdMode,
+    driftRatio: config.driftRatio,
+    silentRatio: config.silentRatio,
+    silentAfterUs: config.silentAfter * 1000,
   });
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined

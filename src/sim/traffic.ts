@@ -5,7 +5,7 @@
  * message built to be rejected for one reason), all drawn from a seeded generator:
  * the same seed and the same model times give the same messages.
  */
-import { createFeedModel, type FeedModel, type ModelValue } from "./feed_models.ts";
+import { createFeedModel, drifting, type FeedModel, type ModelValue } from "./feed_models.ts";
 import type { Fleet, FleetDevice, FleetFeed } from "./fleet.ts";
 import {
   PAYLOAD_FORMATS,
@@ -13,7 +13,7 @@ import {
   REJECT_REASONS,
   type RejectReason,
 } from "../core/message.ts";
-import { createRng } from "./prng.ts";
+import { createRng, type Rng } from "./prng.ts";
 import { formatTopic } from "../core/topics.ts";
 
 /** Payload formats of good readings (declared in the core, with the message model). */
@@ -80,6 +80,17 @@ export interface TrafficOptions {
   spikeRatio: number;
   /** serve's `--max-payload-bytes`: a too_large message is one byte over it. */
   maxPayloadBytes: number;
+  /**
+   * The feeds' threshold mode as registered: with `alert`, a spike is a stored reading that
+   * opens an alert, not an `out_of_range` reject (docs/operations.md, "Alerts").
+   */
+  thresholdMode?: "reject" | "alert";
+  /** Share of feeds with thresholds whose values drift out of range and back, 0..1. */
+  driftRatio?: number;
+  /** Share of devices that fall silent, 0..1 (one device at least keeps publishing). */
+  silentRatio?: number;
+  /** Model time after the first message at which they fall silent, µs. */
+  silentAfterUs?: number;
 }
 
 /** A traffic generator. */
@@ -128,8 +139,36 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic<strin
   const ranged = fleet.devices.flatMap((d, i) =>
     d.feeds.filter(hasRange).map((feed) => ({ device: i, feed }))
   );
-  const reasons = BAD_REASONS.filter((r) => r !== "out_of_range" || ranged.length > 0);
+  const alertMode = opts.thresholdMode === "alert";
+  // Spikes in alert mode are stored readings, so a bad message cannot be out of range.
+  const reasons = BAD_REASONS.filter((r) =>
+    r !== "out_of_range" || (ranged.length > 0 && !alertMode)
+  );
   let nextReason = 0;
+  // Drifting feeds and silent devices come from a stream of their own, so turning them on
+  // changes nothing else of the traffic.
+  const pickRng = createRng(seed, 4);
+  for (
+    const { feed } of shuffled(ranged, pickRng).slice(0, chosen(ranged.length, opts.driftRatio))
+  ) {
+    const range = { min: feed.thresholdMin, max: feed.thresholdMax };
+    models.set(feed, drifting(models.get(feed)!, range, pickRng.next()));
+  }
+  const everyDevice = fleet.devices.map((_, i) => i);
+  const silentCount = Math.min(
+    chosen(everyDevice.length, opts.silentRatio),
+    everyDevice.length - 1,
+  );
+  const silent = new Set(shuffled(everyDevice, pickRng).slice(0, silentCount));
+  const awake = everyDevice.filter((i) => !silent.has(i));
+  const silentAfterUs = opts.silentAfterUs ?? 0;
+  let firstUs: number | null = null;
+  /** A device to publish at model time `tUs`: one still awake once the silent ones went quiet. */
+  const pickDevice = (tUs: number) => {
+    firstUs ??= tUs;
+    if (silent.size === 0 || tUs - firstUs < silentAfterUs) return rng.int(fleet.devices.length);
+    return awake[rng.int(awake.length)];
+  };
 
   const feedTopic = (d: FleetDevice, key: string, user = d.userId, code = d.code) =>
     formatTopic(templates.feed, { user_id: user, device_code: code, feed_key: key });
@@ -139,8 +178,10 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic<strin
   function spikeOf(device: number, feed: FleetFeed): SimMessage<string> {
     const d = fleet.devices[device];
     const v = models.get(feed)!.spike()!;
+    const topic = feedTopic(d, feed.key);
+    if (alertMode) return { topic, payload: valuePlain(v), device, kind: "spike", readings: 1 };
     return {
-      topic: feedTopic(d, feed.key),
+      topic,
       payload: valuePlain(v),
       device,
       kind: "spike",
@@ -149,9 +190,9 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic<strin
     };
   }
 
-  function bad(): SimMessage<string> {
+  function bad(tUs: number): SimMessage<string> {
     const reason = reasons[nextReason++ % reasons.length];
-    const device = rng.int(fleet.devices.length);
+    const device = pickDevice(tUs);
     const d = fleet.devices[device];
     const key = d.feeds[0]?.key ?? `${d.code}-temperature`;
     const m = (topic: string, payload: string): SimMessage<string> => ({
@@ -197,8 +238,8 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic<strin
   }
 
   function next(tUs: number): SimMessage<string> {
-    if (rng.chance(opts.badRatio)) return bad();
-    const device = rng.int(fleet.devices.length);
+    if (rng.chance(opts.badRatio)) return bad(tUs);
+    const device = pickDevice(tUs);
     const d = fleet.devices[device];
     const format = rng.pick(opts.formats);
     if (format === "bulk") {
@@ -236,4 +277,19 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic<strin
   }
 
   return { next, reasons };
+}
+
+/** How many of `n` a share `ratio` picks (none without a ratio). */
+function chosen(n: number, ratio = 0): number {
+  return Math.round(n * ratio);
+}
+
+/** A shuffled copy of `items` (Fisher-Yates). */
+function shuffled<T>(items: readonly T[], rng: Rng): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }

@@ -109,3 +109,82 @@ Deno.test("isoMicros() keeps microseconds, which serve's timestamp parser reads 
   assert.equal(isoMicros(us), "2026-01-01T00:00:00.123456Z");
   assert.equal(parseTimestamp(isoMicros(us)), us);
 });
+
+/** `n` messages of a one-user fleet with alert-driving options, a reading every `stepUs`. */
+function alertTraffic(
+  options: { driftRatio?: number; silentRatio?: number; silentAfterUs?: number },
+  devices: number,
+  n: number,
+  stepUs: number,
+) {
+  const fleet = buildFleet({ seed: 3, users: 1, devicesPerUser: devices, feedsPerDevice: 5 });
+  const traffic = createTraffic(3, {
+    fleet,
+    templates: DEFAULT_TEMPLATES,
+    formats: ["plain"],
+    badRatio: 0,
+    spikeRatio: 0,
+    maxPayloadBytes: 65536,
+    thresholdMode: "alert",
+    ...options,
+  });
+  return { fleet, messages: Array.from({ length: n }, (_, i) => traffic.next(T0 + i * stepUs)) };
+}
+
+Deno.test("--drift-ratio 1: every feed with thresholds drifts out of its range and back, again", () => {
+  // Two drift cycles (DRIFT_PERIOD_US, 2 min) of model time.
+  const { fleet, messages: sent } = alertTraffic({ driftRatio: 1 }, 1, 4000, 60_000);
+  for (const feed of fleet.devices[0].feeds.filter((f) => f.thresholdMax !== null)) {
+    const values = sent.filter((m) => m.topic.endsWith(`/${feed.key}`)).map((m) =>
+      Number(m.payload)
+    );
+    const out = values.map((v) => v > feed.thresholdMax! || v < feed.thresholdMin!);
+    // Runs of out-of-range readings, each followed by readings back in range.
+    const excursions = out.filter((o, i) => o && !out[i - 1]).length;
+    assert.ok(excursions >= 2, `${feed.key}: ${excursions} excursions`);
+    assert.ok(out.filter((o) => !o).length > out.filter((o) => o).length, feed.key);
+  }
+  // Without it, the same fleet's values stay in range.
+  const calm = alertTraffic({}, 1, 4000, 60_000);
+  const ranged = new Map(calm.fleet.devices[0].feeds.map((f) => [f.key, f]));
+  for (const m of calm.messages) {
+    const f = ranged.get(m.topic.split("/").pop()!)!;
+    if (f.thresholdMax !== null) assert.ok(Number(m.payload) <= f.thresholdMax, m.payload);
+  }
+});
+
+Deno.test("--silent-ratio: the silent devices publish nothing after --silent-after; one keeps publishing", () => {
+  const after = 1000 * 5_000;
+  const { fleet, messages: sent } = alertTraffic(
+    { silentRatio: 0.5, silentAfterUs: after },
+    4,
+    2000,
+    5_000,
+  );
+  const before = new Set(sent.slice(0, 1000).map((m) => m.device));
+  const later = new Set(sent.slice(1000).map((m) => m.device));
+  assert.equal(before.size, 4);
+  assert.equal(later.size, 2, "half of the 4 devices went quiet");
+  assert.equal(fleet.devices.length, 4);
+  const all = alertTraffic({ silentRatio: 1, silentAfterUs: 0 }, 3, 200, 5_000);
+  assert.equal(new Set(all.messages.slice(1).map((m) => m.device)).size, 1);
+});
+
+Deno.test("threshold mode alert: a spike is a reading to store, and no bad message is out_of_range", () => {
+  const fleet = buildFleet({ seed: 5, ...SPEC });
+  const traffic = createTraffic(5, {
+    fleet,
+    templates: DEFAULT_TEMPLATES,
+    formats: ["plain"],
+    badRatio: 0.5,
+    spikeRatio: 0.5,
+    maxPayloadBytes: 65536,
+    thresholdMode: "alert",
+  });
+  assert.ok(!traffic.reasons.includes("out_of_range"));
+  const sent = Array.from({ length: 400 }, (_, i) => traffic.next(T0 + i));
+  const spikes = sent.filter((m) => m.kind === "spike");
+  assert.ok(spikes.length > 0);
+  assert.ok(spikes.every((m) => m.readings === 1 && m.reason === undefined));
+  assert.ok(!sent.some((m) => m.reason === "out_of_range"));
+});

@@ -35,6 +35,7 @@
  */
 import postgres from "postgres";
 import { openDatabase } from "../../src/db/database.ts";
+import type { AccountingTerms } from "../../src/ingest/accounting.ts";
 import type { Logger } from "../../src/log.ts";
 
 /** The books of a test do not match its tables. */
@@ -65,17 +66,9 @@ export function auditedProcess(
   return { name, stopped: p.logs.find((l) => l.msg === "stopped") ?? null, killed: p.killed };
 }
 
-/** What one serve counted, from its final line. */
-interface Reported {
+/** What one serve counted, from its final line: the accounting terms and what they wrote. */
+interface Reported extends Omit<AccountingTerms, "balanced"> {
   name: string;
-  received: number;
-  stored: number;
-  rejected: number;
-  skipped: number;
-  dropped: number;
-  discarded: number;
-  queued: number;
-  inFlight: number;
   unwritten: number;
   readingsStored: number;
   statusEventsRecorded: number;

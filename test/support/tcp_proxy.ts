@@ -107,3 +107,16 @@ export function startTcpProxy(target: { hostname: string; port: number }): Promi
     },
   });
 }
+
+/**
+ * `url` with a proxy in front of its host: the proxy is started, passed to `started` (the
+ * test keeps it to cut the connection later), and the URL to reach it returned.
+ */
+export async function proxiedUrl(url: string, started: (proxy: TcpProxy) => void): Promise<string> {
+  const target = new URL(url);
+  const proxy = await startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  started(proxy);
+  target.hostname = "127.0.0.1";
+  target.port = String(proxy.port);
+  return target.href;
+}

@@ -7,7 +7,7 @@
  */
 import type { Transaction } from "../../db/transaction.ts";
 import { type DeviceCache, deviceKeyOf } from "../device_cache.ts";
-import { type FeedCache, type FeedInfo, feedKeyOf } from "../feed_cache.ts";
+import { type FeedAlertRules, type FeedCache, type FeedInfo, feedKeyOf } from "../feed_cache.ts";
 import type { DeviceRef, FeedRef, PlanRules } from "./plan.ts";
 
 /** The feeds of `feeds` that exist, by feed key. */
@@ -40,9 +40,16 @@ export async function lookupFeeds(
       is_active: boolean;
       threshold_min: number | null;
       threshold_max: number | null;
+      alert_mode: boolean;
+      hysteresis: number | null;
+      min_duration_us: number | null;
+      watches_silence: boolean;
     }[]
   >`
-    select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max
+    select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max,
+           f.threshold_mode = 'alert' as alert_mode, f.threshold_hysteresis as hysteresis,
+           (extract(epoch from f.threshold_min_duration) * 1e6)::float8 as min_duration_us,
+           f.max_silence is not null as watches_silence
     from unnest(${users}::uuid[], ${keys}::text[]) as k(user_id, key)
     join feeds f on f.user_id = k.user_id and f.key = k.key`;
   for (const row of rows) {
@@ -52,11 +59,31 @@ export async function lookupFeeds(
       thresholdMin: row.threshold_min,
       thresholdMax: row.threshold_max,
     };
+    const alerts = alertRulesOf(row);
+    if (alerts) feed.alerts = alerts;
     const key = feedKeyOf(row.user_id, row.key);
     found.set(key, feed);
     cache?.set(key, feed, now, version);
   }
   return found;
+}
+
+/** A feed's alert settings, or undefined for a feed without any (the usual case). */
+function alertRulesOf(
+  row: {
+    alert_mode: boolean;
+    hysteresis: number | null;
+    min_duration_us: number | null;
+    watches_silence: boolean;
+  },
+): FeedAlertRules | undefined {
+  if (!row.alert_mode && !row.watches_silence) return undefined;
+  return {
+    alertMode: row.alert_mode,
+    hysteresis: row.hysteresis ?? 0,
+    minDurationUs: row.min_duration_us ?? 0,
+    watchesSilence: row.watches_silence,
+  };
 }
 
 /**

@@ -174,7 +174,11 @@ function planReadings(
       // A retained message replayed on subscribe is an old reading with no time of its
       // own; stamping it "now" would invent a new reading.
       count(plan.skipped, "retained");
-    } else if (reading.value !== null && outOfRange(feed, reading.value)) {
+    } else if (
+      reading.value !== null && outOfRange(feed, reading.value) && !feed.alerts?.alertMode
+    ) {
+      // Threshold mode `reject` (the default); in mode `alert` the reading is stored and
+      // the alert rules judge it after the write (src/ingest/write/alert_plan.ts).
       plan.rejects.push({
         message,
         reason: "out_of_range",

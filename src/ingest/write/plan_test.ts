@@ -169,6 +169,25 @@ Deno.test("a number outside the feed's thresholds is out_of_range; the bounds th
   assert.deepEqual(p.values.map((v) => v.value ?? v.text), [0, 10, "ON"]);
 });
 
+Deno.test("threshold mode alert: a number out of range is stored (the alert rules judge it); a silence watch alone changes nothing", () => {
+  const rules = { hysteresis: 0, minDurationUs: 0 };
+  const answers = found({
+    alerting: feed(1, {
+      thresholdMax: 10,
+      alerts: { ...rules, alertMode: true, watchesSilence: false },
+    }),
+    watched: feed(2, {
+      thresholdMax: 10,
+      alerts: { ...rules, alertMode: false, watchesSilence: true },
+    }),
+  });
+  const p = plan([
+    pending(readings("d1", [reading("alerting", 99), reading("watched", 99)])),
+  ], answers);
+  assert.deepEqual(p.values.map((v) => [v.feedKey, v.value]), [["alerting", 99]]);
+  assert.deepEqual(p.rejects.map((r) => r.detail), ["watched: 99 outside [-inf, 10]"]);
+});
+
 Deno.test("with requireDevice, readings of an unregistered device are one unknown_device reject per message", () => {
   const bulk = readings("ghost", [reading("temp", 1), reading("nope", 2)]);
   bulk.rejects.push({ reason: "bad_payload", detail: "entry 3" });

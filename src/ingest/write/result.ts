@@ -5,6 +5,7 @@
  */
 import type { DecodedMessage, RejectReason, SkipReason } from "../../core/message.ts";
 import { count, type Plan } from "./plan.ts";
+import type { AlertEvent } from "./alerts.ts";
 import type { RejectRow } from "./rows.ts";
 import type { StatusesWritten } from "./statuses.ts";
 import type { ValueConflict, ValuesWritten } from "./values.ts";
@@ -38,6 +39,8 @@ export interface BatchResult {
    * the status page (the rows themselves are in `ingest_rejects`).
    */
   rejects: RejectDetail[];
+  /** Alerts the batch opened and closed (src/ingest/write/alerts.ts); absent: none. */
+  alerts?: AlertEvent[];
 }
 
 /** One rejected message, as reported in a `BatchResult`. */
@@ -60,6 +63,8 @@ export interface BatchWritten {
   statuses: StatusesWritten;
   /** Every reject of the batch, one per message and reason: the rows written. */
   rejects: RejectRow[];
+  /** The alerts' events, when a feed of the batch has alert rules. */
+  alerts?: AlertEvent[];
 }
 
 /** The result of `batch`, written as `written` says. */
@@ -77,6 +82,7 @@ export function resultOf(batch: readonly DecodedMessage[], written: BatchWritten
     conflict: values.conflicts[0],
     outcomes: outcomesOf(batch.length, written),
     rejects: rejectDetails(batch, rejects),
+    ...(written.alerts?.length ? { alerts: written.alerts } : {}),
   };
 }
 
@@ -124,6 +130,7 @@ export function mergeResults(a: BatchResult, b: BatchResult): BatchResult {
       skipped: a.outcomes.skipped + b.outcomes.skipped,
     },
     rejects: [...a.rejects, ...b.rejects].slice(0, MAX_REJECT_DETAILS),
+    ...(a.alerts || b.alerts ? { alerts: [...a.alerts ?? [], ...b.alerts ?? []] } : {}),
   };
 }
 
