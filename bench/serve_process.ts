@@ -35,7 +35,7 @@ export interface ServeOptions {
   /** A connection to `dbUrl`: counts what a pass stored and computes its latency. */
   sql: postgres.Sql;
   qos: 0 | 1;
-  format: "json" | "plain";
+  format: "json" | "plain" | "sparkplug";
   serveArgs: string[];
   /** Directory for serve's V8 CPU profile; none when undefined. */
   cpuProfDir?: string;
@@ -296,6 +296,8 @@ async function measurePass(
       maxUnackedSeen: maxUnacked,
       commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
       rowsWithUnseenCommit: lat.unseen,
+      // Per row stored: per reading for a message of many (the Sparkplug phase).
+      serveCpuUsPerRow: usPer(cpuAtEnd.serve, cpuAtStart.serve, stored),
       serveArgs: opts.serveArgs,
     },
   };

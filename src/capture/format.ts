@@ -6,7 +6,8 @@
  * {"topic":"…","payload":"21.5","qos":1,"retain":false,"received_at":"2026-01-01T00:00:00.123456Z"}
  * ```
  *
- * with `payload_b64` instead of `payload` when the bytes are not UTF-8. `received_at` has
+ * with `payload_b64` instead of `payload` when the bytes are not UTF-8 (or start with a
+ * byte order mark). `received_at` has
  * microsecond precision: it is the `Inbound.receivedAtUs` that `serve` stamped, and so the
  * `created_at` of a reading without a device timestamp. Replaying it therefore re-creates
  * exactly the same `(feed_id, created_at)` keys. `replay` also reads `mosquitto_sub -v`
@@ -52,9 +53,18 @@ export function formatMicros(us: number): string {
   return `${iso.slice(0, 23)}${String(us - ms * 1000).padStart(3, "0")}Z`;
 }
 
-/** Encodes one message as a capture line (without the newline). */
+/** Does the payload start with a UTF-8 byte order mark (which a text decoder drops)? */
+function startsWithBom(p: Uint8Array): boolean {
+  return p.byteLength >= 3 && p[0] === 0xef && p[1] === 0xbb && p[2] === 0xbf;
+}
+
+/**
+ * Encodes one message as a capture line (without the newline). A payload goes in as text
+ * only when the text gives back the same bytes (binary ones, such as Sparkplug B protobuf,
+ * often do): UTF-8, without a byte order mark, which decoding would drop.
+ */
 export function encodeCaptureLine(msg: Inbound, dropped?: string): string {
-  const text = decodeUtf8(msg.payload);
+  const text = startsWithBom(msg.payload) ? null : decodeUtf8(msg.payload);
   const payload = text !== null
     ? `"payload":${JSON.stringify(text)}`
     : `"payload_b64":"${

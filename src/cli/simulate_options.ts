@@ -9,6 +9,7 @@ import { option, resolveOptions, zs } from "./options.ts";
 import { FeedlineError } from "../errors.ts";
 import { PAYLOAD_FORMATS, type PayloadFormat, type Qos } from "../core/message.ts";
 import { compileTopics } from "../core/topics.ts";
+import { sparkplugOptions } from "./sparkplug_options.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 
@@ -118,6 +119,15 @@ export const simulateOptions = {
     doc: 'Payload formats to mix: plain (`21.5`, `ON`), json (`{"value", "ts"}`), ' +
       "bulk (many feeds of one device in one message).",
   }),
+  format: option({
+    flag: "format",
+    env: "FEEDLINE_SIM_FORMAT",
+    schema: z.enum(["feedline", "sparkplug"]).default("feedline"),
+    defaultText: "feedline",
+    doc: "What the fleet speaks: feedline (its topics, --formats) or sparkplug (Sparkplug B " +
+      "edge nodes, one per user, for serve --sparkplug-tenant; docs/simulate.md).",
+  }),
+  sparkplugNamespace: sparkplugOptions.sparkplugNamespace,
   badRatio: option({
     flag: "bad-ratio",
     env: "FEEDLINE_SIM_BAD_RATIO",

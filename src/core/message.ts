@@ -4,6 +4,8 @@
  * of those into a `BatchResult` with one outcome (stored, rejected, skipped) per message.
  */
 
+import type { SparkplugMessage } from "./sparkplug/model.ts";
+
 /** MQTT quality of service. */
 export type Qos = 0 | 1 | 2;
 
@@ -46,7 +48,9 @@ export type RejectReason =
   | "out_of_range"
   | "value_conflict"
   | "db_rejected"
-  | "internal_error";
+  | "internal_error"
+  | "sparkplug_unknown_alias"
+  | "sparkplug_unsupported_type";
 
 /** All reject reasons, for metrics and docs. */
 export const REJECT_REASONS: readonly RejectReason[] = [
@@ -63,15 +67,24 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "value_conflict",
   "db_rejected",
   "internal_error",
+  "sparkplug_unknown_alias",
+  "sparkplug_unsupported_type",
 ];
 
 /**
  * Why a reading was skipped: counted, not kept. Inactive feeds are switched off on
  * purpose; duplicates are the same reading again (redelivery, replay); `retained` is an
  * old retained reading or status without a time of its own, re-sent by the broker on
- * subscribe; `retained_cleared` is the empty retained message that clears one.
+ * subscribe; `retained_cleared` is the empty retained message that clears one;
+ * `sparkplug_stale_death` is a Sparkplug NDEATH whose bdSeq is not the last NBIRTH's (the
+ * will of an older session, docs/topics-and-payloads.md, "Sparkplug B").
  */
-export type SkipReason = "inactive_feed" | "duplicate" | "retained" | "retained_cleared";
+export type SkipReason =
+  | "inactive_feed"
+  | "duplicate"
+  | "retained"
+  | "retained_cleared"
+  | "sparkplug_stale_death";
 
 /** All skip reasons. */
 export const SKIP_REASONS: readonly SkipReason[] = [
@@ -79,6 +92,7 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "duplicate",
   "retained",
   "retained_cleared",
+  "sparkplug_stale_death",
 ];
 
 /** One value for one feed. */
@@ -126,6 +140,12 @@ export type Decoded =
     details: Record<string, unknown> | null;
     tsUs: number | null;
   }
+  /**
+   * A Sparkplug B message (src/core/sparkplug/decode.ts): its metrics become readings,
+   * and its BIRTH or DEATH a status, once the processor resolved its aliases against the
+   * recorded BIRTH state (src/ingest/write/sparkplug.ts).
+   */
+  | { kind: "sparkplug"; userId: string; deviceCode: string; sparkplug: SparkplugMessage }
   | { kind: "reject"; reason: RejectReason; detail: string }
   /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
   | { kind: "skip"; reason: SkipReason };

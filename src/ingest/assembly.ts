@@ -16,6 +16,7 @@ import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
+import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
 /** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
 export interface ProcessorSettings {
@@ -26,6 +27,8 @@ export interface ProcessorSettings {
   feedCacheSize: number;
   /** Do everything, then roll back (`replay --dry-run`). */
   dryRun?: boolean;
+  /** A Sparkplug BIRTH creates its device and feeds (`--sparkplug-register`). */
+  sparkplugRegister?: boolean;
 }
 
 /** What the processor gets besides the settings. */
@@ -50,6 +53,11 @@ export function processorOptionsOf(
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
     deviceCache: new DeviceCache(cacheSize),
+    sparkplug: {
+      // A birth's metric table never changes (src/ingest/write/sparkplug_state.ts): kept long.
+      cache: new SparkplugCache({ ttlMs: 600_000, maxEntries: DEFAULT_SPARKPLUG_CACHE_SIZE }),
+      register: settings.sparkplugRegister ?? false,
+    },
     ...(settings.dryRun ? { dryRun: true } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }

@@ -25,7 +25,7 @@ export interface SendStats {
 /** Fresh counters. */
 export function createSendStats(): SendStats {
   return {
-    sent: { plain: 0, json: 0, bulk: 0, spike: 0, bad: 0 },
+    sent: { plain: 0, json: 0, bulk: 0, spike: 0, bad: 0, mapped: 0 },
     readings: 0,
     badByReason: {},
     acked: 0,
@@ -37,7 +37,7 @@ export function createSendStats(): SendStats {
 
 /** Messages sent in total (device status not included). */
 export function totalSent(s: SendStats): number {
-  return s.sent.plain + s.sent.json + s.sent.bulk + s.sent.spike + s.sent.bad;
+  return s.sent.plain + s.sent.json + s.sent.bulk + s.sent.spike + s.sent.bad + s.sent.mapped;
 }
 
 /** The summary of a run, as `--json` prints it. */

@@ -3,6 +3,7 @@
  * it, opens the device connections, then publishes paced traffic (and churn) until
  * --count, --duration or `stop()`, and sums it up. `commands/simulate.ts` wires it.
  */
+import { Buffer } from "node:buffer";
 import { createDeviceLinks, type DeviceLinks } from "./device_links.ts";
 import { buildFleet, type Fleet, fleetManifest } from "./fleet.ts";
 import { createPacer } from "./pacer.ts";
@@ -18,6 +19,8 @@ import {
 } from "./report.ts";
 import type { SimulateTargets } from "./targets.ts";
 import { createTraffic, type PayloadFormat, type SimMessage } from "./traffic.ts";
+import { createSparkplugFleet } from "./sparkplug_fleet.ts";
+import { SPARKPLUG_NAMESPACE } from "../core/sparkplug/topic.ts";
 import { nowUs } from "../clock.ts";
 import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
@@ -60,6 +63,10 @@ export interface SimulationConfig {
   feedsTopic: string;
   statusTopic: string;
   maxPayloadBytes: number;
+  /** `feedline` (its own topics and payloads) or `sparkplug` (src/sim/sparkplug_fleet.ts). */
+  format?: "feedline" | "sparkplug";
+  /** Where Sparkplug topics start (serve's --sparkplug-namespace). */
+  sparkplugNamespace?: string;
 }
 
 /** Where progress lines go. */
@@ -112,7 +119,14 @@ export async function startSimulation(
       JSON.stringify(fleetManifest(fleet, templates), null, 2) + "\n",
     );
   }
-  const registered = targets.register
+  // A Sparkplug fleet needs no registering: serve registers what each BIRTH declares.
+  const sparkplug = config.format === "sparkplug"
+    ? createSparkplugFleet(fleet, {
+      seed: config.seed,
+      namespace: config.sparkplugNamespace ?? SPARKPLUG_NAMESPACE,
+    })
+    : null;
+  const registered = targets.register && !sparkplug
     ? await registerInDatabase(targets.databaseUrl!, fleet, {
       thresholdMode: config.thresholdMode,
       maxSilenceMs: config.maxSilence ?? null,
@@ -129,7 +143,7 @@ export async function startSimulation(
       devices: fleet.devices.length,
       feeds: fleet.devices.reduce((n, d) => n + d.feeds.length, 0),
     },
-    connections: config.count === 0 ? 0 : config.connections,
+    connections: config.count === 0 ? 0 : sparkplug?.nodes ?? config.connections,
     registered,
     manifest: config.manifest ?? null,
     auto_register: targets.autoRegister,
@@ -154,10 +168,14 @@ export async function startSimulation(
     protocolVersion: targets.protocolVersion,
     keepaliveSec: config.keepaliveSec,
     clientIdPrefix: config.clientIdPrefix,
-    statusTopics: fleet.devices.map((d) =>
-      formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
-    ),
-    connections: config.connections,
+    // A Sparkplug edge node per connection, its births and deaths its status.
+    statusTopics: sparkplug
+      ? Array.from({ length: sparkplug.nodes }, () => "")
+      : fleet.devices.map((d) =>
+        formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
+      ),
+    connections: sparkplug?.nodes ?? config.connections,
+    presence: sparkplug?.presence,
     connectRate: config.connectRate,
     reconnectMs: config.reconnectMs,
     statusQos: config.qos,
@@ -189,7 +207,7 @@ export async function startSimulation(
     throw error;
   }
 
-  const traffic = createTraffic(config.seed, {
+  const traffic = sparkplug?.traffic ?? createTraffic(config.seed, {
     fleet,
     templates,
     formats: config.formats,
@@ -213,7 +231,8 @@ export async function startSimulation(
       send.badByReason[msg.reason!] = (send.badByReason[msg.reason!] ?? 0) + 1;
     }
     send.inflight++;
-    links.clientFor(msg.device).publish(msg.topic, msg.payload, { qos: config.qos }, (error) => {
+    const payload = typeof msg.payload === "string" ? msg.payload : Buffer.from(msg.payload);
+    links.clientFor(msg.device).publish(msg.topic, payload, { qos: config.qos }, (error) => {
       send.inflight--;
       if (error) {
         send.failed++;

@@ -19,27 +19,40 @@ import { formatTopic } from "../core/topics.ts";
 /** Payload formats of good readings (declared in the core, with the message model). */
 export { PAYLOAD_FORMATS, type PayloadFormat };
 
-/** What a message is. */
-export type TrafficKind = PayloadFormat | "spike" | "bad";
+/** What a message is: `mapped` is one of another format (`--format`, src/sim/formats.ts). */
+export type TrafficKind = PayloadFormat | "spike" | "bad" | "mapped";
 
 /**
  * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
- * needs a database that refuses a valid row, `internal_error`, which is a bug of ours, and
- * `value_conflict`, which needs two messages with one key. Bad messages take them in this
- * order.
+ * needs a database that refuses a valid row, `internal_error`, which is a bug of ours,
+ * `value_conflict`, which needs two messages with one key, and the Sparkplug ones, which
+ * need a Sparkplug payload (`--format sparkplug` makes its own traffic). Bad messages take
+ * them in this order.
  */
 export type BadReason = Exclude<
   RejectReason,
-  "db_rejected" | "internal_error" | "value_conflict"
+  | "db_rejected"
+  | "internal_error"
+  | "value_conflict"
+  | "sparkplug_unknown_alias"
+  | "sparkplug_unsupported_type"
 >;
+const NOT_BAD: ReadonlySet<RejectReason> = new Set([
+  "db_rejected",
+  "internal_error",
+  "value_conflict",
+  "sparkplug_unknown_alias",
+  "sparkplug_unsupported_type",
+]);
 export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
-  r !== "db_rejected" && r !== "internal_error" && r !== "value_conflict"
+  !NOT_BAD.has(r)
 );
 
 /** One message to publish. */
-export interface SimMessage {
+export interface SimMessage<P extends string | Uint8Array = string | Uint8Array> {
   topic: string;
-  payload: string;
+  /** Text in feedline's own formats; bytes in some of `--format`'s (CBOR). */
+  payload: P;
   /** Index into `fleet.devices`: whose connection publishes it. */
   device: number;
   kind: TrafficKind;
@@ -81,9 +94,9 @@ export interface TrafficOptions {
 }
 
 /** A traffic generator. */
-export interface Traffic {
+export interface Traffic<P extends string | Uint8Array = string | Uint8Array> {
   /** The next message, its readings taken at model time `tUs` (µs since the epoch). */
-  next(tUs: number): SimMessage;
+  next(tUs: number): SimMessage<P>;
   /** The bad reasons this fleet can produce (out_of_range needs a feed with thresholds). */
   readonly reasons: readonly BadReason[];
 }
@@ -112,7 +125,7 @@ function valuePlain(v: ModelValue): string {
  * traffic.next(Date.now() * 1000).topic; // "<uuid>/esp32-1a2b3c/feeds/esp32-1a2b3c-battery"
  * ```
  */
-export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
+export function createTraffic(seed: number, opts: TrafficOptions): Traffic<string> {
   const rng = createRng(seed, 2);
   const { fleet, templates } = opts;
   if (fleet.devices.some((d) => d.feeds.length === 0)) {
@@ -162,7 +175,7 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
   const statusTopic = (d: FleetDevice, code = d.code) =>
     formatTopic(templates.status, { user_id: d.userId, device_code: code });
 
-  function spikeOf(device: number, feed: FleetFeed): SimMessage {
+  function spikeOf(device: number, feed: FleetFeed): SimMessage<string> {
     const d = fleet.devices[device];
     const v = models.get(feed)!.spike()!;
     const topic = feedTopic(d, feed.key);
@@ -177,12 +190,12 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
     };
   }
 
-  function bad(tUs: number): SimMessage {
+  function bad(tUs: number): SimMessage<string> {
     const reason = reasons[nextReason++ % reasons.length];
     const device = pickDevice(tUs);
     const d = fleet.devices[device];
     const key = d.feeds[0]?.key ?? `${d.code}-temperature`;
-    const m = (topic: string, payload: string): SimMessage => ({
+    const m = (topic: string, payload: string): SimMessage<string> => ({
       topic,
       payload,
       device,
@@ -224,7 +237,7 @@ export function createTraffic(seed: number, opts: TrafficOptions): Traffic {
     throw new Error(`unreachable: ${reason satisfies never}`);
   }
 
-  function next(tUs: number): SimMessage {
+  function next(tUs: number): SimMessage<string> {
     if (rng.chance(opts.badRatio)) return bad(tUs);
     const device = pickDevice(tUs);
     const d = fleet.devices[device];

@@ -8,7 +8,7 @@ import { BAD_REASONS, createTraffic, isoMicros, type SimMessage } from "./traffi
 const SPEC = { users: 3, devicesPerUser: 4, feedsPerDevice: 5 };
 const T0 = Date.UTC(2026, 0, 1) * 1000;
 
-function messages(seed: number, fleet: Fleet, n: number, badRatio = 0.2): SimMessage[] {
+function messages(seed: number, fleet: Fleet, n: number, badRatio = 0.2): SimMessage<string>[] {
   const traffic = createTraffic(seed, {
     fleet,
     templates: DEFAULT_TEMPLATES,

@@ -82,7 +82,8 @@ export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): Batc
   };
   for (let i = 0; i < batch.length; i++) {
     const d = batch[i].decoded;
-    if (d.kind === "reject" || d.kind === "skip") {
+    // A Sparkplug message is resolved into readings before (src/ingest/write/sparkplug.ts).
+    if (d.kind === "reject" || d.kind === "skip" || d.kind === "sparkplug") {
       keys.messages[i] = null;
       continue;
     }
@@ -132,6 +133,8 @@ export function planBatch(
       plan.rejects.push({ message: i, reason: decoded.reason, detail: decoded.detail });
     } else if (decoded.kind === "skip") {
       count(plan.skipped, decoded.reason);
+    } else if (decoded.kind === "sparkplug") {
+      plan.rejects.push({ message: i, reason: "internal_error", detail: "unresolved Sparkplug" });
     } else if (decoded.kind === "status") {
       planStatus(plan, i, inbound, decoded, found.devices.get(keys.messages[i]!.device!));
     } else if (rules.requireDevice && !found.devices.has(keys.messages[i]!.device!)) {
