@@ -12,6 +12,7 @@
  * - window: the in-flight window the broker gives a subscriber that defers acks;
  * - broker limit: a subscriber that only counts (bench/counter.ts);
  * - serve: `main.ts serve` as its own process, as in production (bench/serve_process.ts);
+ * - sparkplug: the same, fed Sparkplug B DDATA of 100 metrics (bench/sparkplug_phase.ts);
  * - hold, scale, fleet when asked for (bench/hold.ts, bench/scale.ts,
  *   bench/fleet_phase.ts).
  *
@@ -57,6 +58,7 @@ import {
   type WindowOnSetting,
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
+import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -66,13 +68,23 @@ const ALL_PHASES = [
   "window",
   "broker",
   "serve",
+  "sparkplug",
   "mappings",
   "hold",
   "scale",
   "fleet",
 ];
 /** Phases that need a broker: run once per --broker-inflight setting. */
-const MQTT_PHASES = ["window", "broker", "serve", "mappings", "hold", "scale", "fleet"];
+const MQTT_PHASES = [
+  "window",
+  "broker",
+  "serve",
+  "sparkplug",
+  "mappings",
+  "hold",
+  "scale",
+  "fleet",
+];
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -186,13 +198,13 @@ export const benchOptions = {
   }),
   phases: option({
     flag: "phases",
-    schema: z.string().default("window,broker,db,processor,commit,serve,mappings").refine(
+    schema: z.string().default("window,broker,db,processor,commit,serve,sparkplug,mappings").refine(
       (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
       `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
     defaultText: "all but hold, scale, fleet",
     doc:
-      "Which measurements to run. `commit`: a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `mappings`: serve --mappings with 50 rules, readings/s beside `serve` (bench/mappings_phase.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up over each feed, then `--count` measured warm; cache memory, per feed (bench/fleet_phase.ts).",
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -470,6 +482,20 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
       serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
+    }
+    if (has("sparkplug")) {
+      await resetData(db.sql);
+      const r = await withLoad(() =>
+        sparkplugPhase({
+          serve: { ...serveOptions, dbUrl: db.url, sql: db.sql },
+          pc: pc(rate),
+          tmp: run.tmp,
+          userId: db.topics[0].split("/")[0],
+          sql: db.sql,
+        })
+      );
+      // Readings/s: no ratio to the broker limit, which counts messages.
+      addRow(run, "sparkplug", `sparkplug, ${METRICS} metrics/DDATA`, inflight, r, null);
     }
     if (has("mappings")) {
       await resetData(db.sql);

@@ -10,8 +10,11 @@
  *
  * Usage: deno run -A bench/publisher.ts '<json PublisherConfig>'
  */
+import { Buffer } from "node:buffer";
 import process from "node:process";
 import mqtt, { type MqttClient } from "mqtt";
+import { encodeSparkplug } from "../src/core/sparkplug/encode.ts";
+import { DATATYPES } from "../src/core/sparkplug/schema.ts";
 
 /** What the publisher is told. */
 export interface PublisherConfig {
@@ -24,19 +27,28 @@ export interface PublisherConfig {
   rate: number;
   /**
    * json: `{"value", "ts"}`; plain: the number; zigbee2mqtt: a Zigbee2MQTT device state of
-   * `Z2M_READINGS` readings with `last_seen` in µs (the mappings phase).
+   * `Z2M_READINGS` readings with `last_seen` in µs (the mappings phase); `sparkplug`: the
+   * topics are Sparkplug DDATA topics; an NBIRTH per edge node and a DBIRTH per device
+   * declare `sparkplugMetrics` Double metrics first (not counted), then each message is a
+   * DDATA with all of them by alias.
    */
-  format: "json" | "plain" | "zigbee2mqtt";
+  format: "json" | "plain" | "zigbee2mqtt" | "sparkplug";
   /** Unacknowledged (QoS 1) or unwritten (QoS 0) publishes per connection. */
   window: number;
+  /** Metrics per Sparkplug DDATA (default 100). */
+  sparkplugMetrics?: number;
 }
 
 /** Readings in one message of the zigbee2mqtt format (linkquality is ignored by the rule). */
 export const Z2M_READINGS = 4;
 
-/** Readings per message of a format. */
-export function readingsPerMessage(format: PublisherConfig["format"]): number {
-  return format === "zigbee2mqtt" ? Z2M_READINGS : 1;
+/** Readings per message of a publisher config: several for zigbee2mqtt and sparkplug. */
+export function readingsPerMessage(
+  cfg: Pick<PublisherConfig, "format" | "sparkplugMetrics">,
+): number {
+  if (cfg.format === "zigbee2mqtt") return Z2M_READINGS;
+  if (cfg.format === "sparkplug") return cfg.sparkplugMetrics ?? 100;
+  return 1;
 }
 
 /** What the publisher reports. */
@@ -90,8 +102,11 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
 
-  const payload = (i: number): string =>
-    cfg.format === "json"
+  const sparkplug = cfg.format === "sparkplug" ? await births(clients[0], topics, cfg) : null;
+  const payload = (i: number): string | Buffer =>
+    sparkplug
+      ? sparkplug(i)
+      : cfg.format === "json"
       ? `{"value":${i},"ts":${stampUs()}}`
       : cfg.format === "zigbee2mqtt"
       ? `{"battery":${i % 100},"humidity":${(i % 1000) / 10},"linkquality":${i % 255},` +
@@ -133,6 +148,60 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
   await Promise.all(clients.map((c) => new Promise<void>((r) => c.end(false, {}, () => r()))));
   const cpu = process.cpuUsage();
   return { published: done, firstMs, lastMs, cpuUs: cpu.user + cpu.system };
+}
+
+/**
+ * Publishes the births of the Sparkplug topics `topics` (DDATA topics) and returns the
+ * maker of DDATA payloads. A device's payload times are ms since the epoch, strictly
+ * increasing per device (faster than 1 a ms they run ahead of the clock), so no two
+ * readings of a feed share a key.
+ */
+async function births(client: MqttClient, topics: string[], cfg: PublisherConfig) {
+  const n = cfg.sparkplugMetrics ?? 100;
+  const birthOf = (type: string, topic: string) => topic.replace("/DDATA/", `/${type}/`);
+  const publish = (topic: string, payload: Uint8Array) =>
+    client.publishAsync(topic, Buffer.from(payload), { qos: 1 });
+  const nodes = new Set(topics.map((t) => birthOf("NBIRTH", t).split("/").slice(0, 4).join("/")));
+  for (const node of nodes) {
+    await publish(node, encodeSparkplug({ timestamp: Date.now(), seq: 0, metrics: [] }));
+  }
+  const metrics = Array.from({ length: n }, (_, k) => ({
+    name: `m${k}`,
+    alias: k,
+    datatype: DATATYPES.Double,
+  }));
+  const dbirths = new Map<string, number>();
+  for (const t of topics) {
+    const node = t.split("/").slice(0, 4).join("/");
+    const seq = (dbirths.get(node) ?? 0) + 1;
+    dbirths.set(node, seq);
+    await publish(birthOf("DBIRTH", t), encodeSparkplug({ timestamp: Date.now(), seq, metrics }));
+  }
+  const lastMs = new Map<string, number>();
+  // Each edge node numbers its messages: its NBIRTH was 0, each DBIRTH one more.
+  const seqs = new Map<string, number>();
+  for (const t of topics) {
+    const node = t.split("/").slice(0, 4).join("/");
+    seqs.set(node, (seqs.get(node) ?? 0) + 1);
+  }
+  return (i: number): Buffer => {
+    const topic = topics[i % topics.length];
+    const ms = Math.max(Math.floor(wallMs()), (lastMs.get(topic) ?? 0) + 1);
+    lastMs.set(topic, ms);
+    const node = topic.split("/").slice(0, 4).join("/");
+    const seq = (seqs.get(node)! + 1) % 256;
+    seqs.set(node, seq);
+    return Buffer.from(encodeSparkplug({
+      timestamp: ms,
+      seq,
+      metrics: metrics.map((m) => ({
+        alias: m.alias,
+        datatype: m.datatype,
+        sendDatatype: false,
+        value: i + m.alias / 1000,
+      })),
+    }));
+  };
 }
 
 if (import.meta.main) {

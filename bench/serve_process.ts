@@ -269,7 +269,7 @@ async function measurePass(
   const lat = await commitLatency(sql, clock);
   const seconds = (lat.lastCommitMs - pub.firstMs) / 1000;
   // Rows are readings: a message of the zigbee2mqtt format carries several.
-  const perMessage = readingsPerMessage(pc.format);
+  const perMessage = readingsPerMessage(pc);
   return {
     messages: stored,
     seconds,
@@ -299,6 +299,8 @@ async function measurePass(
       maxUnackedSeen: maxUnacked,
       commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),
       rowsWithUnseenCommit: lat.unseen,
+      // Per row stored: per reading for a message of many (the Sparkplug phase).
+      serveCpuUsPerRow: usPer(cpuAtEnd.serve, cpuAtStart.serve, stored),
       serveArgs: opts.serveArgs,
       readingsPerMessage: perMessage,
     },

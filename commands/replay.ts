@@ -15,6 +15,7 @@ import { openDatabase } from "../src/db/database.ts";
 import { brokerOrRunningServe, databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { processorOptionsOf } from "../src/ingest/assembly.ts";
+import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
 import { connectClient } from "../src/mqtt/connect.ts";
 import { replayIntoDatabase } from "../src/replay/into_database.ts";
 import { Progress, type ProgressMode } from "../src/replay/progress.ts";
@@ -117,6 +118,13 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
       // As in serve: dev mode with the embedded database (also a running serve's).
       const autoRegister = config.autoRegister ?? config.databaseUrl === undefined;
       const processor = processorOptionsOf({ ...config, autoRegister });
+      if (config.decode.sparkplug) {
+        const tenant = config.sparkplugTenant!;
+        const register = autoRegister && !config.dryRun;
+        await resolveSparkplugTenant(db.sql, tenant, config.decode.sparkplug, {
+          autoRegister: register,
+        });
+      }
       if (config.rejects) {
         const rejectOpts = {
           sql: db.sql,

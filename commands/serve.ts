@@ -27,6 +27,7 @@ import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
+import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
 import { tenantAliasListener, TenantCache } from "../src/ingest/tenant_cache.ts";
 import type { Pipeline } from "../src/ingest/pipeline.ts";
@@ -100,6 +101,8 @@ export async function startServe(
       });
     }
     log.info("database ready", { where: db.where, partitions_created: db.partitions?.created });
+    const { sparkplug } = config.decode; // its tenant is looked up once, here
+    if (sparkplug) await resolveSparkplugTenant(db.sql, config.sparkplugTenant!, sparkplug, config);
 
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {

@@ -43,7 +43,9 @@ export async function run(args: string[]): Promise<void> {
     progress.write(
       `simulate: publishing to ${redactUrl(targets.mqttUrl)}` +
         `${targets.foundServe ? ` (found serve in ${config.dataDir})` : ""}` +
-        `${targets.register ? "; registering the fleet" : ""}; Ctrl-C to stop\n` +
+        `${
+          targets.register && config.format !== "sparkplug" ? "; registering the fleet" : ""
+        }; Ctrl-C to stop\n` +
         (targets.autoRegister && config.badRatio > 0
           ? "simulate: serve auto-registers, so bad messages for unknown feeds and devices " +
             "are stored, not rejected (the summary counts them apart)\n"

@@ -127,7 +127,7 @@ function problem(d: Decoded): string | null {
   if (d.kind === "skip") return null;
   if (d.tenantAlias === undefined && !/^[0-9a-f-]{36}$/.test(d.userId)) return `user ${d.userId}`;
   if (!isValidName(d.deviceCode)) return `device ${d.deviceCode}`;
-  if (d.kind === "status") return null;
+  if (d.kind === "status" || d.kind === "sparkplug") return null;
   if (d.readings.length + d.rejects.length === 0) return "readings without readings or rejects";
   for (const r of d.readings) {
     if (!isValidName(r.feedKey)) return `feed key ${r.feedKey}`;

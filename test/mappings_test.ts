@@ -21,6 +21,8 @@ import { listenForChanges } from "../src/ingest/feed_notify.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { tenantAliasListener, TenantCache } from "../src/ingest/tenant_cache.ts";
 import { silentLogger } from "../src/log.ts";
+import { encodeSparkplug } from "../src/core/sparkplug/encode.ts";
+import { DATATYPES as T } from "../src/core/sparkplug/schema.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { publish, waitFor } from "./support/serve.ts";
 
@@ -360,6 +362,65 @@ Deno.test("tenant aliases: resolved once and cached, a changed alias dropped thr
       select t.user_id, f.key from tenant_aliases t join feeds f on f.user_id = t.user_id`;
     assert.equal(made.key, "q.POWER");
     assert.notEqual(made.user_id, a);
+  } finally {
+    await db.close();
+  }
+});
+
+Deno.test("sparkplug-b recipe: a BIRTH and DATA by alias through the mappings registry land for the alias's user", async () => {
+  const db = await createTestDatabase();
+  try {
+    const mappings = loadMappings(recipe("sparkplug-b"));
+    const opts: DecodeOptions = {
+      router: mappings.router,
+      mappings,
+      maxPayloadBytes: 65536,
+      maxTextLength: 255,
+      maxFutureSkewMs: 300_000,
+    };
+    const msg = (topic: string, payload: Uint8Array): DecodedMessage => {
+      const inbound = { topic, payload, qos: 1 as const, retain: false, receivedAtUs: nowUs() };
+      return { inbound, decoded: decode(inbound, opts) };
+    };
+    const user = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${user})`;
+    const now = Date.now();
+    const birth = encodeSparkplug({
+      timestamp: now - 2,
+      seq: 0,
+      metrics: [
+        { name: "bdSeq", datatype: T.Int64, value: 1 },
+        { name: "Inputs/Temp", alias: 10, datatype: T.Float, value: 20.5 },
+      ],
+    });
+    const data = encodeSparkplug({
+      timestamp: now - 1,
+      seq: 1,
+      metrics: [{ alias: 10, datatype: T.Float, sendDatatype: false, value: 21.5 }],
+    });
+    const processor = { tenantCache: new TenantCache(), sparkplug: { register: true } };
+    // The alias is not registered yet: both are unknown_tenant, nothing else is written.
+    const early = await processBatch(
+      db.sql,
+      [msg("spBv1.0/plant/NBIRTH/edge-1", birth)],
+      processor,
+    );
+    assert.deepEqual(early.rejected, { unknown_tenant: 1 });
+    await db.sql`insert into tenant_aliases (alias, user_id) values ('sparkplug', ${user})`;
+    const result = await processBatch(db.sql, [
+      msg("spBv1.0/plant/NBIRTH/edge-1", birth),
+      msg("spBv1.0/plant/NDATA/edge-1", data),
+    ], processor);
+    assert.deepEqual(result.rejected, {});
+    const rows = await db.sql`
+      select f.key, v.value from feed_values v join feeds f on f.id = v.feed_id
+      where f.user_id = ${user} order by v.created_at`;
+    assert.deepEqual(rows.map((r) => [r.key, r.value]), [
+      ["plant.edge-1.Inputs.Temp", 20.5],
+      ["plant.edge-1.Inputs.Temp", 21.5],
+    ]);
+    const [device] = await db.sql`select status from devices where user_id = ${user}`;
+    assert.equal(device.status, "online");
   } finally {
     await db.close();
   }

@@ -7,7 +7,7 @@
  * ```
  *
  * with `payload_b64` instead of `payload` when the bytes are not UTF-8 (or start with a
- * byte order mark, which decoding would drop): the payload round-trips byte for byte. `received_at` has
+ * byte order mark). `received_at` has
  * microsecond precision: it is the `Inbound.receivedAtUs` that `serve` stamped, and so the
  * `created_at` of a reading without a device timestamp. Replaying it therefore re-creates
  * exactly the same `(feed_id, created_at)` keys. `replay` also reads `mosquitto_sub -v`
@@ -53,18 +53,17 @@ export function formatMicros(us: number): string {
   return `${iso.slice(0, 23)}${String(us - ms * 1000).padStart(3, "0")}Z`;
 }
 
-/**
- * Does `bytes` start with the UTF-8 byte order mark? TextDecoder drops it while decoding,
- * so such a payload as text would not round-trip byte for byte.
- */
-function startsWithBom(bytes: Uint8Array): boolean {
-  return bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+/** Does the payload start with a UTF-8 byte order mark (which a text decoder drops)? */
+function startsWithBom(p: Uint8Array): boolean {
+  return p.byteLength >= 3 && p[0] === 0xef && p[1] === 0xbb && p[2] === 0xbf;
 }
 
-/** Encodes one message as a capture line (without the newline). */
+/**
+ * Encodes one message as a capture line (without the newline). A payload goes in as text
+ * only when the text gives back the same bytes (binary ones, such as Sparkplug B protobuf,
+ * often do): UTF-8, without a byte order mark, which decoding would drop.
+ */
 export function encodeCaptureLine(msg: Inbound, dropped?: string): string {
-  // Binary payloads (CBOR, any bytes that are not UTF-8) and a leading byte order mark go
-  // as base64, so replay gets the very bytes serve received.
   const text = startsWithBom(msg.payload) ? null : decodeUtf8(msg.payload);
   const payload = text !== null
     ? `"payload":${JSON.stringify(text)}`

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { encodeSparkplug } from "../core/sparkplug/encode.ts";
 import {
   encodeCaptureLine,
   formatMicros,
@@ -48,19 +49,31 @@ Deno.test("a payload that is not UTF-8 is written as payload_b64 and read back b
   assert.deepEqual(parsed.entry.payload, payload);
 });
 
-Deno.test("a payload that starts with a byte order mark round-trips byte for byte", () => {
-  // Valid UTF-8, but TextDecoder drops the BOM: the capture once stored "21.5" for it.
-  const payload = new Uint8Array([0xef, 0xbb, 0xbf, 0x32, 0x31, 0x2e, 0x35]);
-  const line = encodeCaptureLine({
-    topic: "a/b",
-    payload,
-    qos: 1,
-    retain: false,
-    receivedAtUs: 1767225600000000,
-  });
-  const parsed = parseCaptureLine(line);
-  assert.ok(parsed.ok);
-  assert.deepEqual(parsed.entry.payload, payload);
+Deno.test("Sparkplug payloads round-trip byte for byte, UTF-8-looking ones and a leading BOM too", () => {
+  const payloads = [
+    // A Sparkplug B DDATA (timestamp, one metric by alias with an int): binary.
+    encodeSparkplug({
+      timestamp: 1767225600123,
+      seq: 3,
+      metrics: [{ alias: 1, value: 200, datatype: 3 }],
+    }),
+    // One whose bytes all happen to be ASCII, so the line holds it as text.
+    encodeSparkplug({ seq: 5, metrics: [{ alias: 2, value: 7, datatype: 3 }] }),
+    // A UTF-8 byte order mark first: a text decoder drops it unless told not to.
+    new Uint8Array([0xef, 0xbb, 0xbf, 0x31]),
+  ];
+  for (const payload of payloads) {
+    const line = encodeCaptureLine({
+      topic: "spBv1.0/G/DDATA/E/D",
+      payload,
+      qos: 1,
+      retain: false,
+      receivedAtUs: 1767225600000000,
+    });
+    const parsed = parseCaptureLine(line);
+    assert.ok(parsed.ok);
+    assert.deepEqual(parsed.entry.payload, payload, line);
+  }
 });
 
 Deno.test("a dropped message carries its reason in the line", () => {

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { REJECT_REASONS } from "../core/message.ts";
 import { parseTimestamp } from "../core/payload.ts";
 import { compileTopicFilter } from "../core/topic_filter.ts";
+import { sparkplugOptions, sparkplugRouteOf } from "./sparkplug_options.ts";
 import { FeedlineError } from "../errors.ts";
 import {
   databaseOptions,
@@ -140,6 +141,7 @@ export const replayOptions = {
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   feedCacheSize: processingOptions.feedCacheSize,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
+  ...sparkplugOptions,
   // replay prints a summary and progress, not log lines: of the log options only
   // --verbose applies (to errors, in main.ts).
   verbose: logOptions.verbose,
@@ -176,7 +178,7 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
   if (sinceUs !== null && untilUs !== null && sinceUs >= untilUs) {
     throw new FeedlineError("CONFIG_INVALID", "--since must be before --until");
   }
-  const decode = decodeOptionsFrom(values, sources);
+  const decode = { ...decodeOptionsFrom(values, sources), sparkplug: sparkplugRouteOf(values) };
   const topicMatches = values.topic === undefined
     ? null
     : compileTopicFilter(values.topic, "--topic");

@@ -24,6 +24,8 @@ import { option, resolveOptions, zs } from "./options.ts";
 import type { Qos } from "../core/message.ts";
 import { parseErrorsTopic } from "../core/topics.ts";
 import { FeedlineError } from "../errors.ts";
+import { sparkplugFilters } from "../core/sparkplug/topic.ts";
+import { sparkplugOptions, sparkplugRebirthOption, sparkplugRouteOf } from "./sparkplug_options.ts";
 
 /**
  * The MQTT connection of `serve`: the client options it shares with `replay --publish`
@@ -177,6 +179,8 @@ export const serveOptions = {
   }),
   ...decodeOptions,
   ...processingOptions,
+  ...sparkplugOptions,
+  ...sparkplugRebirthOption,
   ...operationsOptions,
   ...logOptions,
   ...printConfigOptions,
@@ -200,7 +204,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
   }
-  const decode = decodeOptionsFrom(values, sources);
+  const decode = { ...decodeOptionsFrom(values, sources), sparkplug: sparkplugRouteOf(values) };
   const embeddedBroker = values.mqttUrl === undefined;
   const protocolVersion: 4 | 5 = embeddedBroker ? 4 : (values.mqttProtocol ?? "5") === "5" ? 5 : 4;
   if (values.sharedGroup && protocolVersion !== 5) {
@@ -282,7 +286,10 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
     clientId: config.clientId,
     protocolVersion: config.protocolVersion,
     qos: config.qos,
-    filters: config.router.filters,
+    filters: [
+      ...config.router.filters,
+      ...(config.decode.sparkplug ? sparkplugFilters(config.decode.sparkplug.namespace) : []),
+    ],
     sharedGroup: config.sharedGroup,
     keepaliveSec: config.keepaliveSec,
     sessionExpirySec: config.sessionExpirySec,

@@ -9,15 +9,18 @@ import { option, resolveOptions, zs } from "./options.ts";
 import { FeedlineError } from "../errors.ts";
 import { PAYLOAD_FORMATS, type PayloadFormat, type Qos } from "../core/message.ts";
 import { compileTopics } from "../core/topics.ts";
+import { sparkplugOptions } from "./sparkplug_options.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 
 /**
- * The values of `simulate --format`: feedline's own, then those of src/sim/formats.ts
- * (`SIM_FORMATS`, which a test keeps equal to this list; add a format to both).
+ * The values of `simulate --format`: feedline's own, Sparkplug B (an engine of its own,
+ * src/sim/sparkplug_fleet.ts), then those of src/sim/formats.ts (`SIM_FORMATS`, which a
+ * test keeps equal to the rest of this list; add a format to both).
  */
 export const SIM_FORMAT_NAMES = [
   "feedline",
+  "sparkplug",
   "zigbee2mqtt",
   "tasmota",
   "shelly-gen2",
@@ -135,9 +138,10 @@ export const simulateOptions = {
     env: "FEEDLINE_SIM_FORMAT",
     schema: z.enum(SIM_FORMAT_NAMES).default("feedline"),
     defaultText: "feedline",
-    doc: "feedline, or zigbee2mqtt, tasmota, shelly-gen2, cbor: devices for a serve with " +
-      "that file of deploy/mappings/.",
+    doc: "feedline, sparkplug (edge nodes for serve --sparkplug-tenant), or zigbee2mqtt, " +
+      "tasmota, shelly-gen2, cbor (for a serve with that file of deploy/mappings/).",
   }),
+  sparkplugNamespace: sparkplugOptions.sparkplugNamespace,
   badRatio: option({
     flag: "bad-ratio",
     env: "FEEDLINE_SIM_BAD_RATIO",

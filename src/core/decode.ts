@@ -12,6 +12,8 @@ import {
   parseStatusPayload,
 } from "./payload.ts";
 import type { TopicRouter } from "./topics.ts";
+import { decodeSparkplug, type SparkplugRoute } from "./sparkplug/decode.ts";
+import { isUnderNamespace } from "./sparkplug/topic.ts";
 import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
 import { describeError } from "../errors.ts";
 
@@ -38,6 +40,11 @@ export interface DecodeOptions {
   /** See PayloadLimits. */
   maxJsonDepth?: number;
   maxBulkEntries?: number;
+  /**
+   * Sparkplug B (`--sparkplug-tenant`): topics under its namespace are Sparkplug messages
+   * of this tenant (docs/topics-and-payloads.md, "Sparkplug B"); absent: none.
+   */
+  sparkplug?: SparkplugRoute;
 }
 
 /** Default of `DecodeOptions.maxTopicLength`: every level of the default templates fits. */
@@ -97,7 +104,6 @@ export function neverThrowing(decoder: Decoder): Decoder {
 export const decode: Decoder = neverThrowing(decodeMessage);
 
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
-  if (opts.mappings) return opts.mappings.decode(msg, opts);
   const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;
   if (msg.topic.length > maxTopic) {
     return {
@@ -106,6 +112,10 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
       detail: `topic is ${msg.topic.length} characters; the limit is ${maxTopic}`,
     };
   }
+  if (opts.sparkplug && isUnderNamespace(msg.topic, opts.sparkplug.namespace)) {
+    return decodeSparkplug(msg, opts.sparkplug, opts);
+  }
+  if (opts.mappings) return opts.mappings.decode(msg, opts);
   const match = opts.router.match(msg.topic);
   if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
   if (!isUuid(match.userId)) {

@@ -4,6 +4,8 @@
  * of those into a `BatchResult` with one outcome (stored, rejected, skipped) per message.
  */
 
+import type { SparkplugMessage } from "./sparkplug/model.ts";
+
 /** MQTT quality of service. */
 export type Qos = 0 | 1 | 2;
 
@@ -47,7 +49,9 @@ export type RejectReason =
   | "out_of_range"
   | "value_conflict"
   | "db_rejected"
-  | "internal_error";
+  | "internal_error"
+  | "sparkplug_unknown_alias"
+  | "sparkplug_unsupported_type";
 
 /** All reject reasons, for metrics and docs. */
 export const REJECT_REASONS: readonly RejectReason[] = [
@@ -65,6 +69,8 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "value_conflict",
   "db_rejected",
   "internal_error",
+  "sparkplug_unknown_alias",
+  "sparkplug_unsupported_type",
 ];
 
 /**
@@ -74,13 +80,16 @@ export const REJECT_REASONS: readonly RejectReason[] = [
  * subscribe; `retained_cleared` is the empty retained message that clears one;
  * `not_mapped` is a message whose mapping rule says it is not data (its `when` does not
  * hold: a Shelly button event on the topic of its status notifications).
+ * `sparkplug_stale_death` is a Sparkplug NDEATH whose bdSeq is not the last NBIRTH's (the
+ * will of an older session, docs/topics-and-payloads.md, "Sparkplug B").
  */
 export type SkipReason =
   | "inactive_feed"
   | "duplicate"
   | "retained"
   | "retained_cleared"
-  | "not_mapped";
+  | "not_mapped"
+  | "sparkplug_stale_death";
 
 /** All skip reasons. */
 export const SKIP_REASONS: readonly SkipReason[] = [
@@ -89,6 +98,7 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "retained",
   "retained_cleared",
   "not_mapped",
+  "sparkplug_stale_death",
 ];
 
 /** One value for one feed. */
@@ -146,10 +156,22 @@ export interface DecodedStatus extends Owner {
   tsUs: number | null;
 }
 
+/** A Sparkplug B message, its aliases not yet resolved (src/ingest/write/sparkplug.ts). */
+export interface DecodedSparkplug extends Owner {
+  kind: "sparkplug";
+  sparkplug: SparkplugMessage;
+}
+
 /** A message after topic and payload parsing. */
 export type Decoded =
   | DecodedReadings
   | DecodedStatus
+  /**
+   * A Sparkplug B message (src/core/sparkplug/decode.ts): its metrics become readings,
+   * and its BIRTH or DEATH a status, once the processor resolved its aliases against the
+   * recorded BIRTH state (src/ingest/write/sparkplug.ts).
+   */
+  | DecodedSparkplug
   | { kind: "reject"; reason: RejectReason; detail: string }
   /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
   | { kind: "skip"; reason: SkipReason };

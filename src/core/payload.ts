@@ -34,14 +34,14 @@ const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 // Control characters other than tab have no place in a short text value; NUL cannot
 // even be stored in a PostgreSQL text column.
 // deno-lint-ignore no-control-regex
-const CONTROL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+export const CONTROL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
 // Earliest device timestamp we believe: clocks that were never set report 1970.
-const MIN_TS_US = Date.UTC(2000, 0, 1) * 1000;
+export const MIN_TS_US = Date.UTC(2000, 0, 1) * 1000;
 // Latest: the end of year 9999, the last one ISO 8601 and PostgreSQL's timestamptz
 // formats print in four digits. Beyond it JavaScript's Date cannot even format the value
 // (a 1e19 timestamp once threw RangeError out of decode), so it is refused here, as text.
-const MAX_TS_US = Date.UTC(9999, 11, 31, 23, 59, 59, 999) * 1000;
+export const MAX_TS_US = Date.UTC(9999, 11, 31, 23, 59, 59, 999) * 1000;
 
 function fail(reason: RejectReason, detail: string): ParsedValue {
   return { ok: false, reason, detail };

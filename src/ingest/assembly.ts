@@ -17,6 +17,7 @@ import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
 import { TenantCache } from "./tenant_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
+import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
 /** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
 export interface ProcessorSettings {
@@ -27,6 +28,8 @@ export interface ProcessorSettings {
   feedCacheSize: number;
   /** Do everything, then roll back (`replay --dry-run`). */
   dryRun?: boolean;
+  /** A Sparkplug BIRTH creates its device and feeds (`--sparkplug-register`). */
+  sparkplugRegister?: boolean;
 }
 
 /** What the processor gets besides the settings. */
@@ -54,6 +57,11 @@ export function processorOptionsOf(
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
     deviceCache: new DeviceCache(cacheSize),
     tenantCache: parts.tenantCache ?? new TenantCache(cacheSize),
+    sparkplug: {
+      // A birth's metric table never changes (src/ingest/write/sparkplug_state.ts): kept long.
+      cache: new SparkplugCache({ ttlMs: 600_000, maxEntries: DEFAULT_SPARKPLUG_CACHE_SIZE }),
+      register: settings.sparkplugRegister ?? false,
+    },
     ...(settings.dryRun ? { dryRun: true } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }

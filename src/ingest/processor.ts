@@ -44,6 +44,7 @@ import {
   resultOf,
 } from "./write/result.ts";
 import type { RejectRow } from "./write/rows.ts";
+import { prepareSparkplug, type SparkplugSettings } from "./write/sparkplug.ts";
 import { writeStatuses } from "./write/statuses.ts";
 import { writeValuesCarefully, writeValuesFast } from "./write/values.ts";
 
@@ -79,6 +80,8 @@ export interface ProcessorOptions {
   inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
   /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
   fastOrCareful?: FastOrCareful;
+  /** Sparkplug B state and registration (src/ingest/write/sparkplug.ts). */
+  sparkplug?: SparkplugSettings;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -196,7 +199,10 @@ async function inOneTransaction(
   }
 }
 
-/** One batch inside its transaction: keys, lookups, plan, then each table's writer. */
+/**
+ * One batch inside its transaction: Sparkplug messages resolved to readings, keys,
+ * lookups, plan, then each table's writer.
+ */
 async function writeBatch(
   tx: Transaction,
   decoded: DecodedMessage[],
@@ -209,13 +215,17 @@ async function writeBatch(
   };
   const tenants = await lookupTenants(tx, aliasesOf(decoded), opts.tenantCache, rules.autoRegister);
   const batch = withTenants(decoded, tenants); // mappings: each alias's user (src/core/mappings/)
-  const keys = keysOf(batch, rules);
+  const sparkplug = await prepareSparkplug(tx, batch, opts.sparkplug);
+  const messages = sparkplug?.messages ?? batch;
+  const keys = keysOf(messages, rules);
+  sparkplug?.nameDevices(keys);
   if (rules.autoRegister) await autoRegister(tx, keys);
   const found = {
     feeds: await lookupFeeds(tx, keys.feeds, opts.feedCache),
     devices: await lookupDevices(tx, keys.devices, opts.deviceCache, rules),
   };
-  const plan = planBatch(batch, keys, found, rules);
+  const plan = planBatch(messages, keys, found, rules);
+  sparkplug?.planStatuses(plan, found.devices);
   // Feeds with alert rules: their state is locked before their readings go in.
   const alerting = await lockAlertStates(tx, found.feeds);
   // The fast way fails on any refusal, a duplicate included: see processBatch.
@@ -229,7 +239,7 @@ async function writeBatch(
   const rejects = mergeRejects([...plan.rejects, ...values.rejects, ...statuses.rejects]);
   await insertRejects(tx, batch, rejects, payloadCapOf(opts));
   const alerts = alerting
-    ? await writeAlerts(tx, batch, alerting, plan.values, values.notStored)
+    ? await writeAlerts(tx, messages, alerting, plan.values, values.notStored)
     : undefined;
   return resultOf(batch, { plan, values, statuses, rejects, alerts });
 }

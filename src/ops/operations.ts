@@ -8,6 +8,7 @@
  *
  * Its `onCommitted` is added to the pipeline's after-commit listeners; closed with serve.
  */
+import { Buffer } from "node:buffer";
 import type postgres from "postgres";
 import type { TopicRouter } from "../core/topics.ts";
 import type { IngestMetrics } from "../ingest/metrics.ts";
@@ -22,6 +23,7 @@ import { ErrorFeedback } from "./feedback.ts";
 import { addServeGauges } from "./gauges.ts";
 import { createLiveStatus } from "./live.ts";
 import { createReadiness, type ReadinessConfig } from "./readiness.ts";
+import { createSparkplugOps } from "./sparkplug_ops.ts";
 
 /** What the operations side needs from serve's configuration. */
 export interface OperationsConfig extends ReadinessConfig, AlertsConfig {
@@ -29,6 +31,8 @@ export interface OperationsConfig extends ReadinessConfig, AlertsConfig {
   /** Parsed errors topic template, or null when feedback is off. */
   errorsTopic: string | null;
   errorsPerMinute: number;
+  decode: { sparkplug?: { namespace: string } };
+  sparkplugRebirth: boolean;
 }
 
 /** Creates the operations side; see the module doc for its life cycle. */
@@ -66,6 +70,16 @@ export function createOperations(opts: {
       },
     })
     : null;
+  const sparkplug = createSparkplugOps({
+    registry: metrics.registry,
+    namespace: config.decode.sparkplug?.namespace ?? null,
+    rebirth: config.sparkplugRebirth,
+    publish(topic, payload) {
+      if (!source.client.connected) return false;
+      source.client.publish(topic, Buffer.from(payload), { qos: 0, retain: false });
+      return true;
+    },
+  });
   const alerts = createAlertOps({
     ...{ config, sql, log, registry: metrics.registry },
     publish(topic, payload) {
@@ -93,11 +107,12 @@ export function createOperations(opts: {
      * The pipeline's after-commit hook: readiness (a commit proves the database answers),
      * flood warnings and feedback for the rejects.
      */
-    onCommitted(_items: QueueItem[], result: BatchResult): void {
+    onCommitted(items: QueueItem[], result: BatchResult): void {
       readiness.committed();
       gauges.committed();
       reports.committed(result);
       if (feedback && result.rejects.length > 0) feedback.report(result.rejects);
+      sparkplug.committed(items, result.rejects);
       if (result.alerts) alerts.report(result.alerts);
     },
 

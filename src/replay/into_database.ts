@@ -74,6 +74,10 @@ export async function replayIntoDatabase(
 function hasOwnTime(decoded: Decoded): boolean {
   if (decoded.kind === "readings") return decoded.readings.every((r) => r.tsUs !== null);
   if (decoded.kind === "status") return decoded.tsUs !== null;
+  if (decoded.kind === "sparkplug") {
+    const sp = decoded.sparkplug;
+    return sp.tsUs !== null || sp.metrics.every((m) => m.tsUs !== null);
+  }
   return true;
 }
 

@@ -9,11 +9,27 @@
  * A clean DISCONNECT makes the broker discard the will (MQTT 5 §3.14.4), so at the end
  * each device publishes `offline` itself before disconnecting.
  */
+import type { Buffer } from "node:buffer";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Qos } from "../core/message.ts";
 import { awaitFirstConnect } from "../mqtt/connect.ts";
 import type { MqttTlsOptions, MqttTlsSettings } from "../mqtt/tls.ts";
 import { createPacer } from "./pacer.ts";
+
+/**
+ * How a connection announces itself, when not by `online`/`offline` on its status topic
+ * (a Sparkplug B edge node: src/sim/sparkplug_fleet.ts). Each gets the connection index.
+ */
+export interface LinkPresence {
+  /** The last will set when the connection is created. */
+  will(index: number): { topic: string; payload: Buffer };
+  /** Once connected (and after each reconnect). */
+  connected(index: number, client: MqttClient, qos: Qos): void;
+  /** The connection was lost (the broker published the will); it will reconnect. */
+  lost(index: number, client: MqttClient): void;
+  /** At the end, before a clean disconnect (which discards the will). */
+  closing(index: number, client: MqttClient, qos: Qos): void;
+}
 
 /** Where and how to connect. */
 export interface DeviceLinksOptions {
@@ -38,6 +54,8 @@ export interface DeviceLinksOptions {
   connectTimeoutMs: number;
   /** TLS options for mqtts:// and wss:// (src/mqtt/tls.ts made them). */
   tls?: MqttTlsOptions;
+  /** Replaces the status topics' `online`/`offline` and will (one status topic per connection). */
+  presence?: LinkPresence;
   /** The TLS settings they came from, to explain a failed first connect. */
   tlsSettings?: MqttTlsSettings;
 }
@@ -137,8 +155,9 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
       reconnectPeriod: opts.reconnectMs,
       connectTimeout: opts.connectTimeoutMs,
       will: {
-        topic: opts.statusTopics[devices[0]],
-        payload: words.offline,
+        ...(opts.presence
+          ? opts.presence.will(index)
+          : { topic: opts.statusTopics[devices[0]], payload: words.offline }),
         qos: opts.statusQos,
         retain: false,
       },
@@ -149,11 +168,13 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
       stats.connects++;
       dropping.delete(index);
       client.options.reconnectPeriod = opts.reconnectMs;
-      publishStatus(client, devices, "online");
+      if (opts.presence) opts.presence.connected(index, client, opts.statusQos);
+      else publishStatus(client, devices, "online");
     });
     client.on("close", () => {
       // A failed reconnect attempt closes too; count only connections that were up.
       if (up && !closing && !dropping.has(index)) stats.lost++;
+      if (up && !closing) opts.presence?.lost(index, client);
       up = false;
     });
     client.on("error", (error) => {
@@ -212,7 +233,8 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
         if (!client) return Promise.resolve();
         // Down (its will was published) or never up: just stop its reconnect timer.
         if (!client.connected) return endClient(client, true);
-        publishStatus(client, devicesOf[i], "offline");
+        if (opts.presence) opts.presence.closing(i, client, opts.statusQos);
+        else publishStatus(client, devicesOf[i], "offline");
         // A graceful end waits for the broker's acks; a broker that went away meanwhile
         // must not hold the exit forever.
         return settleWithin(endClient(client, false), timeoutMs).then(() =>

@@ -6,8 +6,9 @@
  * into that ecosystem's device names, topics and payloads, and names each feed as the
  * recipe will (`<device>.<path>`), so `--register` registers exactly what serve looks up.
  *
- * To add a format (Sparkplug B is planned): an entry in `SIM_FORMATS`; its name becomes a
- * value of `--format`, and docs/simulate.md says which recipe it goes with.
+ * To add a format: an entry in `SIM_FORMATS` and its name in `SIM_FORMAT_NAMES`
+ * (src/cli/simulate_options.ts), and docs/simulate.md says which recipe it goes with.
+ * (`sparkplug` has an engine of its own, src/sim/sparkplug_fleet.ts: births, deaths, aliases.)
  */
 import { encode } from "cborg";
 import type { FeedModel, ModelValue } from "./feed_models.ts";
@@ -218,9 +219,6 @@ export const SIM_FORMATS: Readonly<Record<string, SimFormat>> = {
   "shelly-gen2": shellyGen2,
   cbor,
 };
-
-/** The values of `--format`: feedline's own, then the others. */
-export const SIM_FORMAT_NAMES: readonly string[] = ["feedline", ...Object.keys(SIM_FORMATS)];
 
 /**
  * The fleet as `format` names it: devices renamed, feeds keyed `<device>.<path>`, and

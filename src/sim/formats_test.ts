@@ -14,8 +14,8 @@ import { createRng } from "./prng.ts";
 
 const T0 = Date.UTC(2026, 0, 15) * 1000;
 
-Deno.test("--format lists feedline and every format of SIM_FORMATS", () => {
-  assert.deepEqual([...SIM_FORMAT_NAMES], ["feedline", ...Object.keys(SIM_FORMATS)]);
+Deno.test("--format lists feedline, sparkplug (an engine of its own) and every format of SIM_FORMATS", () => {
+  assert.deepEqual([...SIM_FORMAT_NAMES], ["feedline", "sparkplug", ...Object.keys(SIM_FORMATS)]);
 });
 
 for (const [name, format] of Object.entries(SIM_FORMATS)) {

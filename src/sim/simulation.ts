@@ -3,6 +3,7 @@
  * it, opens the device connections, then publishes paced traffic (and churn) until
  * --count, --duration or `stop()`, and sums it up. `commands/simulate.ts` wires it.
  */
+import { Buffer } from "node:buffer";
 import { createDeviceLinks, type DeviceLinks } from "./device_links.ts";
 import { buildFleet, type Fleet, fleetManifest } from "./fleet.ts";
 import { createPacer } from "./pacer.ts";
@@ -19,6 +20,8 @@ import {
 import type { SimulateTargets } from "./targets.ts";
 import { createTraffic, type PayloadFormat, type SimMessage, type Traffic } from "./traffic.ts";
 import { createFormatTraffic, fleetInFormat, SIM_FORMATS } from "./formats.ts";
+import { createSparkplugFleet } from "./sparkplug_fleet.ts";
+import { SPARKPLUG_NAMESPACE } from "../core/sparkplug/topic.ts";
 import { nowUs } from "../clock.ts";
 import { redactUrl } from "../log.ts";
 import type { Qos } from "../core/message.ts";
@@ -36,7 +39,10 @@ export interface SimulationConfig {
   count?: number;
   qos: Qos;
   formats: readonly PayloadFormat[];
-  /** `feedline`, or a format of src/sim/formats.ts. */
+  /**
+   * `feedline` (its own topics and payloads), `sparkplug` (src/sim/sparkplug_fleet.ts), or
+   * a format of src/sim/formats.ts.
+   */
   format: string;
   badRatio: number;
   spikeRatio: number;
@@ -63,6 +69,8 @@ export interface SimulationConfig {
   feedsTopic: string;
   statusTopic: string;
   maxPayloadBytes: number;
+  /** Where Sparkplug topics start (serve's --sparkplug-namespace). */
+  sparkplugNamespace?: string;
 }
 
 /** Where progress lines go. */
@@ -98,7 +106,7 @@ export async function startSimulation(
   targets: SimulateTargets,
   progress?: ProgressSink,
 ): Promise<Simulation> {
-  const format = config.format === "feedline" ? null : SIM_FORMATS[config.format];
+  const format = Object.hasOwn(SIM_FORMATS, config.format) ? SIM_FORMATS[config.format] : null;
   const built = buildFleet({
     seed: config.seed,
     users: config.users,
@@ -118,7 +126,14 @@ export async function startSimulation(
       JSON.stringify(fleetManifest(fleet, topics), null, 2) + "\n",
     );
   }
-  const registered = targets.register
+  // A Sparkplug fleet needs no registering: serve registers what each BIRTH declares.
+  const sparkplug = config.format === "sparkplug"
+    ? createSparkplugFleet(fleet, {
+      seed: config.seed,
+      namespace: config.sparkplugNamespace ?? SPARKPLUG_NAMESPACE,
+    })
+    : null;
+  const registered = targets.register && !sparkplug
     ? await registerInDatabase(targets.databaseUrl!, fleet, {
       thresholdMode: config.thresholdMode,
       maxSilenceMs: config.maxSilence ?? null,
@@ -136,7 +151,7 @@ export async function startSimulation(
       devices: fleet.devices.length,
       feeds: fleet.devices.reduce((n, d) => n + d.feeds.length, 0),
     },
-    connections: config.count === 0 ? 0 : config.connections,
+    connections: config.count === 0 ? 0 : sparkplug?.nodes ?? config.connections,
     registered,
     manifest: config.manifest ?? null,
     auto_register: targets.autoRegister,
@@ -161,13 +176,17 @@ export async function startSimulation(
     protocolVersion: targets.protocolVersion,
     keepaliveSec: config.keepaliveSec,
     clientIdPrefix: config.clientIdPrefix,
-    statusTopics: fleet.devices.map((d) =>
-      format
-        ? format.statusTopic(d)
-        : formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
-    ),
+    // A Sparkplug edge node per connection, its births and deaths its status.
+    statusTopics: sparkplug
+      ? Array.from({ length: sparkplug.nodes }, () => "")
+      : fleet.devices.map((d) =>
+        format
+          ? format.statusTopic(d)
+          : formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
+      ),
     ...(format ? { statusWords: { online: format.online, offline: format.offline } } : {}),
-    connections: config.connections,
+    connections: sparkplug?.nodes ?? config.connections,
+    presence: sparkplug?.presence,
     connectRate: config.connectRate,
     reconnectMs: config.reconnectMs,
     statusQos: config.qos,
@@ -199,9 +218,8 @@ export async function startSimulation(
     throw error;
   }
 
-  const traffic: Traffic = format
-    ? createFormatTraffic(config.seed, fleet, format)
-    : createTraffic(config.seed, {
+  const traffic: Traffic = sparkplug?.traffic ??
+    (format ? createFormatTraffic(config.seed, fleet, format) : createTraffic(config.seed, {
       fleet,
       templates,
       formats: config.formats,
@@ -212,7 +230,7 @@ export async function startSimulation(
       driftRatio: config.driftRatio,
       silentRatio: config.silentRatio,
       silentAfterUs: config.silentAfter * 1000,
-    });
+    }));
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined
     ? (seq: number) => config.startTime! + Math.round(seq * stepUs)
@@ -225,8 +243,7 @@ export async function startSimulation(
       send.badByReason[msg.reason!] = (send.badByReason[msg.reason!] ?? 0) + 1;
     }
     send.inflight++;
-    // MQTT.js takes a Buffer; a Uint8Array (a CBOR payload) is one in all but its type.
-    const payload = msg.payload as string;
+    const payload = typeof msg.payload === "string" ? msg.payload : Buffer.from(msg.payload);
     links.clientFor(msg.device).publish(msg.topic, payload, { qos: config.qos }, (error) => {
       send.inflight--;
       if (error) {

@@ -25,17 +25,30 @@ export type TrafficKind = PayloadFormat | "spike" | "bad" | "mapped";
 /**
  * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
  * needs a database that refuses a valid row, `internal_error`, which is a bug of ours,
- * `value_conflict`, which needs two messages with one key, and `unknown_tenant`, which
- * needs a mappings file (the templates name the user by id). Bad messages take them in
- * this order.
+ * `value_conflict`, which needs two messages with one key, `unknown_tenant`, which needs
+ * a mappings file (the templates name the user by id), and the Sparkplug ones, which need
+ * a Sparkplug payload (`--format sparkplug` makes its own traffic). Bad messages take them
+ * in this order.
  */
 export type BadReason = Exclude<
   RejectReason,
-  "db_rejected" | "internal_error" | "value_conflict" | "unknown_tenant"
+  | "db_rejected"
+  | "internal_error"
+  | "value_conflict"
+  | "unknown_tenant"
+  | "sparkplug_unknown_alias"
+  | "sparkplug_unsupported_type"
 >;
+const NOT_BAD: ReadonlySet<RejectReason> = new Set([
+  "db_rejected",
+  "internal_error",
+  "value_conflict",
+  "unknown_tenant",
+  "sparkplug_unknown_alias",
+  "sparkplug_unsupported_type",
+]);
 export const BAD_REASONS: readonly BadReason[] = REJECT_REASONS.filter((r): r is BadReason =>
-  r !== "db_rejected" && r !== "internal_error" && r !== "value_conflict" &&
-  r !== "unknown_tenant"
+  !NOT_BAD.has(r)
 );
 
 /** One message to publish. */

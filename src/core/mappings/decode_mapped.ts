@@ -157,7 +157,7 @@ function decodeMapped(
     case "skip":
       return out;
     case "decoded":
-      return out.decoded;
+      return ownedBy(out.decoded, tenant);
     case "status":
       if (out.tsUs !== null && out.tsUs > latestUs) {
         return reject("future_timestamp", futureDetail(out.tsUs));
@@ -192,6 +192,14 @@ function decodeMapped(
     return { kind: "skip", reason: "not_mapped" };
   }
   return readingsOf(rule, levels, base, found.readings, found.rejects, latestUs);
+}
+
+/** A format's own `Decoded`, named by the rule's tenant alias when it has one. */
+function ownedBy(decoded: Decoded, tenant: Tenant): Decoded {
+  if (tenant.alias === undefined || decoded.kind === "reject" || decoded.kind === "skip") {
+    return decoded;
+  }
+  return { ...decoded, userId: "", tenantAlias: tenant.alias };
 }
 
 function aliasOf(tenant: Tenant): { tenantAlias?: string } {

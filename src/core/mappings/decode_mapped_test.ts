@@ -9,6 +9,7 @@ import { decode, type DecodeOptions } from "../decode.ts";
 import type { Decoded } from "../message.ts";
 import { compileTopics } from "../topics.ts";
 import { compileMappings, type Mappings } from "./decode_mapped.ts";
+import { encodeSparkplug } from "../sparkplug/encode.ts";
 
 const NOW_US = Date.UTC(2026, 0, 15, 12, 0, 0) * 1000;
 const USER = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
@@ -288,9 +289,13 @@ Deno.test("a wrong mappings file is refused with one line naming the rule and th
     'mappings m.json: rule 2 ("s"): readings: "all", a list of paths, or an object of names to paths',
   );
   assert.equal(
+    refusal({ rules: [{ ...rule, format: "protobuf" }] }),
+    'mappings m.json: rule 1 ("r"): format: one of json, raw, cbor, sparkplug',
+  );
+  assert.equal(
     refusal({ rules: [{ ...rule, format: "sparkplug" }] }),
-    'mappings m.json: rule 1 ("r"): format: "sparkplug" is reserved for a decoder this build ' +
-      "does not have; one of json, raw, cbor",
+    'mappings m.json: rule 1 ("r"): readings: not for format sparkplug, which maps its payload ' +
+      "itself",
   );
   assert.equal(
     refusal({ rules: [{ ...rule, feed_key: "{device}.{nope}" }] }),
@@ -338,4 +343,22 @@ Deno.test("50 rules: each topic finds its own rule, and one lookup per level", (
   }
   assert.equal(run(m, "site0/d/other", '{"v":1}').kind, "reject");
   assert.ok(m.matcherStates < 200, `${m.matcherStates} states`);
+});
+
+Deno.test("sparkplug-b recipe: a Sparkplug message by rule, its tenant the alias, for the processor to resolve", () => {
+  const s = recipe("sparkplug-b");
+  const d = run(
+    s,
+    "spBv1.0/plant/DDATA/edge-1/pump-7",
+    encodeSparkplug({
+      timestamp: 1768478390000,
+      seq: 4,
+      metrics: [{ alias: 1, value: 7, datatype: 3 }],
+    }),
+  );
+  assert.equal(d.kind, "sparkplug", JSON.stringify(d));
+  assert.equal(d.kind === "sparkplug" && d.tenantAlias, "sparkplug");
+  assert.equal(d.kind === "sparkplug" && d.userId, "");
+  assert.equal(d.kind === "sparkplug" && d.deviceCode, "plant.edge-1.pump-7");
+  assert.deepEqual(s.filters.slice(0, 2), ["spBv1.0/+/NBIRTH/+", "spBv1.0/+/NDATA/+"]);
 });

@@ -3,7 +3,8 @@
  * `json`) names the decoder its payload bytes go through (docs/topics-and-payloads.md,
  * "Mappings"; docs/architecture.md, "Where to add things").
  *
- * THE CONTRACT of a format, for whoever adds one (Sparkplug B is the first planned):
+ * THE CONTRACT of a format, for whoever adds one (`sparkplug`, sparkplug_format.ts, is
+ * the first of shape "self"):
  *
  * - A format is a `PayloadFormat`: a `name` (what rules write in `format`), a `shape`,
  *   an optional zod schema for the rule's `options` field, and `decode`.
@@ -32,8 +33,8 @@
  * - Times are µs since the epoch (`parseTimestamp` in src/core/payload.ts reads the
  *   usual forms); a reading without one takes the receive time.
  * - To add one: write it beside this file, add it to `FORMATS` in registry.ts, and a case
- *   to src/core/mappings/decode_mapped_test.ts. `sparkplug` is reserved: a rule naming it
- *   is refused at start until a decoder of that name is in `FORMATS`.
+ *   to src/core/mappings/decode_mapped_test.ts. A name can be kept for a format still to
+ *   come (`RESERVED_FORMATS`): a rule naming it is refused at start with a line saying so.
  */
 import type { z } from "zod";
 import type { Decoded, DeviceStatus, ReadingReject, RejectReason, SkipReason } from "../message.ts";
@@ -72,7 +73,7 @@ export interface FormatContext {
   tenant: Tenant;
   deviceCode: string;
   receivedAtUs: number;
-  limits: PayloadLimits & { maxFutureSkewMs: number };
+  limits: PayloadLimits & { maxFutureSkewMs: number; maxPayloadBytes: number };
   /** The rule's `options`, as `optionsSchema` parsed them (undefined without a schema). */
   options: unknown;
 }

@@ -10,7 +10,7 @@
  * the database holds about it lands here; one the database itself decides (a refused
  * row, a conflicting reading) lands in the writer of its table.
  */
-import type { Decoded, DecodedMessage, Inbound, SkipReason } from "../../core/message.ts";
+import type { Decoded, DecodedMessage, Inbound, Owner, SkipReason } from "../../core/message.ts";
 import { storableJson } from "../../core/payload.ts";
 import { deviceKeyOf } from "../device_cache.ts";
 import { type FeedInfo, feedKeyOf } from "../feed_cache.ts";
@@ -30,25 +30,6 @@ export interface MessageKeys {
   device: string | null;
   /** `feedKeyOf(user, feed)` of each reading, in the order of its readings. */
   feeds: string[];
-  /** The message's tenant alias when `tenant_aliases` does not have it (`unknown_tenant`). */
-  unknownTenant?: string;
-}
-
-/** The resolved tenant aliases of a batch: alias → user id (src/ingest/write/lookups.ts). */
-export type Tenants = ReadonlyMap<string, string>;
-
-/**
- * The tenant aliases a batch names (`Decoded.tenantAlias`: set by the rules of a mappings
- * file), for `lookupTenants`; none without such rules.
- */
-export function aliasesOf(batch: readonly DecodedMessage[]): Set<string> {
-  const aliases = new Set<string>();
-  for (const { decoded: d } of batch) {
-    if ((d.kind === "readings" || d.kind === "status") && d.tenantAlias !== undefined) {
-      aliases.add(d.tenantAlias);
-    }
-  }
-  return aliases;
 }
 
 /** A feed the batch names. */
@@ -91,30 +72,60 @@ export interface Plan {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
+/** The resolved tenant aliases of a batch: alias → user id (src/ingest/write/lookups.ts). */
+export type Tenants = ReadonlyMap<string, string>;
+
+/**
+ * The tenant aliases a batch names (`tenantAlias`: set by the rules of a mappings file),
+ * for `lookupTenants`; none without such rules.
+ */
+export function aliasesOf(batch: readonly DecodedMessage[]): Set<string> {
+  const aliases = new Set<string>();
+  for (const { decoded } of batch) {
+    const alias = ownerOf(decoded)?.tenantAlias;
+    if (alias !== undefined) aliases.add(alias);
+  }
+  return aliases;
+}
+
+/** The owner of a message that has one (readings, a status, a Sparkplug message). */
+function ownerOf(d: Decoded): Owner | null {
+  return d.kind === "readings" || d.kind === "status" || d.kind === "sparkplug" ? d : null;
+}
+
 /**
  * The batch with each message named by a tenant alias given the user `tenants` resolved
- * the alias to (a copy of the message; the batch itself is left as decoded, so a retry
- * resolves afresh). A message whose alias `tenants` lacks keeps its empty user id: walk
- * one makes it `unknown_tenant`. Everything after the lookups (the plan, the writers,
+ * the alias to, or, when `tenant_aliases` does not have it, made an `unknown_tenant`
+ * reject (a copy of the message; the batch itself is left as decoded, so a retry resolves
+ * afresh). Everything after the lookups (the Sparkplug step, the plan, the writers,
  * feedback, alert events) then sees the message's user as for any other message.
  */
 export function withTenants(batch: DecodedMessage[], tenants: Tenants): DecodedMessage[] {
-  if (tenants.size === 0) return batch;
   let out: DecodedMessage[] | null = null;
   for (let i = 0; i < batch.length; i++) {
-    const { inbound, decoded: d } = batch[i];
-    if ((d.kind !== "readings" && d.kind !== "status") || d.tenantAlias === undefined) continue;
-    const userId = tenants.get(d.tenantAlias);
-    if (userId === undefined) continue;
+    const { inbound, decoded } = batch[i];
+    const alias = ownerOf(decoded)?.tenantAlias;
+    if (alias === undefined) continue;
+    const userId = tenants.get(alias);
     out ??= batch.slice();
-    out[i] = { inbound, decoded: { ...d, userId } };
+    out[i] = {
+      inbound,
+      decoded: userId === undefined
+        ? { kind: "reject", reason: "unknown_tenant", detail: unknownTenantDetail(alias) }
+        : { ...decoded, userId } as Decoded,
+    };
   }
   return out ?? batch;
 }
 
+function unknownTenantDetail(alias: string): string {
+  return `no tenant alias ${JSON.stringify(alias)}: insert into tenant_aliases (alias, user_id) ` +
+    "values (it, the user's id), then replay --rejects";
+}
+
 /**
- * Walk one: each message's keys, and the distinct feeds and devices; a message whose
- * tenant alias was not resolved (`withTenants`) is marked `unknownTenant`.
+ * Walk one: each message's keys, and the distinct feeds and devices (of a batch whose
+ * tenant aliases `withTenants` resolved).
  */
 export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): BatchKeys {
   const readingDevices = rules.requireDevice || rules.autoRegister;
@@ -125,39 +136,39 @@ export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): Batc
   };
   for (let i = 0; i < batch.length; i++) {
     const d = batch[i].decoded;
-    if (d.kind === "reject" || d.kind === "skip") {
+    // A Sparkplug message is resolved into readings before (src/ingest/write/sparkplug.ts).
+    if (d.kind === "reject" || d.kind === "skip" || d.kind === "sparkplug") {
       keys.messages[i] = null;
-      continue;
-    }
-    const userId = d.userId;
-    if (d.tenantAlias !== undefined && userId === "") {
-      keys.messages[i] = { device: null, feeds: [], unknownTenant: d.tenantAlias };
       continue;
     }
     const isStatus = d.kind === "status";
     let device: string | null = null;
     if (isStatus || readingDevices) {
-      device = deviceKeyOf(userId, d.deviceCode);
+      device = deviceKeyOf(d.userId, d.deviceCode);
       const known = keys.devices.get(device);
       if (!known) {
-        keys.devices.set(device, { userId, deviceCode: d.deviceCode, hasStatus: isStatus });
+        keys.devices.set(device, {
+          userId: d.userId,
+          deviceCode: d.deviceCode,
+          hasStatus: isStatus,
+        });
       } else if (isStatus) known.hasStatus = true;
     }
-    keys.messages[i] = { device, feeds: isStatus ? [] : feedKeysOf(d, userId, keys.feeds) };
+    keys.messages[i] = { device, feeds: isStatus ? [] : feedKeysOf(d, keys.feeds) };
   }
   return keys;
 }
 
 /** The feed key of each reading of `d`, each feed gathered into `feeds` once. */
-function feedKeysOf(d: ReadingsOf, userId: string, feeds: Map<string, FeedRef>): string[] {
+function feedKeysOf(d: ReadingsOf, feeds: Map<string, FeedRef>): string[] {
   const out = new Array<string>(d.readings.length);
   for (let j = 0; j < d.readings.length; j++) {
     const feedKey = d.readings[j].feedKey;
-    const key = feedKeyOf(userId, feedKey);
+    const key = feedKeyOf(d.userId, feedKey);
     out[j] = key;
     const known = feeds.get(key);
     if (known) known.deviceCode = d.deviceCode;
-    else feeds.set(key, { userId, feedKey, deviceCode: d.deviceCode });
+    else feeds.set(key, { userId: d.userId, feedKey, deviceCode: d.deviceCode });
   }
   return out;
 }
@@ -176,12 +187,8 @@ export function planBatch(
       plan.rejects.push({ message: i, reason: decoded.reason, detail: decoded.detail });
     } else if (decoded.kind === "skip") {
       count(plan.skipped, decoded.reason);
-    } else if (keys.messages[i]!.unknownTenant !== undefined) {
-      plan.rejects.push({
-        message: i,
-        reason: "unknown_tenant",
-        detail: unknownTenantDetail(keys.messages[i]!.unknownTenant!),
-      });
+    } else if (decoded.kind === "sparkplug") {
+      plan.rejects.push({ message: i, reason: "internal_error", detail: "unresolved Sparkplug" });
     } else if (decoded.kind === "status") {
       planStatus(plan, i, inbound, decoded, found.devices.get(keys.messages[i]!.device!));
     } else if (rules.requireDevice && !found.devices.has(keys.messages[i]!.device!)) {
@@ -273,11 +280,6 @@ function planStatus(
       message,
     });
   }
-}
-
-function unknownTenantDetail(alias: string): string {
-  return `no tenant alias ${JSON.stringify(alias)}: insert into tenant_aliases (alias, user_id) ` +
-    "values (it, the user's id), then replay --rejects";
 }
 
 function noDevice(decoded: ReadingsOf | StatusOf): string {

@@ -337,10 +337,12 @@ Deno.test("a message named by a tenant alias is keyed by its user; an unknown al
     device: deviceKeyOf(U, "d1"),
     feeds: [feedKeyOf(U, "temp")],
   });
-  assert.deepEqual(keys.messages[1], { device: null, feeds: [], unknownTenant: "away" });
+  assert.equal(keys.messages[1], null);
   const p = planBatch(owned, keys, found({ temp: feed(7) }, { d1: 3 }), STRICT);
   assert.deepEqual(p.values.map((v) => [v.message, v.feedId]), [[0, 7]]);
   assert.deepEqual(p.statuses.map((s) => [s.message, s.deviceId]), [[2, 3]]);
   assert.deepEqual(p.rejects.map((r) => [r.message, r.reason]), [[1, "unknown_tenant"]]);
   assert.match(p.rejects[0].detail, /no tenant alias "away"/);
+  const plain = [pending(readings("d1", [reading("temp", 1)]))];
+  assert.equal(withTenants(plain, new Map()), plain, "no alias: the batch itself");
 });

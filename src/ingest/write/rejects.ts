@@ -22,6 +22,15 @@ export const MAX_REJECT_DETAIL_CHARS = 2000;
 export const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
 
 /**
+ * Reasons that only the state of other messages decides, so that the message is to be
+ * replayed once that state arrived (`replay --rejects`): every reject row of a message
+ * with one of them keeps its whole payload, whatever the cap (a Sparkplug DATA whose
+ * BIRTH is not recorded yet, docs/topics-and-payloads.md, "Sparkplug B"). The payload is
+ * bounded all the same, by --max-payload-bytes.
+ */
+const REPLAYED_WHOLE: ReadonlySet<RejectReason> = new Set(["sparkplug_unknown_alias"]);
+
+/**
  * One reject row per message and reason: the details of a bulk message's entries are
  * joined. Messages keep the order in which their first reject came.
  */
@@ -49,7 +58,11 @@ export async function insertRejects(
   payloadCap: number,
 ): Promise<void> {
   if (rejects.length === 0) return;
-  const rows = rejects.map((r) => rejectRecord(batch[r.message], r, payloadCap));
+  let whole: Set<number> | null = null;
+  for (const r of rejects) if (REPLAYED_WHOLE.has(r.reason)) (whole ??= new Set()).add(r.message);
+  const rows = rejects.map((r) =>
+    rejectRecord(batch[r.message], r, whole?.has(r.message) ? Infinity : payloadCap)
+  );
   const { poison } = await insertIsolated(tx, rows, insertRejectRows);
   if (poison.length === 0) return;
   const fallback = poison.map(({ row, detail }) => ({
