@@ -38,6 +38,12 @@ import { type PublisherConfig, wallMs } from "./publisher.ts";
 import { probeWindow } from "./window.ts";
 import { type CommitCost, commitCostPhase, printCommitCost } from "./commit_cost.ts";
 import { printScale, scalePhase, type ScaleResult } from "./scale.ts";
+import {
+  createMappingsFleet,
+  type MappingsFleet,
+  mappingsPhase,
+  printMappingsComparison,
+} from "./mappings_phase.ts";
 import { holdPhase, type HoldResult, printHold } from "./hold.ts";
 import { type PassResult, type ServeOptions, startServe } from "./serve_process.ts";
 import type { Inflight, Load, PhaseResult, SummaryRow } from "./rows.ts";
@@ -63,12 +69,22 @@ const ALL_PHASES = [
   "broker",
   "serve",
   "sparkplug",
+  "mappings",
   "hold",
   "scale",
   "fleet",
 ];
 /** Phases that need a broker: run once per --broker-inflight setting. */
-const MQTT_PHASES = ["window", "broker", "serve", "sparkplug", "hold", "scale", "fleet"];
+const MQTT_PHASES = [
+  "window",
+  "broker",
+  "serve",
+  "sparkplug",
+  "mappings",
+  "hold",
+  "scale",
+  "fleet",
+];
 
 /** Options of the benchmark. */
 export const benchOptions = {
@@ -182,22 +198,13 @@ export const benchOptions = {
   }),
   phases: option({
     flag: "phases",
-    schema: z.string().default("window,broker,db,processor,commit,serve,sparkplug").refine(
+    schema: z.string().default("window,broker,db,processor,commit,serve,sparkplug,mappings").refine(
       (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
       `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
-    defaultText: "window,broker,db,processor,commit,serve,sparkplug",
-    doc: "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 " +
-      "metrics by alias, --count readings in all (bench/sparkplug_phase.ts). " +
-      "`commit`: the cost of a verified commit per batch of " +
-      "1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the " +
-      "default): 1, 2 and 3 serve " +
-      "instances in one shared group, stored rate and CPU by process (bench/scale.ts). " +
-      "`hold` (not in the default): VmRSS per message held by serve, with `--count` " +
-      "messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in " +
-      "the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed " +
-      "then `--count` messages measured warm; feed-cache memory per feed " +
-      "(bench/fleet_phase.ts).",
+    defaultText: "all but hold, scale, fleet",
+    doc:
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -336,6 +343,8 @@ interface Run {
   scales: { inflight: Inflight; results: ScaleResult[] }[];
   /** The fleet phase's database, created on its first use and kept for every setting. */
   fleet: FleetDatabase | null;
+  /** The mappings phase's fleet, registered in the benchmark database on first use. */
+  mappings: MappingsFleet | null;
   commit: (CommitCost & Load) | null;
 }
 
@@ -398,6 +407,7 @@ async function main(args: string[]): Promise<void> {
       holds: [],
       scales: [],
       fleet: null,
+      mappings: null,
       commit: null,
     };
     if (cfg.phaseList.includes("db")) {
@@ -487,6 +497,15 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       // Readings/s: no ratio to the broker limit, which counts messages.
       addRow(run, "sparkplug", `sparkplug, ${METRICS} metrics/DDATA`, inflight, r, null);
     }
+    if (has("mappings")) {
+      await resetData(db.sql);
+      const fleet = run.mappings ??= await createMappingsFleet(db.sql, run.tmp, cfg.devices * 10);
+      const r = await withLoad(() =>
+        mappingsPhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, fleet, pc(rate))
+      );
+      // Its rows are readings (4 a message): no share of the broker's messages/s.
+      addRow(run, "mappings", "serve --mappings, 50 rules (rows = readings)", inflight, r);
+    }
     if (has("hold")) {
       await resetData(db.sql);
       const hold = await withLoad(() =>
@@ -566,6 +585,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   const { cfg } = run;
   if (run.rows.length > 0) printSummary(run.rows);
   printNotes(run.rows, run.windows);
+  printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);

@@ -26,15 +26,29 @@ export interface PublisherConfig {
   /** Messages/s over all connections; 0 = flat out. */
   rate: number;
   /**
-   * `sparkplug`: the topics are Sparkplug DDATA topics; an NBIRTH per edge node and a
-   * DBIRTH per device declare `sparkplugMetrics` Double metrics first (not counted), then
-   * each message is a DDATA with all of them by alias.
+   * json: `{"value", "ts"}`; plain: the number; zigbee2mqtt: a Zigbee2MQTT device state of
+   * `Z2M_READINGS` readings with `last_seen` in µs (the mappings phase); `sparkplug`: the
+   * topics are Sparkplug DDATA topics; an NBIRTH per edge node and a DBIRTH per device
+   * declare `sparkplugMetrics` Double metrics first (not counted), then each message is a
+   * DDATA with all of them by alias.
    */
-  format: "json" | "plain" | "sparkplug";
+  format: "json" | "plain" | "zigbee2mqtt" | "sparkplug";
   /** Unacknowledged (QoS 1) or unwritten (QoS 0) publishes per connection. */
   window: number;
   /** Metrics per Sparkplug DDATA (default 100). */
   sparkplugMetrics?: number;
+}
+
+/** Readings in one message of the zigbee2mqtt format (linkquality is ignored by the rule). */
+export const Z2M_READINGS = 4;
+
+/** Readings per message of a publisher config: several for zigbee2mqtt and sparkplug. */
+export function readingsPerMessage(
+  cfg: Pick<PublisherConfig, "format" | "sparkplugMetrics">,
+): number {
+  if (cfg.format === "zigbee2mqtt") return Z2M_READINGS;
+  if (cfg.format === "sparkplug") return cfg.sparkplugMetrics ?? 100;
+  return 1;
 }
 
 /** What the publisher reports. */
@@ -94,6 +108,9 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
       ? sparkplug(i)
       : cfg.format === "json"
       ? `{"value":${i},"ts":${stampUs()}}`
+      : cfg.format === "zigbee2mqtt"
+      ? `{"battery":${i % 100},"humidity":${(i % 1000) / 10},"linkquality":${i % 255},` +
+        `"temperature":${(i % 400) / 10},"voltage":${2900 + (i % 200)},"last_seen":${stampUs()}}`
       : String(i);
 
   // Rate mode: how many messages may have been sent by now.

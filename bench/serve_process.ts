@@ -22,7 +22,7 @@ import {
   spawnDeno,
 } from "./children.ts";
 import { type CommitClock, startCommitClock } from "./commit_clock.ts";
-import type { PublisherConfig, PublisherReport } from "./publisher.ts";
+import { type PublisherConfig, type PublisherReport, readingsPerMessage } from "./publisher.ts";
 import type { PhaseResult } from "./rows.ts";
 import { fmtRate, metric } from "./text.ts";
 
@@ -35,7 +35,7 @@ export interface ServeOptions {
   /** A connection to `dbUrl`: counts what a pass stored and computes its latency. */
   sql: postgres.Sql;
   qos: 0 | 1;
-  format: "json" | "plain" | "sparkplug";
+  format: PublisherConfig["format"];
   serveArgs: string[];
   /** Directory for serve's V8 CPU profile; none when undefined. */
   cpuProfDir?: string;
@@ -268,14 +268,17 @@ async function measurePass(
     select count(*)::int as rejected from ingest_rejects`;
   const lat = await commitLatency(sql, clock);
   const seconds = (lat.lastCommitMs - pub.firstMs) / 1000;
+  // Rows are readings: a message of the zigbee2mqtt format carries several.
+  const perMessage = readingsPerMessage(pc);
   return {
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     p50Ms: lat.p50 ?? undefined,
     p99Ms: lat.p99 ?? undefined,
-    latencyFrom: opts.format === "json" ? "publish→commit" : "receive→commit",
-    lost: pub.published - stored - rejected - counters.skipped - counters.dropped,
+    latencyFrom: opts.format === "plain" ? "receive→commit" : "publish→commit",
+    lost: pub.published * perMessage - stored - rejected - counters.skipped -
+      counters.dropped * perMessage,
     dropped: counters.dropped,
     rejected,
     mostQueued: maxQueued,
@@ -299,6 +302,7 @@ async function measurePass(
       // Per row stored: per reading for a message of many (the Sparkplug phase).
       serveCpuUsPerRow: usPer(cpuAtEnd.serve, cpuAtStart.serve, stored),
       serveArgs: opts.serveArgs,
+      readingsPerMessage: perMessage,
     },
   };
 }

@@ -29,6 +29,7 @@ import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
+import { tenantAliasListener, TenantCache } from "../src/ingest/tenant_cache.ts";
 import type { Pipeline } from "../src/ingest/pipeline.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
@@ -119,10 +120,17 @@ export async function startServe(
     if (capture) closers.push("the capture file", () => capture.close());
 
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
-    const feeds = await createFeedCache({ ...cacheSize, listen: db.listen }, log);
+    // Tenant aliases of a mappings file (sql/008) are cached and invalidated like feeds.
+    const tenantCache = new TenantCache(cacheSize);
+    const also = config.decode.mappings ? [tenantAliasListener(tenantCache)] : [];
+    const feeds = await createFeedCache({ ...cacheSize, listen: db.listen, also }, log);
     closers.push("the feed cache", () => feeds.close());
+    if (config.mappings) {
+      log.info("mappings", { file: config.mappings, filters: config.router.filters });
+    }
     const processor = processorOptionsOf(config, {
       feedCache: feeds.cache,
+      tenantCache,
       onCarefulRewrite: () => metrics.carefulRewrites.inc(),
     });
     const { logRepeatIntervalMs } = config;

@@ -7,6 +7,8 @@ import { maskUrlSecrets, option, zs } from "./options.ts";
 import { type DecodeOptions, DEFAULT_MAX_TOPIC_LENGTH } from "../core/decode.ts";
 import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payload.ts";
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
+import { compileMappings } from "../core/mappings/decode_mapped.ts";
+import { FeedlineError } from "../errors.ts";
 
 const PG_PROTOCOLS = ["postgres:", "postgresql:"];
 
@@ -155,6 +157,14 @@ export function partitionSettingsOf(values: {
 
 /** Topic templates and payload limits (docs/topics-and-payloads.md). */
 export const decodeOptions = {
+  mappings: option({
+    flag: "mappings",
+    env: "FEEDLINE_MAPPINGS",
+    schema: z.string().min(1).optional(),
+    defaultText: "none (the templates)",
+    doc: "JSON file of rules that replace the topic templates, for devices that already " +
+      "exist (deploy/mappings/); checked at start.",
+  }),
   feedTopic: option({
     flag: "feed-topic",
     env: "FEEDLINE_FEED_TOPIC",
@@ -225,6 +235,7 @@ export const decodeOptions = {
  * here, at start, so a bad one stops the command with a line naming its flag.
  */
 export function decodeOptionsFrom(values: {
+  mappings?: string;
   feedTopic: string;
   feedsTopic: string;
   statusTopic: string;
@@ -234,13 +245,27 @@ export function decodeOptionsFrom(values: {
   maxTopicLength: number;
   maxJsonDepth: number;
   maxBulkEntries: number;
-}): DecodeOptions {
+}, sources?: Partial<Record<"feedTopic" | "feedsTopic" | "statusTopic", string>>): DecodeOptions {
+  const mappings = values.mappings === undefined ? undefined : loadMappings(values.mappings);
+  if (mappings && sources) {
+    const given = (["feedTopic", "feedsTopic", "statusTopic"] as const).find((k) =>
+      sources[k] !== undefined && sources[k] !== "default"
+    );
+    if (given) {
+      const flag = decodeOptions[given].flag;
+      throw new FeedlineError(
+        "CONFIG_INVALID",
+        `--mappings replaces the topic templates; drop --${flag} (or write its topic as a rule)`,
+      );
+    }
+  }
   return {
-    router: compileTopics({
+    router: mappings?.router ?? compileTopics({
       feed: values.feedTopic,
       feeds: values.feedsTopic,
       status: values.statusTopic,
     }),
+    ...(mappings ? { mappings } : {}),
     maxPayloadBytes: values.maxPayloadBytes,
     maxTextLength: values.maxTextLength,
     maxFutureSkewMs: values.maxFutureSkewMs,
@@ -364,3 +389,29 @@ export const logOptions = {
     boolean: true,
   }),
 };
+
+/**
+ * Reads and compiles a mappings file (src/core/mappings/), so a wrong one stops the
+ * command at start with one line naming the file, rule and field.
+ */
+export function loadMappings(path: string) {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      `--mappings ${path}: cannot read it (${(error as Error).message.split("\n")[0]})`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      `--mappings ${path} is not JSON: ${(error as Error).message.slice(0, 120)}`,
+    );
+  }
+  return compileMappings(json, path);
+}

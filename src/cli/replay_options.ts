@@ -178,7 +178,7 @@ export function parseReplayArgs(args: string[], env: Record<string, string | und
   if (sinceUs !== null && untilUs !== null && sinceUs >= untilUs) {
     throw new FeedlineError("CONFIG_INVALID", "--since must be before --until");
   }
-  const decode = { ...decodeOptionsFrom(values), sparkplug: sparkplugRouteOf(values) };
+  const decode = { ...decodeOptionsFrom(values, sources), sparkplug: sparkplugRouteOf(values) };
   const topicMatches = values.topic === undefined
     ? null
     : compileTopicFilter(values.topic, "--topic");

@@ -204,7 +204,7 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `serve takes no arguments (got "${positionals[0]}")`);
   }
-  const decode = { ...decodeOptionsFrom(values), sparkplug: sparkplugRouteOf(values) };
+  const decode = { ...decodeOptionsFrom(values, sources), sparkplug: sparkplugRouteOf(values) };
   const embeddedBroker = values.mqttUrl === undefined;
   const protocolVersion: 4 | 5 = embeddedBroker ? 4 : (values.mqttProtocol ?? "5") === "5" ? 5 : 4;
   if (values.sharedGroup && protocolVersion !== 5) {

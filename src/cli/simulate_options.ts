@@ -13,6 +13,20 @@ import { sparkplugOptions } from "./sparkplug_options.ts";
 
 const NUMBER_RE = /^\d+(?:\.\d+)?$/;
 
+/**
+ * The values of `simulate --format`: feedline's own, Sparkplug B (an engine of its own,
+ * src/sim/sparkplug_fleet.ts), then those of src/sim/formats.ts (`SIM_FORMATS`, which a
+ * test keeps equal to the rest of this list; add a format to both).
+ */
+export const SIM_FORMAT_NAMES = [
+  "feedline",
+  "sparkplug",
+  "zigbee2mqtt",
+  "tasmota",
+  "shelly-gen2",
+  "cbor",
+] as const;
+
 /** A non-negative decimal number from a flag or variable. */
 const zNumber = (max: number) =>
   z.string().trim().regex(NUMBER_RE, "a number").transform(Number).pipe(
@@ -122,10 +136,10 @@ export const simulateOptions = {
   format: option({
     flag: "format",
     env: "FEEDLINE_SIM_FORMAT",
-    schema: z.enum(["feedline", "sparkplug"]).default("feedline"),
+    schema: z.enum(SIM_FORMAT_NAMES).default("feedline"),
     defaultText: "feedline",
-    doc: "What the fleet speaks: feedline (its topics, --formats) or sparkplug (Sparkplug B " +
-      "edge nodes, one per user, for serve --sparkplug-tenant; docs/simulate.md).",
+    doc: "feedline, sparkplug (edge nodes for serve --sparkplug-tenant), or zigbee2mqtt, " +
+      "tasmota, shelly-gen2, cbor (for a serve with that file of deploy/mappings/).",
   }),
   sparkplugNamespace: sparkplugOptions.sparkplugNamespace,
   badRatio: option({
@@ -310,6 +324,15 @@ export function parseSimulateArgs(args: string[], env: Record<string, string | u
   }
   // Compiled only to fail early, naming the flag, on a template serve would refuse too.
   compileTopics({ feed: values.feedTopic, feeds: values.feedsTopic, status: values.statusTopic });
+  // Bad messages, drift and silence are feedline's own traffic (src/sim/traffic.ts).
+  const own = (["badRatio", "driftRatio", "silentRatio"] as const).find((k) => values[k] > 0);
+  if (values.format !== "feedline" && own) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      `--${simulateOptions[own].flag} shapes feedline's own traffic; use it with --format ` +
+        `feedline (got --format ${values.format})`,
+    );
+  }
   const deviceCount = values.users * values.devices;
   if (values.connections !== undefined && values.connections > deviceCount) {
     throw new FeedlineError(

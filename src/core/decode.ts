@@ -17,9 +17,19 @@ import { isUnderNamespace } from "./sparkplug/topic.ts";
 import { RECEIVE_STAMP_STEP_US } from "../clock.ts";
 import { describeError } from "../errors.ts";
 
+/**
+ * A decoder of its own for every topic: the compiled rules of a mappings file
+ * (src/core/mappings/decode_mapped.ts), which replace the three templates.
+ */
+export interface MappedDecoder {
+  decode(msg: Inbound, opts: DecodeOptions): Decoded;
+}
+
 /** What decode needs to know. */
 export interface DecodeOptions {
   router: TopicRouter;
+  /** `serve --mappings`: the rules decode every message instead of the templates. */
+  mappings?: MappedDecoder;
   /** Payloads larger than this are rejected as `too_large` without parsing. */
   maxPayloadBytes: number;
   maxTextLength: number;
@@ -93,8 +103,6 @@ export function neverThrowing(decoder: Decoder): Decoder {
  */
 export const decode: Decoder = neverThrowing(decodeMessage);
 
-// Until src/ingest/processor.ts imports it from its home (the leaf src/errors.ts).
-
 function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   const maxTopic = opts.maxTopicLength ?? DEFAULT_MAX_TOPIC_LENGTH;
   if (msg.topic.length > maxTopic) {
@@ -107,6 +115,7 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
   if (opts.sparkplug && isUnderNamespace(msg.topic, opts.sparkplug.namespace)) {
     return decodeSparkplug(msg, opts.sparkplug, opts);
   }
+  if (opts.mappings) return opts.mappings.decode(msg, opts);
   const match = opts.router.match(msg.topic);
   if (!match) return { kind: "reject", reason: "bad_topic", detail: "topic matches no template" };
   if (!isUuid(match.userId)) {
@@ -194,7 +203,7 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
  * idempotence"). The receive clock is moved past the last of them
  * (`lastReceiveOffsetUs`), so the next message's stamp is not among them.
  */
-function spreadReceiveStamps(readings: Reading[]): void {
+export function spreadReceiveStamps(readings: Reading[]): void {
   let seen: Map<string, number> | null = null;
   for (const r of readings) {
     if (r.tsUs !== null) continue;
@@ -219,7 +228,8 @@ export function lastReceiveOffsetUs(decoded: Decoded): number {
   return last;
 }
 
-function futureDetail(tsUs: number): string {
+/** The detail of a `future_timestamp` reject. */
+export function futureDetail(tsUs: number): string {
   return `timestamp ${formatTimestamp(tsUs)} is in the future`;
 }
 

@@ -45,6 +45,7 @@ export type RejectReason =
   | "future_timestamp"
   | "unknown_feed"
   | "unknown_device"
+  | "unknown_tenant"
   | "out_of_range"
   | "value_conflict"
   | "db_rejected"
@@ -63,6 +64,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "future_timestamp",
   "unknown_feed",
   "unknown_device",
+  "unknown_tenant",
   "out_of_range",
   "value_conflict",
   "db_rejected",
@@ -76,6 +78,8 @@ export const REJECT_REASONS: readonly RejectReason[] = [
  * purpose; duplicates are the same reading again (redelivery, replay); `retained` is an
  * old retained reading or status without a time of its own, re-sent by the broker on
  * subscribe; `retained_cleared` is the empty retained message that clears one;
+ * `not_mapped` is a message whose mapping rule says it is not data (its `when` does not
+ * hold: a Shelly button event on the topic of its status notifications).
  * `sparkplug_stale_death` is a Sparkplug NDEATH whose bdSeq is not the last NBIRTH's (the
  * will of an older session, docs/topics-and-payloads.md, "Sparkplug B").
  */
@@ -84,6 +88,7 @@ export type SkipReason =
   | "duplicate"
   | "retained"
   | "retained_cleared"
+  | "not_mapped"
   | "sparkplug_stale_death";
 
 /** All skip reasons. */
@@ -92,6 +97,7 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "duplicate",
   "retained",
   "retained_cleared",
+  "not_mapped",
   "sparkplug_stale_death",
 ];
 
@@ -121,31 +127,51 @@ export interface ReadingReject {
 /** Device status words we accept. */
 export type DeviceStatus = "online" | "offline";
 
+/**
+ * Whose a message is. `userId` is a lower-case UUID, unless `tenantAlias` is set: a rule
+ * of a mappings file named the tenant by an alias (docs/topics-and-payloads.md,
+ * "Mappings"), which the processor resolves through `tenant_aliases`
+ * (src/ingest/write/lookups.ts `lookupTenants`); `userId` is then "".
+ */
+export interface Owner {
+  userId: string;
+  deviceCode: string;
+  tenantAlias?: string;
+}
+
+/** A message of readings, after topic and payload parsing. */
+export interface DecodedReadings extends Owner {
+  kind: "readings";
+  readings: Reading[];
+  /** Entries of a bulk message that could not be parsed. */
+  rejects: ReadingReject[];
+}
+
+/** A device status message, after topic and payload parsing. */
+export interface DecodedStatus extends Owner {
+  kind: "status";
+  status: DeviceStatus;
+  /** The JSON payload when the device sent an object, for the history row. */
+  details: Record<string, unknown> | null;
+  tsUs: number | null;
+}
+
+/** A Sparkplug B message, its aliases not yet resolved (src/ingest/write/sparkplug.ts). */
+export interface DecodedSparkplug extends Owner {
+  kind: "sparkplug";
+  sparkplug: SparkplugMessage;
+}
+
 /** A message after topic and payload parsing. */
 export type Decoded =
-  | {
-    kind: "readings";
-    userId: string;
-    deviceCode: string;
-    readings: Reading[];
-    /** Entries of a bulk message that could not be parsed. */
-    rejects: ReadingReject[];
-  }
-  | {
-    kind: "status";
-    userId: string;
-    deviceCode: string;
-    status: DeviceStatus;
-    /** The JSON payload when the device sent an object, for the history row. */
-    details: Record<string, unknown> | null;
-    tsUs: number | null;
-  }
+  | DecodedReadings
+  | DecodedStatus
   /**
    * A Sparkplug B message (src/core/sparkplug/decode.ts): its metrics become readings,
    * and its BIRTH or DEATH a status, once the processor resolved its aliases against the
    * recorded BIRTH state (src/ingest/write/sparkplug.ts).
    */
-  | { kind: "sparkplug"; userId: string; deviceCode: string; sparkplug: SparkplugMessage }
+  | DecodedSparkplug
   | { kind: "reject"; reason: RejectReason; detail: string }
   /** Nothing to store, on purpose (e.g. the empty payload that clears a retained message). */
   | { kind: "skip"; reason: SkipReason };

@@ -163,7 +163,7 @@ export function formatTimestampUs(us: number): string {
 }
 
 /** Turns a JSON scalar (or numeric/short text) into a value. */
-function scalarValue(input: unknown, limits: PayloadLimits): ParsedValue {
+export function scalarValue(input: unknown, limits: PayloadLimits): ParsedValue {
   if (typeof input === "number") {
     return Number.isFinite(input)
       ? { ok: true, value: input, text: null, tsUs: null }
@@ -210,12 +210,14 @@ function objectValue(obj: Record<string, unknown>, limits: PayloadLimits): Parse
   return { ok: true, value: parsed.value, text: parsed.text, tsUs };
 }
 
-function looksLikeJson(text: string): boolean {
+/** Does trimmed `text` start like a JSON object, array or string? */
+export function looksLikeJson(text: string): boolean {
   const c = text.charCodeAt(0);
   return c === 0x7b /* { */ || c === 0x5b /* [ */ || c === 0x22; /* " */
 }
 
-function parseJson(
+/** JSON.parse, never throwing, refusing nesting deeper than `limits.maxJsonDepth`. */
+export function parseJson(
   text: string,
   limits: PayloadLimits,
 ): { ok: true; json: unknown } | { ok: false; detail: string } {
@@ -421,6 +423,10 @@ export function storableJson(value: unknown): string {
 
 function cleanJson(value: unknown): unknown {
   if (typeof value === "string") return cleanString(value);
+  // A CBOR payload (src/core/mappings/cbor.ts) may hold what JSON has not: integers
+  // beyond 2^53 (JSON.stringify throws on a bigint) and byte strings.
+  if (typeof value === "bigint") return Number(value);
+  if (value instanceof Uint8Array) return Array.from(value);
   if (value === null || typeof value !== "object") return value;
   if (Array.isArray(value)) return value.map(cleanJson);
   // No prototype: a "__proto__" key is then a key like any other, not a setter.

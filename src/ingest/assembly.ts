@@ -15,6 +15,7 @@ import { createIntake, type Intake } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
+import { TenantCache } from "./tenant_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
@@ -37,6 +38,8 @@ export interface ProcessorParts {
   feedCache?: FeedCache;
   /** Counts a batch rewritten the careful way; given, the processor keeps a write path of its own. */
   onCarefulRewrite?: () => void;
+  /** The tenant alias cache (serve's listens for changes); default: a new one. */
+  tenantCache?: TenantCache;
 }
 
 /** The processor's options, as serve and replay run it. */
@@ -53,6 +56,7 @@ export function processorOptionsOf(
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
     deviceCache: new DeviceCache(cacheSize),
+    tenantCache: parts.tenantCache ?? new TenantCache(cacheSize),
     sparkplug: {
       // A birth's metric table never changes (src/ingest/write/sparkplug_state.ts): kept long.
       cache: new SparkplugCache({ ttlMs: 600_000, maxEntries: DEFAULT_SPARKPLUG_CACHE_SIZE }),

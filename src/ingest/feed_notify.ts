@@ -30,33 +30,68 @@ export function feedKeyOfNotification(payload: string): string | null {
  * connection, so notifications would reach whichever connection runs next), refused, or
  * did not answer in `timeoutMs`.
  */
-export async function listenForFeedChanges(
+export function listenForFeedChanges(
   sql: postgres.Sql,
   cache: FeedCache,
   log: Logger,
   timeoutMs = 5_000,
   onListening?: (unlisten: () => Promise<void>) => void,
 ): Promise<boolean> {
+  return listenForChanges(
+    sql,
+    {
+      channel: FEED_CHANGED_CHANNEL,
+      what: "feed",
+      onChange(payload) {
+        const key = feedKeyOfNotification(payload);
+        if (key === null) cache.clear();
+        else cache.delete(key);
+      },
+      onReset: () => cache.clear(),
+    },
+    log,
+    timeoutMs,
+    onListening,
+  );
+}
+
+/** What to listen for: a channel, and what a notification on it and a reconnect do. */
+export interface ChangeListener {
+  channel: string;
+  /** For log lines: "feed", "tenant alias". */
+  what: string;
+  onChange(payload: string): void;
+  /** The first LISTEN and every re-LISTEN after a reconnect: what changed meanwhile was not heard. */
+  onReset(): void;
+}
+
+/** Listens on `listener.channel` (see `listenForFeedChanges`, which it serves). */
+export async function listenForChanges(
+  sql: postgres.Sql,
+  listener: ChangeListener,
+  log: Logger,
+  timeoutMs = 5_000,
+  onListening?: (unlisten: () => Promise<void>) => void,
+): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const { what } = listener;
   try {
     const [{ pglite }] = await sql<{ pglite: boolean }[]>`
       select version() like '%PGlite%' as pglite`;
     if (pglite) {
-      log.debug("PGlite has no LISTEN over its socket; the feed cache relies on its TTL");
+      log.debug(`PGlite has no LISTEN over its socket; the ${what} cache relies on its TTL`);
       return false;
     }
     const listening = await Promise.race([
       sql.listen(
-        FEED_CHANGED_CHANNEL,
+        listener.channel,
         (payload) => {
-          const key = feedKeyOfNotification(payload);
-          if (key === null) cache.clear();
-          else cache.delete(key);
-          log.debug("feed changed: dropped from the feed cache", { feed: payload });
+          listener.onChange(payload);
+          log.debug(`${what} changed: dropped from the ${what} cache`, { [what]: payload });
         },
         // Called on the first LISTEN and after every reconnect of the listening
         // connection: whatever changed in between was not heard, so forget everything.
-        () => cache.clear(),
+        () => listener.onReset(),
       ),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -65,7 +100,7 @@ export async function listenForFeedChanges(
     onListening?.(() => listening.unlisten());
     return true;
   } catch (error) {
-    log.warn("cannot LISTEN for feed changes; the feed cache relies on its TTL", {
+    log.warn(`cannot LISTEN for ${what} changes; the ${what} cache relies on its TTL`, {
       error: (error as Error).message,
     });
     return false;
@@ -80,17 +115,26 @@ export async function listenForFeedChanges(
  * pooler: src/db/database.ts says why) it relies on the TTL. One log line says which.
  */
 export async function createFeedCache(
-  opts: { ttlMs: number; maxEntries?: number; listen: { sql: postgres.Sql | null; how: string } },
+  opts: {
+    ttlMs: number;
+    maxEntries?: number;
+    listen: { sql: postgres.Sql | null; how: string };
+    /** More caches kept honest the same way (the tenant aliases, src/ingest/tenant_cache.ts). */
+    also?: ChangeListener[];
+  },
   log: Logger,
 ): Promise<{ cache: FeedCache; close(): Promise<void> }> {
   const cache = new FeedCache({ ttlMs: opts.ttlMs, maxEntries: opts.maxEntries });
-  let unlisten: (() => Promise<void>) | null = null;
-  const heard = (u: () => Promise<void>) => unlisten = u;
+  const unlistens: (() => Promise<void>)[] = [];
+  const heard = (u: () => Promise<void>) => unlistens.push(u);
   if (opts.ttlMs <= 0) {
     log.info("feed cache off (--feed-cache-ttl-ms 0): every batch looks its feeds up");
   } else if (
     opts.listen.sql && await listenForFeedChanges(opts.listen.sql, cache, log, undefined, heard)
   ) {
+    for (const listener of opts.also ?? []) {
+      await listenForChanges(opts.listen.sql, listener, log, undefined, heard);
+    }
     log.info("feed cache invalidation", { how: opts.listen.how });
   } else {
     log.info("feed cache invalidation", {
@@ -105,7 +149,7 @@ export async function createFeedCache(
     // UNLISTEN before the pool ends: postgres.js re-listens when its listening
     // connection closes, and that reconnect would fail once the database is gone.
     close: async () => {
-      await unlisten?.().catch(() => {});
+      for (const unlisten of unlistens) await unlisten().catch(() => {});
     },
   };
 }

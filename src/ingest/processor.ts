@@ -28,12 +28,13 @@ import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
 import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
 import type { FeedCache } from "./feed_cache.ts";
+import type { TenantCache } from "./tenant_cache.ts";
 import { lockAlertStates, writeAlerts } from "./write/alerts.ts";
 import { autoRegister } from "./write/auto_register.ts";
 import { FastOrCareful } from "./write/fast_or_careful.ts";
 import { refusalDetail } from "./write/isolation.ts";
-import { lookupDevices, lookupFeeds } from "./write/lookups.ts";
-import { keysOf, planBatch, type PlanRules } from "./write/plan.ts";
+import { lookupDevices, lookupFeeds, lookupTenants } from "./write/lookups.ts";
+import { aliasesOf, keysOf, planBatch, type PlanRules, withTenants } from "./write/plan.ts";
 import { DEFAULT_REJECT_PAYLOAD_CAP, insertRejects, mergeRejects } from "./write/rejects.ts";
 import {
   type BatchResult,
@@ -66,6 +67,8 @@ export interface ProcessorOptions {
   requireDevice?: boolean;
   /** Registered devices already seen, for readings and statuses alike. */
   deviceCache?: DeviceCache;
+  /** Tenant aliases already resolved (mappings, sql/008). */
+  tenantCache?: TenantCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
   /**
@@ -202,7 +205,7 @@ async function inOneTransaction(
  */
 async function writeBatch(
   tx: Transaction,
-  batch: DecodedMessage[],
+  decoded: DecodedMessage[],
   opts: ProcessorOptions,
   fast: boolean,
 ): Promise<BatchResult> {
@@ -210,6 +213,8 @@ async function writeBatch(
     requireDevice: opts.requireDevice ?? false,
     autoRegister: opts.autoRegister ?? false,
   };
+  const tenants = await lookupTenants(tx, aliasesOf(decoded), opts.tenantCache, rules.autoRegister);
+  const batch = withTenants(decoded, tenants); // mappings: each alias's user (src/core/mappings/)
   const sparkplug = await prepareSparkplug(tx, batch, opts.sparkplug);
   const messages = sparkplug?.messages ?? batch;
   const keys = keysOf(messages, rules);

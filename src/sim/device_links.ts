@@ -41,6 +41,8 @@ export interface DeviceLinksOptions {
   clientIdPrefix: string;
   /** The status topic of each device, by device index. */
   statusTopics: string[];
+  /** What a device publishes there (default `online` / `offline`; `--format` has its own). */
+  statusWords?: { online: string; offline: string };
   connections: number;
   /** New connections opened per second at most, so a large fleet does not storm the broker. */
   connectRate: number;
@@ -132,10 +134,11 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
   };
   let closing = false;
 
-  const publishStatus = (client: MqttClient, devices: number[], status: string) => {
+  const words = opts.statusWords ?? { online: "online", offline: "offline" };
+  const publishStatus = (client: MqttClient, devices: number[], status: "online" | "offline") => {
     for (const d of devices) {
       stats.statusSent++;
-      client.publish(opts.statusTopics[d], status, { qos: opts.statusQos }, () => {});
+      client.publish(opts.statusTopics[d], words[status], { qos: opts.statusQos }, () => {});
     }
   };
 
@@ -154,7 +157,7 @@ export function createDeviceLinks(opts: DeviceLinksOptions): DeviceLinks {
       will: {
         ...(opts.presence
           ? opts.presence.will(index)
-          : { topic: opts.statusTopics[devices[0]], payload: "offline" }),
+          : { topic: opts.statusTopics[devices[0]], payload: words.offline }),
         qos: opts.statusQos,
         retain: false,
       },

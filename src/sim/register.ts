@@ -14,6 +14,8 @@ export interface RegisterSettings {
   thresholdMode: "reject" | "alert";
   /** `max_silence` in ms; null: none. */
   maxSilenceMs: number | null;
+  /** `--format` with a recipe naming its tenant by alias (sql/008): registered for the fleet's user. */
+  alias?: string | null;
 }
 
 const DEFAULT_SETTINGS: RegisterSettings = { thresholdMode: "reject", maxSilenceMs: null };
@@ -75,6 +77,12 @@ export function registerFleet(
            or feeds.threshold_max is distinct from excluded.threshold_max
            or feeds.threshold_mode is distinct from excluded.threshold_mode
            or feeds.max_silence is distinct from excluded.max_silence`;
+    // `--format` with a recipe that names its tenant by alias (sql/008): the fleet's user.
+    if (settings.alias) {
+      await tx`insert into tenant_aliases (alias, user_id) values (${settings.alias}, ${userIds[0]})
+        on conflict (alias) do update set user_id = excluded.user_id
+        where tenant_aliases.user_id is distinct from excluded.user_id`;
+    }
     return { users: users.count, devices: devices.count, feeds: feedRows.count };
   });
 }

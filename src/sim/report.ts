@@ -155,7 +155,10 @@ export function formatStatusLine(
   const parts = [
     `${(elapsedMs / 1000).toFixed(0)}s`,
     `sent ${totalSent(send)} (${ratePerSec.toFixed(0)}/s)`,
-    `plain ${k.plain} json ${k.json} bulk ${k.bulk} spike ${k.spike} bad ${k.bad}`,
+    // A --format fleet sends only `mapped` messages; feedline's own, the other kinds.
+    k.mapped > 0
+      ? `mapped ${k.mapped}`
+      : `plain ${k.plain} json ${k.json} bulk ${k.bulk} spike ${k.spike} bad ${k.bad}`,
     `status ${links?.statusSent ?? 0}`,
     `conns ${up}/${connections}`,
   ];
@@ -168,7 +171,8 @@ export function formatStatusLine(
 
 /** The final summary as readable lines. */
 export function formatSummary(s: SimSummary): string {
-  const kinds = Object.entries(s.by_kind).map(([k, v]) => `${k} ${v}`).join(", ");
+  const kinds = Object.entries(s.by_kind).filter(([k, v]) => k !== "mapped" || v > 0)
+    .map(([k, v]) => `${k} ${v}`).join(", ");
   const intended = Object.entries(s.rejects_intended).map(([k, v]) => `${k} ${v}`).join(", ");
   const lines = [
     `simulate: ${s.messages} messages, ${s.readings} readings in ${s.elapsed_s.toFixed(1)} s ` +

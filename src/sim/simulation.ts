@@ -18,7 +18,8 @@ import {
   totalSent,
 } from "./report.ts";
 import type { SimulateTargets } from "./targets.ts";
-import { createTraffic, type PayloadFormat, type SimMessage } from "./traffic.ts";
+import { createTraffic, type PayloadFormat, type SimMessage, type Traffic } from "./traffic.ts";
+import { createFormatTraffic, fleetInFormat, SIM_FORMATS } from "./formats.ts";
 import { createSparkplugFleet } from "./sparkplug_fleet.ts";
 import { SPARKPLUG_NAMESPACE } from "../core/sparkplug/topic.ts";
 import { nowUs } from "../clock.ts";
@@ -38,6 +39,11 @@ export interface SimulationConfig {
   count?: number;
   qos: Qos;
   formats: readonly PayloadFormat[];
+  /**
+   * `feedline` (its own topics and payloads), `sparkplug` (src/sim/sparkplug_fleet.ts), or
+   * a format of src/sim/formats.ts.
+   */
+  format: string;
   badRatio: number;
   spikeRatio: number;
   thresholdMode: "reject" | "alert";
@@ -63,8 +69,6 @@ export interface SimulationConfig {
   feedsTopic: string;
   statusTopic: string;
   maxPayloadBytes: number;
-  /** `feedline` (its own topics and payloads) or `sparkplug` (src/sim/sparkplug_fleet.ts). */
-  format?: "feedline" | "sparkplug";
   /** Where Sparkplug topics start (serve's --sparkplug-namespace). */
   sparkplugNamespace?: string;
 }
@@ -102,21 +106,24 @@ export async function startSimulation(
   targets: SimulateTargets,
   progress?: ProgressSink,
 ): Promise<Simulation> {
-  const fleet = buildFleet({
+  const format = Object.hasOwn(SIM_FORMATS, config.format) ? SIM_FORMATS[config.format] : null;
+  const built = buildFleet({
     seed: config.seed,
     users: config.users,
     devicesPerUser: config.devices,
     feedsPerDevice: config.feeds,
   });
+  const fleet = format ? fleetInFormat(built, format, createRng(config.seed, 4)) : built;
   const templates = {
     feed: config.feedTopic,
     feeds: config.feedsTopic,
     status: config.statusTopic,
   };
   if (config.manifest) {
+    const topics = format ? { mappings: format.recipe } : templates;
     await Deno.writeTextFile(
       config.manifest,
-      JSON.stringify(fleetManifest(fleet, templates), null, 2) + "\n",
+      JSON.stringify(fleetManifest(fleet, topics), null, 2) + "\n",
     );
   }
   // A Sparkplug fleet needs no registering: serve registers what each BIRTH declares.
@@ -130,6 +137,7 @@ export async function startSimulation(
     ? await registerInDatabase(targets.databaseUrl!, fleet, {
       thresholdMode: config.thresholdMode,
       maxSilenceMs: config.maxSilence ?? null,
+      alias: format?.alias ?? null,
     })
     : null;
   const send = createSendStats();
@@ -172,8 +180,11 @@ export async function startSimulation(
     statusTopics: sparkplug
       ? Array.from({ length: sparkplug.nodes }, () => "")
       : fleet.devices.map((d) =>
-        formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
+        format
+          ? format.statusTopic(d)
+          : formatTopic(templates.status, { user_id: d.userId, device_code: d.code })
       ),
+    ...(format ? { statusWords: { online: format.online, offline: format.offline } } : {}),
     connections: sparkplug?.nodes ?? config.connections,
     presence: sparkplug?.presence,
     connectRate: config.connectRate,
@@ -207,18 +218,19 @@ export async function startSimulation(
     throw error;
   }
 
-  const traffic = sparkplug?.traffic ?? createTraffic(config.seed, {
-    fleet,
-    templates,
-    formats: config.formats,
-    badRatio: config.badRatio,
-    spikeRatio: config.spikeRatio,
-    maxPayloadBytes: config.maxPayloadBytes,
-    thresholdMode: config.thresholdMode,
-    driftRatio: config.driftRatio,
-    silentRatio: config.silentRatio,
-    silentAfterUs: config.silentAfter * 1000,
-  });
+  const traffic: Traffic = sparkplug?.traffic ??
+    (format ? createFormatTraffic(config.seed, fleet, format) : createTraffic(config.seed, {
+      fleet,
+      templates,
+      formats: config.formats,
+      badRatio: config.badRatio,
+      spikeRatio: config.spikeRatio,
+      maxPayloadBytes: config.maxPayloadBytes,
+      thresholdMode: config.thresholdMode,
+      driftRatio: config.driftRatio,
+      silentRatio: config.silentRatio,
+      silentAfterUs: config.silentAfter * 1000,
+    }));
   const stepUs = config.rate > 0 ? 1e6 / config.rate : 10;
   const modelTime = config.startTime !== undefined
     ? (seq: number) => config.startTime! + Math.round(seq * stepUs)

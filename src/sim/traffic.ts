@@ -25,15 +25,17 @@ export type TrafficKind = PayloadFormat | "spike" | "bad" | "mapped";
 /**
  * The reject reasons one bad message of a publisher causes: all but `db_rejected`, which
  * needs a database that refuses a valid row, `internal_error`, which is a bug of ours,
- * `value_conflict`, which needs two messages with one key, and the Sparkplug ones, which
- * need a Sparkplug payload (`--format sparkplug` makes its own traffic). Bad messages take
- * them in this order.
+ * `value_conflict`, which needs two messages with one key, `unknown_tenant`, which needs
+ * a mappings file (the templates name the user by id), and the Sparkplug ones, which need
+ * a Sparkplug payload (`--format sparkplug` makes its own traffic). Bad messages take them
+ * in this order.
  */
 export type BadReason = Exclude<
   RejectReason,
   | "db_rejected"
   | "internal_error"
   | "value_conflict"
+  | "unknown_tenant"
   | "sparkplug_unknown_alias"
   | "sparkplug_unsupported_type"
 >;
@@ -41,6 +43,7 @@ const NOT_BAD: ReadonlySet<RejectReason> = new Set([
   "db_rejected",
   "internal_error",
   "value_conflict",
+  "unknown_tenant",
   "sparkplug_unknown_alias",
   "sparkplug_unsupported_type",
 ]);

@@ -90,7 +90,8 @@ export async function startTestServe(opts: {
     // The shared test broker should forget our sessions soon after the test.
     "--session-expiry",
     "30",
-    ...prefixedTopicArgs(prefix),
+    // A mappings file replaces the templates (and names its own topics).
+    ...(opts.args?.includes("--mappings") ? [] : prefixedTopicArgs(prefix)),
     ...(opts.args ?? []),
   ], { ...TEST_DEFAULT_ENV, ...opts.env });
   const log = typeof opts.log === "function" ? opts.log(config) : opts.log;

@@ -1,14 +1,69 @@
 /**
- * The lookups of a batch: the feeds and the registered devices its messages name, from
- * the caches (src/ingest/feed_cache.ts, src/ingest/device_cache.ts) and, for what they do
- * not know, one query each. Only what was found is cached (an unknown feed or device may
+ * The lookups of a batch: the tenant aliases, feeds and registered devices its messages
+ * name, from the caches (src/ingest/tenant_cache.ts, src/ingest/feed_cache.ts,
+ * src/ingest/device_cache.ts) and, for what they do not know, one query each. Only what was found is cached (an unknown feed or device may
  * be registered any moment). The answers are copied out of the caches, so an entry that
  * expires while the batch is planned cannot change its plan.
  */
 import type { Transaction } from "../../db/transaction.ts";
 import { type DeviceCache, deviceKeyOf } from "../device_cache.ts";
 import { type FeedAlertRules, type FeedCache, type FeedInfo, feedKeyOf } from "../feed_cache.ts";
-import type { DeviceRef, FeedRef, PlanRules } from "./plan.ts";
+import type { TenantCache } from "../tenant_cache.ts";
+import type { DeviceRef, FeedRef, PlanRules, Tenants } from "./plan.ts";
+
+const NO_TENANTS: Tenants = new Map();
+
+/**
+ * The users of the tenant aliases `aliases` (src/ingest/write/plan.ts `aliasesOf`), by
+ * alias; an alias `tenant_aliases` does not have is left out (its messages are
+ * `unknown_tenant`). In dev mode (`autoRegister`) an unknown alias is created first, with
+ * a new user of its own.
+ */
+export async function lookupTenants(
+  tx: Transaction,
+  aliases: ReadonlySet<string>,
+  cache: TenantCache | undefined,
+  autoRegister: boolean,
+): Promise<Tenants> {
+  if (aliases.size === 0) return NO_TENANTS;
+  const found = new Map<string, string>();
+  const missing: string[] = [];
+  const now = Date.now();
+  for (const alias of aliases) {
+    const cached = cache?.get(alias, now);
+    if (cached !== undefined) found.set(alias, cached);
+    else missing.push(alias);
+  }
+  if (missing.length === 0) return found;
+  if (autoRegister) await registerAliases(tx, missing);
+  const version = cache?.version;
+  const rows = await tx<{ alias: string; user_id: string }[]>`
+    select alias, user_id from tenant_aliases where alias = any(${missing}::text[])`;
+  for (const row of rows) {
+    found.set(row.alias, row.user_id);
+    cache?.set(row.alias, row.user_id, now, version);
+  }
+  return found;
+}
+
+/**
+ * Dev mode: each alias not yet in `tenant_aliases` gets a new user. An alias another
+ * instance registers meanwhile keeps that one's user, and the user made here for it is
+ * removed again.
+ */
+async function registerAliases(tx: Transaction, aliases: string[]): Promise<void> {
+  const users = aliases.map(() => crypto.randomUUID());
+  await tx`insert into users (id) select * from unnest(${users}::uuid[])`;
+  const made = await tx<{ user_id: string }[]>`
+    insert into tenant_aliases (alias, user_id)
+    select * from unnest(${aliases}::text[], ${users}::uuid[])
+    on conflict do nothing
+    returning user_id`;
+  if (made.length === users.length) return;
+  const kept = new Set(made.map((r) => r.user_id));
+  const unused = users.filter((u) => !kept.has(u));
+  await tx`delete from users where id = any(${unused}::uuid[])`;
+}
 
 /** The feeds of `feeds` that exist, by feed key. */
 export async function lookupFeeds(

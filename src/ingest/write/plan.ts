@@ -10,7 +10,7 @@
  * the database holds about it lands here; one the database itself decides (a refused
  * row, a conflicting reading) lands in the writer of its table.
  */
-import type { Decoded, DecodedMessage, Inbound, SkipReason } from "../../core/message.ts";
+import type { Decoded, DecodedMessage, Inbound, Owner, SkipReason } from "../../core/message.ts";
 import { storableJson } from "../../core/payload.ts";
 import { deviceKeyOf } from "../device_cache.ts";
 import { type FeedInfo, feedKeyOf } from "../feed_cache.ts";
@@ -72,7 +72,61 @@ export interface Plan {
   skipped: Partial<Record<SkipReason, number>>;
 }
 
-/** Walk one: each message's keys, and the distinct feeds and devices. */
+/** The resolved tenant aliases of a batch: alias → user id (src/ingest/write/lookups.ts). */
+export type Tenants = ReadonlyMap<string, string>;
+
+/**
+ * The tenant aliases a batch names (`tenantAlias`: set by the rules of a mappings file),
+ * for `lookupTenants`; none without such rules.
+ */
+export function aliasesOf(batch: readonly DecodedMessage[]): Set<string> {
+  const aliases = new Set<string>();
+  for (const { decoded } of batch) {
+    const alias = ownerOf(decoded)?.tenantAlias;
+    if (alias !== undefined) aliases.add(alias);
+  }
+  return aliases;
+}
+
+/** The owner of a message that has one (readings, a status, a Sparkplug message). */
+function ownerOf(d: Decoded): Owner | null {
+  return d.kind === "readings" || d.kind === "status" || d.kind === "sparkplug" ? d : null;
+}
+
+/**
+ * The batch with each message named by a tenant alias given the user `tenants` resolved
+ * the alias to, or, when `tenant_aliases` does not have it, made an `unknown_tenant`
+ * reject (a copy of the message; the batch itself is left as decoded, so a retry resolves
+ * afresh). Everything after the lookups (the Sparkplug step, the plan, the writers,
+ * feedback, alert events) then sees the message's user as for any other message.
+ */
+export function withTenants(batch: DecodedMessage[], tenants: Tenants): DecodedMessage[] {
+  let out: DecodedMessage[] | null = null;
+  for (let i = 0; i < batch.length; i++) {
+    const { inbound, decoded } = batch[i];
+    const alias = ownerOf(decoded)?.tenantAlias;
+    if (alias === undefined) continue;
+    const userId = tenants.get(alias);
+    out ??= batch.slice();
+    out[i] = {
+      inbound,
+      decoded: userId === undefined
+        ? { kind: "reject", reason: "unknown_tenant", detail: unknownTenantDetail(alias) }
+        : { ...decoded, userId } as Decoded,
+    };
+  }
+  return out ?? batch;
+}
+
+function unknownTenantDetail(alias: string): string {
+  return `no tenant alias ${JSON.stringify(alias)}: insert into tenant_aliases (alias, user_id) ` +
+    "values (it, the user's id), then replay --rejects";
+}
+
+/**
+ * Walk one: each message's keys, and the distinct feeds and devices (of a batch whose
+ * tenant aliases `withTenants` resolved).
+ */
 export function keysOf(batch: readonly DecodedMessage[], rules: PlanRules): BatchKeys {
   const readingDevices = rules.requireDevice || rules.autoRegister;
   const keys: BatchKeys = {

@@ -9,7 +9,7 @@ import { decode } from "../../core/decode.ts";
 import { compileTopics } from "../../core/topics.ts";
 import { deviceKeyOf } from "../device_cache.ts";
 import { type FeedInfo, feedKeyOf } from "../feed_cache.ts";
-import { type Found, keysOf, planBatch, type PlanRules } from "./plan.ts";
+import { aliasesOf, type Found, keysOf, planBatch, type PlanRules, withTenants } from "./plan.ts";
 
 const U = "7d9f4a7e-1c2b-4e3f-8a9b-0c1d2e3f4a5b";
 const V = "7d9f4a7e-1c2b-4e3f-8a9b-0c1d2e3f4a5c";
@@ -312,4 +312,37 @@ Deno.test("rejects come in batch order: a bulk message's bad entries before its 
     [1, "unknown_feed"],
     [2, "too_large"],
   ]);
+});
+
+Deno.test("a message named by a tenant alias is keyed by its user; an unknown alias is unknown_tenant", () => {
+  const byAlias = (alias: string, feed: string): ReadingsMessage => ({
+    ...readings("d1", [reading(feed, 1)], ""),
+    tenantAlias: alias,
+  });
+  const statusOf: StatusMessage = { ...status("d1", "online"), userId: "", tenantAlias: "home" };
+  const batch = [
+    pending(byAlias("home", "temp")),
+    pending(byAlias("away", "temp")),
+    pending(statusOf),
+  ];
+  assert.deepEqual([...aliasesOf(batch)], ["home", "away"]);
+  const owned = withTenants(batch, new Map([["home", U]]));
+  assert.equal(
+    batch[0].decoded.kind === "readings" && batch[0].decoded.userId,
+    "",
+    "left as decoded",
+  );
+  const keys = keysOf(owned, STRICT);
+  assert.deepEqual(keys.messages[0], {
+    device: deviceKeyOf(U, "d1"),
+    feeds: [feedKeyOf(U, "temp")],
+  });
+  assert.equal(keys.messages[1], null);
+  const p = planBatch(owned, keys, found({ temp: feed(7) }, { d1: 3 }), STRICT);
+  assert.deepEqual(p.values.map((v) => [v.message, v.feedId]), [[0, 7]]);
+  assert.deepEqual(p.statuses.map((s) => [s.message, s.deviceId]), [[2, 3]]);
+  assert.deepEqual(p.rejects.map((r) => [r.message, r.reason]), [[1, "unknown_tenant"]]);
+  assert.match(p.rejects[0].detail, /no tenant alias "away"/);
+  const plain = [pending(readings("d1", [reading("temp", 1)]))];
+  assert.equal(withTenants(plain, new Map()), plain, "no alias: the batch itself");
 });
