@@ -147,6 +147,6 @@ export async function clearValues(sql: postgres.Sql): Promise<void> {
 
 /** clearValues, and every feed back to no last value: the state before any phase. */
 export async function resetData(sql: postgres.Sql): Promise<void> {
-  await sql`update feeds set last_value = null, last_value_at = null`;
+  await sql`update feed_last_values set value = null, at = null`;
   await clearValues(sql);
 }

@@ -39,8 +39,9 @@ try {
     from generate_series(1, ${FEEDS}) g
     join (select id, row_number() over () as n from users) u on u.n = 1 + g % 1000`;
   await sql`
-    insert into feeds (user_id, device_id, key, last_value, last_value_at)
-    select user_id, id, 'temp' || id, '21.5', now() - id * interval '1 second' from devices`;
+    insert into feeds (user_id, device_id, key) select user_id, id, 'temp' || id from devices`;
+  await sql`
+    update feed_last_values set value = '21.5', at = now() - feed_id * interval '1 second'`;
   await sql`
     insert into feed_values (feed_id, value, created_at)
     select f.id, random() * 40, now() - v * interval '1 minute'
@@ -71,9 +72,9 @@ try {
     );
   }
   const plans = {
-    feeds: await sql.unsafe(`explain select f.id, d.code from (select * from feeds
-      order by last_value_at desc nulls last limit 25) f left join devices d
-      on d.id = f.device_id`),
+    feeds: await sql.unsafe(`explain select f.id, d.code from (select * from feed_last_values
+      order by at desc nulls last limit 25) l join feeds f on f.id = l.feed_id
+      left join devices d on d.id = f.device_id`),
     sparkline: await sql.unsafe(`explain select created_at, value from feed_values
       where feed_id = 1 and value is not null order by created_at desc limit 40`),
     rejects: await sql.unsafe(`explain select topic from ingest_rejects

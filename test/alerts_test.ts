@@ -168,11 +168,15 @@ Deno.test("threshold mode alert: the reading is stored, an alert opens and is an
 Deno.test("silence: the check opens a stale alert for a feed silent longer than max_silence, its next reading closes it, feedline_alerts_open follows", async () => {
   const fixture = await startServeFixture({
     feeds: [],
-    prepare: (db, user) =>
-      db.sql`
-        insert into feeds (user_id, key, max_silence, last_value_at)
-        values (${user}, 'temp', '1 minute', now() - interval '5 minutes'),
-               (${user}, 'fresh', '1 hour', now())`,
+    prepare: async (db, user) => {
+      await db.sql`
+        insert into feeds (user_id, key, max_silence)
+        values (${user}, 'temp', '1 minute'), (${user}, 'fresh', '1 hour')`;
+      await db.sql`
+        update feed_last_values l
+        set value = '1', at = now() - case f.key when 'temp' then interval '5 minutes' else '0' end
+        from feeds f where f.id = l.feed_id`;
+    },
     args: ["--batch-interval-ms", "20", "--alert-check-interval-ms", "50"],
   });
   const { db, serve, pub, user } = fixture;
@@ -184,8 +188,8 @@ Deno.test("silence: the check opens a stale alert for a feed silent longer than 
     const stale = events(received)[0];
     const [row] = await db.sql`
       select a.id::int, a.kind, a.since, a.closed_at, extract(epoch from a.max_silence)::int as s,
-             f.last_value_at
-      from feed_alerts a join feeds f on f.id = a.feed_id`;
+             l.at as last_value_at
+      from feed_alerts a join feed_last_values l on l.feed_id = a.feed_id`;
     assert.deepEqual(
       [stale.event, stale.kind, stale.feed, stale.alert_id, stale.max_silence_s],
       ["opened", "stale", "temp", row.id, 60],
@@ -216,9 +220,9 @@ Deno.test("the silence check run at once by three connections, again and again, 
     const user = crypto.randomUUID();
     await db.sql`insert into users (id) values (${user})`;
     await db.sql`
-      insert into feeds (user_id, key, max_silence, last_value_at)
-      select ${user}, 'f' || i, '1 minute', now() - interval '2 minutes'
-      from generate_series(1, 60) i`;
+      insert into feeds (user_id, key, max_silence)
+      select ${user}, 'f' || i, '1 minute' from generate_series(1, 60) i`;
+    await db.sql`update feed_last_values set at = now() - interval '2 minutes'`;
     const results = await Promise.all(
       pools.map(async (sql) => {
         const opened = [];
@@ -268,8 +272,10 @@ Deno.test({
       const topic = `${user}/alerts`;
       const received = await collect(sub, topic);
       // Silent from now on, with all three checking every 20 ms.
-      await db.sql`
-        update feeds set max_silence = '1 minute', last_value_at = now() - interval '2 minutes'`;
+      await db.sql.begin(async (tx) => {
+        await tx`update feeds set max_silence = '1 minute'`;
+        await tx`update feed_last_values set at = now() - interval '2 minutes'`;
+      });
       const gauge = (s: TestServe) =>
         /feedline_alerts_open\{kind="stale"\} (\d+)/.exec(s.metrics.registry.render())?.[1];
       // Each instance has run a check after the alert was open (it counts after it checks).

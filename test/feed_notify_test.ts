@@ -46,7 +46,9 @@ Deno.test({
       cache.set(feedKeyOf(user, "hum"), info);
 
       // feedline's own per-batch update must not invalidate anything.
-      await db.sql`update feeds set last_value = '1', updated_at = now() where key = 'temp'`;
+      await db.sql`
+        update feed_last_values set value = '1', at = now()
+        where feed_id = (select id from feeds where user_id = ${user} and key = 'temp')`;
       await db.sql`update feeds set is_active = false where user_id = ${user} and key = 'temp'`;
       await waitFor("temp dropped", () => cache.get(feedKeyOf(user, "temp")) === undefined);
       assert.deepEqual(cache.get(feedKeyOf(user, "hum")), info);

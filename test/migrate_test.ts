@@ -87,6 +87,38 @@ Deno.test("a failing migration is rolled back whole and names the file", async (
   }
 });
 
+Deno.test("sql/014 carries each feed's last value over to feed_last_values", async () => {
+  const db = await createTestDatabase();
+  const before = (await readMigrations()).filter((f) => f.version < 14);
+  const dir = await migrationDir(Object.fromEntries(before.map((f) => [f.name, f.sql])));
+  try {
+    // Back to an empty database, migrated up to 013 only.
+    await db.sql`drop schema public cascade`;
+    await db.sql`create schema public`;
+    await applyMigrations(db.sql, { dir });
+    const u = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${u})`;
+    await db.sql`
+      insert into feeds (user_id, key, last_value, last_value_at)
+      values (${u}, 'temp', '21.5', '2025-06-01T12:00:00Z'), (${u}, 'never', null, null)`;
+    assert.deepEqual((await applyMigrations(db.sql)).applied, ["014_feed_last_values.sql"]);
+    const rows = await db.sql`
+      select f.key, l.value, l.at from feeds f join feed_last_values l on l.feed_id = f.id
+      order by f.key`;
+    assert.deepEqual(rows.map((r) => [r.key, r.value, r.at?.toISOString() ?? null]), [
+      ["never", null, null],
+      ["temp", "21.5", "2025-06-01T12:00:00.000Z"],
+    ]);
+    const [{ n }] = await db.sql`
+      select count(*)::int as n from information_schema.columns
+      where table_name = 'feeds' and column_name like 'last_value%'`;
+    assert.equal(n, 0, "feeds no longer has the columns: a stale reader fails loudly");
+  } finally {
+    await db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the schema lets operators register with plain minimal inserts", async () => {
   const db = await createTestDatabase();
   try {
@@ -95,7 +127,7 @@ Deno.test("the schema lets operators register with plain minimal inserts", async
     await db.sql`insert into devices (user_id, code) values (${u}, 'd1')`;
     await db.sql`insert into feeds (user_id, key) values (${u}, 'temp')`;
     const [feed] = await db
-      .sql`select is_active, threshold_min, threshold_max, device_id, last_value from feeds`;
+      .sql`select is_active, threshold_min, threshold_max, device_id, value as last_value from feeds join feed_last_values on feed_id = id`;
     assert.deepEqual({ ...feed }, {
       is_active: true,
       threshold_min: null,

@@ -99,17 +99,51 @@ Deno.test("processBatch() moves last_value forward only, whatever order readings
       msg(`${u}/d1/feeds/temp`, JSON.stringify({ value: v, ts: iso }));
     await processBatch(db.sql, [t("2025-06-01T12:00:00Z", 2), t("2025-06-01T11:00:00Z", 1)]);
     let [feed] = await db
-      .sql`select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "2");
     await processBatch(db.sql, [t("2025-06-01T10:00:00Z", 0)]);
     [feed] = await db
-      .sql`select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "2", "a late reading must not overwrite a newer one");
     assert.equal(feed.last_value_at.toISOString(), "2025-06-01T12:00:00.000Z");
     await processBatch(db.sql, [t("2025-06-01T13:00:00Z", 3)]);
-    [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    [feed] = await db
+      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "3");
     assert.equal(await count(db, "feed_values"), 4);
+  });
+});
+
+Deno.test("feed_last_values holds each feed's newest reading of a batch; late and repeated readings leave it, and ingest does not rewrite feeds rows", async () => {
+  await withFleet(async (db, u) => {
+    const t = (key: string, hour: number, v: number) =>
+      msg(`${u}/d1/feeds/${key}`, JSON.stringify({ value: v, ts: `2025-06-01T${hour}:00:00Z` }));
+    const last = async () =>
+      (await db.sql`
+        select f.key, l.value, l.at from feed_last_values l join feeds f on f.id = l.feed_id
+        where f.user_id = ${u} order by f.key`)
+        .map((r) => [r.key, r.value, r.at?.toISOString() ?? null]);
+    const feedsXmin = () => db.sql`select key, xmin::text from feeds order by key`;
+    assert.deepEqual(await last(), [["hum", null, null], ["old", null, null], [
+      "temp",
+      null,
+      null,
+    ]], "every feed has its row from its creation (sql/014)");
+    const xminBefore = await feedsXmin();
+    const batch = [t("temp", 11, 1), t("temp", 13, 3), t("hum", 12, 50), t("temp", 12, 2)];
+    assert.equal((await processBatch(db.sql, batch)).stored, 4);
+    const expected = [
+      ["hum", "50", "2025-06-01T12:00:00.000Z"],
+      ["old", null, null],
+      ["temp", "3", "2025-06-01T13:00:00.000Z"],
+    ];
+    assert.deepEqual(await last(), expected, "the newest reading of each feed wins");
+    // The same readings again (absorbed as duplicates, the careful way) and a late one.
+    const again = await processBatch(db.sql, [...batch, t("temp", 10, 0)]);
+    assert.equal(again.stored, 1);
+    assert.deepEqual(again.skipped, { duplicate: 4 });
+    assert.deepEqual(await last(), expected, "late and repeated readings do not move it back");
+    assert.deepEqual(await feedsXmin(), xminBefore, "no new version of any feeds row");
   });
 });
 
@@ -123,7 +157,8 @@ Deno.test("re-processing the same batch changes nothing: values, last_value and 
     const first = await processBatch(db.sql, batch);
     const snapshot = async () => ({
       values: await db.sql`select feed_id, value, created_at from feed_values order by 1, 3`,
-      feeds: await db.sql`select key, last_value, last_value_at from feeds order by key`,
+      feeds: await db
+        .sql`select key, value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id order by key`,
       rejects: await count(db, "ingest_rejects"),
     });
     const before = await snapshot();
@@ -143,7 +178,8 @@ Deno.test("a burst of one feed's readings in the same instant keeps every readin
     const result = await processBatch(db.sql, batch);
     assert.equal(result.stored, 2000);
     assert.equal(await count(db, "feed_values"), 2000);
-    const [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    const [feed] = await db
+      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "1999");
   });
 });
@@ -230,7 +266,8 @@ Deno.test("a row the database refuses is dead-lettered with its reason and the r
     const rejects = await db.sql`select reason, detail from ingest_rejects`;
     assert.equal(rejects.length, 2);
     assert.match(rejects[0].detail, /23514.*no_666/);
-    const [feed] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    const [feed] = await db
+      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "49");
   });
 });
@@ -289,7 +326,8 @@ Deno.test("a different reading absorbed by a stored reading's key is a conflict,
     assert.equal(inBatch.conflicts, 1);
     assert.deepEqual(inBatch.outcomes, { stored: 1, rejected: 1, skipped: 0 });
     assert.equal(await count(db, "feed_values"), 3);
-    const [temp] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    const [temp] = await db
+      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(temp.last_value, "7", "the last value is a stored reading's, not the conflict's");
   });
 });
@@ -333,7 +371,7 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     assert.equal(first.stored, 3);
     assert.deepEqual(first.outcomes, { stored: 3, rejected: 0, skipped: 0 });
     const feeds = await db.sql`
-      select key, last_value from feeds where key in ('temp', 'hum') order by key`;
+      select key, value as last_value from feeds join feed_last_values on feed_id = id where key in ('temp', 'hum') order by key`;
     assert.deepEqual(feeds.map((f) => [f.key, f.last_value]), [["hum", "50"], ["temp", "2"]]);
 
     // A redelivery next to a new reading: the fast way fails on the stored key, and the
@@ -346,7 +384,8 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     assert.equal(again.stored, 1);
     assert.deepEqual(again.skipped, { duplicate: 1 });
     assert.equal(await count(db, "feed_values"), 4);
-    const [temp] = await db.sql`select last_value from feeds where user_id = ${u} and key = 'temp'`;
+    const [temp] = await db
+      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(temp.last_value, "3");
 
     // Still within its careful period: no fast attempt.
@@ -397,7 +436,7 @@ Deno.test("the fast way stores texts, nulls and times far apart exactly", async 
       [-0.000001, null, "2026-11-30T23:59:59.999999"],
     ]);
     const [feed] = await db.sql`
-      select last_value, last_value_at from feeds where user_id = ${u} and key = 'temp'`;
+      select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "-0.000001");
   });
 });

@@ -56,7 +56,8 @@ async function snapshot(sql: postgres.Sql): Promise<string> {
     values: await sql`
       select feed_id, value, value_text, created_at, received_at from feed_values
       order by feed_id, created_at`,
-    feeds: await sql`select id, last_value, last_value_at, updated_at from feeds order by id`,
+    feeds:
+      await sql`select id, value as last_value, at as last_value_at, updated_at from feeds join feed_last_values on feed_id = id order by id`,
     devices: await sql`
       select id, status, last_seen_at, status_changed_at from devices order by id`,
     events: await sql`

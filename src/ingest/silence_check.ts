@@ -8,9 +8,11 @@
  *
  * Safe with several serve instances against one database: at most one alert per feed and
  * kind is open (the unique index `feed_alerts_open`, sql/010), and a check locks the feeds
- * it opens alerts for, skipping those a batch holds. A batch that stores a reading of such
- * a feed either held it first (the check skips it, or re-reads its newer last reading and
- * finds it not silent) or waits for the check's commit and then closes the new alert.
+ * it opens alerts for and their `feed_last_values` rows (sql/014: every feed has one),
+ * skipping those a batch holds. A batch that stores a reading of such a feed either held
+ * them first (the check skips it, or re-reads its newer last reading from the row the batch
+ * updated and finds it not silent) or waits for the check's commit and then closes the new
+ * alert.
  */
 import type postgres from "postgres";
 import type { AlertKind } from "./write/alert_plan.ts";
@@ -45,13 +47,14 @@ export async function checkSilence(sql: postgres.Sql): Promise<AlertEvent[]> {
                 a.peak_value, a.max_silence
     ), opened as (
       insert into feed_alerts (feed_id, kind, since, opened_at, max_silence)
-      select f.id, 'stale', coalesce(f.last_value_at, f.created_at), now(), f.max_silence
+      select f.id, 'stale', coalesce(l.at, f.created_at), now(), f.max_silence
       from feeds f
+      join feed_last_values l on l.feed_id = f.id
       where f.max_silence is not null and f.is_active
-        and coalesce(f.last_value_at, f.created_at) < now() - f.max_silence
+        and coalesce(l.at, f.created_at) < now() - f.max_silence
         and not exists (select 1 from feed_alerts a
                         where a.feed_id = f.id and a.kind = 'stale' and a.closed_at is null)
-      for update of f skip locked
+      for update of f, l skip locked
       on conflict do nothing
       returning id, feed_id, kind, since, opened_at as at, threshold, peak_value, max_silence
     )

@@ -6,8 +6,9 @@
  * a moment, so any number of open pages costs one set of queries per `cacheMs`.
  *
  * Plans (PostgreSQL 15, measured in docs/operations.md):
- * - feeds: a scan of `feeds` with a top-N sort (no index on last_value_at, on purpose:
- *   it would turn every last-value update into a non-HOT update); sparklines: one
+ * - feeds: a scan of the narrow `feed_last_values` (sql/014) with a top-N sort (no index
+ *   on `at`, on purpose: it would turn every last-value update into a non-HOT update),
+ *   then 25 primary-key lookups in `feeds`; sparklines: one
  *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
  * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
  * - devices: a scan of `devices` for the counts and the recently seen.
@@ -52,12 +53,13 @@ export function queryFeeds(sql: postgres.Sql): Promise<FeedStatus[]> {
   return bounded(sql, async (tx) => {
     const feeds = await tx<Omit<FeedStatus, "points">[]>`
       select f.id::float8 as id, f.user_id::text as user_id, d.code as device, f.key,
-             f.is_active, f.last_value, f.last_value_at
-      from (select * from feeds
-            order by last_value_at desc nulls last
-            limit ${STATUS_LIMITS.feeds}) f
+             f.is_active, l.value as last_value, l.at as last_value_at
+      from (select * from feed_last_values
+            order by at desc nulls last
+            limit ${STATUS_LIMITS.feeds}) l
+      join feeds f on f.id = l.feed_id
       left join devices d on d.id = f.device_id
-      order by f.last_value_at desc nulls last`;
+      order by l.at desc nulls last`;
     if (feeds.length === 0) return [];
     const ids = feeds.map((f) => f.id);
     const values = await tx<{ feed_id: number; ms: number; value: number }[]>`

@@ -1,6 +1,6 @@
 /**
- * The writer of readings: `feed_values`, and each feed's last value in `feeds`, moved
- * forward only (late or replayed data never overwrites newer). Two ways, chosen per batch
+ * The writer of readings: `feed_values`, and each feed's last value in `feed_last_values`
+ * (sql/014), moved forward only (late or replayed data never overwrites newer). Two ways, chosen per batch
  * by src/ingest/write/fast_or_careful.ts: the fast way is one statement that fails on any
  * row the database refuses; the careful way isolates refused rows (src/ingest/write/
  * isolation.ts), absorbs a reading already stored by its key (feed_id, created_at), and
@@ -157,15 +157,19 @@ function latestPerFeed(rows: ValueRow[], exclude: ReadonlySet<ValueRow> | null):
   return { ids, vals, ats };
 }
 
-/** Moves each feed's last value forward: late or replayed data never overwrites newer. */
+/**
+ * Moves each feed's last value forward: late or replayed data never overwrites newer. One
+ * row per feed, in the narrow `feed_last_values` (sql/014, docs/performance.md "Fleet
+ * scale"), which every feed has from its creation: an update, HOT, never an insert.
+ */
 function lastValuesUpdate(tx: Transaction, { ids, vals, ats }: LatestValues) {
   return tx`
-    update feeds f
-    set last_value = x.v, last_value_at = x.at, updated_at = now()
+    update feed_last_values l
+    set value = x.v, at = x.at
     from (select id, v, ${timestampOfUs(tx, "c")} as at
           from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
                       ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
-    where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`;
+    where l.feed_id = x.id and (l.at is null or l.at < x.at)`;
 }
 
 /**
