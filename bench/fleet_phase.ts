@@ -16,6 +16,7 @@
  */
 import type postgres from "postgres";
 import { type BenchDatabase, clearValues, createBenchDatabase, type FleetSize } from "./fleet.ts";
+import { cpuSeconds } from "./children.ts";
 import type { PublisherConfig } from "./publisher.ts";
 import {
   type PassResult,
@@ -80,19 +81,71 @@ async function feedLookups(admin: postgres.Sql, dbName: string): Promise<number 
   }
 }
 
-/** One pass, with the feed lookups PostgreSQL ran during it. */
+/**
+ * Probes of `feeds`' (user_id, key) index so far: one per feed looked up (the lookup joins
+ * its keys to the index), whether pg_stat_statements is there or not. PostgreSQL's
+ * statistics lag the commit by up to a second (bench/fleet_phase.ts waits before reading).
+ */
+async function feedIndexProbes(sql: postgres.Sql): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`
+    select coalesce(sum(idx_scan), 0)::float8 as n from pg_stat_user_indexes
+    where relname = 'feeds' and indexrelname like '%user_id_key%'`;
+  return n;
+}
+
+/**
+ * CPU seconds of the backends serving `dbName` (serve's pool), by pid: PostgreSQL's work
+ * for this run alone, where postgresCpuSeconds (bench/children.ts) also counts every other
+ * client of a shared server and its background writes.
+ */
+async function backendCpu(admin: postgres.Sql, dbName: string): Promise<Map<number, number>> {
+  const rows = await admin<{ pid: number }[]>`
+    select pid from pg_stat_activity where datname = ${dbName}`;
+  const out = new Map<number, number>();
+  for (const { pid } of rows) {
+    const s = await cpuSeconds(pid);
+    if (s !== null) out.set(pid, s);
+  }
+  return out;
+}
+
+function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, s] of after) sum += s - (before.get(pid) ?? 0);
+  return sum;
+}
+
+/** One pass, with the feed lookups PostgreSQL ran during it and its backends' CPU. */
 async function passWithLookups(
   serve: ServeProcess,
   pc: PublisherConfig,
   admin: postgres.Sql,
-  dbName: string,
-): Promise<{ result: PassResult; lookups: number | null; batches: number }> {
-  const before = await feedLookups(admin, dbName);
+  db: { name: string; sql: postgres.Sql },
+): Promise<{
+  result: PassResult;
+  lookups: number | null;
+  probes: number;
+  batches: number;
+  backendUsPerRow: number | null;
+}> {
+  const before = await feedLookups(admin, db.name);
+  const probesBefore = await feedIndexProbes(db.sql);
+  const cpuBefore = await backendCpu(admin, db.name);
   const result = await serve.measurePass(pc);
-  const after = await feedLookups(admin, dbName);
+  const cpuAfter = await backendCpu(admin, db.name);
+  await new Promise((r) => setTimeout(r, STATS_LAG_MS));
+  const after = await feedLookups(admin, db.name);
   const lookups = before === null || after === null ? null : after - before;
-  return { result, lookups, batches: Number(result.extra?.batches ?? 0) };
+  const probes = (await feedIndexProbes(db.sql)) - probesBefore;
+  const rows = result.messages;
+  const backendUsPerRow = rows > 0
+    ? Number((cpuBetween(cpuBefore, cpuAfter) * 1e6 / rows).toFixed(1))
+    : null;
+  return { result, lookups, probes, batches: Number(result.extra?.batches ?? 0), backendUsPerRow };
 }
+
+/** How long PostgreSQL may take to publish a committed transaction's statistics. */
+const STATS_LAG_MS = 1_500;
 
 const mb = (bytes: number) => Number((bytes / 2 ** 20).toFixed(1));
 
@@ -114,12 +167,12 @@ export async function fleetPhase(opts: {
     const rssBefore = await serve.idleRssBytes(IDLE_PAUSE_MS);
     opts.serve.log(`fleet: warm-up pass, each of ${fleet.feeds} feeds once`);
     const warmUpPc = { ...pc, topicsFile: fleet.warmUpTopicsFile, count: fleet.feeds };
-    const warmUp = await passWithLookups(serve, warmUpPc, admin, fleet.name);
+    const warmUp = await passWithLookups(serve, warmUpPc, admin, fleet);
     const rssWarm = await serve.idleRssBytes(IDLE_PAUSE_MS);
     await clearValues(fleet.sql);
     opts.serve.log(`fleet: measured pass, ${pc.count} messages over the warmed fleet`);
     const measuredPc = { ...pc, topicsFile: fleet.measuredTopicsFile };
-    const measured = await passWithLookups(serve, measuredPc, admin, fleet.name);
+    const measured = await passWithLookups(serve, measuredPc, admin, fleet);
     const rssAfter = await serve.idleRssBytes(IDLE_PAUSE_MS);
     const w = warmUp.result;
     return {
@@ -134,7 +187,10 @@ export async function fleetPhase(opts: {
           warmUpBatches: warmUp.batches,
           measured: measured.lookups,
           measuredBatches: measured.batches,
+          warmUpProbes: warmUp.probes,
+          measuredProbes: measured.probes,
         },
+        postgresBackendUsPerRow: measured.backendUsPerRow,
         warmUp: {
           stored: w.messages,
           seconds: w.seconds,

@@ -37,17 +37,42 @@ function log(msg: string): void {
   console.error(`[last-values] ${msg}`);
 }
 
+/**
+ * Each statement runs under EXPLAIN ANALYZE, which reports its own buffers and WAL: the
+ * pages it found in shared_buffers or read, and the WAL it wrote (full-page images
+ * included), free of what other clients of a shared server do.
+ */
+const EXPLAIN = "explain (analyze, buffers, wal, format json)";
+
+/** What one statement's plan says it did. */
+interface Work {
+  hit: number;
+  read: number;
+  walBytes: number;
+  walFpi: number;
+}
+
+function workOf(result: postgres.RowList<postgres.Row[]>): Work {
+  const plan = (result[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0].Plan;
+  return {
+    hit: plan["Shared Hit Blocks"] ?? 0,
+    read: plan["Shared Read Blocks"] ?? 0,
+    walBytes: plan["WAL Bytes"] ?? 0,
+    walFpi: plan["WAL FPI"] ?? 0,
+  };
+}
+
 /** The two ways: the statement each batch ran, before and after sql/014. */
 const WAYS = {
   "feeds row (before)": (tx: postgres.Sql, ids: string, vals: string, ats: string) =>
-    tx.unsafe(`
+    tx.unsafe(`${EXPLAIN}
       update old_feeds f
       set last_value = x.v, last_value_at = x.at, updated_at = now()
       from (select id, v, to_timestamp(c / 1e6) as at
             from unnest('${ids}'::int8[], '${vals}'::text[], '${ats}'::int8[]) as u(id, v, c)) x
       where f.id = x.id and (f.last_value_at is null or f.last_value_at < x.at)`),
   "feed_last_values (after)": (tx: postgres.Sql, ids: string, vals: string, ats: string) =>
-    tx.unsafe(`
+    tx.unsafe(`${EXPLAIN}
       update feed_last_values l
       set value = x.v, at = x.at
       from (select id, v, to_timestamp(c / 1e6) as at
@@ -77,6 +102,9 @@ async function fill(sql: postgres.Sql): Promise<void> {
   const past = "now() - interval '1 day'";
   await sql.unsafe(`update old_feeds set last_value = '20.5', last_value_at = ${past}`);
   await sql.unsafe(`update feed_last_values set value = '20.5', at = ${past}`);
+  // Compacted to their fillfactor, as a table written in place by HOT updates stays; the
+  // update of every row above doubled both.
+  await sql`vacuum full old_feeds, feed_last_values`;
   await sql`vacuum analyze`;
 }
 
@@ -98,6 +126,11 @@ async function main(): Promise<void> {
     const [{ setting }] = await sql`select current_setting('shared_buffers') as setting`;
     const cpu: Record<Way, number> = { "feeds row (before)": 0, "feed_last_values (after)": 0 };
     const wall: Record<Way, number> = { "feeds row (before)": 0, "feed_last_values (after)": 0 };
+    const zero = (): Work => ({ hit: 0, read: 0, walBytes: 0, walFpi: 0 });
+    const work: Record<Way, Work> = {
+      "feeds row (before)": zero(),
+      "feed_last_values (after)": zero(),
+    };
     const order = Object.keys(WAYS) as Way[];
     let at = Date.now() * 1000;
     for (let round = 0; round < ROUNDS; round++) {
@@ -111,8 +144,9 @@ async function main(): Promise<void> {
       for (const way of ways) {
         const cpu0 = (await cpuSeconds(pid)) ?? 0;
         const t0 = performance.now();
-        await WAYS[way](sql, idText, valText, atText);
+        const w = workOf(await WAYS[way](sql, idText, valText, atText));
         wall[way] += performance.now() - t0;
+        for (const k of Object.keys(w) as (keyof Work)[]) work[way][k] += w[k];
         cpu[way] += ((await cpuSeconds(pid)) ?? 0) - cpu0;
       }
     }
@@ -122,14 +156,19 @@ async function main(): Promise<void> {
       `last-value update, ${FEEDS} feeds, ${ROUNDS} rounds of ${BATCH} random feeds, ` +
         `shared_buffers ${setting}, load average ${load}`,
     );
-    console.log("| way | table MB | backend CPU µs/row | wall µs/row |");
-    console.log("| --- | ---: | ---: | ---: |");
+    console.log(
+      "| way | table MB | backend CPU µs/row | wall µs/row | pages read/row | " +
+        "WAL bytes/row | full-page images/1000 rows |",
+    );
+    console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (const way of order) {
       const table = way.startsWith("feeds") ? "old_feeds" : "feed_last_values";
       const mb = sizes.find((s) => s.t === table)!.mb;
       console.log(
         `| ${way} | ${mb.toFixed(0)} | ${(cpu[way] * 1e6 / rows).toFixed(1)} | ${
           (wall[way] * 1e3 / rows).toFixed(1)
+        } | ${(work[way].read / rows).toFixed(2)} | ${(work[way].walBytes / rows).toFixed(0)} | ${
+          (work[way].walFpi * 1000 / rows).toFixed(1)
         } |`,
       );
     }

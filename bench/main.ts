@@ -31,8 +31,9 @@ import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { startMosquitto } from "../test/support/broker.ts";
 import { cpuSeconds, postgresCpuSeconds, runPublisher, spawnDeno } from "./children.ts";
-import { type BenchDatabase, createBenchDatabase, resetData } from "./fleet.ts";
+import { type BenchDatabase, createBenchDatabase, type FleetSize, resetData } from "./fleet.ts";
 import { createFleetDatabase, type FleetDatabase, fleetPhase } from "./fleet_phase.ts";
+import { fleetOfSize, fleetRowName, fleetRuns, printCurve } from "./fleet_curve.ts";
 import type { CounterConfig, CounterReport } from "./counter.ts";
 import { type PublisherConfig, wallMs } from "./publisher.ts";
 import { probeWindow } from "./window.ts";
@@ -57,7 +58,6 @@ import {
   scaleRows,
   type WindowOnSetting,
 } from "./summary.ts";
-import { fmtRate } from "./text.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
@@ -162,6 +162,24 @@ export const benchOptions = {
     schema: zs.int(1).default(10),
     defaultText: "10 (2,000 × 50 × 10 = 1,000,000 feeds)",
     doc: "Feeds per device of the large fleet.",
+  }),
+  fleetSizes: option({
+    flag: "fleet-sizes",
+    schema: z.string().default("").transform((v) => v === "" ? [] : v.split(",")).pipe(
+      z.array(zs.int(500)),
+    ),
+    defaultText: "none: the --fleet-users × --fleet-devices × --fleet-feeds fleet",
+    doc: "The fleet scaling curve: a comma list of fleet sizes in feeds (e.g. " +
+      "5000,100000,1000000), each users × 50 devices × 10 feeds, one fleet phase per size " +
+      "(bench/fleet_curve.ts).",
+  }),
+  fleetTuned: option({
+    flag: "fleet-tuned",
+    schema: zs.bool().default(false),
+    defaultText: "off",
+    doc: "Run each fleet also with a feed cache sized for it (--feed-cache-size 1.1 × feeds, " +
+      "--feed-cache-ttl-ms 600000).",
+    boolean: true,
   }),
   batchSize: option({
     flag: "batch-size",
@@ -341,8 +359,8 @@ interface Run {
   publishRates: { inflight: Inflight; rate: number }[];
   holds: (HoldResult & { inflight: Inflight })[];
   scales: { inflight: Inflight; results: ScaleResult[] }[];
-  /** The fleet phase's database, created on its first use and kept for every setting. */
-  fleet: FleetDatabase | null;
+  /** The fleet phase's database of the last size used, kept for the next run of it. */
+  fleet: { key: string; db: FleetDatabase } | null;
   /** The mappings phase's fleet, registered in the benchmark database on first use. */
   mappings: MappingsFleet | null;
   commit: (CommitCost & Load) | null;
@@ -537,30 +555,41 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       }
     }
     if (has("fleet")) {
-      const fleet = run.fleet ??= await openFleet(run);
-      const r = await withLoad(() =>
-        fleetPhase({ fleet, admin: run.admin, serve: serveOptions, pc: pc(rate), serveRate })
-      );
-      const base = `fleet, ${fmtRate(fleet.feeds)} feeds, warm`;
-      addRow(run, "fleet", base, inflight, r, brokerLimit);
+      const sizes = cfg.fleetSizes.length > 0
+        ? cfg.fleetSizes.map(fleetOfSize)
+        : [{ users: cfg.fleetUsers, devices: cfg.fleetDevices, feeds: cfg.fleetFeeds }];
+      for (const f of fleetRuns(sizes, cfg.fleetTuned)) {
+        const fleet = await openFleet(run, f.size);
+        const serve = { ...serveOptions, serveArgs: [...serveOptions.serveArgs, ...f.serveArgs] };
+        const r = await withLoad(() =>
+          fleetPhase({ fleet, admin: run.admin, serve, pc: pc(rate), serveRate })
+        );
+        r.extra = { ...r.extra, tunedCache: f.tuned };
+        addRow(run, "fleet", fleetRowName(fleet.feeds, f.tuned), inflight, r, brokerLimit);
+      }
     }
   } finally {
     await broker.close();
   }
 }
 
-async function openFleet(run: Run): Promise<FleetDatabase> {
+/** The fleet of `size`, created on first use; the one before it is dropped then. */
+async function openFleet(run: Run, size: FleetSize): Promise<FleetDatabase> {
   const { cfg } = run;
+  const key = `${size.users}x${size.devices}x${size.feeds}`;
+  if (run.fleet?.key === key) return run.fleet.db;
+  await run.fleet?.db.close();
   const fleet = await createFleetDatabase({
     admin: run.admin,
     serverUrl: cfg.databaseUrl,
-    size: { users: cfg.fleetUsers, devices: cfg.fleetDevices, feeds: cfg.fleetFeeds },
+    size,
     keep: cfg.keepDb,
     dir: run.tmp,
     log,
   });
   // Dropped before the first database and the admin connection (cleanups run reversed).
   run.cleanups.push(fleet.close);
+  run.fleet = { key, db: fleet };
   return fleet;
 }
 
@@ -599,6 +628,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     rows: run.rows,
   });
   printTargets(targets);
+  printCurve(run.rows);
   const loadAvgAtEnd = Deno.loadavg();
   const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   console.log(
