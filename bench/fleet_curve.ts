@@ -36,7 +36,7 @@ export function fleetRuns(sizes: FleetSize[], tuned: boolean): FleetRun[] {
     const runs: FleetRun[] = [{ size, tuned: false, serveArgs: [] }];
     if (tuned) {
       // Every feed fits, and stays trusted for the whole run (README, --feed-cache-size).
-      const cache = String(Math.ceil(feeds * 1.1));
+      const cache = String(Math.ceil(feeds * 11 / 10));
       runs.push({
         size,
         tuned: true,
