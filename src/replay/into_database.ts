@@ -16,6 +16,8 @@ import { describePgError } from "../db/database.ts";
 import { FeedlineError } from "../errors.ts";
 import type { Decoded, DecodedMessage } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
+import type { AssembledProcessorOptions } from "../ingest/assembly.ts";
+import { coverBatch } from "../ingest/backfill.ts";
 import { retryWithBackoff } from "../ingest/retry.ts";
 import { selectMessages, type SelectOptions } from "./input.ts";
 import { addBatch, type ReplayTotals } from "./totals.ts";
@@ -28,6 +30,8 @@ export interface ReplayOptions extends SelectOptions {
   batchSize: number;
   /** Attempts per batch when the database fails, before giving up. */
   attempts?: number;
+  /** A line for stderr: something went wrong that does not stop the replay. */
+  onWarning?(text: string): void;
 }
 
 /** Replays `input` into the database; counts into `totals`. */
@@ -86,11 +90,21 @@ function hasOwnTime(decoded: Decoded): boolean {
  * 1.6 and 3.2 s with the default 5 attempts), then stops with one line.
  */
 export async function writeBatch(
-  opts: Pick<ReplayOptions, "sql" | "processor" | "attempts">,
+  opts: Pick<ReplayOptions, "sql" | "processor" | "attempts" | "onWarning">,
   batch: DecodedMessage[],
   totals: ReplayTotals,
 ): Promise<void> {
   const attempts = opts.attempts ?? 5;
+  // Partitions for old readings first (docs/scaling.md, "Backfill"); a failure there is
+  // a warning, and the batch goes to the default partition as it would have.
+  const cover = (opts.processor as AssembledProcessorOptions).backfill;
+  if (cover) {
+    await coverBatch(opts.sql, cover, batch, {
+      onCreated: (r) => totals.partitionsCreated.push(...r.created),
+      onError: (error) =>
+        opts.onWarning?.(`could not create a partition: ${describePgError(error)}`),
+    });
+  }
   let result: BatchResult;
   try {
     result = await retryWithBackoff(() => processBatch(opts.sql, batch, opts.processor), {

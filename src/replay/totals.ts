@@ -45,6 +45,8 @@ export interface ReplayTotals {
    * and no device timestamp. Replaying them again stores them again.
    */
   untimed: number;
+  /** feed_values partitions made for the readings' times (src/ingest/backfill.ts). */
+  partitionsCreated: string[];
   /** --strict: where the replay stopped. */
   stoppedAt: string | null;
   elapsedMs: number;
@@ -72,6 +74,7 @@ export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTot
     rejectsCleared: 0,
     rejectsUnreplayable: 0,
     untimed: 0,
+    partitionsCreated: [],
     stoppedAt: null,
     elapsedMs: 0,
     peakRssBytes: 0,
@@ -167,6 +170,9 @@ export function formatSummary(t: ReplayTotals): string {
         row("left in place", `${int.format(t.rejectsUnreplayable)} (payload capped when stored)`),
       );
     }
+  }
+  if (t.partitionsCreated.length > 0) {
+    lines.push(row("partitions", `created ${t.partitionsCreated.join(", ")}`));
   }
   if (t.stoppedAt) lines.push(row("stopped at", `${t.stoppedAt} (--strict)`));
   if (t.untimed > 0) lines.push(untimedWarning(t.untimed));
