@@ -6,8 +6,9 @@
  * Idempotent: a message keeps the receive time it was captured with, which is the
  * created_at of a reading without a device timestamp, so the (feed_id, created_at) key
  * and `on conflict do nothing` absorb every reading that is already stored. Lines with no
- * time (`mosquitto_sub -v`) are stamped when read: those without a device timestamp are
- * counted in `untimed`, and the summary warns that replaying them again stores them again.
+ * time (`mosquitto_sub -v`) are stamped when read: those a second replay would store again
+ * (readings and statuses without a device timestamp, rejects) are counted in `untimed`,
+ * and the summary warns about them.
  */
 import type postgres from "postgres";
 import type { ReadItem } from "../capture/reader.ts";
@@ -56,7 +57,7 @@ export async function replayIntoDatabase(
     for await (const messages of selectMessages(input, opts, totals)) {
       for (const inbound of messages) {
         const decoded = decode(inbound, opts.decode);
-        if (inbound.timeless && !hasOwnTime(decoded)) totals.untimed++;
+        if (inbound.timeless && storedAgain(decoded)) totals.untimed++;
         batch.push({ inbound, decoded });
         if (batch.length >= opts.batchSize) {
           await submit(batch);
@@ -72,9 +73,17 @@ export async function replayIntoDatabase(
 }
 
 /**
- * Whether a message's rows are keyed by times of its own (device timestamps), so storing
- * it again is absorbed. Rejects and skips store no reading.
+ * Whether a message read without a receive time is stored again by a second replay: its
+ * readings or status event when not keyed by times of their own (device timestamps), and
+ * a reject, whose dead-letter row is keyed by the receive time it got when read. A skip
+ * stores nothing.
  */
+function storedAgain(decoded: Decoded): boolean {
+  if (decoded.kind === "reject") return true;
+  return !hasOwnTime(decoded);
+}
+
+/** Whether a message's rows are keyed by times of its own (device timestamps). */
 function hasOwnTime(decoded: Decoded): boolean {
   if (decoded.kind === "readings") return decoded.readings.every((r) => r.tsUs !== null);
   if (decoded.kind === "status") return decoded.tsUs !== null;
