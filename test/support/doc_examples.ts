@@ -4,7 +4,7 @@
  *
  * Marking, in the markdown (invisible when rendered):
  *
- * - `<!-- doc-test -->` right before a ```console block: each `$ ` line is a command, run
+ * - `<!-- doc-test -->` before a ```console block (blank lines between are fine): each `$ ` line is a command, run
  *   by bash in the doc's working directory, and the lines up to the next `$ ` line are
  *   what it prints (stdout and stderr together). In the expected lines, `...` stands for
  *   any number of lines, `…` within a line any text, and the variable parts are compared
@@ -45,6 +45,7 @@ export function parseDocSteps(markdown: string): DocStep[] {
     if (!start[2]) {
       for (i++; i < lines.length && lines[i].trim() !== "-->"; i++) setup.push(lines[i]);
     }
+    while (lines[i + 1]?.trim() === "") i++; // deno fmt puts a blank line after a comment
     const fence = /^```(\w*)$/.exec(lines[++i] ?? "");
     if (!fence) throw new Error(`line ${line}: a doc-test marker must be followed by a block`);
     const body: string[] = [];
