@@ -11,7 +11,7 @@ import { compareOutput, type DocStep, parseDocSteps, runBlock } from "./support/
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = Deno.env.get("TEST_DATABASE_URL");
-const DOCS = ["docs/replay.md"];
+const DOCS = ["docs/replay.md", "docs/operations.md"];
 // A doc's blocks together; a block that hangs is killed long before the suite's timeout.
 const BLOCK_TIMEOUT_MS = 30_000;
 const DOC_URL = /postgres:\/\/root@127\.0\.0\.1:5432\/(\w+)/g;
@@ -23,18 +23,28 @@ function substitute(text: string, map: Map<string, string>): string {
   return out;
 }
 
+/**
+ * `deno` and `feedline` for the doc's commands: `deno task X` runs deno.json's task X of
+ * this checkout (each is `deno run -A FILE ...`) in the doc's directory, without the
+ * "Task" line on stderr; `feedline` is main.ts.
+ */
 async function writeBin(binDir: string): Promise<void> {
   const deno = Deno.execPath();
-  const main = `${REPO}main.ts`;
-  // `deno task X` as deno.json's tasks run it, without the "Task" line on stderr.
+  const { tasks } = JSON.parse(await Deno.readTextFile(`${REPO}deno.json`)) as {
+    tasks: Record<string, string>;
+  };
+  const cases = Object.entries(tasks).flatMap(([name, command]) => {
+    const m = /^deno run -A (\S+)(.*)$/.exec(command);
+    return m ? [`  ${name}) shift 2; exec "${deno}" run -A "${REPO}${m[1]}"${m[2]} "$@";;`] : [];
+  });
   await Deno.writeTextFile(
     `${binDir}/deno`,
-    `#!/bin/sh\nif [ "$1" = task ]; then shift; t=$1; shift; ` +
-      `exec "${deno}" run -A "${main}" "$t" "$@"; fi\nexec "${deno}" "$@"\n`,
+    `#!/bin/sh\nif [ "$1" = task ]; then\n  case "$2" in\n${cases.join("\n")}\n` +
+      `  *) echo "doc-test: no such task: $2" >&2; exit 2;;\n  esac\nfi\nexec "${deno}" "$@"\n`,
   );
   await Deno.writeTextFile(
     `${binDir}/feedline`,
-    `#!/bin/sh\nexec "${deno}" run -A "${main}" "$@"\n`,
+    `#!/bin/sh\nexec "${deno}" run -A "${REPO}main.ts" "$@"\n`,
   );
   await Deno.chmod(`${binDir}/deno`, 0o755);
   await Deno.chmod(`${binDir}/feedline`, 0o755);

@@ -7,8 +7,8 @@
  * - `<!-- doc-test -->` before a ```console block (blank lines between are fine): each `$ ` line is a command, run
  *   by bash in the doc's working directory, and the lines up to the next `$ ` line are
  *   what it prints (stdout and stderr together). In the expected lines, `...` stands for
- *   any number of lines, `…` within a line any text, and the variable parts are compared
- *   loosely (`normalize`).
+ *   any number of lines, `…` within a line any text, a size (`3.5 MB`) any within 25% of
+ *   it, and the variable parts are compared loosely (`normalize`).
  *   Lines after the marker, up to `-->`, are hidden set-up commands run first:
  *   `<!-- doc-test` + newline + commands + `-->`.
  * - `<!-- doc-test: file NAME -->` right before any block: its text is written to NAME
@@ -99,8 +99,19 @@ export function compareOutput(expected: string[], actual: string[]): string | nu
   return `expected:\n${expected.join("\n")}\n--- got:\n${actual.join("\n")}`;
 }
 
+// A size in a doc ("3.5 MB") matches one within this share of it: code grows.
+const SIZE_TOLERANCE = 0.25;
+const SIZE = /(\d+(?:\.\d+)?) (MB|MiB|KB|kB)\b/g;
+
 /** An expected line, where `…` stands for any text, against an actual one. */
 function lineMatches(expected: string, actual: string): boolean {
+  const docSizes = [...expected.matchAll(SIZE)].map((m) => Number(m[1]));
+  const sizes = [...actual.matchAll(SIZE)].map((m) => Number(m[1]));
+  if (docSizes.length > 0 && docSizes.length === sizes.length) {
+    const close = docSizes.every((d, i) => Math.abs(sizes[i] - d) <= d * SIZE_TOLERANCE);
+    if (!close) return false;
+    return lineMatches(expected.replace(SIZE, "<size> $2"), actual.replace(SIZE, "<size> $2"));
+  }
   if (!expected.includes("…")) return expected === actual;
   const pattern = expected.split("…").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
   return new RegExp(`^${pattern.join(".*")}$`).test(actual);
