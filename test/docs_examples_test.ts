@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { fileURLToPath } from "node:url";
+import { waitFor } from "./support/serve.ts";
 import { compareOutput, type DocStep, parseDocSteps, runBlock } from "./support/doc_examples.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -116,4 +117,69 @@ for (const doc of DOCS) {
       await runDoc(doc, steps);
     },
   });
+}
+
+Deno.test("doc-test blocks: markers, set-up, files, and how output is compared", () => {
+  const md = [
+    "<!-- doc-test: file a.txt -->",
+    "",
+    "```text",
+    "x y",
+    "```",
+    "<!-- doc-test",
+    "export A=1",
+    "-->",
+    "```console",
+    "$ echo $A",
+    "1",
+    "$ true",
+    "```",
+  ].join("\n");
+  assert.deepEqual(parseDocSteps(md), [
+    { kind: "file", name: "a.txt", text: "x y\n", line: 1 },
+    {
+      kind: "console",
+      setup: ["export A=1"],
+      commands: [{ command: "echo $A", expected: ["1"] }, { command: "true", expected: [] }],
+      line: 6,
+    },
+  ]);
+  assert.equal(compareOutput(["a", "...", "d"], ["a", "b", "c", "d"]), null);
+  assert.equal(compareOutput(["applied 001, … (x)"], ["applied 001, 002 (x)"]), null);
+  assert.equal(compareOutput(["  elapsed  0.0 s"], ["  elapsed  9.9 s, 1 messages/s"]), null);
+  assert.equal(compareOutput(["f (3.5 MB)"], ["f (3.9 MB)"]), null);
+  assert.notEqual(compareOutput(["f (2.8 MB)"], ["f (3.5 MB)"]), null, "25% off is drift");
+  assert.notEqual(compareOutput(["unknown_feed 4, unknown_device 1"], ["unknown_device 5"]), null);
+  assert.notEqual(compareOutput(["a"], ["a", "b"]), null, "an extra line is drift");
+});
+
+Deno.test("a doc block that hangs is killed with its background jobs at the timeout", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "feedline-doc-test-" });
+  try {
+    const run = await runBlock({
+      dir,
+      binDir: dir,
+      envFile: `${dir}/.env`,
+      setup: [],
+      commands: ["sleep 120 & echo $! > bg.pid", "echo before", "sleep 60"],
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      timeoutMs: 500,
+    });
+    assert.deepEqual(run.outputs.slice(0, 2), [[""], ["before"]]);
+    assert.notEqual(run.code, 0, "the block was killed, not run to its end");
+    const pid = Number(await Deno.readTextFile(`${dir}/bg.pid`));
+    // Killed at once; gone once reaped.
+    await waitFor("the background job gone", () => !alive(pid), 5_000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat); // a zombie has ended
+  } catch {
+    return false;
+  }
 }
