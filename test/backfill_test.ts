@@ -135,6 +135,9 @@ Deno.test("covers racing for the same month create it once; a week interval is c
     const kept = new PartitionCover({ interval: "month", retentionMs: 86_400_000, upkeep: true });
     const old = await kept.ensure(db.sql, [Date.parse("2024-01-10T00:00:00Z")]);
     assert.deepEqual([old.created, old.skipped], [[], 1]);
+    // Too old stays too old: not looked at again (no query: the pool is closed).
+    const again = await kept.ensure(closed.sql, [Date.parse("2024-01-20T00:00:00Z")]);
+    assert.deepEqual([again.created, again.skipped], [[], 0]);
   } finally {
     await db.close();
   }

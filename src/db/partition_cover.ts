@@ -82,11 +82,11 @@ export class PartitionCover {
     }
     const missing = uncovered(this.#known, timesMs);
     if (missing.length === 0) return result;
-    let made: Range[] = [], createdRanges: Range[] = [], known: Range[] = this.#known;
+    let made: Range[] = [], created: Range[] = [], declined: Range[] = [];
+    let known: Range[] = this.#known;
     await confirmedTransaction(sql, async (tx) => {
       Object.assign(result, { created: [], moved: 0, skipped: 0 });
-      made = [];
-      createdRanges = [];
+      [made, created, declined] = [[], [], []];
       await tx`select pg_advisory_xact_lock(${UPKEEP_LOCK_KEY})`;
       // Creating a partition locks feed_values: give up rather than queue inserts behind it.
       await tx`set local lock_timeout = '10s'`;
@@ -99,28 +99,24 @@ export class PartitionCover {
       for (const t of uncovered(ranges, missing)) {
         if (covers(made, t)) continue;
         const range = clip(ranges, t, this.#opts.interval);
-        if (range.to <= cutoff || made.length >= this.#maxNew) {
+        made.push(range); // each interval once
+        if (range.to <= cutoff || created.length >= this.#maxNew) {
           result.skipped++;
-          made.push(range); // counted once per interval
+          // Too old stays too old: not looked at again. Over the limit: next time.
+          if (range.to <= cutoff) declined.push(range);
           continue;
         }
         const from = new Date(range.from), to = new Date(range.to);
         const name = partitionName(from);
         result.moved += await createPartition(tx, name, from, to, defaultPart);
         result.created.push(name);
-        made.push(range);
-        createdRanges.push(range);
+        created.push(range);
       }
       known = ranges;
     });
-    // Known once committed; skipped intervals are not, and are looked at again next time.
-    this.#known = sortRanges([...known, ...createdRanges]);
+    // Known once committed, and so are the intervals declined for the retention.
+    this.#known = sortRanges([...known, ...created, ...declined]);
     return result;
-  }
-
-  /** Forgets the known ranges (after partitions were dropped); the next call reads them. */
-  forget(): void {
-    this.#known = null;
   }
 }
 
