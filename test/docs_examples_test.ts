@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./support/serve.ts";
-import { compareOutput, type DocStep, parseDocSteps, runBlock } from "./support/doc_examples.ts";
+import {
+  canUnshareNetwork,
+  compareOutput,
+  type DocStep,
+  parseDocSteps,
+  runBlock,
+} from "./support/doc_examples.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = Deno.env.get("TEST_DATABASE_URL");
@@ -75,10 +81,15 @@ async function runDoc(doc: string, steps: DocStep[]): Promise<void> {
       ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
     };
     const failures: string[] = [];
+    const ownNetwork = await canUnshareNetwork();
     for (const step of steps) {
       const where = `${doc}:${step.line}`;
       if (step.kind === "file") {
         await Deno.writeTextFile(`${dir}/${step.name}`, step.text);
+        continue;
+      }
+      if (step.ownNetwork && !ownNetwork) {
+        console.warn(`${where}: skipped, no network namespace here (unshare -n)`);
         continue;
       }
       const run = await runBlock({
@@ -89,6 +100,7 @@ async function runDoc(doc: string, steps: DocStep[]): Promise<void> {
         commands: step.commands.map((c) => substitute(c.command, toTest)),
         env,
         timeoutMs: BLOCK_TIMEOUT_MS,
+        ownNetwork: step.ownNetwork,
       });
       step.commands.forEach((c, i) => {
         const got = (run.outputs[i] ?? ["<not run: the block was killed>"])

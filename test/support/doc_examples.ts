@@ -13,6 +13,9 @@
  *   `<!-- doc-test` + newline + commands + `-->`.
  * - `<!-- doc-test: file NAME -->` right before any block: its text is written to NAME
  *   in the working directory before the blocks after it run.
+ * - `<!-- doc-test: own-network` (set-up lines) `-->`: a console block run in a network
+ *   namespace of its own (`unshare -n`, loopback only), where the doc's ports (1883) are
+ *   free and its traffic meets no other test's; its set-up starts what it talks to.
  *
  * The blocks of one doc run in order and share a working directory and the exported
  * environment (`export` carries over from block to block). Every database URL
@@ -25,7 +28,14 @@
 /** A block of a doc to run, or a file to write. */
 export type DocStep =
   | { kind: "file"; name: string; text: string; line: number }
-  | { kind: "console"; setup: string[]; commands: DocCommand[]; line: number };
+  | {
+    kind: "console";
+    setup: string[];
+    commands: DocCommand[];
+    line: number;
+    /** Run in a network namespace of its own: 127.0.0.1:1883 is free there. */
+    ownNetwork?: boolean;
+  };
 
 /** One `$ ` line of a console block and what the doc says it prints. */
 export interface DocCommand {
@@ -56,13 +66,15 @@ export function parseDocSteps(markdown: string): DocStep[] {
       continue;
     }
     if (fence[1] !== "console") throw new Error(`line ${line}: doc-test runs console blocks`);
+    const ownNetwork = start[1] === "own-network";
+    if (start[1] && !ownNetwork) throw new Error(`line ${line}: unknown doc-test "${start[1]}"`);
     const commands: DocCommand[] = [];
     for (const l of body) {
       if (l.startsWith("$ ")) commands.push({ command: l.slice(2), expected: [] });
       else if (commands.length === 0) throw new Error(`line ${line}: output before a command`);
       else commands[commands.length - 1].expected.push(l);
     }
-    steps.push({ kind: "console", setup, commands, line });
+    steps.push({ kind: "console", setup, commands, line, ...(ownNetwork ? { ownNetwork } : {}) });
   }
   return steps;
 }
@@ -138,9 +150,11 @@ export async function runBlock(opts: {
   commands: string[];
   env: Record<string, string>;
   timeoutMs: number;
+  ownNetwork?: boolean;
 }): Promise<BlockRun> {
   const script = [
     "exec 2>&1",
+    ...(opts.ownNetwork ? ["ip link set lo up"] : []),
     `[ -f ${opts.envFile} ] && . ${opts.envFile}`,
     `export PATH=${opts.binDir}:$PATH`,
     ...opts.setup,
@@ -150,7 +164,7 @@ export async function runBlock(opts: {
     "kill $(jobs -p) 2>/dev/null; wait",
   ].join("\n");
   const child = new Deno.Command("setsid", {
-    args: ["bash", "-c", script],
+    args: [...(opts.ownNetwork ? ["unshare", "-n"] : []), "bash", "-c", script],
     cwd: opts.dir,
     env: opts.env,
     stdout: "piped",
@@ -172,5 +186,19 @@ export async function runBlock(opts: {
   } finally {
     clearTimeout(timer);
     killGroup();
+  }
+}
+
+/** Whether this machine lets a test run a block in a network namespace of its own. */
+export async function canUnshareNetwork(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("unshare", {
+      args: ["-n", "ip", "link", "set", "lo", "up"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
   }
 }
