@@ -18,7 +18,7 @@ import {
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const SERVER = Deno.env.get("TEST_DATABASE_URL");
-const DOCS = ["docs/replay.md", "docs/operations.md"];
+const DOCS = ["docs/replay.md", "docs/operations.md", "docs/scaling.md"];
 // A doc's blocks together; a block that hangs is killed long before the suite's timeout.
 const BLOCK_TIMEOUT_MS = 30_000;
 const DOC_URL = /postgres:\/\/root@127\.0\.0\.1:5432\/(\w+)/g;
@@ -58,14 +58,16 @@ async function writeBin(binDir: string): Promise<void> {
 }
 
 async function runDoc(doc: string, steps: DocStep[]): Promise<void> {
-  const text = await Deno.readTextFile(`${REPO}${doc}`);
   const dir = await Deno.makeTempDir({ prefix: "feedline-doc-test-" });
   const admin = postgres(SERVER!, { max: 1, onnotice: () => {} });
   // The doc's databases → fresh ones on the test server (and back, in the output).
   const toTest = new Map<string, string>();
   const fromTest = new Map<string, string>();
   const base = SERVER!.replace(/\/[^/]*$/, "");
-  for (const m of new Set([...text.matchAll(DOC_URL)].map((m) => m[1]))) {
+  const run = steps.flatMap((s) =>
+    s.kind === "console" ? [...s.setup, ...s.commands.map((c) => c.command)] : []
+  ).join("\n");
+  for (const m of new Set([...run.matchAll(DOC_URL)].map((m) => m[1]))) {
     const name = `feedline_doc_${crypto.randomUUID().slice(0, 8)}_${m}`;
     await admin.unsafe(`create database ${name}`);
     toTest.set(`postgres://root@127.0.0.1:5432/${m}`, `${base}/${name}`);
@@ -119,17 +121,20 @@ async function runDoc(doc: string, steps: DocStep[]): Promise<void> {
   }
 }
 
-for (const doc of DOCS) {
-  Deno.test({
-    name: `the marked examples of ${doc} print what the doc shows`,
-    ignore: !SERVER,
-    fn: async () => {
+Deno.test({
+  name: `the marked examples of ${DOCS.join(", ")} print what the docs show`,
+  ignore: !SERVER,
+  fn: async () => {
+    // The docs at once (each in its own folder and databases): the wait is the longest's.
+    const results = await Promise.allSettled(DOCS.map(async (doc) => {
       const steps = parseDocSteps(await Deno.readTextFile(`${REPO}${doc}`));
       assert.ok(steps.some((s) => s.kind === "console"), `${doc} has no doc-test block`);
       await runDoc(doc, steps);
-    },
-  });
-}
+    }));
+    const failed = results.flatMap((r) => r.status === "rejected" ? [String(r.reason)] : []);
+    if (failed.length > 0) assert.fail(failed.join("\n\n"));
+  },
+});
 
 Deno.test("doc-test blocks: markers, set-up, files, and how output is compared", () => {
   const md = [
