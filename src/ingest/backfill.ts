@@ -52,17 +52,27 @@ export async function coverBatch(
   }
 }
 
-/** `serve`'s report: what was created, to the log; a failure as a warning. */
-export function logBackfill(log: Logger): BackfillReport {
+// A failing database fails every batch's try: one warning a minute says so.
+const WARN_EVERY_MS = 60_000;
+
+/** `serve`'s report: what was created, to the log; failures as a warning a minute at most. */
+export function logBackfill(log: Logger, now: () => number = Date.now): BackfillReport {
+  let warnedAt = -Infinity;
+  let unsaid = 0;
   return {
     onCreated: (r) =>
       log.info("feed_values partitions created for old readings", {
         partitions: r.created,
         ...(r.moved > 0 ? { moved_from_default: r.moved } : {}),
       }),
-    onError: (error) =>
+    onError: (error) => {
+      if (now() - warnedAt < WARN_EVERY_MS) return void unsaid++;
       log.warn("could not create a partition for old readings; they go to the default partition", {
         error: (error as Error).message,
-      }),
+        ...(unsaid > 0 ? { more_failures: unsaid } : {}),
+      });
+      warnedAt = now();
+      unsaid = 0;
+    },
   };
 }
