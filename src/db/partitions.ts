@@ -56,7 +56,7 @@ export interface UpkeepResult {
 
 const PARENT = "feed_values";
 // Next to migrate.ts's 7_300_412_001.
-const UPKEEP_LOCK_KEY = 7_300_412_002;
+export const UPKEEP_LOCK_KEY = 7_300_412_002;
 // A partition is not created for more than this many intervals in one run.
 const MAX_NEW_PARTITIONS = 500;
 
@@ -168,7 +168,8 @@ export async function maintainPartitions(
   return result;
 }
 
-async function createPartition(
+/** Creates one range partition, moving the default partition's rows of its range into it. */
+export async function createPartition(
   tx: postgres.TransactionSql,
   name: string,
   from: Date,
