@@ -141,6 +141,7 @@ export const replayOptions = {
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   feedCacheSize: processingOptions.feedCacheSize,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
+  rollups: processingOptions.rollups,
   ...sparkplugOptions,
   // replay prints a summary and progress, not log lines: of the log options only
   // --verbose applies (to errors, in main.ts).

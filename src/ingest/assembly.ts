@@ -30,6 +30,8 @@ export interface ProcessorSettings {
   dryRun?: boolean;
   /** A Sparkplug BIRTH creates its device and feeds (`--sparkplug-register`). */
   sparkplugRegister?: boolean;
+  /** `--rollups`: the widths kept in feed_rollups (src/ingest/write/rollups.ts); null: off. */
+  rollups?: readonly { interval: string }[] | null;
 }
 
 /** What the processor gets besides the settings. */
@@ -63,6 +65,7 @@ export function processorOptionsOf(
       register: settings.sparkplugRegister ?? false,
     },
     ...(settings.dryRun ? { dryRun: true } : {}),
+    ...(settings.rollups ? { rollups: settings.rollups.map((w) => w.interval) } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }
       : {}),
