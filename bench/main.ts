@@ -59,6 +59,7 @@ import {
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
+import { BENCH_ROLLUP_WIDTHS, printRollupsCost, rollupServeArgs } from "./rollups_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -68,6 +69,7 @@ const ALL_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -79,6 +81,7 @@ const MQTT_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -204,7 +207,7 @@ export const benchOptions = {
     ),
     defaultText: "all but hold, scale, fleet",
     doc:
-      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `rollups` (not in the default): serve --rollups 1m,1h,1d beside the `serve` phase, throughput and PostgreSQL CPU per row (bench/rollups_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -483,6 +486,14 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       );
       serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
     }
+    if (has("rollups")) {
+      await resetData(db.sql);
+      const serveArgs = rollupServeArgs(serveOptions.serveArgs);
+      const r = await withLoad(() =>
+        servePhase({ ...serveOptions, serveArgs, dbUrl: db.url, sql: db.sql }, pc(rate))
+      );
+      addRow(run, "rollups", `serve --rollups ${BENCH_ROLLUP_WIDTHS}`, inflight, r, brokerLimit);
+    }
     if (has("sparkplug")) {
       await resetData(db.sql);
       const r = await withLoad(() =>
@@ -586,6 +597,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   if (run.rows.length > 0) printSummary(run.rows);
   printNotes(run.rows, run.windows);
   printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
+  printRollupsCost(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);

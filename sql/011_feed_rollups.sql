@@ -17,8 +17,14 @@
 --
 -- `feedline rollups --rebuild --since <time>` recomputes them from feed_values; serve
 -- --retention 1h=2y,... deletes buckets older than their tier.
+-- The table is built for the batches' upsert (docs/performance.md, "Rollups"): no foreign
+-- key (its check costs a lookup and a row lock per new bucket, as it did for feed_values,
+-- sql/007; the trigger below deletes a deleted feed's rollups instead), a fillfactor of 50
+-- so that merging a reading into a bucket is a HOT update (no new index entries, no
+-- bloat), and no b-tree beside the key: retention finds old buckets with a BRIN index,
+-- which new buckets barely touch.
 create table feed_rollups (
-  feed_id bigint not null references feeds(id) on delete cascade,
+  feed_id bigint not null,
   width interval not null check (width > interval '0'),
   bucket timestamptz not null,
   count bigint not null,
@@ -29,7 +35,23 @@ create table feed_rollups (
   last_at timestamptz not null,
   last float8 not null,
   primary key (feed_id, width, bucket)
-);
+) with (fillfactor = 50);
 
--- Retention deletes by width and age.
-create index feed_rollups_width_bucket on feed_rollups (width, bucket);
+create index feed_rollups_bucket on feed_rollups using brin (bucket);
+
+-- Deleting feeds (or their users) deletes their rollups, as their readings (sql/007). The
+-- lock on feed_values is the one that trigger takes: it waits for the batches in flight
+-- (they write feed_values and feed_rollups in one statement) and holds new ones back.
+create function feedline_delete_feed_rollups() returns trigger
+language plpgsql as $$
+begin
+  lock table feed_values in share row exclusive mode;
+  delete from feed_rollups r using deleted_feeds d where r.feed_id = d.id;
+  return null;
+end;
+$$;
+
+create trigger feeds_delete_rollups
+  after delete on feeds
+  referencing old table as deleted_feeds
+  for each statement execute function feedline_delete_feed_rollups();

@@ -151,6 +151,9 @@ Deno.test("a late reading merges into its own bucket: count, sum, min, max add u
     );
     assert.equal(minute.first_at.getTime(), BASE_MS + 10_000);
     assert.equal(minute.last_at.getTime(), BASE_MS + 50_000);
+    // No foreign key (sql/011): the trigger deletes a deleted feed's rollups.
+    await sql`delete from feeds where id = ${feeds[0]}`;
+    assert.deepEqual([...await stored(sql, feeds)], [], "a deleted feed's rollups are gone");
   });
 });
 
