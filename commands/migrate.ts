@@ -89,6 +89,9 @@ export async function run(args: string[]): Promise<void> {
     if (upkeep.dropped.length > 0) {
       console.log(`partitions dropped (retention): ${upkeep.dropped.join(", ")}`);
     }
+    if (upkeep.rollupsDeleted > 0) {
+      console.log(`rollups deleted (retention): ${upkeep.rollupsDeleted}`);
+    }
   } finally {
     await db.close();
   }
