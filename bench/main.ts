@@ -59,7 +59,12 @@ import {
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
-import { BENCH_ROLLUP_WIDTHS, printRollupsCost, rollupServeArgs } from "./rollups_phase.ts";
+import {
+  BENCH_ROLLUP_INTERVALS,
+  BENCH_ROLLUP_WIDTHS,
+  printRollupsCost,
+  rollupServeArgs,
+} from "./rollups_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -420,6 +425,11 @@ async function main(args: string[]): Promise<void> {
       await resetData(db.sql);
       const r = await withLoad(() => processorPhase(cfg, db));
       addRow(run, "processor", "processor (no MQTT)", null, r);
+      if (cfg.phaseList.includes("rollups")) {
+        await resetData(db.sql);
+        const rolled = await withLoad(() => processorPhase(cfg, db, BENCH_ROLLUP_INTERVALS));
+        addRow(run, "rollups", `processor --rollups ${BENCH_ROLLUP_WIDTHS}`, null, rolled);
+      }
     }
     if (cfg.phaseList.includes("commit")) {
       await resetData(db.sql);
@@ -735,9 +745,16 @@ async function databasePhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassR
 }
 
 /** feedline's decode + processBatch in this process, no MQTT. */
-async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassResult> {
+async function processorPhase(
+  cfg: BenchConfig,
+  db: BenchDatabase,
+  rollups: readonly string[] | null = null,
+): Promise<PassResult> {
   const { sql, topics } = db;
-  log(`processor (decode + processBatch, no MQTT): ${cfg.count} messages`);
+  log(
+    `processor (decode + processBatch, no MQTT): ${cfg.count} messages` +
+      (rollups ? ` (rollups ${rollups.join(", ")})` : ""),
+  );
   const encoder = new TextEncoder();
   const opts: DecodeOptions = {
     router: compileTopics(),
@@ -747,6 +764,7 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
   };
   const feedCache = new FeedCache();
   let lastUs = 0;
+  const pgCpuAtStart = await postgresCpuSeconds();
   const cpuStart = process.cpuUsage();
   const started = performance.now();
   let stored = 0;
@@ -767,16 +785,18 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
       };
       batch[k] = { inbound, decoded: decode(inbound, opts) };
     }
-    stored += (await processBatch(sql, batch, { feedCache })).stored;
+    stored += (await processBatch(sql, batch, { feedCache, rollups })).stored;
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
+  const pgCpu = (await postgresCpuSeconds()) - pgCpuAtStart;
   return {
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     lost: cfg.count - stored,
     cpuUsPerMessage: (cpu.user + cpu.system) / cfg.count,
+    postgresCpuUsPerRow: Number(((pgCpu * 1e6) / Math.max(1, stored)).toFixed(1)),
   };
 }
 
