@@ -4,11 +4,13 @@
  * for data already stored, adding a width, or a restore. One transaction; serve's batches
  * wait for it (src/db/rollups.ts).
  */
+import type postgres from "postgres";
 import { z } from "zod";
 import { databaseOptions, databaseUrlFrom, logOptions } from "../src/cli/option_groups.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { rollupsOption } from "../src/cli/rollup_options.ts";
 import { openDatabase } from "../src/db/database.ts";
+import { sqlStateOf } from "../src/db/errors.ts";
 import { listPartitions } from "../src/db/partitions.ts";
 import { rebuildRollups, rollupWidthsStored } from "../src/db/rollups.ts";
 import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
@@ -110,26 +112,36 @@ export async function run(args: string[]): Promise<void> {
     command: "feedline rollups",
   });
   try {
-    const widths = config.rollups?.map((w) => w.interval) ?? await rollupWidthsStored(db.sql);
-    if (widths.length === 0) {
-      throw new FeedlineError(
-        "CONFIG_INVALID",
-        "feed_rollups holds no width yet: name the widths to build with --rollups 1m,1h,1d",
-      );
-    }
-    const ranges = (await listPartitions(db.sql)).filter((p) => !p.isDefault && p.from !== null);
-    const oldest = ranges.length > 0 ? ranges[0].from : null;
-    const results = await rebuildRollups(db.sql, widths, config.since, config.until, oldest);
-    const labels = new Map(config.rollups?.map((w) => [w.interval, w.label]));
-    for (const r of results) {
-      console.log(
-        `rollups ${
-          labels.get(r.interval) ?? r.interval
-        }: rebuilt from ${r.from.toISOString()}: ${r.deleted} row(s) ` +
-          `replaced by ${r.written}`,
-      );
-    }
+    await rebuild(db.sql, config);
+  } catch (error) {
+    if (sqlStateOf(error) !== "42P01") throw error; // undefined_table
+    throw new FeedlineError(
+      "SCHEMA_NOT_READY",
+      `${db.where} has no feed_rollups (sql/011): run \`feedline migrate\` first`,
+    );
   } finally {
     await db.close();
+  }
+}
+
+/** Rebuilds the widths asked for (or those the table holds) and prints what it did. */
+async function rebuild(sql: postgres.Sql, config: ReturnType<typeof parseRollupsArgs>) {
+  const widths = config.rollups?.map((w) => w.interval) ?? await rollupWidthsStored(sql);
+  if (widths.length === 0) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      "feed_rollups holds no width yet: name the widths to build with --rollups 1m,1h,1d",
+    );
+  }
+  const ranges = (await listPartitions(sql)).filter((p) => !p.isDefault && p.from !== null);
+  const oldest = ranges.length > 0 ? ranges[0].from : null;
+  const results = await rebuildRollups(sql, widths, config.since, config.until, oldest);
+  const labels = new Map(config.rollups?.map((w) => [w.interval, w.label]));
+  for (const r of results) {
+    const width = labels.get(r.interval) ?? r.interval;
+    console.log(
+      `rollups ${width}: rebuilt from ${r.from.toISOString()}: ${r.deleted} row(s) replaced ` +
+        `by ${r.written}`,
+    );
   }
 }
