@@ -5,7 +5,8 @@
  * row the database refuses; the careful way isolates refused rows (src/ingest/write/
  * isolation.ts), absorbs a reading already stored by its key (feed_id, created_at), and
  * tells a duplicate from a different reading that got the same key (`value_conflict`,
- * docs/delivery.md, "Duplicates and idempotence").
+ * docs/delivery.md, "Duplicates and idempotence"). With `--rollups`, either way's insert
+ * RETURNs the rows it stored and the same statement rolls them up (src/ingest/write/rollups.ts).
  */
 import { formatTimestampUs } from "../../core/payload.ts";
 import { timestampOfUs } from "../../db/timestamps.ts";
