@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type postgres from "postgres";
+import { parseReplayArgs, runReplay } from "../commands/replay.ts";
+import { encodeCaptureLine } from "../src/capture/format.ts";
 import { nowUs } from "../src/clock.ts";
 import { partitionSettingsOf } from "../src/cli/option_groups.ts";
 import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_options.ts";
@@ -274,4 +276,35 @@ Deno.test("serve --rollups keeps rollups of what it stores; a redelivered and a 
   } finally {
     await f.close();
   }
+});
+
+Deno.test("replay --rollups keeps rollups too, and replaying the same capture twice counts once", async () => {
+  await withTestDatabase(async (sql, url) => {
+    const { user, feeds } = await addUser(sql);
+    const dir = await Deno.makeTempDir({ prefix: "feedline-rollups-test-" });
+    try {
+      const file = `${dir}/capture.jsonl`;
+      const lines = [[0, 1], [40, 3], [3700, 5], [20, 2]].map(([sec, value], i) =>
+        encodeCaptureLine({
+          topic: `${user}/d1/feeds/a`,
+          payload: new TextEncoder().encode(
+            JSON.stringify({ value, ts: new Date(BASE_MS + sec * 1000).toISOString() }),
+          ),
+          qos: 1,
+          retain: false,
+          receivedAtUs: BASE_MS * 1000 + 4_000_000_000 + i,
+        })
+      );
+      await Deno.writeTextFile(file, lines.join("\n") + "\n");
+      const args = ["--database-url", url, "--progress", "off", "--rollups", "1m,1h", file];
+      const quiet = { out: () => {}, err: () => {}, errIsTerminal: false };
+      for (let i = 0; i < 2; i++) await runReplay(parseReplayArgs(args, {}), quiet);
+      const rows = await stored(sql, feeds);
+      assert.deepEqual(rows, await expected(sql, feeds));
+      const firstHour = rows.find((r) => r.width === "01:00:00" && r.bucket.getTime() === BASE_MS);
+      assert.deepEqual([firstHour?.count, firstHour?.sum, firstHour?.last], [3, 6, 3]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
