@@ -15,7 +15,8 @@ import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_option
 import { decode } from "../src/core/decode.ts";
 import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
-import { maintainPartitions } from "../src/db/partitions.ts";
+import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
+import { rebuildRollups } from "../src/db/rollups.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { withTestDatabase } from "./support/db.ts";
@@ -162,6 +163,16 @@ Deno.test("a late reading merges into its own bucket: count, sum, min, max add u
 Deno.test("feedline rollups --rebuild recomputes the range from raw readings and leaves older buckets", async () => {
   await withTestDatabase(async (sql, url) => {
     const { user, feeds } = await addUser(sql);
+    // The rebuild leaves what is older than the oldest range partition alone: early on the
+    // 1st of a month, BASE_MS is in last month, which the new database has no partition for.
+    const oldest = (await listPartitions(sql)).find((p) => p.from !== null)!.from!;
+    if (oldest.getTime() > BASE_MS - 3_600_000) {
+      const from = new Date(BASE_MS - 40 * 86_400_000);
+      await sql.unsafe(
+        `create table feed_values_test_before partition of feed_values ` +
+          `for values from ('${from.toISOString()}') to ('${oldest.toISOString()}')`,
+      );
+    }
     // Stored before rollups were on: nothing rolled up.
     const readings: Reading[] = [0, 70, 3700, 7300, 7400].map((sec, i) => ({
       feed: i % 2 === 0 ? "a" : "b",
@@ -306,5 +317,26 @@ Deno.test("replay --rollups keeps rollups too, and replaying the same capture tw
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  });
+});
+
+Deno.test("a rebuild never touches buckets older than the raw data left (raw retention dropped it)", async () => {
+  await withTestDatabase(async (sql) => {
+    const { feeds } = await addUser(sql);
+    const kept = new Date(Date.UTC(2020, 0, 1, 5));
+    await sql`insert into feed_rollups values
+      (${feeds[0]}, '1 hours', ${kept}, 7, 1, 2, 9, ${kept}, ${kept}, 2)`;
+    const oldestRaw = new Date(Date.UTC(2020, 0, 1, 5, 30)); // inside that bucket
+    const [r] = await rebuildRollups(
+      sql,
+      ["1 hours"],
+      new Date(Date.UTC(2019, 0, 1)),
+      null,
+      oldestRaw,
+    );
+    assert.equal(r.from.getTime(), Date.UTC(2020, 0, 1, 6), "the first whole bucket after it");
+    assert.equal(r.deleted, 0);
+    const [row] = await sql`select count::int from feed_rollups where bucket = ${kept}`;
+    assert.equal(row?.count, 7, "the partly dropped bucket is kept as it was");
   });
 });
