@@ -29,6 +29,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "feed captured messages (or ingest_rejects) through the processor again",
     load: () => import("./commands/replay.ts"),
   },
+  rollups: {
+    summary: "recompute feed_rollups from the raw readings (--rebuild --since <time>)",
+    load: () => import("./commands/rollups.ts"),
+  },
   simulate: {
     summary: "publish the traffic of a simulated device fleet (demos, development, load tests)",
     load: () => import("./commands/simulate.ts"),

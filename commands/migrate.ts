@@ -99,6 +99,9 @@ export async function run(args: string[]): Promise<void> {
       console.log(`partitions dropped (retention): ${upkeep.dropped.join(", ")}`);
     }
     if (config.partitionsFrom) await partitionsFrom(db.sql, config.partitionsFrom, config);
+    if (upkeep.rollupsDeleted > 0) {
+      console.log(`rollups deleted (retention): ${upkeep.rollupsDeleted}`);
+    }
   } finally {
     await db.close();
   }

@@ -142,6 +142,7 @@ export const replayOptions = {
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   feedCacheSize: processingOptions.feedCacheSize,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
+  rollups: processingOptions.rollups,
   ...sparkplugOptions,
   // Partitions for the readings' months, made before each batch (src/ingest/backfill.ts).
   partitionInterval: partitionOptions.partitionInterval,

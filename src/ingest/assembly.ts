@@ -38,8 +38,11 @@ export interface ProcessorSettings {
    * readings get range partitions made before their batch (src/ingest/backfill.ts).
    */
   partitionInterval?: PartitionInterval;
-  retention?: number | null;
+  /** `--retention`: its raw tier (rollups' tiers are applied by partition upkeep). */
+  retention?: { rawMs: number | null } | null;
   partitionUpkeep?: boolean;
+  /** `--rollups`: the widths kept in feed_rollups (src/ingest/write/rollups.ts); null: off. */
+  rollups?: readonly { interval: string }[] | null;
 }
 
 /** The processor's options, with the partition cover serve and replay run before a batch. */
@@ -81,11 +84,12 @@ export function processorOptionsOf(
       ? {
         backfill: new PartitionCover({
           interval: settings.partitionInterval,
-          retentionMs: settings.retention ?? null,
+          retentionMs: settings.retention?.rawMs ?? null,
           upkeep: settings.partitionUpkeep ?? true,
         }),
       }
       : {}),
+    ...(settings.rollups ? { rollups: settings.rollups.map((w) => w.interval) } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }
       : {}),
