@@ -40,3 +40,11 @@ Deno.test("deno task test and deno task check use test/deno.jsonc", async () => 
   }
   assert.match(tasks.check, /deno check --config test\/deno\.jsonc .*test\//);
 });
+
+Deno.test("test/deno.jsonc formats and lints as deno.json does", async () => {
+  // `deno fmt test/` reads test/deno.jsonc: with other settings it would rewrap every file.
+  const root = await readJson("deno.json");
+  const test = await readJson("test/deno.jsonc");
+  assert.deepEqual(test.fmt, root.fmt);
+  assert.deepEqual(test.lint, root.lint);
+});
