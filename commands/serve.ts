@@ -13,7 +13,7 @@ import {
   serveOptions,
   upkeepOf,
 } from "../src/cli/serve_options.ts";
-import { formatOptionsHelp } from "../src/cli/options.ts";
+import { serveHelp } from "../src/cli/serve_help.ts";
 import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
 import { runUntilStopSignal } from "../src/cli/shutdown_signals.ts";
 import { Closers } from "../src/closers.ts";
@@ -36,22 +36,14 @@ import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
 import { createCommitReports } from "../src/ops/commit_reports.ts";
 import { startOpsHttp } from "../src/ops/http_listen.ts";
 import { createOperations } from "../src/ops/operations.ts";
+import { readyOnce } from "../src/ops/ready_line.ts";
 import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { installProcessGuard } from "../src/process_guard.ts";
 
 export { parseServeArgs, type ServeConfig };
 
 /** Help text of `serve`. */
-export const help = `feedline serve — ingest MQTT messages into PostgreSQL
-
-Usage: feedline serve [options]
-
-With no MQTT_URL and no DATABASE_URL it runs an embedded broker and database:
-try it with \`deno task serve\`, then publish to <user uuid>/<device>/feeds/<feed>.
-
-Options (flag, [environment variable], default):
-${formatOptionsHelp(serveOptions)}
-`;
+export const help = serveHelp;
 
 /** A running `serve`, for tests and for `run`. */
 export interface RunningServe {
@@ -106,7 +98,8 @@ export async function startServe(
 
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {
-      const broker = await startEmbeddedBroker({ port: config.embeddedMqttPort, log });
+      const { embeddedMqttPort: port, dataDir } = config;
+      const broker = await startEmbeddedBroker({ port, log, dataDir });
       closers.push("the embedded broker", () => broker.close());
       mqttUrl = broker.url;
     }
@@ -163,9 +156,12 @@ export async function startServe(
       closers.push("the clock lane", lane.release);
       processor.inTransaction = lane.recordStamps; // its mark commits with each batch
     }
+    const live = () => ({ mqttUrl, httpPort: http?.port ?? null, database: db.where });
+    const ready = readyOnce(log, config, live);
     const source = await startMqttSource({
       ...{ ...mqttConnectionOf(config, mqttUrl), log, ...intake },
       onSessionLost: () => metrics.sessionsLost.inc(),
+      onSubscribed: ready.subscribed,
     });
     closers.push("the MQTT connection", () => source.close());
     const ops = createOperations({
@@ -200,6 +196,7 @@ export async function startServe(
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.
     pipeline.start();
+    ready.started();
 
     let stopping: Promise<void> | null = null;
     const stop = () =>
