@@ -10,11 +10,10 @@ import {
   parseListenAddress,
   parseServeArgs,
   type ServeConfig,
-  serveOptions,
   upkeepOf,
 } from "../src/cli/serve_options.ts";
 import { serveHelp } from "../src/cli/serve_help.ts";
-import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
+import { formatServeConfig } from "../src/cli/serve_print.ts";
 import { runUntilStopSignal } from "../src/cli/shutdown_signals.ts";
 import { Closers } from "../src/closers.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
@@ -25,6 +24,7 @@ import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
+import { rememberedPort } from "../src/embedded/remembered_ports.ts";
 import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
@@ -218,10 +218,12 @@ export async function run(args: string[]): Promise<void> {
   const env = Deno.env.toObject();
   const config = parseServeArgs(args, env);
   if (config.printConfig) {
-    return console.log(formatConfig(serveOptions, args, env, appliedSecretFiles(), "serve"));
+    const remembered = await rememberedPort(config.dataDir, "mqtt");
+    return console.log(formatServeConfig(args, env, config, remembered));
   }
   const log = createServeLogger(config);
   log.info("feedline serve starting", {
+    client_id: config.clientId,
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });
