@@ -202,7 +202,7 @@ export async function startServe(
     const stop = () =>
       stopping ??= (async () => {
         source.stopReading();
-        const left = await pipeline.shutdown(config.shutdownTimeoutMs);
+        const left = await pipeline.shutdown(config.shutdownTimeoutMs, reports.close);
         abandoned = left > 0;
         await closers.closeAll();
       })();
