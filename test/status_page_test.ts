@@ -139,8 +139,8 @@ Deno.test({
       await page.locator("#rate-chart path").first().waitFor({ timeout: 15_000 });
       await page.locator("#readings-chart path").first().waitFor({ timeout: 15_000 });
       // A few batches minutes apart: each shows (a dot alone, a line for neighbours).
-      await page.locator('#batch-chart circle, #batch-chart path[d*="L"]').first()
-        .waitFor({ timeout: 15_000 });
+      await page.locator('#batch-chart path[data-dot], #batch-chart path[d*="L"]').first()
+        .waitFor({ state: "attached", timeout: 15_000 });
 
       // A device online but silent for longer than the threshold (5 min) is shown stale.
       await fixture.db.sql`update devices set last_seen_at = now() - interval '10 minutes'`;

@@ -65,17 +65,17 @@ export function statusPageCharts() {
     for (const s of series) {
       for (const run of runs(s.values)) {
         const at = (i: number) => sx(xs[i]).toFixed(1) + "," + sy(s.values[i]!).toFixed(1);
-        if (run.length === 1) {
-          const [cx, cy] = at(run[0]).split(",");
-          svg.append(svgEl("circle", { cx, cy, r: 2.5, fill: s.color }));
-          continue;
-        }
+        // A lone value: a round cap on a zero-length line, round on screen whatever the
+        // chart's stretch (a circle would be squashed by preserveAspectRatio="none").
+        const lone = run.length === 1;
         svg.append(svgEl("path", {
-          d: run.map((i, k) => (k ? "L" : "M") + at(i)).join(""),
+          d: lone ? "M" + at(run[0]) + "h0" : run.map((i, k) => (k ? "L" : "M") + at(i)).join(""),
           fill: "none",
           stroke: s.color,
-          "stroke-width": 2,
+          "stroke-width": lone ? 6 : 2,
+          "stroke-linecap": "round",
           "vector-effect": "non-scaling-stroke",
+          ...(lone ? { "data-dot": "" } : {}),
         }));
       }
     }
