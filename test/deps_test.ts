@@ -35,7 +35,7 @@ Deno.test("test/deno.jsonc is deno.json's imports plus the test-only packages", 
 
 Deno.test("deno task test and deno task check use test/deno.jsonc", async () => {
   const tasks = (await readJson("deno.json")).tasks as Record<string, string>;
-  for (const name of ["test", "test:unit", "test:bench"]) {
+  for (const name of ["test", "test:unit", "test:bench", "test:files"]) {
     assert.match(tasks[name], /--config test\/deno\.jsonc/, name);
   }
   assert.match(tasks.check, /deno check --config test\/deno\.jsonc .*test\//);
