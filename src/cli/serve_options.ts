@@ -40,8 +40,8 @@ export const mqttOptions = {
     flag: "client-id",
     env: "MQTT_CLIENT_ID",
     schema: z.string().min(1).max(256).optional(),
-    defaultText: "feedline-<hostname>-<hash of the data dir's absolute path and the database URL " +
-      "without password>",
+    // The database's identity is its URL without password (src/cli/client_id.ts).
+    defaultText: "feedline-<hostname>-<hash of data dir + database identity>",
     doc: "MQTT client id. Keep it stable: the broker keeps the session under it. Required " +
       "with --shared-group (one distinct id per instance).",
   }),
