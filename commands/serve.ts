@@ -24,7 +24,7 @@ import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
-import { rememberedPort } from "../src/embedded/remembered_ports.ts";
+import { httpAddressChoice, rememberedPorts } from "../src/embedded/remembered_ports.ts";
 import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
@@ -79,8 +79,7 @@ export async function startServe(
     const metrics = createIngestMetrics();
     const http = config.http === "off" ? null : startOpsHttp(
       { ...parseListenAddress(config.http)!, metrics: () => metrics.registry.render(), log },
-      // With an embedded broker or database a taken default port moves (http_listen.ts).
-      { givenBy: config.httpGivenBy, fallBack: config.embeddedBroker || !config.databaseUrl },
+      httpAddressChoice(config), // a taken default port may move (src/ops/http_listen.ts)
       log,
     );
     if (http) closers.push("the HTTP server", () => http.close());
@@ -218,8 +217,7 @@ export async function run(args: string[]): Promise<void> {
   const env = Deno.env.toObject();
   const config = parseServeArgs(args, env);
   if (config.printConfig) {
-    const remembered = await rememberedPort(config.dataDir, "mqtt");
-    return console.log(formatServeConfig(args, env, config, remembered));
+    return console.log(formatServeConfig(args, env, config, rememberedPorts(config.dataDir)));
   }
   const log = createServeLogger(config);
   log.info("feedline serve starting", {

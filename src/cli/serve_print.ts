@@ -7,13 +7,13 @@
 import { appliedSecretFiles, formatConfig } from "./secrets.ts";
 import { type ServeConfig, serveOptions } from "./serve_options.ts";
 import { defaultClientId } from "./client_id.ts";
-
 /** What `--print-config` shows for options left to their defaults, by option key. */
 export function resolvedServeValues(
   config: ServeConfig,
-  rememberedMqttPort: number | null,
+  remembered: { mqtt: number | null; http: number | null },
   cwd = Deno.cwd(),
 ): Record<string, string> {
+  const rememberedMqttPort = remembered.mqtt;
   const dataDir = config.dataDir.startsWith("/")
     ? config.dataDir
     : `${cwd.replace(/\/$/, "")}/${config.dataDir.replace(/^\.\//, "")}`;
@@ -47,11 +47,15 @@ export function resolvedServeValues(
     : config.dbPooler === "transaction"
     ? "none (--db-pooler transaction: feed changes reach the cache by --feed-cache-ttl-ms)"
     : "the database URL";
-  // As src/ops/http_listen.ts decides: only an address nobody gave moves.
+  // As src/embedded/remembered_ports.ts httpAddressChoice: only an address nobody gave moves.
   if (
     config.httpGivenBy === null && config.http !== "off" && (config.embeddedBroker || !fromDatabase)
   ) {
-    out.http = `${config.http} (at start: a free port if that one is taken)`;
+    const last = remembered.http;
+    out.http = `${config.http} (at start, if it is taken: ` +
+      (last
+        ? `port ${last}, remembered in ${dataDir}/ports.json)`
+        : "a free port, then remembered)");
   }
   return out;
 }
@@ -61,8 +65,9 @@ export function formatServeConfig(
   args: string[],
   env: Record<string, string | undefined>,
   config: ServeConfig,
-  rememberedMqttPort: number | null,
+  /** The ports a previous start of the data dir moved to (src/embedded/remembered_ports.ts). */
+  remembered: { mqtt: number | null; http: number | null },
 ): string {
-  const resolved = resolvedServeValues(config, rememberedMqttPort);
+  const resolved = resolvedServeValues(config, remembered);
   return formatConfig(serveOptions, args, env, appliedSecretFiles(), "serve", resolved);
 }

@@ -89,7 +89,7 @@ export async function startEmbeddedBroker(
   const broker = await Aedes.createBroker();
   const server = createServer(broker.handle);
   const requested = opts.port ?? 1883;
-  const remembered = opts.dataDir ? await rememberedPort(opts.dataDir, "mqtt") : null;
+  const remembered = opts.dataDir ? rememberedPort(opts.dataDir, "mqtt") : null;
   let listened: { port: number; fellBack: boolean };
   try {
     listened = await _withFallback(requested, (port) => _listen(server, host, port), remembered);
@@ -101,9 +101,7 @@ export async function startEmbeddedBroker(
   const url = `mqtt://${_urlHost(host)}:${listened.port}`;
   if (listened.fellBack) {
     const kept = listened.port === remembered;
-    const file = opts.dataDir && !kept
-      ? await rememberPort(opts.dataDir, "mqtt", listened.port)
-      : null;
+    const file = opts.dataDir && !kept ? rememberPort(opts.dataDir, "mqtt", listened.port) : null;
     // Loud: a device or `mosquitto_pub -p 1883` now reaches the other broker, not this one.
     opts.log?.warn(
       `port ${requested} is taken (another MQTT broker?); the embedded broker listens on ` +
