@@ -84,6 +84,8 @@ export interface IngestAssemblyOptions {
   onQueueFull?(inbound: Inbound): void;
   /** Feedline failed on a message before it was queued (the flood log). */
   onInternalError?(topic: string, error: unknown): void;
+  /** Queue rejects with their whole payload (`--capture`), not what their row keeps. */
+  keepsWholePayloads?: boolean;
 }
 
 /** Serve's ingest path: the intake (the source's callbacks) → the pipeline → the processor. */
@@ -111,6 +113,7 @@ export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
     decoder: opts.decoder,
     onQueueFull: opts.onQueueFull,
     onInternalError: opts.onInternalError,
+    ...(opts.keepsWholePayloads ? {} : { rejectPayloadCap: processor.rejectPayloadCap }),
   });
   return { accounting, pipeline, intake };
 }

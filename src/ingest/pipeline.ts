@@ -19,6 +19,7 @@ import type { Ack, DecodedMessage } from "../core/message.ts";
 import type { BatchResult } from "./processor.ts";
 import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
+import { messageBytes } from "./message_bytes.ts";
 import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
 import { FlushPolicy, type FlushSettings, type QueueState } from "./flush_policy.ts";
@@ -32,7 +33,12 @@ export interface QueueItem {
   ack: Ack | null;
   /** When queued, in ms on the pipeline's clock. */
   queuedAt: number;
+  /** What the byte bounds count for it (src/ingest/message_bytes.ts). */
+  bytes: number;
 }
+
+/** The status queue's byte bound, as a share of `queueBytes` (docs/performance.md). */
+export const STATUS_QUEUE_BYTES_SHARE = 0.25;
 
 /** Options of the pipeline; the flush settings are the policy's (src/ingest/flush_policy.ts). */
 export interface PipelineOptions extends FlushSettings {
@@ -42,9 +48,17 @@ export interface PipelineOptions extends FlushSettings {
    * batch must be kept and retried (src/db/errors.ts says which errors those are).
    */
   write(batch: DecodedMessage[]): Promise<BatchResult>;
-  /** Most payload and topic bytes in one batch (at least one message is always taken). */
+  /**
+   * Most bytes in one batch, as src/ingest/message_bytes.ts counts them (at least one
+   * message is always taken).
+   */
   maxBatchBytes?: number;
   queueSize: number;
+  /**
+   * Most bytes in the data queue (the status queue: a quarter of it), as
+   * src/ingest/message_bytes.ts counts them; default: no byte bound.
+   */
+  queueBytes?: number;
   statusQueueSize: number;
   log: Logger;
   metrics: IngestMetrics;
@@ -80,7 +94,13 @@ export class Pipeline {
   #dbReady = true;
   #inFlight = 0;
   /** The batch being written, until it is acknowledged or abandoned. */
-  #batch: { items: QueueItem[]; acks: number; startedAt: number; abandoned: boolean } | null = null;
+  #batch: {
+    items: QueueItem[];
+    acks: number;
+    bytes: number;
+    startedAt: number;
+    abandoned: boolean;
+  } | null = null;
   #batchesTaken = 0;
   readonly #commitListeners: CommitListener[] = [];
 
@@ -88,8 +108,13 @@ export class Pipeline {
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#policy = new FlushPolicy(opts);
-    this.#status = new BoundedQueue(opts.statusQueueSize);
-    this.#data = new BoundedQueue(opts.queueSize);
+    const sizeOf = (item: QueueItem) => item.bytes;
+    const queueBytes = opts.queueBytes ?? Infinity;
+    this.#status = new BoundedQueue(opts.statusQueueSize, {
+      maxBytes: queueBytes * STATUS_QUEUE_BYTES_SHARE,
+      sizeOf,
+    });
+    this.#data = new BoundedQueue(opts.queueSize, { maxBytes: queueBytes, sizeOf });
   }
 
   /** Messages in the queues. */
@@ -101,6 +126,28 @@ export class Pipeline {
   }
   get dataQueued(): number {
     return this.#data.length;
+  }
+  /** Bytes in the queues, as the byte bound counts them. */
+  get queuedBytes(): number {
+    return this.#status.bytes + this.#data.bytes;
+  }
+  /** The data queue's byte bound (Infinity: none). */
+  get maxQueueBytes(): number {
+    return this.#data.maxBytes;
+  }
+  /** Bytes in the batch being written (0: none). */
+  get inFlightBytes(): number {
+    return this.#batch?.bytes ?? 0;
+  }
+  /**
+   * Which bound holds the source back now: the data or status queue full by `messages`
+   * or by `bytes`; null while both have room (docs/operations.md, `/readyz`).
+   */
+  get holdingBack(): { queue: "data" | "status"; by: "messages" | "bytes" } | null {
+    const data = this.#data.fullBy;
+    if (data) return { queue: "data", by: data };
+    const status = this.#status.fullBy;
+    return status ? { queue: "status", by: status } : null;
   }
   /** Messages taken in the batch being written. */
   get inFlight(): number {
@@ -148,7 +195,8 @@ export class Pipeline {
    */
   offer(pending: DecodedMessage, ack: Ack | null): boolean {
     const queue = pending.decoded.kind === "status" ? this.#status : this.#data;
-    const item: QueueItem = { pending, ack, queuedAt: this.#clock.now() };
+    const bytes = messageBytes(pending, ack !== null);
+    const item: QueueItem = { pending, ack, queuedAt: this.#clock.now(), bytes };
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;
     if (ack) this.#unackedQueued++;
@@ -307,14 +355,13 @@ export class Pipeline {
 
   async #flush(): Promise<void> {
     const { batchSize, metrics, log } = this.#opts;
-    // A batch holds at most batchSize messages and, past its first, maxBatchBytes of
-    // payload and topic: memory per batch stays bounded whatever the messages' size.
+    // A batch holds at most batchSize messages and, past its first, maxBatchBytes (as
+    // the queues count them): memory per batch stays bounded whatever the messages' size.
     let bytes = 0;
     const maxBytes = this.#opts.maxBatchBytes ?? Infinity;
     const fits = (item: QueueItem) => {
-      const size = item.pending.inbound.payload.byteLength + item.pending.inbound.topic.length;
-      if (bytes > 0 && bytes + size > maxBytes) return false;
-      bytes += size;
+      if (bytes > 0 && bytes + item.bytes > maxBytes) return false;
+      bytes += item.bytes;
       return true;
     };
     const items = this.#status.take(batchSize, fits);
@@ -326,7 +373,7 @@ export class Pipeline {
     this.#unackedQueued -= acks;
     this.#unackedInFlight += acks;
     this.#inFlight = items.length;
-    const batch = { items, acks, startedAt: this.#clock.now(), abandoned: false };
+    const batch = { items, acks, bytes, startedAt: this.#clock.now(), abandoned: false };
     this.#batch = batch;
     this.#batchesTaken++;
     this.#notifyRoom();
