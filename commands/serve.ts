@@ -146,8 +146,6 @@ export async function startServe(
       metrics,
       onQueueFull: (inbound) => capture?.dropped(inbound),
       onInternalError: reports.noteInternalError,
-      // The capture file writes messages whole: then rejects are queued whole too.
-      keepsWholePayloads: capture !== null,
     });
     // Before `start()` this writes nothing: a start refused after subscribing leaves what
     // arrived unacknowledged with the broker, which redelivers it to the next start.

@@ -322,6 +322,7 @@ export function batchingOf(config: ServeConfig) {
     batchSize,
     maxBatchBytes,
     queueBytes,
+    keepsWholePayloads: config.capture !== undefined,
     batchIntervalMs,
     queueSize,
     statusQueueSize,

@@ -73,8 +73,13 @@ export function processorOptionsOf(
 export interface IngestAssemblyOptions {
   sql: postgres.Sql;
   processor: ProcessorOptions;
-  /** Batching and queue sizes (src/cli/serve_options.ts `batchingOf`). */
-  batching: Omit<PipelineOptions, "write" | "log" | "metrics" | "accounting">;
+  /**
+   * Batching and queue sizes (src/cli/serve_options.ts `batchingOf`), and whether the
+   * queues keep rejects whole (`--capture` writes every message whole).
+   */
+  batching: Omit<PipelineOptions, "write" | "log" | "metrics" | "accounting"> & {
+    keepsWholePayloads?: boolean;
+  };
   decode: DecodeOptions;
   /** Replaces the decoder (tests; guarded all the same). */
   decoder?: Decoder;
@@ -84,8 +89,6 @@ export interface IngestAssemblyOptions {
   onQueueFull?(inbound: Inbound): void;
   /** Feedline failed on a message before it was queued (the flood log). */
   onInternalError?(topic: string, error: unknown): void;
-  /** Queue rejects with their whole payload (`--capture`), not what their row keeps. */
-  keepsWholePayloads?: boolean;
 }
 
 /** Serve's ingest path: the intake (the source's callbacks) → the pipeline → the processor. */
@@ -113,7 +116,7 @@ export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
     decoder: opts.decoder,
     onQueueFull: opts.onQueueFull,
     onInternalError: opts.onInternalError,
-    ...(opts.keepsWholePayloads ? {} : { rejectPayloadCap: processor.rejectPayloadCap }),
+    ...(opts.batching.keepsWholePayloads ? {} : { rejectPayloadCap: processor.rejectPayloadCap }),
   });
   return { accounting, pipeline, intake };
 }

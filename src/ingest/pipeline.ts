@@ -37,9 +37,6 @@ export interface QueueItem {
   bytes: number;
 }
 
-/** The status queue's byte bound, as a share of `queueBytes` (docs/performance.md). */
-export const STATUS_QUEUE_BYTES_SHARE = 0.25;
-
 /** Options of the pipeline; the flush settings are the policy's (src/ingest/flush_policy.ts). */
 export interface PipelineOptions extends FlushSettings {
   /**
@@ -48,16 +45,10 @@ export interface PipelineOptions extends FlushSettings {
    * batch must be kept and retried (src/db/errors.ts says which errors those are).
    */
   write(batch: DecodedMessage[]): Promise<BatchResult>;
-  /**
-   * Most bytes in one batch, as src/ingest/message_bytes.ts counts them (at least one
-   * message is always taken).
-   */
+  /** Most bytes in one batch, as the queues count them (at least one message is taken). */
   maxBatchBytes?: number;
   queueSize: number;
-  /**
-   * Most bytes in the data queue (the status queue: a quarter of it), as
-   * src/ingest/message_bytes.ts counts them; default: no byte bound.
-   */
+  /** Most bytes in the data queue (src/ingest/message_bytes.ts); default: no byte bound. */
   queueBytes?: number;
   statusQueueSize: number;
   log: Logger;
@@ -94,13 +85,9 @@ export class Pipeline {
   #dbReady = true;
   #inFlight = 0;
   /** The batch being written, until it is acknowledged or abandoned. */
-  #batch: {
-    items: QueueItem[];
-    acks: number;
-    bytes: number;
-    startedAt: number;
-    abandoned: boolean;
-  } | null = null;
+  #batch:
+    | { items: QueueItem[]; acks: number; bytes: number; startedAt: number; abandoned: boolean }
+    | null = null;
   #batchesTaken = 0;
   readonly #commitListeners: CommitListener[] = [];
 
@@ -109,12 +96,10 @@ export class Pipeline {
     this.#clock = opts.clock ?? systemClock;
     this.#policy = new FlushPolicy(opts);
     const sizeOf = (item: QueueItem) => item.bytes;
-    const queueBytes = opts.queueBytes ?? Infinity;
-    this.#status = new BoundedQueue(opts.statusQueueSize, {
-      maxBytes: queueBytes * STATUS_QUEUE_BYTES_SHARE,
-      sizeOf,
-    });
-    this.#data = new BoundedQueue(opts.queueSize, { maxBytes: queueBytes, sizeOf });
+    const maxBytes = opts.queueBytes ?? Infinity;
+    // The status queue may hold a quarter of the data queue's bytes (docs/performance.md).
+    this.#status = new BoundedQueue(opts.statusQueueSize, { maxBytes: maxBytes / 4, sizeOf });
+    this.#data = new BoundedQueue(opts.queueSize, { maxBytes, sizeOf });
   }
 
   /** Messages in the queues. */
@@ -139,15 +124,10 @@ export class Pipeline {
   get inFlightBytes(): number {
     return this.#batch?.bytes ?? 0;
   }
-  /**
-   * Which bound holds the source back now: the data or status queue full by `messages`
-   * or by `bytes`; null while both have room (docs/operations.md, `/readyz`).
-   */
+  /** The full queue and the bound it reached: what holds the source back (null: none). */
   get holdingBack(): { queue: "data" | "status"; by: "messages" | "bytes" } | null {
-    const data = this.#data.fullBy;
-    if (data) return { queue: "data", by: data };
-    const status = this.#status.fullBy;
-    return status ? { queue: "status", by: status } : null;
+    const [data, status] = [this.#data.fullBy, this.#status.fullBy];
+    return data ? { queue: "data", by: data } : status ? { queue: "status", by: status } : null;
   }
   /** Messages taken in the batch being written. */
   get inFlight(): number {
