@@ -51,6 +51,7 @@ import {
   evaluateTargets,
   holdRow,
   phaseName,
+  printMarkdownTable,
   printNotes,
   printSummary,
   printTargets,
@@ -58,6 +59,7 @@ import {
   type WindowOnSetting,
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
+import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
@@ -211,6 +213,14 @@ export const benchOptions = {
     schema: z.string().default(""),
     defaultText: "none",
     doc: 'Extra flags for serve, space-separated (e.g. "--connections 4 --ack-window 200").',
+  }),
+  serveV8Flags: option({
+    flag: "serve-v8-flags",
+    schema: z.string().default("budget"),
+    defaultText: "budget",
+    doc:
+      "serve's --v8-flags: `budget` sets its heap limits from its bounds as docs/performance.md " +
+      '("Memory budget") says, `none` leaves V8\'s defaults, anything else is passed as is.',
   }),
   serveMain: option({
     flag: "serve-main",
@@ -471,6 +481,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       format: cfg.format,
       serveArgs: cfg.serveArgList,
       cpuProfDir: cfg.cpuProf ? await profileDir(run.runId) : undefined,
+      v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
       idleMs: cfg.idleMs,
       brokerPid: broker.pid,
       log,
@@ -599,6 +610,13 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     rows: run.rows,
   });
   printTargets(targets);
+  const v8Flags = serveV8Flags(cfg.serveV8Flags, cfg.serveArgList);
+  printMarkdownTable(
+    ["memory budget (issue 26)", "measured", "result"],
+    memoryTargetLines(run.rows, cfg.serveArgList, v8Flags)
+      .map((t) => [t.target, t.measured, t.result]),
+    3,
+  );
   const loadAvgAtEnd = Deno.loadavg();
   const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   console.log(

@@ -287,8 +287,8 @@ export const processingOptions = {
   maxBatchBytes: option({
     flag: "max-batch-bytes",
     env: "FEEDLINE_MAX_BATCH_BYTES",
-    schema: zs.int(1024, 2_147_483_647).default(16 * 1024 * 1024),
-    defaultText: "16777216 (16 MiB)",
+    schema: zs.int(1024, 2_147_483_647).default(8 * 1024 * 1024),
+    defaultText: "8388608 (8 MiB)",
     doc: "Most bytes in one batch, counted as --queue-bytes counts them (a batch always takes " +
       "at least one message).",
   }),

@@ -65,7 +65,7 @@ export const mqttOptions = {
 };
 
 /** `--queue-bytes` by default: with the batch bound, peak RSS ≤ 250 MB (docs/performance.md). */
-export const DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_QUEUE_BYTES = 20 * 1024 * 1024;
 
 /** Options of `serve`: the shared groups plus queues, HTTP, capture and shutdown. */
 export const serveOptions = {
@@ -102,7 +102,7 @@ export const serveOptions = {
     // With --max-batch-bytes, what bounds serve's memory by the messages' size
     // (docs/performance.md, "Memory budget").
     schema: zs.int(65_536, 2_147_483_647).default(DEFAULT_QUEUE_BYTES),
-    defaultText: `${DEFAULT_QUEUE_BYTES} (32 MiB)`,
+    defaultText: `${DEFAULT_QUEUE_BYTES} (20 MiB)`,
     doc: "Feed data queue capacity in bytes: payload, topic and ~1 KB per message (the status " +
       "queue: a quarter of it). Full by bytes or by --queue-size, the same holding back applies.",
   }),

@@ -16,6 +16,8 @@ import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
 import { TenantCache } from "./tenant_cache.ts";
+import { logMemoryBudget } from "./memory_budget.ts";
+import { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
@@ -102,6 +104,12 @@ export interface IngestAssembly {
 export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
   const { sql, processor, log, metrics } = opts;
   const accounting = new Accounting(metrics);
+  const { queueBytes = Infinity, maxBatchBytes = Infinity } = opts.batching;
+  logMemoryBudget(log, {
+    queueBytes,
+    maxBatchBytes,
+    feedCacheSize: processor.feedCache?.maxEntries ?? DEFAULT_FEED_CACHE_SIZE,
+  });
   const pipeline = new Pipeline({
     write: (batch) => processBatch(sql, batch, processor),
     ...opts.batching,
