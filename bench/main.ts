@@ -214,6 +214,13 @@ export const benchOptions = {
     defaultText: "none",
     doc: 'Extra flags for serve, space-separated (e.g. "--connections 4 --ack-window 200").',
   }),
+  payloadPad: option({
+    flag: "payload-pad",
+    schema: zs.int(0, 10_000_000).default(0),
+    defaultText: "0",
+    doc:
+      "json: pad each message with this many bytes (e.g. 60000 for the 60 KB readings of issue 26).",
+  }),
   serveV8Flags: option({
     flag: "serve-v8-flags",
     schema: z.string().default("budget"),
@@ -462,6 +469,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       rate,
       format: cfg.format,
       window: cfg.pubWindow,
+      ...(cfg.payloadPad > 0 ? { padBytes: cfg.payloadPad } : {}),
     });
     if (has("window")) {
       // serve advertises --ack-window as its Receive Maximum (default 20).
@@ -527,6 +535,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
           sql: db.sql,
           pc: pc(rate),
           runPublisher,
+          v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
         })
       );
       run.holds.push({ ...hold, inflight });

@@ -43,7 +43,8 @@ export function memoryTargetLines(
   const b = budgetOfServeArgs(serveArgs);
   const formula = `${b.peakRssMb} MB = native + old space ${b.oldSpaceMb} + young ${b.youngMb} ` +
     `+ payloads ${(b.queuesMb + b.batchMb).toFixed(0)}`;
-  return rows.filter((r) => r.phase === "serve" && r.peakRssMb !== undefined).map((r) => ({
+  const measured = (r: SummaryRow) => ["serve", "hold"].includes(r.phase) && r.peakRssMb;
+  return rows.filter(measured).map((r) => ({
     target: `peak RSS ≤ budget (${formula}) and ≤ 250 MB, serve --v8-flags=${v8Flags ?? "(none)"}`,
     measured: `${r.name}: peak RSS ${r.peakRssMb!.toFixed(0)} MB`,
     result: r.peakRssMb! <= Math.min(b.peakRssMb, 250) ? "met" : "not met",
