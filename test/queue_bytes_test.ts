@@ -64,6 +64,8 @@ Deno.test("QoS 1: 60 KB readings behind a held writer stop at --queue-bytes, the
     assert.equal(ready.status, 200, "holding back is not being unready");
     assert.equal(body.queue.holding_back, true);
     assert.deepEqual(body.queue.full, { queue: "data", by: "bytes" });
+    const metrics = await (await fetch(`http://127.0.0.1:${f.serve.httpPort}/metrics`)).text();
+    assert.match(metrics, /^feedline_queue_holding_back 1$/m);
     assert.equal(await f.storedCount(), 0);
     await lock.release();
     await sent;
