@@ -102,7 +102,7 @@ export function logMemoryBudget(log: Logger, bounds: MemoryBounds): void {
   if (limitMb > budget.oldSpaceMb + budget.youngMb + 8) {
     log.info(
       "V8's heap limits are not set from the bounds, so peak memory may pass the budget; " +
-        "run with --v8-flags=<v8_flags> (docs/performance.md, Memory budget)",
+        "run with --v8-flags=<v8_flags> or DENO_V8_FLAGS (docs/performance.md, Memory budget)",
       fields,
     );
   } else {

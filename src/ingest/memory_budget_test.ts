@@ -28,6 +28,13 @@ Deno.test("the memory budget grows with each bound, and its V8 flags say the old
   assert.match(b.v8Flags, new RegExp(`--max-old-space-size=${b.oldSpaceMb}(,|$)`));
 });
 
+Deno.test("the systemd unit runs serve with the V8 flags of the defaults' budget", async () => {
+  const unit = await Deno.readTextFile(
+    new URL("../../deploy/systemd/feedline.service", import.meta.url),
+  );
+  assert.match(unit, new RegExp(`^Environment=DENO_V8_FLAGS=${defaults().v8Flags}$`, "m"));
+});
+
 Deno.test("deno task serve runs with the V8 flags of the defaults' budget", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
   assert.ok(
