@@ -29,6 +29,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "feed captured messages (or ingest_rejects) through the processor again",
     load: () => import("./commands/replay.ts"),
   },
+  rollups: {
+    summary: "recompute feed_rollups from the raw readings (--rebuild --since <time>)",
+    load: () => import("./commands/rollups.ts"),
+  },
   simulate: {
     summary: "publish the traffic of a simulated device fleet (demos, development, load tests)",
     load: () => import("./commands/simulate.ts"),
@@ -46,9 +50,14 @@ Run 'feedline <command> --help' for its options, 'feedline --version' for the ve
 
 async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
-  if (!name || name === "--help" || name === "-h" || name === "help") {
+  if (name === "--help" || name === "-h" || name === "help") {
     console.log(USAGE);
     return 0;
+  }
+  // No command is a usage mistake (exit 2, like an unknown one): scripts notice it.
+  if (!name) {
+    console.error(USAGE);
+    return 2;
   }
   if (name === "--version" || name === "-V" || name === "version") {
     console.log(`feedline ${VERSION}`);

@@ -52,13 +52,21 @@ import {
   evaluateTargets,
   holdRow,
   phaseName,
+  printMarkdownTable,
   printNotes,
   printSummary,
   printTargets,
   scaleRows,
   type WindowOnSetting,
 } from "./summary.ts";
+import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
+import {
+  BENCH_ROLLUP_INTERVALS,
+  BENCH_ROLLUP_WIDTHS,
+  printRollupsCost,
+  rollupServeArgs,
+} from "./rollups_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -68,6 +76,7 @@ const ALL_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -79,6 +88,7 @@ const MQTT_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -222,13 +232,28 @@ export const benchOptions = {
     ),
     defaultText: "all but hold, scale, fleet",
     doc:
-      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `rollups` (not in the default): serve --rollups 1m,1h,1d beside the `serve` phase, throughput and PostgreSQL CPU per row (bench/rollups_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
     schema: z.string().default(""),
     defaultText: "none",
     doc: 'Extra flags for serve, space-separated (e.g. "--connections 4 --ack-window 200").',
+  }),
+  payloadPad: option({
+    flag: "payload-pad",
+    schema: zs.int(0, 10_000_000).default(0),
+    defaultText: "0",
+    doc:
+      "json: pad each message with this many bytes (e.g. 60000 for the 60 KB readings of issue 26).",
+  }),
+  serveV8Flags: option({
+    flag: "serve-v8-flags",
+    schema: z.string().default("budget"),
+    defaultText: "budget",
+    doc:
+      "serve's --v8-flags: `budget` sets its heap limits from its bounds as docs/performance.md " +
+      '("Memory budget") says, `none` leaves V8\'s defaults, anything else is passed as is.',
   }),
   serveMain: option({
     flag: "serve-main",
@@ -435,6 +460,11 @@ async function main(args: string[]): Promise<void> {
       await resetData(db.sql);
       const r = await withLoad(() => processorPhase(cfg, db));
       addRow(run, "processor", "processor (no MQTT)", null, r);
+      if (cfg.phaseList.includes("rollups")) {
+        await resetData(db.sql);
+        const rolled = await withLoad(() => processorPhase(cfg, db, BENCH_ROLLUP_INTERVALS));
+        addRow(run, "rollups", `processor --rollups ${BENCH_ROLLUP_WIDTHS}`, null, rolled);
+      }
     }
     if (cfg.phaseList.includes("commit")) {
       await resetData(db.sql);
@@ -470,6 +500,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       rate,
       format: cfg.format,
       window: cfg.pubWindow,
+      ...(cfg.payloadPad > 0 ? { padBytes: cfg.payloadPad } : {}),
     });
     if (has("window")) {
       // serve advertises --ack-window as its Receive Maximum (default 20).
@@ -489,6 +520,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       format: cfg.format,
       serveArgs: cfg.serveArgList,
       cpuProfDir: cfg.cpuProf ? await profileDir(run.runId) : undefined,
+      v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
       idleMs: cfg.idleMs,
       brokerPid: broker.pid,
       log,
@@ -500,6 +532,14 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
       serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
+    }
+    if (has("rollups")) {
+      await resetData(db.sql);
+      const serveArgs = rollupServeArgs(serveOptions.serveArgs);
+      const r = await withLoad(() =>
+        servePhase({ ...serveOptions, serveArgs, dbUrl: db.url, sql: db.sql }, pc(rate))
+      );
+      addRow(run, "rollups", `serve --rollups ${BENCH_ROLLUP_WIDTHS}`, inflight, r, brokerLimit);
     }
     if (has("sparkplug")) {
       await resetData(db.sql);
@@ -534,6 +574,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
           sql: db.sql,
           pc: pc(rate),
           runPublisher,
+          v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
         })
       );
       run.holds.push({ ...hold, inflight });
@@ -615,6 +656,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   if (run.rows.length > 0) printSummary(run.rows);
   printNotes(run.rows, run.windows);
   printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
+  printRollupsCost(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);
@@ -629,6 +671,13 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   });
   printTargets(targets);
   printCurve(run.rows);
+  const v8Flags = serveV8Flags(cfg.serveV8Flags, cfg.serveArgList);
+  printMarkdownTable(
+    ["memory budget (issue 26)", "measured", "result"],
+    memoryTargetLines(run.rows, cfg.serveArgList, v8Flags)
+      .map((t) => [t.target, t.measured, t.result]),
+    3,
+  );
   const loadAvgAtEnd = Deno.loadavg();
   const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   console.log(
@@ -753,9 +802,16 @@ async function databasePhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassR
 }
 
 /** feedline's decode + processBatch in this process, no MQTT. */
-async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassResult> {
+async function processorPhase(
+  cfg: BenchConfig,
+  db: BenchDatabase,
+  rollups: readonly string[] | null = null,
+): Promise<PassResult> {
   const { sql, topics } = db;
-  log(`processor (decode + processBatch, no MQTT): ${cfg.count} messages`);
+  log(
+    `processor (decode + processBatch, no MQTT): ${cfg.count} messages` +
+      (rollups ? ` (rollups ${rollups.join(", ")})` : ""),
+  );
   const encoder = new TextEncoder();
   const opts: DecodeOptions = {
     router: compileTopics(),
@@ -765,6 +821,7 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
   };
   const feedCache = new FeedCache();
   let lastUs = 0;
+  const pgCpuAtStart = await postgresCpuSeconds();
   const cpuStart = process.cpuUsage();
   const started = performance.now();
   let stored = 0;
@@ -785,16 +842,18 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
       };
       batch[k] = { inbound, decoded: decode(inbound, opts) };
     }
-    stored += (await processBatch(sql, batch, { feedCache })).stored;
+    stored += (await processBatch(sql, batch, { feedCache, rollups })).stored;
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
+  const pgCpu = (await postgresCpuSeconds()) - pgCpuAtStart;
   return {
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     lost: cfg.count - stored,
     cpuUsPerMessage: (cpu.user + cpu.system) / cfg.count,
+    postgresCpuUsPerRow: Number(((pgCpu * 1e6) / Math.max(1, stored)).toFixed(1)),
   };
 }
 

@@ -28,6 +28,7 @@ import {
   forgetQos2,
   holdQos2Receipts,
   PubackWriter,
+  sendDeferredAck,
 } from "./ack.ts";
 import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
@@ -90,6 +91,8 @@ export interface MqttSourceOptions {
    * and what was published while we were away, is lost. The source has logged it.
    */
   onSessionLost?(): void;
+  /** The broker granted the subscriptions (after each (re)subscribe). */
+  onSubscribed?(): void;
 }
 
 /** A running MQTT source. */
@@ -180,7 +183,8 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const ackOf = (held: Held<Stream>): Ack => () => {
     if (held.connection === client.stream && client.connected) {
       heldCopies.release(held);
-      pubacks.ack(held.messageId, held.qos);
+      if (held.qos === 1) pubacks.ack(held.messageId);
+      else sendDeferredAck(client, held);
       return;
     }
     if (held.qos === 2) forgetQos2(client, held.packet as IPublishPacket);
@@ -354,7 +358,10 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
     if (connections > 1) session.reconnected(resumed, client.stream);
     if (resumed && subscribed) return; // the broker kept our subscriptions
-    subscribeFilters(client, { ...opts, log }, () => subscribed = true);
+    subscribeFilters(client, { ...opts, log }, () => {
+      subscribed = true;
+      opts.onSubscribed?.();
+    });
   });
   client.on("close", () => {
     if (stopping) return;
