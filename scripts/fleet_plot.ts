@@ -40,8 +40,9 @@ const PANELS: Panel[] = [
     unit: "MB",
   },
   {
-    title: "PostgreSQL CPU per row",
-    value: (p) => p.postgresUsPerRow,
+    // Its backends only: the server's total also counts other clients of a shared server.
+    title: "PostgreSQL CPU per row (its backends)",
+    value: (p) => p.postgresBackendUsPerRow ?? p.postgresUsPerRow,
     target: FLEET_PG_TARGET_US,
     floor: false,
     unit: "µs",
