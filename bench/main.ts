@@ -601,7 +601,10 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         : [{ users: cfg.fleetUsers, devices: cfg.fleetDevices, feeds: cfg.fleetFeeds }];
       for (const f of fleetRuns(sizes, cfg.fleetTuned)) {
         const fleet = await openFleet(run, f.size);
-        const serve = { ...serveOptions, serveArgs: [...serveOptions.serveArgs, ...f.serveArgs] };
+        const serveArgs = [...serveOptions.serveArgs, ...f.serveArgs];
+        // The heap budget follows the run's own cache size (src/ingest/memory_budget.ts).
+        const v8Flags = serveV8Flags(cfg.serveV8Flags, serveArgs);
+        const serve = { ...serveOptions, serveArgs, v8Flags };
         const r = await withLoad(() =>
           fleetPhase({ fleet, admin: run.admin, serve, pc: pc(rate), serveRate })
         );
