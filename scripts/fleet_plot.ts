@@ -150,7 +150,7 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(" ");
-  const caption = `run ${results.runId}, busy 2-core host, load avg ${
+  const caption = `run ${results.runId}, 2-core host shared with other work, load avg ${
     load(results.machine.loadAvgAtStart)
   } → ${load(results.machine.loadAvgAtEnd)}`;
   await Deno.writeTextFile(output, curveSvg(points, caption));
