@@ -7,8 +7,8 @@
  *
  * How serve learns of a registration: the NOTIFY of sql/012's triggers on the LISTEN
  * connection of the feed cache (src/ingest/feed_notify.ts); where there is none (the
- * embedded PGlite, a transaction pooler), a look every `checkIntervalMs` (the cache TTL)
- * at the newest feed, device and alias. A pass starts at start too (registrations made
+ * embedded PGlite, a transaction pooler), a look every `checkIntervalMs` (the cache TTL,
+ * between 1 and 5 s) at the newest feed, device and alias. A pass starts at start too (registrations made
  * while no serve ran).
  *
  * A pass takes the rows of those reasons up to the newest row at its start, a batch at a
@@ -143,7 +143,7 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
       if (!pending) {
         for (const w of idleWaiters) w();
         idleWaiters = [];
-        await sleep(listening ? 3_600_000 : Math.max(opts.checkIntervalMs, 1000));
+        await sleep(listening ? 3_600_000 : opts.checkIntervalMs);
         continue;
       }
       pending = false;
@@ -198,7 +198,9 @@ export async function reprocessOnRegister(
     ...{ sql: db.sql, listenSql: db.listen.sql, decode: config.decode, processor, metrics, log },
     batchSize: config.reprocessBatchSize,
     ratePerSec: config.reprocessRate,
-    checkIntervalMs: config.feedCacheTtlMs,
+    // No negative cache entries (src/ingest/lookup_cache.ts): a new feed is found at once,
+    // so the look need not wait for the TTL; it costs three index lookups.
+    checkIntervalMs: Math.min(Math.max(config.feedCacheTtlMs, 1000), 5000),
   });
   parts.closers.push("the re-processing of rejects", () => reprocess.close());
   return reprocess;
@@ -247,10 +249,19 @@ async function reprocessBatch(opts: ReprocessOptions, rows: Row[]): Promise<void
     if (m) m.ids.push(r.id);
     else byMessage.set(key, { ...r, ids: [r.id] });
   }
-  const messages = [...byMessage.values()];
-  const decoded: DecodedMessage[] = decodeRejected(messages, opts.decode);
+  // A message this serve decodes into another reject (its topic is not one of this
+  // serve's templates or mappings: another instance's) is left to the others.
+  const all = [...byMessage.values()];
+  const decodedAll = decodeRejected(all, opts.decode);
+  const usable = all.map((_, i) => {
+    const d = decodedAll[i].decoded;
+    return d.kind !== "reject" || FIXED_BY_REGISTRATION.includes(d.reason);
+  });
+  const messages = all.filter((_, i) => usable[i]);
+  const decoded: DecodedMessage[] = decodedAll.filter((_, i) => usable[i]);
+  if (messages.length === 0) return;
   const batch = decoded.slice();
-  const ids = rows.map((r) => r.id);
+  const ids = messages.flatMap((m) => m.ids);
   let cleared: { reason: string; n: number }[] = [];
   let claimedMessages = 0;
   const result: BatchResult = await processBatch(opts.sql, batch, {

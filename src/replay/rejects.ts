@@ -17,7 +17,6 @@
  */
 import type postgres from "postgres";
 import type { DecodeOptions } from "../core/decode.ts";
-import { decode } from "../core/decode.ts";
 import { decodeRejected, type RejectedMessage } from "../ingest/reprocess.ts";
 import type { ProcessorOptions } from "../ingest/processor.ts";
 import { timestampOfUs } from "../db/timestamps.ts";

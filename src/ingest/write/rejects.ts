@@ -131,11 +131,11 @@ async function insertRejectRows(tx: Transaction, rows: RejectRecord[]): Promise<
   const res = await tx`
     insert into ingest_rejects
       (topic, payload, payload_size, reason, detail, received_at, qos, retain)
-    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}, q, k
+    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}, q, k::boolean
     from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
                 ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
                 ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[],
-                ${rows.map((r) => r.qos)}::int2[], ${rows.map((r) => r.retain)}::bool[])
+                ${rows.map((r) => r.qos)}::int2[], ${rows.map((r) => String(r.retain))}::text[])
       as x(t, p, s, r, d, a, q, k)
     on conflict do nothing`;
   return res.count;

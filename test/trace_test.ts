@@ -1,0 +1,172 @@
+/**
+ * `feedline trace` and serve's re-processing of rejects on registration (issue 24),
+ * against a real PostgreSQL and broker: trace tells stored, rejected and duplicate apart
+ * from the capture file with totals that add up; inserting the missing feeds makes serve
+ * store the rejected messages (a 5 KiB one whole) with no command run; two serves on one
+ * database re-process each reject once.
+ */
+import assert from "node:assert/strict";
+import { parseTraceArgs, runTrace } from "../commands/trace.ts";
+import type { TraceReport } from "../src/replay/trace.ts";
+import { createLogger } from "../src/log.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import {
+  prefixedTopicArgs,
+  publish,
+  startTestServe,
+  type TestServe,
+  waitFor,
+} from "./support/serve.ts";
+
+async function traceOf(dbUrl: string, prefix: string, extra: string[]): Promise<{
+  report: TraceReport;
+  text: string;
+}> {
+  let text = "";
+  const config = parseTraceArgs(
+    ["--database-url", dbUrl, "--since", "10m", ...prefixedTopicArgs(prefix), ...extra],
+    {},
+  );
+  const report = await runTrace(config, (t) => text += t);
+  return { report, text };
+}
+
+function sumOfOutcomes(t: TraceReport["totals"]): number {
+  return t.stored + t.rejected + t.skipped + t.duplicate + t.dropped + t.unknown;
+}
+
+Deno.test("trace tells stored, rejected and duplicate apart; inserting the feeds stores the rejects (5 KiB whole) within 5 s, and trace shows them reprocessed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "feedline-trace-test-" });
+  const capture = `${dir}/capture.jsonl`;
+  const f = await startServeFixture({
+    device: "dev1",
+    args: ["--capture", capture, "--batch-interval-ms", "20", "--feed-cache-ttl-ms", "60000"],
+    env: { FEEDLINE_REPROCESS_ON_REGISTER: "on" },
+    log: Deno.env.get("TRACE_TEST_LOG")
+      ? createLogger({ level: "debug", format: "text" })
+      : undefined,
+  });
+  try {
+    const { serve, pub, user, db } = f;
+    const ts = Date.now() - 1000;
+    const good = JSON.stringify({ value: 21.5, ts });
+    const big = JSON.stringify({ value: 7, ts, note: "x".repeat(5 * 1024) });
+    await publish(pub, serve.feedTopic(user, "dev1", "temp"), good);
+    await publish(pub, serve.feedTopic(user, "dev1", "hum"), "40");
+    await publish(pub, serve.feedTopic(user, "dev1", "temp"), good);
+    await publish(pub, serve.feedTopic(user, "dev1", "blob"), big);
+    await waitFor("4 messages captured", async () => {
+      const text = await Deno.readTextFile(capture).catch(() => "");
+      return text.split("\n").filter((l) => l).length === 4;
+    });
+
+    const filter = ["--topic", `${serve.prefix}/${user}/dev1/#`, "--capture", capture];
+    const before = await traceOf(db.url, serve.prefix, [...filter, "--json"]);
+    assert.deepEqual(
+      before.report.lines.map((l) => [l.outcome, l.reasons.join(",")]),
+      [["stored", ""], ["rejected", "unknown_feed"], ["duplicate", ""], [
+        "rejected",
+        "unknown_feed",
+      ]],
+    );
+    assert.equal(before.report.totals.received, 4);
+    assert.equal(sumOfOutcomes(before.report.totals), 4);
+    assert.match(before.text, /"totals":\{"received":4,"stored":1,"rejected":2/);
+    // The unknown-feed reject kept the whole 5 KiB payload, its QoS and retain flag.
+    const [blob] = await db.sql<{ kept: number; size: number; qos: number; retain: boolean }[]>`
+      select octet_length(payload) as kept, payload_size as size, qos, retain
+      from ingest_rejects where topic like '%/blob'`;
+    assert.deepEqual(blob, { kept: big.length, size: big.length, qos: 1, retain: false });
+
+    // Registering the feeds is all it takes: no command is run.
+    const registered = Date.now();
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'hum'), (${user}, 'blob')`;
+    await waitFor("the rejects stored and gone from ingest_rejects", async () => {
+      const [{ rejects, values }] = await db.sql<{ rejects: number; values: number }[]>`
+        select (select count(*)::int from ingest_rejects) as rejects,
+               (select count(*)::int from feed_values) as values`;
+      return rejects === 0 && values === 3;
+    }, 5_000);
+    assert.ok(Date.now() - registered < 5_000);
+    assert.equal(serve.metrics.reprocessed.get({ outcome: "stored" }), 2);
+    assert.equal(serve.metrics.rejectsCleared.get({ reason: "unknown_feed" }), 2);
+
+    const after = await traceOf(db.url, serve.prefix, filter);
+    assert.deepEqual(
+      after.report.lines.map((l) => `${l.outcome}${l.reprocessed ? " reprocessed" : ""}`),
+      ["stored", "stored reprocessed", "duplicate", "stored reprocessed"],
+    );
+    assert.match(after.text, /stored \(reprocessed\)\s+\S+\/hum\s+hum @/);
+    assert.match(
+      after.text,
+      /received 4 = stored 3 \+ rejected 0 \+ skipped 0 \+ duplicate 1 \+ dropped 0/,
+    );
+
+    // Without the capture file: what the database keeps, and a note of what it cannot know.
+    const dbOnly = await traceOf(db.url, serve.prefix, ["--feed", "hum"]);
+    assert.equal(dbOnly.report.source, "database");
+    assert.deepEqual(dbOnly.report.lines.map((l) => [l.outcome, l.reprocessed]), [[
+      "stored",
+      true,
+    ]]);
+    assert.match(dbOnly.text, /note: no capture file: duplicates absorbed/);
+  } finally {
+    await f.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("two serves on one database re-process each reject once", async () => {
+  const f = await startServeFixture({
+    device: "dev1",
+    args: ["--batch-interval-ms", "20"],
+    env: { FEEDLINE_REPROCESS_ON_REGISTER: "on", FEEDLINE_REPROCESS_BATCH_SIZE: "7" },
+  });
+  let other: TestServe | null = null;
+  try {
+    const { serve, pub, user, db } = f;
+    const n = 60;
+    for (let i = 0; i < n; i++) {
+      await publish(
+        pub,
+        serve.feedTopic(user, "dev1", "late"),
+        JSON.stringify({
+          value: i,
+          ts: 1_767_225_600_000 + i,
+        }),
+      );
+    }
+    await waitFor(`${n} rejects`, async () => {
+      const [{ c }] = await db.sql<{ c: number }[]>`select count(*)::int as c from ingest_rejects`;
+      return c === n;
+    });
+    // A second instance of the same deployment (same topics), started once the rejects
+    // are in: it receives none of them, but re-processes them with the first.
+    other = await startTestServe({
+      databaseUrl: f.db.url,
+      mqttUrl: f.broker.url,
+      protocolVersion: f.broker.protocolVersion,
+      prefix: serve.prefix,
+      args: ["--batch-interval-ms", "20", "--client-id", `feedline-test-${serve.prefix}-b`],
+      env: { FEEDLINE_REPROCESS_ON_REGISTER: "on", FEEDLINE_REPROCESS_BATCH_SIZE: "7" },
+    });
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'late')`;
+    await waitFor("every reject stored", async () => {
+      const [{ r, v }] = await db.sql<{ r: number; v: number }[]>`
+        select (select count(*)::int from ingest_rejects) as r,
+               (select count(*)::int from feed_values) as v`;
+      return r === 0 && v === n;
+    });
+    const both = [serve, other];
+    const cleared = both.map((s) => s.metrics.rejectsCleared.get({ reason: "unknown_feed" }));
+    assert.equal(cleared[0] + cleared[1], n, `cleared by each serve: ${cleared}`);
+    const stored = both.map((s) => s.metrics.reprocessed.get({ outcome: "stored" }));
+    assert.equal(stored[0] + stored[1], n);
+    const [{ marks }] = await db.sql<{ marks: number }[]>`
+      select count(*)::int as marks from ingest_reprocessed`;
+    assert.equal(marks, n);
+  } finally {
+    await other?.stop();
+    await f.close();
+  }
+});
