@@ -17,77 +17,27 @@
  */
 import type postgres from "postgres";
 import { readCaptures } from "../capture/reader.ts";
-import { decode, type DecodeOptions } from "../core/decode.ts";
-import type { Decoded, Inbound } from "../core/message.ts";
-import type { TopicMatcher } from "../core/topic_filter.ts";
+import { decode } from "../core/decode.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { formatMicros } from "../capture/format.ts";
+import { traceDatabase } from "./trace_database.ts";
+import {
+  type Candidate,
+  inWindow,
+  messageKey,
+  ownerMatches,
+  report,
+  type TraceLine,
+  type TraceQuery,
+  type TraceReport,
+} from "./trace_report.ts";
 
-/** What became of a message. */
-export type TraceOutcome = "stored" | "rejected" | "skipped" | "duplicate" | "dropped" | "unknown";
+export * from "./trace_report.ts";
 
-/** The outcomes, in the order the totals list them. */
-export const TRACE_OUTCOMES: readonly TraceOutcome[] = [
-  "stored",
-  "rejected",
-  "skipped",
-  "duplicate",
-  "dropped",
-  "unknown",
-];
-
-/** One message of the trace. */
-export interface TraceLine {
-  receivedAtUs: number;
-  topic: string;
-  outcome: TraceOutcome;
-  /** Stored readings: `feed @ time`; a reject: `reason: detail`; a skip: its reason. */
-  detail: string;
-  /** Reject reasons, or the skip reason. */
-  reasons: string[];
-  /** Stored by serve's re-processing after a registration. */
-  reprocessed: boolean;
-}
-
-/** A trace: its lines in receive order, totals over all of them. */
-export interface TraceReport {
-  source: "capture" | "database";
-  lines: TraceLine[];
-  totals: Record<TraceOutcome, number> & { received: number };
-  notes: string[];
-}
-
-/** What to trace. */
-export interface TraceQuery {
-  sql: postgres.Sql;
-  decode: DecodeOptions;
-  sinceUs: number;
-  untilUs: number | null;
-  topicMatches: TopicMatcher | null;
-  device: string | null;
-  feed: string | null;
-  /** serve's capture file; its rotations FILE.1, FILE.2, ... are read too. */
-  capture: string | null;
-  /** Template of one feed's topic, to show readings found in the database alone. */
-  feedTopic: string;
-}
-
-interface Candidate {
-  inbound: Inbound;
-  decoded: Decoded;
-  dropped?: string;
-}
-
-/** Traces the window. */
 export async function trace(q: TraceQuery): Promise<TraceReport> {
   return q.capture === null ? await traceDatabase(q) : await traceCapture(q, q.capture);
 }
 
-function inWindow(q: TraceQuery, us: number): boolean {
-  return us >= q.sinceUs && (q.untilUs === null || us < q.untilUs);
-}
-
-/** The capture file and its rotations that exist, oldest first. */
 async function captureFiles(path: string): Promise<string[]> {
   const rotated: string[] = [];
   for (let n = 1;; n++) {
@@ -99,23 +49,6 @@ async function captureFiles(path: string): Promise<string[]> {
     }
   }
   return [...rotated, path];
-}
-
-function ownerMatches(q: TraceQuery, c: Candidate): boolean {
-  const d = c.decoded;
-  if (q.device !== null) {
-    const code = "deviceCode" in d ? d.deviceCode : null;
-    // A message the topic already refused names its device only in its topic.
-    if (code !== null ? code !== q.device : !c.inbound.topic.split("/").includes(q.device)) {
-      return false;
-    }
-  }
-  if (q.feed !== null) {
-    if (d.kind === "readings") return d.readings.some((r) => r.feedKey === q.feed);
-    if (d.kind === "status" || d.kind === "skip") return false;
-    return c.inbound.topic.split("/").includes(q.feed);
-  }
-  return true;
 }
 
 async function traceCapture(q: TraceQuery, path: string): Promise<TraceReport> {
@@ -195,10 +128,6 @@ async function statusesOf(sql: postgres.Sql, candidates: Candidate[]): Promise<S
     join device_status_events e
       on e.device_id = d.id and e.at = ${timestampOfUs(sql, "x.a")} and e.status = x.s`;
   return new Set(rows.map((r) => r.i));
-}
-
-function messageKey(us: number, topic: string): string {
-  return `${us} ${topic}`;
 }
 
 interface RejectFound {
@@ -322,157 +251,4 @@ function readingsOutcome(
     return { outcome: "skipped", detail: skipped.join(", "), reasons };
   }
   return { outcome: "unknown", detail: unknown.join(", ") || "no readings", reasons: [] };
-}
-
-// ---- The database alone ----
-
-async function traceDatabase(q: TraceQuery): Promise<TraceReport> {
-  const { sql } = q;
-  const since = timestampOfUs(sql, sql`${q.sinceUs}::int8`);
-  const until = q.untilUs === null
-    ? sql`true`
-    : sql`received_at < ${timestampOfUs(sql, sql`${q.untilUs}::int8`)}`;
-  const lines: TraceLine[] = [];
-  const reprocessed = new Set(
-    (await sql<{ us: string }[]>`
-      select (extract(epoch from received_at) * 1000000)::int8::text as us
-      from ingest_reprocessed where received_at >= ${since} and ${until}`).map((r) => r.us),
-  );
-  // Readings: one message per receive time (a many-feeds message has several rows).
-  const values = await sql<
-    { us: string; c: string; key: string; user_id: string; code: string | null }[]
-  >`
-    select (extract(epoch from v.received_at) * 1000000)::int8::text as us,
-           (extract(epoch from v.created_at) * 1000000)::int8::text as c,
-           f.key, f.user_id::text, d.code
-    from feed_values v join feeds f on f.id = v.feed_id
-    left join devices d on d.id = f.device_id
-    where v.received_at >= ${since} and ${until}
-      and (${q.feed}::text is null or f.key = ${q.feed}::text)
-      and (${q.device}::text is null or d.code = ${q.device}::text)
-    order by v.received_at, f.key`;
-  const byMessage = new Map<string, TraceLine>();
-  for (const v of values) {
-    const topic = q.feedTopic.replace("{user_id}", v.user_id)
-      .replace("{device_code}", v.code ?? "?").replace("{feed_key}", v.key);
-    if (q.topicMatches && !q.topicMatches(topic)) continue;
-    const at = `${v.key} @ ${formatMicros(Number(v.c))}`;
-    const line = byMessage.get(v.us);
-    if (line) {
-      line.detail += `, ${at}`;
-      continue;
-    }
-    const l: TraceLine = {
-      receivedAtUs: Number(v.us),
-      topic,
-      outcome: "stored",
-      detail: at,
-      reasons: [],
-      reprocessed: reprocessed.has(v.us),
-    };
-    byMessage.set(v.us, l);
-    lines.push(l);
-  }
-  const rejects = await sql<
-    { us: string; topic: string; reason: string; detail: string | null }[]
-  >`
-    select (extract(epoch from received_at) * 1000000)::int8::text as us, topic, reason, detail
-    from ingest_rejects where received_at >= ${since} and ${until}
-    order by received_at, id`;
-  const rejected = new Map<string, TraceLine>();
-  for (const r of rejects) {
-    const c: Candidate = {
-      inbound: {
-        topic: r.topic,
-        payload: new Uint8Array(),
-        qos: 0,
-        retain: false,
-        receivedAtUs: 0,
-      },
-      decoded: { kind: "reject", reason: "bad_payload", detail: "" },
-    };
-    if (q.topicMatches && !q.topicMatches(r.topic)) continue;
-    if (!ownerMatches(q, c)) continue;
-    const key = messageKey(Number(r.us), r.topic);
-    const line = rejected.get(key);
-    const text = `${r.reason}: ${r.detail ?? ""}`;
-    if (line) {
-      line.detail += `; ${text}`;
-      line.reasons.push(r.reason);
-      continue;
-    }
-    const l: TraceLine = {
-      receivedAtUs: Number(r.us),
-      topic: r.topic,
-      outcome: "rejected",
-      detail: text,
-      reasons: [r.reason],
-      reprocessed: false,
-    };
-    rejected.set(key, l);
-    lines.push(l);
-  }
-  // Status events have no receive time: their time (the device's, or the receive time).
-  const statuses = await sql<{ us: string; user_id: string; code: string; status: string }[]>`
-    select (extract(epoch from e.at) * 1000000)::int8::text as us, d.user_id::text, d.code,
-           e.status
-    from device_status_events e join devices d on d.id = e.device_id
-    where e.at >= ${since} and ${
-    q.untilUs === null ? sql`true` : sql`e.at < ${timestampOfUs(sql, sql`${q.untilUs}::int8`)}`
-  }
-      and (${q.device}::text is null or d.code = ${q.device}::text)
-      and ${q.feed === null ? sql`true` : sql`false`}
-    order by e.at`;
-  for (const s of statuses) {
-    const topic = `${s.user_id}/${s.code}/status`;
-    if (q.topicMatches && !q.topicMatches(topic)) continue;
-    lines.push({
-      receivedAtUs: Number(s.us),
-      topic,
-      outcome: "stored",
-      detail: `status ${s.status}`,
-      reasons: [],
-      reprocessed: false,
-    });
-  }
-  lines.sort((a, b) => a.receivedAtUs - b.receivedAtUs);
-  return report("database", lines, [
-    "no capture file: duplicates absorbed, skips and drops are not kept in the database, so " +
-    "they are not listed; run serve with --capture FILE and pass it to trace --capture " +
-    '(docs/operations.md, "A device says it sent data")',
-  ]);
-}
-
-function report(
-  source: TraceReport["source"],
-  lines: TraceLine[],
-  notes: string[],
-): TraceReport {
-  const totals = { received: lines.length } as TraceReport["totals"];
-  for (const o of TRACE_OUTCOMES) totals[o] = 0;
-  for (const l of lines) totals[l.outcome]++;
-  return { source, lines, totals, notes };
-}
-
-/** One line of text per message. */
-export function formatTraceLine(l: TraceLine): string {
-  const outcome = l.reprocessed && l.outcome === "stored" ? "stored (reprocessed)" : l.outcome;
-  return `${formatMicros(l.receivedAtUs)}  ${outcome.padEnd(9)}  ${l.topic}  ${l.detail}`;
-}
-
-/** The totals line: received = the sum of the outcomes. */
-export function formatTraceTotals(t: TraceReport["totals"]): string {
-  return `received ${t.received} = ${TRACE_OUTCOMES.map((o) => `${o} ${t[o]}`).join(" + ")}`;
-}
-
-/** A message as one JSON object. */
-export function traceLineJson(l: TraceLine): Record<string, unknown> {
-  return {
-    received_at: formatMicros(l.receivedAtUs),
-    topic: l.topic,
-    outcome: l.outcome,
-    reprocessed: l.reprocessed,
-    reasons: l.reasons,
-    detail: l.detail,
-  };
 }
