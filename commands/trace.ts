@@ -9,7 +9,9 @@ import { parseTraceArgs, type TraceConfig, traceOptions } from "../src/cli/trace
 import { formatOptionsHelp } from "../src/cli/options.ts";
 import { openDatabase } from "../src/db/database.ts";
 import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
+import { formatMicros } from "../src/capture/format.ts";
 import {
+  formatDeviceStats,
   formatTraceLine,
   formatTraceTotals,
   trace,
@@ -75,6 +77,14 @@ export async function runTrace(
     for (const l of shown) text.push(JSON.stringify(traceLineJson(l)));
     text.push(JSON.stringify({
       totals: report.totals,
+      devices: report.devices.map((d) => ({
+        ...d,
+        lastSeenUs: undefined,
+        last_seen: formatMicros(d.lastSeenUs),
+        lastReject: undefined,
+        last_reject: d.lastReject &&
+          { ...d.lastReject, atUs: undefined, at: formatMicros(d.lastReject.atUs) },
+      })),
       source: report.source,
       shown: shown.length,
       notes: report.notes,
@@ -85,6 +95,7 @@ export async function runTrace(
     }
     for (const l of shown) text.push(formatTraceLine(l));
     text.push(formatTraceTotals(report.totals));
+    for (const d of report.devices) text.push(formatDeviceStats(d));
     for (const note of report.notes) text.push(`note: ${note}`);
   }
   out(text.join("\n") + "\n");

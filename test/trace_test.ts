@@ -72,6 +72,12 @@ Deno.test("trace tells stored, rejected and duplicate apart; inserting the feeds
     assert.equal(before.report.totals.received, 4);
     assert.equal(sumOfOutcomes(before.report.totals), 4);
     assert.match(before.text, /"totals":\{"received":4,"stored":1,"rejected":2/);
+    // Per device, computed from the same lines.
+    const [dev] = before.report.devices;
+    assert.deepEqual(
+      [dev.device, dev.received, dev.stored, dev.duplicate, dev.rejected, dev.lastReject?.reason],
+      ["dev1", 4, 1, 1, { unknown_feed: 2 }, "unknown_feed"],
+    );
     // The unknown-feed reject kept the whole 5 KiB payload, its QoS and retain flag.
     const [blob] = await db.sql<{ kept: number; size: number; qos: number; retain: boolean }[]>`
       select octet_length(payload) as kept, payload_size as size, qos, retain
@@ -110,6 +116,7 @@ Deno.test("trace tells stored, rejected and duplicate apart; inserting the feeds
       true,
     ]]);
     assert.match(dbOnly.text, /note: no capture file: duplicates absorbed/);
+    assert.match(after.text, /device dev1: received 4, stored 3, rejected 0, duplicate 1/);
   } finally {
     await f.close();
     await Deno.remove(dir, { recursive: true });

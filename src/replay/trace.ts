@@ -76,6 +76,7 @@ async function traceCapture(q: TraceQuery, path: string): Promise<TraceReport> {
       receivedAtUs: inbound.receivedAtUs,
       topic: inbound.topic,
       reprocessed: reprocessed.has(key),
+      device: "deviceCode" in decoded ? decoded.deviceCode : null,
     };
     if (c.dropped) {
       return { ...base, outcome: "dropped", detail: c.dropped, reasons: [c.dropped] };

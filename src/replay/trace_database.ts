@@ -4,6 +4,7 @@
  * they cannot be listed; the report says so (docs/operations.md, "A device says it sent
  * data").
  */
+import { decode } from "../core/decode.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { formatMicros } from "../capture/format.ts";
 import {
@@ -60,29 +61,37 @@ export async function traceDatabase(q: TraceQuery): Promise<TraceReport> {
       detail: at,
       reasons: [],
       reprocessed: reprocessed.has(v.us),
+      device: v.code,
     };
     byMessage.set(v.us, l);
     lines.push(l);
   }
   const rejects = await sql<
-    { us: string; topic: string; reason: string; detail: string | null }[]
+    {
+      us: string;
+      topic: string;
+      reason: string;
+      detail: string | null;
+      payload: Uint8Array;
+    }[]
   >`
-    select (extract(epoch from received_at) * 1000000)::int8::text as us, topic, reason, detail
+    select (extract(epoch from received_at) * 1000000)::int8::text as us, topic, reason, detail,
+           payload
     from ingest_rejects where received_at >= ${since} and ${until}
     order by received_at, id`;
   const rejected = new Map<string, TraceLine>();
   for (const r of rejects) {
-    const c: Candidate = {
-      inbound: {
-        topic: r.topic,
-        payload: new Uint8Array(),
-        qos: 0,
-        retain: false,
-        receivedAtUs: 0,
-      },
-      decoded: { kind: "reject", reason: "bad_payload", detail: "" },
-    };
     if (q.topicMatches && !q.topicMatches(r.topic)) continue;
+    // Decoded again (its payload may be capped) only to learn whose it is.
+    const inbound = {
+      topic: r.topic,
+      payload: new Uint8Array(r.payload),
+      qos: 0 as const,
+      retain: false,
+      receivedAtUs: Number(r.us),
+    };
+    const c: Candidate = { inbound, decoded: decode(inbound, q.decode) };
+    const device = "deviceCode" in c.decoded ? c.decoded.deviceCode : null;
     if (!ownerMatches(q, c)) continue;
     const key = messageKey(Number(r.us), r.topic);
     const line = rejected.get(key);
@@ -99,6 +108,7 @@ export async function traceDatabase(q: TraceQuery): Promise<TraceReport> {
       detail: text,
       reasons: [r.reason],
       reprocessed: false,
+      device,
     };
     rejected.set(key, l);
     lines.push(l);
@@ -124,6 +134,7 @@ export async function traceDatabase(q: TraceQuery): Promise<TraceReport> {
       detail: `status ${s.status}`,
       reasons: [],
       reprocessed: false,
+      device: s.code,
     });
   }
   lines.sort((a, b) => a.receivedAtUs - b.receivedAtUs);

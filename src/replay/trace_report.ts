@@ -32,6 +32,25 @@ export interface TraceLine {
   reasons: string[];
   /** Stored by serve's re-processing after a registration. */
   reprocessed: boolean;
+  /** The device code, when the message names one. */
+  device: string | null;
+}
+
+/**
+ * A device's ingest, over the trace's window (computed on read from the lines: nothing is
+ * maintained on the write path, docs/operations.md, "A device says it sent data").
+ */
+export interface DeviceStats {
+  device: string;
+  received: number;
+  stored: number;
+  duplicate: number;
+  skipped: number;
+  dropped: number;
+  unknown: number;
+  rejected: Record<string, number>;
+  lastSeenUs: number;
+  lastReject: { atUs: number; reason: string; detail: string } | null;
 }
 
 /** A trace: its lines in receive order, totals over all of them. */
@@ -39,6 +58,8 @@ export interface TraceReport {
   source: "capture" | "database";
   lines: TraceLine[];
   totals: Record<TraceOutcome, number> & { received: number };
+  /** Per device, by device code ("?" for messages naming none). */
+  devices: DeviceStats[];
   notes: string[];
 }
 
@@ -101,7 +122,52 @@ export function report(
   const totals = { received: lines.length } as TraceReport["totals"];
   for (const o of TRACE_OUTCOMES) totals[o] = 0;
   for (const l of lines) totals[l.outcome]++;
-  return { source, lines, totals, notes };
+  return { source, lines, totals, devices: deviceStats(lines), notes };
+}
+
+/** Each device's messages by outcome, last seen and last reject. */
+export function deviceStats(lines: TraceLine[]): DeviceStats[] {
+  const byDevice = new Map<string, DeviceStats>();
+  for (const l of lines) {
+    const device = l.device ?? "?";
+    let d = byDevice.get(device);
+    if (!d) {
+      d = {
+        device,
+        received: 0,
+        stored: 0,
+        duplicate: 0,
+        skipped: 0,
+        dropped: 0,
+        unknown: 0,
+        rejected: {},
+        lastSeenUs: 0,
+        lastReject: null,
+      };
+      byDevice.set(device, d);
+    }
+    d.received++;
+    d.lastSeenUs = Math.max(d.lastSeenUs, l.receivedAtUs);
+    if (l.outcome === "rejected") {
+      for (const r of l.reasons) d.rejected[r] = (d.rejected[r] ?? 0) + 1;
+      if (!d.lastReject || d.lastReject.atUs <= l.receivedAtUs) {
+        d.lastReject = { atUs: l.receivedAtUs, reason: l.reasons[0] ?? "", detail: l.detail };
+      }
+    } else d[l.outcome]++;
+  }
+  return [...byDevice.values()].sort((a, b) => a.device.localeCompare(b.device));
+}
+
+/** One line of text per device. */
+export function formatDeviceStats(d: DeviceStats): string {
+  const rejected = Object.entries(d.rejected).map(([r, n]) => `${r} ${n}`).join(", ");
+  return `device ${d.device}: received ${d.received}, stored ${d.stored}, rejected ${
+    rejected || "0"
+  }, duplicate ${d.duplicate}, skipped ${d.skipped}, dropped ${d.dropped}; last seen ${
+    formatMicros(d.lastSeenUs)
+  }${
+    d.lastReject ? `; last reject ${formatMicros(d.lastReject.atUs)} ${d.lastReject.reason}` : ""
+  }`;
 }
 
 /** One line of text per message. */
@@ -124,5 +190,6 @@ export function traceLineJson(l: TraceLine): Record<string, unknown> {
     reprocessed: l.reprocessed,
     reasons: l.reasons,
     detail: l.detail,
+    device: l.device,
   };
 }
