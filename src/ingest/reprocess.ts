@@ -99,6 +99,7 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
   const { sql, log } = opts;
   let pending = true;
   let closed = false;
+  let failures = 0;
   let wake: (() => void) | null = null;
   let idleWaiters: (() => void)[] = [];
   let unlisten: (() => Promise<void>) | null = null;
@@ -149,12 +150,15 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
       pending = false;
       try {
         await pass(opts, () => closed);
+        failures = 0;
       } catch (error) {
-        pending = true; // tried again after a pause
+        pending = true; // tried again after a pause, longer each time (at most a minute)
+        const pauseMs = Math.min(1000 * 2 ** failures++, 60_000);
         log.warn("re-processing rejects after a registration failed; retrying", {
           error: (error as Error).message,
+          retry_in_ms: pauseMs,
         });
-        if (!closed) await sleep(1000);
+        if (!closed) await sleep(pauseMs);
       }
     }
   })();
