@@ -132,6 +132,10 @@ Deno.test("a restart after a SIGKILL takes back its lane above every stamp the k
   const lease = (clock: LaneClock) =>
     leaseLane(db.sql, { holder: "fl-crashing", log, clock, renewMs: 3_600_000 });
   const leases: LaneLease[] = [];
+  // Set while a batch of B is held committing: a failure before it commits must let it
+  // commit, or the releases below wait on its row lock for ever.
+  let commitHeld: (() => void) | null = null;
+  let committing: Promise<unknown> = Promise.resolve();
   try {
     const clockA = testClock();
     const a = await lease(clockA);
@@ -149,12 +153,14 @@ Deno.test("a restart after a SIGKILL takes back its lane above every stamp the k
     // Killed while a batch is committing: its row is locked, so the restart takes another
     // lane rather than read a mark that batch may still raise.
     clockB.last = clockB.floor + 5_000_000;
-    let commit!: () => void;
-    const held = new Promise<void>((r) => commit = r);
+    const held = new Promise<void>((r) => commitHeld = r);
     let locked!: () => void;
     const isLocked = new Promise<void>((r) => locked = r);
-    const committing = db.sql.begin((tx) =>
+    committing = db.sql.begin((tx) =>
       b.recordStamps(tx, async () => {
+        // The mark goes out with the batch's first statement, not awaited before it
+        // (src/db/ingest_lanes.ts): once a statement after it answered, the row is locked.
+        await tx`select 1`;
         locked();
         await held;
       })
@@ -164,7 +170,7 @@ Deno.test("a restart after a SIGKILL takes back its lane above every stamp the k
     const c = await lease(clockC);
     leases.push(c);
     assert.notEqual(c.lane, b.lane, "the lane of a batch still committing is not taken");
-    commit();
+    commitHeld!();
     await committing;
     const clockD = testClock();
     const d = await lease(clockD);
@@ -175,6 +181,8 @@ Deno.test("a restart after a SIGKILL takes back its lane above every stamp the k
     assert.equal(d.lane, b.lane, "the next restart takes it back once the batch committed");
     assert.ok(clockD.floor >= clockB.last, `floor ${clockD.floor} < stamp ${clockB.last}`);
   } finally {
+    (commitHeld as (() => void) | null)?.();
+    await committing.catch(() => {});
     for (const l of leases) await l.release();
     await db.close();
   }
