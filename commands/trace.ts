@@ -64,6 +64,7 @@ export async function runTrace(
       feed: config.feed ?? null,
       capture: config.capture ?? null,
       feedTopic: config.feedTopic,
+      statusTopic: config.statusTopic,
     });
   } finally {
     await db.close();

@@ -125,7 +125,7 @@ export async function traceDatabase(q: TraceQuery): Promise<TraceReport> {
       and ${q.feed === null ? sql`true` : sql`false`}
     order by e.at`;
   for (const s of statuses) {
-    const topic = `${s.user_id}/${s.code}/status`;
+    const topic = q.statusTopic.replace("{user_id}", s.user_id).replace("{device_code}", s.code);
     if (q.topicMatches && !q.topicMatches(topic)) continue;
     lines.push({
       receivedAtUs: Number(s.us),

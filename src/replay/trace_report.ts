@@ -76,6 +76,8 @@ export interface TraceQuery {
   capture: string | null;
   /** Template of one feed's topic, to show readings found in the database alone. */
   feedTopic: string;
+  /** Template of the status topic, likewise for status events. */
+  statusTopic: string;
 }
 
 export interface Candidate {
