@@ -18,7 +18,9 @@
  * `decodeRejected`), and records each
  * that left the dead letter in `ingest_reprocessed` for `trace`. A message still unknown is
  * rejected again with the same key, in the same commit: nothing is lost in between, and
- * its new row is above the pass's watermark, so one pass never loops on it.
+ * its new row is above the pass's watermark, so one pass never loops on it. A follow-up
+ * pass 3 s later takes the rows written since the pass began (a batch that looked the feed
+ * up just before the registration committed writes its reject just after).
  */
 import type postgres from "postgres";
 import { decode, type DecodeOptions } from "../core/decode.ts";
@@ -132,6 +134,10 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
   );
   let mark = listening ? "" : await registrationMark(sql);
 
+  // After a pass, one more a little later over the rows written since it began: a batch
+  // that looked the feed up just before the registration committed may write its reject
+  // just after the pass took its rows.
+  let followUp: { atMs: number; after: string } | null = null;
   const loop = (async () => {
     while (!closed) {
       if (!pending && !listening) {
@@ -141,15 +147,22 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
           pending = true;
         }
       }
-      if (!pending) {
-        for (const w of idleWaiters) w();
-        idleWaiters = [];
-        await sleep(listening ? 3_600_000 : opts.checkIntervalMs);
+      const dueFollowUp = followUp !== null && followUp.atMs <= Date.now();
+      if (!pending && !dueFollowUp) {
+        if (followUp === null) {
+          for (const w of idleWaiters) w();
+          idleWaiters = [];
+        }
+        const idleMs = listening ? 3_600_000 : opts.checkIntervalMs;
+        await sleep(followUp ? Math.min(idleMs, followUp.atMs - Date.now()) : idleMs);
         continue;
       }
+      const after = pending ? "0" : followUp!.after;
       pending = false;
+      followUp = null;
       try {
-        await pass(opts, () => closed);
+        const top = await pass(opts, () => closed, after);
+        if (after === "0") followUp = { atMs: Date.now() + FOLLOW_UP_MS, after: top ?? "0" };
         failures = 0;
       } catch (error) {
         pending = true; // tried again after a pause, longer each time (at most a minute)
@@ -219,13 +232,23 @@ async function registrationMark(sql: postgres.Sql): Promise<string> {
   return row.mark;
 }
 
-/** One pass over the rows there are at its start; see the module doc. */
-async function pass(opts: ReprocessOptions, stopped: () => boolean): Promise<void> {
+/** How long after a pass its follow-up looks at the rows written since. */
+const FOLLOW_UP_MS = 3_000;
+
+/**
+ * One pass over the rows above `from` there are at its start (see the module doc); returns
+ * the newest id it covered.
+ */
+async function pass(
+  opts: ReprocessOptions,
+  stopped: () => boolean,
+  from: string,
+): Promise<string | null> {
   const { sql } = opts;
   const [{ top }] = await sql<{ top: string | null }[]>`
     select max(id)::text as top from ingest_rejects where reason = any(${FIXED_BY_REGISTRATION})`;
-  if (top === null) return;
-  let after = "0";
+  if (top === null) return from;
+  let after = from;
   while (!stopped()) {
     const started = performance.now();
     const rows = await sql<Row[]>`
@@ -234,13 +257,14 @@ async function pass(opts: ReprocessOptions, stopped: () => boolean): Promise<voi
       from ingest_rejects
       where reason = any(${FIXED_BY_REGISTRATION}) and id > ${after}::int8 and id <= ${top}::int8
       order by id limit ${opts.batchSize}`;
-    if (rows.length === 0) return;
+    if (rows.length === 0) return top;
     after = rows[rows.length - 1].id;
     await reprocessBatch(opts, rows);
     // At most ratePerSec messages a second: the live traffic comes first.
     const due = (rows.length / opts.ratePerSec) * 1000 - (performance.now() - started);
     if (due > 0) await new Promise((r) => setTimeout(r, due));
   }
+  return after; // stopped: the rows above it are left for the next start
 }
 
 async function reprocessBatch(opts: ReprocessOptions, rows: Row[]): Promise<void> {
