@@ -11,6 +11,7 @@ import { openDatabase } from "../src/db/database.ts";
 import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { formatMicros } from "../src/capture/format.ts";
 import {
+  checkCapture,
   formatDeviceStats,
   formatTraceLine,
   formatTraceTotals,
@@ -43,6 +44,7 @@ export async function runTrace(
   config: TraceConfig,
   out: (text: string) => void = (t) => Deno.stdout.writeSync(encoder.encode(t)),
 ): Promise<TraceReport> {
+  if (config.capture) await checkCapture(config.capture);
   const db = await openDatabase({
     url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
     urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,

@@ -20,6 +20,7 @@ import { readCaptures } from "../capture/reader.ts";
 import { decode } from "../core/decode.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { formatMicros } from "../capture/format.ts";
+import { FeedlineError } from "../errors.ts";
 import { traceDatabase } from "./trace_database.ts";
 import {
   type Candidate,
@@ -34,10 +35,25 @@ import {
 
 export * from "./trace_report.ts";
 
+/** Traces the window: from the capture file when given, else from the database alone. */
 export async function trace(q: TraceQuery): Promise<TraceReport> {
   return q.capture === null ? await traceDatabase(q) : await traceCapture(q, q.capture);
 }
 
+/** Refuses, with one line, a capture file that cannot be read (before anything is opened). */
+export async function checkCapture(path: string): Promise<void> {
+  try {
+    await Deno.stat(path);
+  } catch (error) {
+    throw new FeedlineError(
+      "CONFIG_INVALID",
+      `cannot read the capture file ${path}: ${(error as Error).message}; check --capture ` +
+        "(the FILE given to serve --capture), or leave it out to trace from the database alone",
+    );
+  }
+}
+
+/** The capture file and its rotations that exist, oldest first (FILE.1 is the oldest). */
 async function captureFiles(path: string): Promise<string[]> {
   const rotated: string[] = [];
   for (let n = 1;; n++) {
@@ -48,9 +64,11 @@ async function captureFiles(path: string): Promise<string[]> {
       break;
     }
   }
+  await checkCapture(path);
   return [...rotated, path];
 }
 
+/** Each message of the capture in the window, and what the database says became of it. */
 async function traceCapture(q: TraceQuery, path: string): Promise<TraceReport> {
   const candidates: Candidate[] = [];
   for await (const chunk of readCaptures(await captureFiles(path), { format: "capture" })) {

@@ -80,6 +80,7 @@ export interface TraceQuery {
   statusTopic: string;
 }
 
+/** A message to trace: as it came, as serve decoded it, and whether serve dropped it. */
 export interface Candidate {
   inbound: Inbound;
   decoded: Decoded;
