@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { parseTraceArgs, runTrace } from "../commands/trace.ts";
 import type { TraceReport } from "../src/replay/trace.ts";
+import { parseReplayArgs, runReplay } from "../commands/replay.ts";
+import { decode } from "../src/core/decode.ts";
+import { processBatch } from "../src/ingest/processor.ts";
 import { createLogger } from "../src/log.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import {
   prefixedTopicArgs,
@@ -175,5 +179,57 @@ Deno.test("two serves on one database re-process each reject once", async () => 
   } finally {
     await other?.stop();
     await f.close();
+  }
+});
+
+Deno.test("a reject a registration fixes keeps its whole payload, QoS and retain flag, and replay --rejects re-processes it as it came", async () => {
+  const db = await createTestDatabase();
+  try {
+    const user = crypto.randomUUID();
+    await db.sql`insert into users (id) values (${user})`;
+    const decodeOpts = parseReplayArgs(["--rejects"], {}).decode;
+    const message = (feed: string, payload: string, retain: boolean, us: number) => {
+      const inbound = {
+        topic: `${user}/dev1/feeds/${feed}`,
+        payload: new TextEncoder().encode(payload),
+        qos: 2 as const,
+        retain,
+        receivedAtUs: us,
+      };
+      return { inbound, decoded: decode(inbound, decodeOpts) };
+    };
+    const now = Date.now() * 1000;
+    const badPayload = { kind: "reject", reason: "bad_payload", detail: "test" } as const;
+    const long = JSON.stringify({ value: 1, ts: Date.now() - 5000, note: "y".repeat(3000) });
+    await processBatch(db.sql, [
+      message("a", long, false, now), // longer than the cap, kept whole
+      message("a", "7", true, now + 1), // retained, no time of its own
+      { ...message("a", "x", false, now + 2), decoded: badPayload },
+    ], { rejectPayloadCap: 16 });
+    const rows = await db.sql<
+      { reason: string; kept: number; size: number; qos: number; retain: boolean }[]
+    >`
+      select reason, octet_length(payload) as kept, payload_size as size, qos, retain
+      from ingest_rejects order by received_at`;
+    assert.deepEqual(rows.map((r) => [r.reason, r.kept, r.size, r.qos, r.retain]), [
+      ["unknown_feed", long.length, long.length, 2, false],
+      ["unknown_feed", 1, 1, 2, true],
+      ["bad_payload", 1, 1, 2, false], // other reasons keep the cap (here within it)
+    ]);
+
+    await db.sql`insert into devices (user_id, code) values (${user}, 'dev1')`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'a')`;
+    const config = parseReplayArgs(
+      ["--database-url", db.url, "--rejects", "--reason", "unknown_feed", "--progress", "off"],
+      {},
+    );
+    const totals = await runReplay(config, { out: () => {}, err: () => {}, errIsTerminal: false });
+    // The long one is stored (nothing left in place for being cut); the retained one is
+    // skipped as retained, as serve skips it live.
+    assert.equal(totals.rejectsUnreplayable, 0);
+    assert.deepEqual(totals.outcomes, { stored: 1, rejected: 0, skipped: 1 });
+    assert.equal(totals.skipped.retained, 1);
+  } finally {
+    await db.close();
   }
 });
