@@ -12,6 +12,7 @@ import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { decode } from "../src/core/decode.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { createLogger } from "../src/log.ts";
+import { queryDevices } from "../src/ops/status_queries.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import {
@@ -87,6 +88,15 @@ Deno.test("trace tells stored, rejected and duplicate apart; inserting the feeds
       select octet_length(payload) as kept, payload_size as size, qos, retain
       from ingest_rejects where topic like '%/blob'`;
     assert.deepEqual(blob, { kept: big.length, size: big.length, qos: 1, retain: false });
+
+    // The status page's devices, computed on read likewise (src/ops/status_queries.ts).
+    const { recent } = await queryDevices(db.sql, serve.config.router);
+    const row = recent.find((d) => d.code === "dev1")!;
+    assert.deepEqual([row.stored_1h, row.rejected_1h, row.last_reject?.reason], [
+      1,
+      2,
+      "unknown_feed",
+    ]);
 
     // Registering the feeds is all it takes: no command is run.
     const registered = Date.now();

@@ -9,6 +9,9 @@
  * untrusted and only ever set with `textContent`, never as HTML.
  */
 
+// A type only: erased before the function's source is embedded.
+import type { DeviceIngest } from "./status_queries.ts";
+
 /** The page's behaviour: polls the APIs and renders. Runs in the browser only. */
 export function statusPageScript(): void {
   /** The answer of `/api/live` (src/ops/operations.ts), as far as the page reads it. */
@@ -49,7 +52,7 @@ export function statusPageScript(): void {
     detail: string | null;
     payload: string | null;
   }
-  interface DeviceRow {
+  interface DeviceRow extends DeviceIngest {
     code: string;
     status: string;
     last_seen_at: string | null;
@@ -346,10 +349,11 @@ export function statusPageScript(): void {
             r.status,
           ),
           el("td", {}, ago(r.last_seen_at)),
+          el("td", { title: r.last_reject?.reason ?? "" }, `${r.stored_1h} / ${r.rejected_1h}`),
         )
       ),
       "no devices",
-      3,
+      4,
     );
   }
 
