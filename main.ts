@@ -33,6 +33,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "what became of each message of a device, a feed or a topic (stored, rejected, ...)",
     load: () => import("./commands/trace.ts"),
   },
+  rollups: {
+    summary: "recompute feed_rollups from the raw readings (--rebuild --since <time>)",
+    load: () => import("./commands/rollups.ts"),
+  },
   simulate: {
     summary: "publish the traffic of a simulated device fleet (demos, development, load tests)",
     load: () => import("./commands/simulate.ts"),

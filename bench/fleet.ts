@@ -141,7 +141,7 @@ export async function createBenchDatabase(opts: {
 
 /** Empties the tables a phase writes, and analyzes, so the planner sees them empty. */
 export async function clearValues(sql: postgres.Sql): Promise<void> {
-  await sql`truncate feed_values, ingest_rejects`;
+  await sql`truncate feed_values, feed_rollups, ingest_rejects`;
   await sql`vacuum analyze feed_values`;
 }
 

@@ -59,6 +59,12 @@ import {
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
+import {
+  BENCH_ROLLUP_INTERVALS,
+  BENCH_ROLLUP_WIDTHS,
+  printRollupsCost,
+  rollupServeArgs,
+} from "./rollups_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -68,6 +74,7 @@ const ALL_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -79,6 +86,7 @@ const MQTT_PHASES = [
   "window",
   "broker",
   "serve",
+  "rollups",
   "sparkplug",
   "mappings",
   "hold",
@@ -204,7 +212,7 @@ export const benchOptions = {
     ),
     defaultText: "all but hold, scale, fleet",
     doc:
-      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `rollups` (not in the default): serve --rollups 1m,1h,1d beside the `serve` phase, throughput and PostgreSQL CPU per row (bench/rollups_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -417,6 +425,11 @@ async function main(args: string[]): Promise<void> {
       await resetData(db.sql);
       const r = await withLoad(() => processorPhase(cfg, db));
       addRow(run, "processor", "processor (no MQTT)", null, r);
+      if (cfg.phaseList.includes("rollups")) {
+        await resetData(db.sql);
+        const rolled = await withLoad(() => processorPhase(cfg, db, BENCH_ROLLUP_INTERVALS));
+        addRow(run, "rollups", `processor --rollups ${BENCH_ROLLUP_WIDTHS}`, null, rolled);
+      }
     }
     if (cfg.phaseList.includes("commit")) {
       await resetData(db.sql);
@@ -482,6 +495,14 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
       serveRate = addRow(run, "serve", "feedline serve", inflight, r, brokerLimit).perSecond;
+    }
+    if (has("rollups")) {
+      await resetData(db.sql);
+      const serveArgs = rollupServeArgs(serveOptions.serveArgs);
+      const r = await withLoad(() =>
+        servePhase({ ...serveOptions, serveArgs, dbUrl: db.url, sql: db.sql }, pc(rate))
+      );
+      addRow(run, "rollups", `serve --rollups ${BENCH_ROLLUP_WIDTHS}`, inflight, r, brokerLimit);
     }
     if (has("sparkplug")) {
       await resetData(db.sql);
@@ -586,6 +607,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   if (run.rows.length > 0) printSummary(run.rows);
   printNotes(run.rows, run.windows);
   printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
+  printRollupsCost(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);
@@ -723,9 +745,16 @@ async function databasePhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassR
 }
 
 /** feedline's decode + processBatch in this process, no MQTT. */
-async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<PassResult> {
+async function processorPhase(
+  cfg: BenchConfig,
+  db: BenchDatabase,
+  rollups: readonly string[] | null = null,
+): Promise<PassResult> {
   const { sql, topics } = db;
-  log(`processor (decode + processBatch, no MQTT): ${cfg.count} messages`);
+  log(
+    `processor (decode + processBatch, no MQTT): ${cfg.count} messages` +
+      (rollups ? ` (rollups ${rollups.join(", ")})` : ""),
+  );
   const encoder = new TextEncoder();
   const opts: DecodeOptions = {
     router: compileTopics(),
@@ -735,6 +764,7 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
   };
   const feedCache = new FeedCache();
   let lastUs = 0;
+  const pgCpuAtStart = await postgresCpuSeconds();
   const cpuStart = process.cpuUsage();
   const started = performance.now();
   let stored = 0;
@@ -755,16 +785,18 @@ async function processorPhase(cfg: BenchConfig, db: BenchDatabase): Promise<Pass
       };
       batch[k] = { inbound, decoded: decode(inbound, opts) };
     }
-    stored += (await processBatch(sql, batch, { feedCache })).stored;
+    stored += (await processBatch(sql, batch, { feedCache, rollups })).stored;
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
+  const pgCpu = (await postgresCpuSeconds()) - pgCpuAtStart;
   return {
     messages: stored,
     seconds,
     perSecond: stored / seconds,
     lost: cfg.count - stored,
     cpuUsPerMessage: (cpu.user + cpu.system) / cfg.count,
+    postgresCpuUsPerRow: Number(((pgCpu * 1e6) / Math.max(1, stored)).toFixed(1)),
   };
 }
 

@@ -153,6 +153,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
           strict: config.strict,
           onBadLine,
           onProgress: () => progress?.update(bytesRead, totals.processed),
+          onWarning: (text) => io.err(`warning: ${text}\n`),
         }, totals);
       }
     } finally {

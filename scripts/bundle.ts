@@ -12,13 +12,16 @@
  *   module: they are copied next to the bundle. The bundle alone runs with DATABASE_URL;
  *   with the three files beside it, the embedded database works too.
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 const ROOT = new URL("../", import.meta.url);
 const PGLITE_ASSETS = ["pglite.wasm", "pglite.data", "initdb.wasm"];
 
 /** Bundles `main.ts` to `out`; returns the asset files copied beside it. */
-export async function bundle(out: string, opts: { assets: boolean }): Promise<string[]> {
+export async function bundle(given: string, opts: { assets: boolean }): Promise<string[]> {
+  // `deno bundle` runs in the checkout: a relative `out` is the caller's, not the checkout's.
+  const out = resolve(given);
   const outDir = out.replace(/[^/]*$/, "") || "./";
   await Deno.mkdir(outDir, { recursive: true });
   const work = await Deno.makeTempDir({ prefix: "feedline-bundle-" });
@@ -73,7 +76,7 @@ export async function bundle(out: string, opts: { assets: boolean }): Promise<st
     const copied: string[] = [];
     for (const name of PGLITE_ASSETS) {
       await Deno.copyFile(`${pgliteDir}/${name}`, `${outDir}${name}`);
-      copied.push(`${outDir}${name}`);
+      copied.push(`${given.replace(/[^/]*$/, "")}${name}`); // as the caller named it
     }
     return copied;
   } finally {
@@ -85,6 +88,7 @@ export async function bundle(out: string, opts: { assets: boolean }): Promise<st
 async function findPgliteDist(): Promise<string> {
   const info = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", new URL("src/embedded/services.ts", ROOT).pathname],
+    cwd: new URL(".", ROOT).pathname, // deno.json's imports
     stdout: "piped",
     stderr: "null",
   }).output();

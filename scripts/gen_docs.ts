@@ -10,6 +10,7 @@ import { benchOptions } from "../bench/main.ts";
 import { simulateOptions } from "../src/cli/simulate_options.ts";
 import { replayOptions } from "../commands/replay.ts";
 import { traceOptions } from "../commands/trace.ts";
+import { rollupsOptions } from "../commands/rollups.ts";
 
 /** The tables, by marker name. Commands add theirs here. */
 export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
@@ -19,6 +20,7 @@ export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
   simulate: simulateOptions,
   replay: replayOptions,
   trace: traceOptions,
+  rollups: rollupsOptions,
 };
 
 /** Table rows compared without the padding `deno fmt` adds. */

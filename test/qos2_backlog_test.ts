@@ -122,10 +122,11 @@ Deno.test({
         return parsePrometheusText(text).value("feedline_queue_depth_data") >= queueSize;
       });
       // And the next batch waiting on the lock: the batch loop acknowledges a committed
-      // batch before it takes the next, so every committed message has had its PUBREC sent
-      // (in one socket write, src/mqtt/ack.ts). Killed earlier, the tail of the last
-      // committed batch would be sent again and stored twice: the documented window of an
-      // untimed reading (docs/delivery.md, "Per QoS"), not what this test is about.
+      // batch before it takes the next, so every committed message has had its PUBREC
+      // sent. Killed earlier (the lock taken just as a batch committed, the queue already
+      // full), the tail of that batch was sent again and stored twice: the documented
+      // window of an untimed reading (docs/delivery.md, "Per QoS"), not what this test is
+      // about.
       await waitFor("the next batch to wait on the lock", async () =>
         (await f.db.sql`
           select 1 from pg_stat_activity

@@ -469,19 +469,25 @@ Deno.test("mosquitto_sub -v input without timestamps: replay warns that a second
           `${user}/dev1/feeds/hum 40`,
           `${user}/dev1/feeds/temp {"value": 20, "ts": 1767225600}`,
           `${user}/dev1/status offline`,
+          `not-a-user/dev1/feeds/temp 1`, // bad_user_id: its dead-letter row is keyed by the receive time
         ].join("\n") + "\n",
       );
       const first = await replay(db.url, [file]);
-      assert.equal(first.totals.untimed, 3, "the one with a ts of its own is keyed by it");
+      assert.equal(first.totals.untimed, 4, "the one with a ts of its own is keyed by it");
       assert.match(
         first.out,
-        /^warning: 3 messages have no device timestamp \(and the input no receive time\); replaying them again will store them again$/m,
+        /^warning: 4 messages have no time of their own \(no device ts, and the input no receive time\); replaying them again will store their readings, status events or rejects again$/m,
       );
-      // The warning is true: a second run stores the untimed readings again.
+      // The warning is true: a second run stores the untimed readings, the status event
+      // and the reject again.
       const second = await replay(db.url, [file]);
-      assert.equal(second.totals.untimed, 3);
+      assert.equal(second.totals.untimed, 4);
       const [{ n }] = await db.sql`select count(*)::int as n from feed_values`;
       assert.equal(n, 5);
+      const [{ events }] = await db.sql`select count(*)::int as events from device_status_events`;
+      assert.equal(events, 2);
+      const [{ rejects }] = await db.sql`select count(*)::int as rejects from ingest_rejects`;
+      assert.equal(rejects, 2);
       // A capture (with receive times) gets no warning.
       const capture = `${dir}/capture.jsonl`;
       await Deno.writeTextFile(capture, sampleCapture(user).join("\n"));

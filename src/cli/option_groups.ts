@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payloa
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
 import { compileMappings } from "../core/mappings/decode_mapped.ts";
 import { FeedlineError } from "../errors.ts";
+import { retentionSchema, type RetentionTiers, rollupsOption } from "./rollup_options.ts";
 
 const PG_PROTOCOLS = ["postgres:", "postgresql:"];
 
@@ -90,15 +91,6 @@ export const databaseOptions = {
   }),
 };
 
-/** Parses `off`, or a number with h, d or w (`90d`) into milliseconds; null for off. */
-export function parseRetention(text: string): number | null {
-  const t = text.trim().toLowerCase();
-  if (t === "off" || t === "0") return null;
-  const m = /^(\d+)\s*(h|d|w)$/.exec(t);
-  if (!m || Number(m[1]) === 0) return NaN;
-  return Number(m[1]) * { h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as "h" | "d" | "w"];
-}
-
 /** How `feed_values` partitions are kept (src/db/partitions.ts, docs/scaling.md). */
 export const partitionOptions = {
   partitionInterval: option({
@@ -119,16 +111,10 @@ export const partitionOptions = {
   retention: option({
     flag: "retention",
     env: "FEEDLINE_RETENTION",
-    schema: z.string().default("off").transform((v, ctx) => {
-      const ms = parseRetention(v);
-      if (Number.isNaN(ms)) {
-        ctx.addIssue({ code: "custom", message: "off, or a number with h, d or w (90d)" });
-        return z.NEVER;
-      }
-      return ms;
-    }),
+    schema: retentionSchema,
     defaultText: "off",
-    doc: "Drop whole feed_values partitions older than this (e.g. 90d, 12w); never row by row.",
+    doc: "Drop whole feed_values partitions older than this (e.g. 90d, 12w); never row by row. " +
+      "Tiers: raw=30d,1h=2y,1d=forever also delete rollups by bucket (docs/operations.md#rollups).",
   }),
   partitionUpkeep: option({
     flag: "partition-upkeep",
@@ -144,13 +130,18 @@ export const partitionOptions = {
 export function partitionSettingsOf(values: {
   partitionInterval: "day" | "week" | "month" | "year";
   partitionPremake: number;
-  retention: number | null;
+  retention: RetentionTiers;
   partitionUpkeep: boolean;
 }) {
   return {
     interval: values.partitionInterval,
     premake: values.partitionPremake,
-    retentionMs: values.retention,
+    retentionMs: values.retention.rawMs,
+    rollupRetention: values.retention.rollups.map((r) => ({
+      interval: r.width.interval,
+      widthMs: r.width.ms,
+      keepMs: r.keepMs,
+    })),
     upkeep: values.partitionUpkeep,
   };
 }
@@ -331,6 +322,7 @@ export const processingOptions = {
     doc: "Most feeds (and, separately, devices) kept in the lookup cache; set it to the " +
       "number of feeds that publish within --feed-cache-ttl-ms.",
   }),
+  rollups: rollupsOption,
   rejectsRetentionHours: option({
     flag: "rejects-retention-hours",
     env: "FEEDLINE_REJECTS_RETENTION_HOURS",

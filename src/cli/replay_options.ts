@@ -14,6 +14,7 @@ import {
   decodeOptions,
   decodeOptionsFrom,
   logOptions,
+  partitionOptions,
   processingOptions,
 } from "./option_groups.ts";
 import { option, resolveOptions, zs } from "./options.ts";
@@ -141,7 +142,19 @@ export const replayOptions = {
   feedCacheTtlMs: processingOptions.feedCacheTtlMs,
   feedCacheSize: processingOptions.feedCacheSize,
   rejectPayloadCap: processingOptions.rejectPayloadCap,
+  rollups: processingOptions.rollups,
   ...sparkplugOptions,
+  // Partitions for the readings' months, made before each batch (src/ingest/backfill.ts).
+  partitionInterval: partitionOptions.partitionInterval,
+  retention: option({
+    ...partitionOptions.retention,
+    doc: "Make no partition for readings older than this (serve's --retention would drop " +
+      "it); they go to the default partition.",
+  }),
+  partitionUpkeep: option({
+    ...partitionOptions.partitionUpkeep,
+    doc: "Create the partitions old readings need; off when pg_partman keeps them.",
+  }),
   // replay prints a summary and progress, not log lines: of the log options only
   // --verbose applies (to errors, in main.ts).
   verbose: logOptions.verbose,

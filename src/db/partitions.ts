@@ -18,6 +18,7 @@
 import type postgres from "postgres";
 import type { Logger } from "../log.ts";
 import { Counter, Gauge, type Registry } from "../prometheus.ts";
+import { applyRollupRetention, type RollupTier } from "./rollups.ts";
 import { confirmedTransaction } from "./transaction.ts";
 
 /** Length of one partition. */
@@ -35,6 +36,8 @@ export interface PartitionOptions {
   retentionMs: number | null;
   /** false: leave creating and dropping to someone else (pg_partman). */
   upkeep: boolean;
+  /** Rollup buckets deleted by age, per width (`--retention 1h=2y`, src/db/rollups.ts). */
+  rollupRetention?: readonly RollupTier[];
 }
 
 /** One partition of `feed_values`. */
@@ -52,11 +55,13 @@ export interface UpkeepResult {
   dropped: string[];
   /** Rows moved out of the default partition into a partition made for them. */
   moved: number;
+  /** Rollup rows deleted by their tier's retention. */
+  rollupsDeleted: number;
 }
 
 const PARENT = "feed_values";
 // Next to migrate.ts's 7_300_412_001.
-const UPKEEP_LOCK_KEY = 7_300_412_002;
+export const UPKEEP_LOCK_KEY = 7_300_412_002;
 // A partition is not created for more than this many intervals in one run.
 const MAX_NEW_PARTITIONS = 500;
 
@@ -130,7 +135,11 @@ export async function maintainPartitions(
   opts: PartitionOptions,
   now = new Date(),
 ): Promise<UpkeepResult> {
-  const result: UpkeepResult = { created: [], dropped: [], moved: 0 };
+  const result: UpkeepResult = { created: [], dropped: [], moved: 0, rollupsDeleted: 0 };
+  // Rollups are ours to keep even when pg_partman keeps the partitions.
+  for (const r of await applyRollupRetention(sql, opts.rollupRetention ?? [], now)) {
+    result.rollupsDeleted += r.deleted;
+  }
   if (!opts.upkeep || !(await isPartitioned(sql))) return result;
   // What it reports created or dropped, PostgreSQL confirmed (src/db/transaction.ts).
   await confirmedTransaction(sql, async (tx) => {
@@ -168,7 +177,8 @@ export async function maintainPartitions(
   return result;
 }
 
-async function createPartition(
+/** Creates one range partition, moving the default partition's rows of its range into it. */
+export async function createPartition(
   tx: postgres.TransactionSql,
   name: string,
   from: Date,
@@ -273,6 +283,7 @@ function logUpkeep(r: UpkeepResult, log: Logger): void {
   if (r.dropped.length > 0) {
     log.info("feed_values partitions dropped (retention)", { partitions: r.dropped });
   }
+  if (r.rollupsDeleted > 0) log.info("rollups deleted (retention)", { rows: r.rollupsDeleted });
 }
 
 /**

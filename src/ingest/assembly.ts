@@ -8,7 +8,10 @@ import type postgres from "postgres";
 import type { DecodeOptions, Decoder } from "../core/decode.ts";
 import type { Inbound } from "../core/message.ts";
 import type { Logger } from "../log.ts";
+import { PartitionCover } from "../db/partition_cover.ts";
+import type { PartitionInterval } from "../db/partitions.ts";
 import { Accounting } from "./accounting.ts";
+import { coverBatch, logBackfill } from "./backfill.ts";
 import { DeviceCache } from "./device_cache.ts";
 import { FeedCache } from "./feed_cache.ts";
 import { createIntake, type Intake } from "./intake.ts";
@@ -32,7 +35,20 @@ export interface ProcessorSettings {
   dryRun?: boolean;
   /** A Sparkplug BIRTH creates its device and feeds (`--sparkplug-register`). */
   sparkplugRegister?: boolean;
+  /**
+   * The partition settings (src/cli/option_groups.ts `partitionOptions`): given, old
+   * readings get range partitions made before their batch (src/ingest/backfill.ts).
+   */
+  partitionInterval?: PartitionInterval;
+  /** `--retention`: its raw tier (rollups' tiers are applied by partition upkeep). */
+  retention?: { rawMs: number | null } | null;
+  partitionUpkeep?: boolean;
+  /** `--rollups`: the widths kept in feed_rollups (src/ingest/write/rollups.ts); null: off. */
+  rollups?: readonly { interval: string }[] | null;
 }
+
+/** The processor's options, with the partition cover serve and replay run before a batch. */
+export type AssembledProcessorOptions = ProcessorOptions & { backfill?: PartitionCover };
 
 /** What the processor gets besides the settings. */
 export interface ProcessorParts {
@@ -48,7 +64,7 @@ export interface ProcessorParts {
 export function processorOptionsOf(
   settings: ProcessorSettings,
   parts: ProcessorParts = {},
-): ProcessorOptions {
+): AssembledProcessorOptions {
   const cacheSize = { ttlMs: settings.feedCacheTtlMs, maxEntries: settings.feedCacheSize };
   const { autoRegister, rejectPayloadCap, onCarefulRewrite } = { ...settings, ...parts };
   return {
@@ -65,6 +81,17 @@ export function processorOptionsOf(
       register: settings.sparkplugRegister ?? false,
     },
     ...(settings.dryRun ? { dryRun: true } : {}),
+    // A dry run makes no partition: it writes nothing anywhere.
+    ...(settings.partitionInterval && !settings.dryRun
+      ? {
+        backfill: new PartitionCover({
+          interval: settings.partitionInterval,
+          retentionMs: settings.retention?.rawMs ?? null,
+          upkeep: settings.partitionUpkeep ?? true,
+        }),
+      }
+      : {}),
+    ...(settings.rollups ? { rollups: settings.rollups.map((w) => w.interval) } : {}),
     ...(onCarefulRewrite
       ? { fastOrCareful: new FastOrCareful(DEFAULT_CAREFUL_MS, onCarefulRewrite) }
       : {}),
@@ -98,9 +125,14 @@ export interface IngestAssembly {
 /** Builds serve's ingest path; nothing runs until `pipeline.start()`. */
 export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
   const { sql, processor, log, metrics } = opts;
+  const backfill = (processor as AssembledProcessorOptions).backfill;
+  const report = logBackfill(log);
   const accounting = new Accounting(metrics);
   const pipeline = new Pipeline({
-    write: (batch) => processBatch(sql, batch, processor),
+    write: async (batch) => {
+      if (backfill) await coverBatch(sql, backfill, batch, report);
+      return await processBatch(sql, batch, processor);
+    },
     ...opts.batching,
     log,
     metrics,

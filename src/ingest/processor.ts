@@ -82,6 +82,8 @@ export interface ProcessorOptions {
   fastOrCareful?: FastOrCareful;
   /** Sparkplug B state and registration (src/ingest/write/sparkplug.ts). */
   sparkplug?: SparkplugSettings;
+  /** Widths of feed_rollups kept with the readings (src/ingest/write/rollups.ts). */
+  rollups?: readonly string[] | null;
 }
 
 // Callers that do not keep their own still learn from one another's fallbacks.
@@ -229,9 +231,8 @@ async function writeBatch(
   // Feeds with alert rules: their state is locked before their readings go in.
   const alerting = await lockAlertStates(tx, found.feeds);
   // The fast way fails on any refusal, a duplicate included: see processBatch.
-  const values = fast
-    ? await writeValuesFast(tx, plan.values)
-    : await writeValuesCarefully(tx, plan.values);
+  const write = fast ? writeValuesFast : writeValuesCarefully;
+  const values = await write(tx, plan.values, opts.rollups);
   // A refused row may name a feed or a device deleted meanwhile: look them up afresh.
   if (values.refused > 0) opts.feedCache?.clear();
   const statuses = await writeStatuses(tx, plan.statuses, plan.retained);

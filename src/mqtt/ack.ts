@@ -101,57 +101,46 @@ export function forgetQos2(client: MqttClient, packet: IPublishPacket): void {
 }
 
 /**
- * Sends the deferred acknowledgements in bulk: the acks given in one tick (a committed
- * batch acks thousands at once) go out as one socket write instead of one packet object,
- * one encoder pass and three buffers each through MQTT.js. A PUBACK (QoS 1) or PUBREC
- * (QoS 2) with reason Success and no properties is the same four bytes in MQTT 3.1.1 and
- * 5 (MQTT 5 §3.4.2.1 and §3.5.2.1: reason code and property length may be omitted when
- * the reason is 0x00): type 0x40 or 0x50, remaining length 2, packet id. MQTT.js keeps no
- * state for either (a QoS 2 message stays in its incoming store until the broker's
- * PUBREL), so writing the bytes ourselves is what `_sendPacket` would have done.
- *
- * Why one write matters beyond speed: Node's stream API has one write on the socket at a
- * time and queues the rest, one event-loop turn each, so 200 PUBRECs sent one by one
- * trickled out over many turns after their commit, and a crash in between made the broker
- * send the tail of a committed batch again (test/qos2_backlog_test.ts). Writes are whole
- * chunks, so they never land inside a packet MQTT.js is writing.
+ * Sends QoS 1 PUBACKs in bulk: the acks given in one tick (a committed batch acks
+ * thousands at once) go out as one socket write instead of one packet object, one
+ * encoder pass and three buffers each through MQTT.js. A PUBACK with reason Success and
+ * no properties is the same four bytes in MQTT 3.1.1 and 5 (MQTT 5 §3.4.2.1: reason code
+ * and property length may be omitted when the reason is 0x00): type 0x40, remaining
+ * length 2, packet id. Writes are whole chunks, so they never land inside a packet
+ * MQTT.js is writing.
  */
 export class PubackWriter {
   readonly #client: MqttClient;
-  #acks: { messageId: number; qos: 1 | 2 }[] = [];
+  #ids: number[] = [];
   #scheduled = false;
 
   constructor(client: MqttClient) {
     this.#client = client;
   }
 
-  /**
-   * Queues the PUBACK (QoS 1) or PUBREC (QoS 2) of `messageId`; sent at the end of the
-   * current tick.
-   */
-  ack(messageId: number, qos: 1 | 2 = 1): void {
-    this.#acks.push({ messageId, qos });
+  /** Queues the PUBACK of `messageId`; sent at the end of the current tick. */
+  ack(messageId: number): void {
+    this.#ids.push(messageId);
     if (this.#scheduled) return;
     this.#scheduled = true;
     queueMicrotask(() => this.flush());
   }
 
-  /** Writes the queued acknowledgements now. */
+  /** Writes the queued PUBACKs now. */
   flush(): void {
     this.#scheduled = false;
-    const acks = this.#acks;
-    if (acks.length === 0) return;
-    this.#acks = [];
-    // An acknowledgement is only valid on the connection its PUBLISH came in on; the
-    // caller drops acks of an older connection before they get here.
+    const ids = this.#ids;
+    if (ids.length === 0) return;
+    this.#ids = [];
+    // A PUBACK is only valid on the connection its PUBLISH came in on; the caller drops
+    // acks of an older connection before they get here.
     if (!this.#client.connected) return;
-    const buf = Buffer.allocUnsafe(acks.length * 4);
-    for (let i = 0, o = 0; i < acks.length; i++, o += 4) {
-      const { messageId, qos } = acks[i];
-      buf[o] = qos === 2 ? 0x50 : 0x40;
+    const buf = Buffer.allocUnsafe(ids.length * 4);
+    for (let i = 0, o = 0; i < ids.length; i++, o += 4) {
+      buf[o] = 0x40;
       buf[o + 1] = 0x02;
-      buf[o + 2] = messageId >>> 8;
-      buf[o + 3] = messageId & 0xff;
+      buf[o + 2] = ids[i] >>> 8;
+      buf[o + 3] = ids[i] & 0xff;
     }
     (this.#client as unknown as ClientInternals).stream.write(buf);
   }

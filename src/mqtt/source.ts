@@ -28,6 +28,7 @@ import {
   forgetQos2,
   holdQos2Receipts,
   PubackWriter,
+  sendDeferredAck,
 } from "./ack.ts";
 import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
@@ -180,7 +181,8 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
   const ackOf = (held: Held<Stream>): Ack => () => {
     if (held.connection === client.stream && client.connected) {
       heldCopies.release(held);
-      pubacks.ack(held.messageId, held.qos);
+      if (held.qos === 1) pubacks.ack(held.messageId);
+      else sendDeferredAck(client, held);
       return;
     }
     if (held.qos === 2) forgetQos2(client, held.packet as IPublishPacket);

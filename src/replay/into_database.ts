@@ -6,8 +6,9 @@
  * Idempotent: a message keeps the receive time it was captured with, which is the
  * created_at of a reading without a device timestamp, so the (feed_id, created_at) key
  * and `on conflict do nothing` absorb every reading that is already stored. Lines with no
- * time (`mosquitto_sub -v`) are stamped when read: those without a device timestamp are
- * counted in `untimed`, and the summary warns that replaying them again stores them again.
+ * time (`mosquitto_sub -v`) are stamped when read: those a second replay would store again
+ * (readings and statuses without a device timestamp, rejects) are counted in `untimed`,
+ * and the summary warns about them.
  */
 import type postgres from "postgres";
 import type { ReadItem } from "../capture/reader.ts";
@@ -16,6 +17,8 @@ import { describePgError } from "../db/database.ts";
 import { FeedlineError } from "../errors.ts";
 import type { Decoded, DecodedMessage } from "../core/message.ts";
 import { type BatchResult, processBatch, type ProcessorOptions } from "../ingest/processor.ts";
+import type { AssembledProcessorOptions } from "../ingest/assembly.ts";
+import { coverBatch } from "../ingest/backfill.ts";
 import { retryWithBackoff } from "../ingest/retry.ts";
 import { selectMessages, type SelectOptions } from "./input.ts";
 import { addBatch, type ReplayTotals } from "./totals.ts";
@@ -28,6 +31,8 @@ export interface ReplayOptions extends SelectOptions {
   batchSize: number;
   /** Attempts per batch when the database fails, before giving up. */
   attempts?: number;
+  /** A line for stderr: something went wrong that does not stop the replay. */
+  onWarning?(text: string): void;
 }
 
 /** Replays `input` into the database; counts into `totals`. */
@@ -52,7 +57,7 @@ export async function replayIntoDatabase(
     for await (const messages of selectMessages(input, opts, totals)) {
       for (const inbound of messages) {
         const decoded = decode(inbound, opts.decode);
-        if (inbound.timeless && !hasOwnTime(decoded)) totals.untimed++;
+        if (inbound.timeless && storedAgain(decoded)) totals.untimed++;
         batch.push({ inbound, decoded });
         if (batch.length >= opts.batchSize) {
           await submit(batch);
@@ -68,9 +73,17 @@ export async function replayIntoDatabase(
 }
 
 /**
- * Whether a message's rows are keyed by times of its own (device timestamps), so storing
- * it again is absorbed. Rejects and skips store no reading.
+ * Whether a message read without a receive time is stored again by a second replay: its
+ * readings or status event when not keyed by times of their own (device timestamps), and
+ * a reject, whose dead-letter row is keyed by the receive time it got when read. A skip
+ * stores nothing.
  */
+function storedAgain(decoded: Decoded): boolean {
+  if (decoded.kind === "reject") return true;
+  return !hasOwnTime(decoded);
+}
+
+/** Whether a message's rows are keyed by times of its own (device timestamps). */
 function hasOwnTime(decoded: Decoded): boolean {
   if (decoded.kind === "readings") return decoded.readings.every((r) => r.tsUs !== null);
   if (decoded.kind === "status") return decoded.tsUs !== null;
@@ -86,11 +99,21 @@ function hasOwnTime(decoded: Decoded): boolean {
  * 1.6 and 3.2 s with the default 5 attempts), then stops with one line.
  */
 export async function writeBatch(
-  opts: Pick<ReplayOptions, "sql" | "processor" | "attempts">,
+  opts: Pick<ReplayOptions, "sql" | "processor" | "attempts" | "onWarning">,
   batch: DecodedMessage[],
   totals: ReplayTotals,
 ): Promise<void> {
   const attempts = opts.attempts ?? 5;
+  // Partitions for old readings first (docs/scaling.md, "Backfill"); a failure there is
+  // a warning, and the batch goes to the default partition as it would have.
+  const cover = (opts.processor as AssembledProcessorOptions).backfill;
+  if (cover) {
+    await coverBatch(opts.sql, cover, batch, {
+      onCreated: (r) => totals.partitionsCreated.push(...r.created),
+      onError: (error) =>
+        opts.onWarning?.(`could not create a partition: ${describePgError(error)}`),
+    });
+  }
   let result: BatchResult;
   try {
     result = await retryWithBackoff(() => processBatch(opts.sql, batch, opts.processor), {

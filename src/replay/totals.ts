@@ -41,10 +41,13 @@ export interface ReplayTotals {
   /** --rejects: rows whose payload was capped when stored, so cannot be re-processed. */
   rejectsUnreplayable: number;
   /**
-   * Messages with no time of their own: read from a line without one (`mosquitto_sub -v`)
-   * and no device timestamp. Replaying them again stores them again.
+   * Messages with no time of their own: read from a line without one (`mosquitto_sub -v`),
+   * and readings or a status without a device timestamp, or a reject (its dead-letter row
+   * is keyed by the receive time). Replaying them again stores them again.
    */
   untimed: number;
+  /** feed_values partitions made for the readings' times (src/ingest/backfill.ts). */
+  partitionsCreated: string[];
   /** --strict: where the replay stopped. */
   stoppedAt: string | null;
   elapsedMs: number;
@@ -72,6 +75,7 @@ export function newTotals(mode: ReplayTotals["mode"], dryRun = false): ReplayTot
     rejectsCleared: 0,
     rejectsUnreplayable: 0,
     untimed: 0,
+    partitionsCreated: [],
     stoppedAt: null,
     elapsedMs: 0,
     peakRssBytes: 0,
@@ -161,12 +165,17 @@ export function formatSummary(t: ReplayTotals): string {
     );
   }
   if (t.mode === "rejects") {
-    lines.push(row("rejects cleared", `${int.format(t.rejectsCleared)} messages`));
+    lines.push(
+      row(dry ? "would clear" : "rejects cleared", `${int.format(t.rejectsCleared)} messages`),
+    );
     if (t.rejectsUnreplayable > 0) {
       lines.push(
         row("left in place", `${int.format(t.rejectsUnreplayable)} (payload capped when stored)`),
       );
     }
+  }
+  if (t.partitionsCreated.length > 0) {
+    lines.push(row("partitions", `created ${t.partitionsCreated.join(", ")}`));
   }
   if (t.stoppedAt) lines.push(row("stopped at", `${t.stoppedAt} (--strict)`));
   if (t.untimed > 0) lines.push(untimedWarning(t.untimed));
@@ -182,8 +191,9 @@ export function formatSummary(t: ReplayTotals): string {
 
 /** The warning about messages a second replay would store again. */
 export function untimedWarning(n: number): string {
-  return `warning: ${int.format(n)} message${n === 1 ? " has" : "s have"} no device timestamp ` +
-    "(and the input no receive time); replaying them again will store them again";
+  const has = n === 1 ? " has no time of its own" : "s have no time of their own";
+  return `warning: ${int.format(n)} message${has} (no device ts, and the input no receive ` +
+    "time); replaying them again will store their readings, status events or rejects again";
 }
 
 /** The summary as one JSON object (with `messagesPerSec`). */

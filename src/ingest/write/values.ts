@@ -5,13 +5,15 @@
  * row the database refuses; the careful way isolates refused rows (src/ingest/write/
  * isolation.ts), absorbs a reading already stored by its key (feed_id, created_at), and
  * tells a duplicate from a different reading that got the same key (`value_conflict`,
- * docs/delivery.md, "Duplicates and idempotence").
+ * docs/delivery.md, "Duplicates and idempotence"). With `--rollups`, either way's insert
+ * RETURNs the rows it stored and the same statement rolls them up (src/ingest/write/rollups.ts).
  */
 import { formatTimestampUs } from "../../core/payload.ts";
 import { timestampOfUs } from "../../db/timestamps.ts";
 import type { Transaction } from "../../db/transaction.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../pg_array.ts";
 import { insertIsolated } from "./isolation.ts";
+import { ROLLUP_RETURNING, rollupUpsert, type RollupWidths } from "./rollups.ts";
 import type { RejectRow, ValueRow } from "./rows.ts";
 
 /** A reading absorbed by the key of a stored reading with another value. */
@@ -43,10 +45,18 @@ export interface ValuesWritten {
  * statement. Throws on any row the database refuses, a stored or repeated
  * (feed_id, created_at) included; the caller rolls back and writes the batch carefully.
  */
-export async function writeValuesFast(tx: Transaction, rows: ValueRow[]): Promise<ValuesWritten> {
+export async function writeValuesFast(
+  tx: Transaction,
+  rows: ValueRow[],
+  rollups: RollupWidths = null,
+): Promise<ValuesWritten> {
   if (rows.length > 0) {
     const latest = latestPerFeed(rows, null);
-    await tx`with stored as (${valuesInsert(tx, rows)}) ${lastValuesUpdate(tx, latest)}`;
+    await (rollups
+      ? tx`with stored as (${valuesInsert(tx, rows)} ${tx.unsafe(ROLLUP_RETURNING)}),
+               rolled as (${rollupUpsert(tx, "stored", rollups)})
+           ${lastValuesUpdate(tx, latest)}`
+      : tx`with stored as (${valuesInsert(tx, rows)}) ${lastValuesUpdate(tx, latest)}`);
   }
   return allStored(rows.length);
 }
@@ -59,9 +69,11 @@ function allStored(n: number): ValuesWritten {
 export async function writeValuesCarefully(
   tx: Transaction,
   rows: ValueRow[],
+  rollups: RollupWidths = null,
 ): Promise<ValuesWritten> {
   if (rows.length === 0) return allStored(0);
-  const { inserted, poison } = await insertIsolated(tx, rows, insertValueRows);
+  const insert = (sp: Transaction, part: ValueRow[]) => insertValueRows(sp, part, rollups);
+  const { inserted, poison } = await insertIsolated(tx, rows, insert);
   const poisoned = new Set(poison.map((p) => p.row));
   const notStored = new Set(poisoned);
   const rejects: RejectRow[] = [];
@@ -127,9 +139,25 @@ function valuesInsert(tx: Transaction, rows: ValueRow[]) {
                 ${intArrayLiteral(received)}::int8[]) as x(f, v, t, c, r)`;
 }
 
-async function insertValueRows(tx: Transaction, rows: ValueRow[]): Promise<number> {
-  const res = await tx`${valuesInsert(tx, rows)} on conflict do nothing`;
-  return res.count;
+/**
+ * Inserts the rows a key does not absorb; with rollups, those rows (RETURNING) are rolled
+ * up in the same statement, so a savepoint that refuses them takes their rollups too.
+ */
+async function insertValueRows(
+  tx: Transaction,
+  rows: ValueRow[],
+  rollups: RollupWidths,
+): Promise<number> {
+  if (!rollups) {
+    const res = await tx`${valuesInsert(tx, rows)} on conflict do nothing`;
+    return res.count;
+  }
+  const [{ n }] = await tx<{ n: number }[]>`
+    with stored as (${valuesInsert(tx, rows)} on conflict do nothing
+                    ${tx.unsafe(ROLLUP_RETURNING)}),
+         rolled as (${rollupUpsert(tx, "stored", rollups)})
+    select count(*)::int as n from stored`;
+  return n;
 }
 
 /** Each feed's newest row: the arrays of the last-value update. */

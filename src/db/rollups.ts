@@ -1,0 +1,110 @@
+/**
+ * `feed_rollups` outside the ingest path (sql/011, docs/operations.md "Rollups"): the
+ * retention of each width's buckets (serve's and migrate's upkeep), and the rebuild of a
+ * range from the raw readings (`feedline rollups --rebuild`). The batches keep them
+ * current themselves (src/ingest/write/rollups.ts).
+ */
+import type postgres from "postgres";
+import { confirmedTransaction } from "./transaction.ts";
+
+/** Where buckets start: date_bin's origin, the same in the batches' upsert. */
+export const ROLLUP_ORIGIN = "2000-01-01 00:00:00+00";
+
+/** How long the buckets of one width are kept. */
+export interface RollupTier {
+  /** The width, as PostgreSQL reads it (`1 hours`). */
+  interval: string;
+  widthMs: number;
+  /** null: forever. */
+  keepMs: number | null;
+}
+
+/**
+ * Deletes the buckets that ended longer ago than their tier keeps; returns the rows
+ * deleted per width. One statement per width with an age, each its own transaction.
+ */
+export async function applyRollupRetention(
+  sql: postgres.Sql,
+  tiers: readonly RollupTier[],
+  now = new Date(),
+): Promise<{ interval: string; deleted: number }[]> {
+  const done: { interval: string; deleted: number }[] = [];
+  for (const t of tiers) {
+    if (t.keepMs === null) continue;
+    // A bucket goes once all of it is older than the age: its end, bucket + width.
+    const cutoff = new Date(now.getTime() - t.keepMs - t.widthMs);
+    const res = await sql`
+      delete from feed_rollups where width = ${t.interval}::interval and bucket <= ${cutoff}`;
+    done.push({ interval: t.interval, deleted: res.count });
+  }
+  return done;
+}
+
+/** What a rebuild did, per width. */
+export interface RebuildResult {
+  interval: string;
+  /** The first bucket rebuilt (a bucket starting before the oldest raw partition is kept). */
+  from: Date;
+  deleted: number;
+  written: number;
+}
+
+/**
+ * Recomputes the rollups of `intervals` from `feed_values`, from the bucket holding
+ * `since` (up to the bucket holding `until`, if given), in one transaction. The table is
+ * locked against the batches' upserts first (SHARE ROW EXCLUSIVE: serve's batches wait),
+ * so a reading committed meanwhile is in the rebuild or added after it, never both. No
+ * bucket starts before `oldestRaw` (the start of feed_values' oldest range partition,
+ * src/db/partitions.ts `listPartitions`): what raw retention dropped is only in the
+ * rollups, and stays there.
+ */
+export async function rebuildRollups(
+  sql: postgres.Sql,
+  intervals: readonly string[],
+  since: Date,
+  until: Date | null,
+  oldestRaw: Date | null,
+): Promise<RebuildResult[]> {
+  const oldest = oldestRaw;
+  return await confirmedTransaction(sql, async (tx) => {
+    await tx`lock table feed_rollups in share row exclusive mode`;
+    const results: RebuildResult[] = [];
+    for (const interval of intervals) {
+      const [{ start, stop }] = await tx<{ start: Date; stop: Date | null }[]>`
+        select greatest(date_bin(w, ${since}::timestamptz, ${ROLLUP_ORIGIN}::timestamptz),
+                        case when ${oldest}::timestamptz is null then null
+                             else date_bin(w, ${oldest}::timestamptz - interval '1 microsecond',
+                                           ${ROLLUP_ORIGIN}::timestamptz) + w end) as start,
+               date_bin(w, ${until}::timestamptz, ${ROLLUP_ORIGIN}::timestamptz) + w as stop
+        from (select ${interval}::interval as w) x`;
+      const deleted = await tx`
+        delete from feed_rollups
+        where width = ${interval}::interval and bucket >= ${start}
+          and (${stop}::timestamptz is null or bucket < ${stop}::timestamptz)`;
+      const written = await tx`
+        insert into feed_rollups (feed_id, width, bucket, count, min, max, sum, first_at,
+                                  last_at, last)
+        select g.feed_id, ${interval}::interval, g.bucket, g.n, g.lo, g.hi, g.total, g.first_at,
+               g.last_at, v.value
+        from (select feed_id,
+                     date_bin(${interval}::interval, created_at, ${ROLLUP_ORIGIN}::timestamptz)
+                       as bucket,
+                     count(*) as n, min(value) as lo, max(value) as hi, sum(value) as total,
+                     min(created_at) as first_at, max(created_at) as last_at
+              from feed_values
+              where value is not null and created_at >= ${start}
+                and (${stop}::timestamptz is null or created_at < ${stop}::timestamptz)
+              group by 1, 2) g
+        join feed_values v on v.feed_id = g.feed_id and v.created_at = g.last_at`;
+      results.push({ interval, from: start, deleted: deleted.count, written: written.count });
+    }
+    return results;
+  });
+}
+
+/** The widths `feed_rollups` holds, as PostgreSQL intervals, shortest first. */
+export async function rollupWidthsStored(sql: postgres.Sql): Promise<string[]> {
+  const rows = await sql<{ w: string }[]>`
+    select distinct width::text as w, width from feed_rollups order by width`;
+  return rows.map((r) => r.w);
+}

@@ -1,0 +1,342 @@
+/**
+ * Rollups (issue 23, docs/operations.md "Rollups"): `feed_rollups` kept in each batch's
+ * transaction from the rows actually stored, so that duplicates, redeliveries, replays,
+ * conflicts and late readings leave exactly the aggregate of the final raw table; the
+ * rebuild from raw data; tiered retention; serve --rollups end to end.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import type postgres from "postgres";
+import { parseReplayArgs, runReplay } from "../commands/replay.ts";
+import { encodeCaptureLine } from "../src/capture/format.ts";
+import { nowUs } from "../src/clock.ts";
+import { partitionSettingsOf } from "../src/cli/option_groups.ts";
+import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_options.ts";
+import { decode } from "../src/core/decode.ts";
+import type { DecodedMessage } from "../src/core/message.ts";
+import { compileTopics } from "../src/core/topics.ts";
+import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
+import { rebuildRollups } from "../src/db/rollups.ts";
+import { processBatch } from "../src/ingest/processor.ts";
+import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
+import { withTestDatabase } from "./support/db.ts";
+import { startServeFixture } from "./support/fixture.ts";
+import { assertProperty } from "./support/poison.ts";
+import { publish, runFeedline, waitFor } from "./support/serve.ts";
+
+const DECODE = {
+  router: compileTopics(),
+  maxPayloadBytes: 65536,
+  maxTextLength: 255,
+  maxFutureSkewMs: 300_000,
+};
+const WIDTHS = ["1 minutes", "1 hours"];
+// Three hours back from the start of this hour: all in the past, spread over buckets.
+const BASE_MS = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
+
+function msg(topic: string, payload: string): DecodedMessage {
+  const inbound = {
+    topic,
+    payload: new TextEncoder().encode(payload),
+    qos: 1 as const,
+    retain: false,
+    receivedAtUs: nowUs(),
+  };
+  return { inbound, decoded: decode(inbound, DECODE) };
+}
+
+/** A reading: feed, seconds after BASE_MS, a number (quarters: sums stay exact) or a text. */
+interface Reading {
+  feed: "a" | "b";
+  sec: number;
+  value: number | string;
+}
+
+function readingMsg(user: string, r: Reading): DecodedMessage {
+  const ts = new Date(BASE_MS + r.sec * 1000).toISOString();
+  return msg(`${user}/d1/feeds/${r.feed}`, JSON.stringify({ value: r.value, ts }));
+}
+
+async function addUser(sql: postgres.Sql): Promise<{ user: string; feeds: string[] }> {
+  const user = crypto.randomUUID();
+  await sql`insert into users (id) values (${user})`;
+  await sql`insert into devices (user_id, code) values (${user}, 'd1')`;
+  const feeds = await sql<{ id: string }[]>`
+    insert into feeds (user_id, key) values (${user}, 'a'), (${user}, 'b') returning id`;
+  return { user, feeds: feeds.map((f) => f.id) };
+}
+
+/** The rollups as stored, comparable with `expected`. */
+function stored(sql: postgres.Sql, feeds: string[]) {
+  return sql`
+    select feed_id, width::text as width, bucket, count::int as count, min, max, sum,
+           first_at, last_at, last
+    from feed_rollups where feed_id = any(${feeds}::int8[]) order by 1, 2, 3`;
+}
+
+/** The rollups of the raw table, computed independently of both writers. */
+function expected(sql: postgres.Sql, feeds: string[], widths = WIDTHS) {
+  return sql`
+    select feed_id, w::text as width, date_bin(w, created_at, '2000-01-01 00:00:00+00') as bucket,
+           count(*)::int as count, min(value), max(value), sum(value), min(created_at) as first_at,
+           max(created_at) as last_at, (array_agg(value order by created_at desc))[1] as last
+    from feed_values cross join unnest(${widths}::interval[]) w
+    where value is not null and feed_id = any(${feeds}::int8[])
+    group by 1, 2, 3 order by 1, 2, 3`;
+}
+
+const reading: fc.Arbitrary<Reading> = fc.record({
+  feed: fc.constantFrom("a" as const, "b" as const),
+  // Every 20 s over three hours: keys collide now and then (a conflict or a duplicate).
+  sec: fc.integer({ min: 0, max: 540 }).map((k) => k * 20),
+  value: fc.oneof(
+    { weight: 7, arbitrary: fc.integer({ min: -400, max: 400 }).map((v) => v / 4) },
+    { weight: 1, arbitrary: fc.constantFrom("ON", "OFF") },
+  ),
+});
+
+Deno.test("rollups equal the aggregate of the final raw table, whatever the order, duplicates, batches and replays (1m, 1h)", async () => {
+  await withTestDatabase(async (sql) => {
+    await assertProperty(
+      fc.asyncProperty(
+        fc.array(reading, { minLength: 1, maxLength: 25 }),
+        fc.array(fc.nat(), { minLength: 0, maxLength: 15 }),
+        fc.array(fc.nat(), { minLength: 40, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 10 }),
+        async (readings, again, order, sizes) => {
+          const { user, feeds } = await addUser(sql);
+          // Every reading once and some again (redeliveries), in a random order.
+          const sent = [...readings, ...again.map((i) => readings[i % readings.length])]
+            .map((r, i) => ({ r, key: order[i % order.length] * 1000 + i }))
+            .sort((x, y) => x.key - y.key).map((x) => x.r);
+          let at = 0;
+          for (let b = 0; at < sent.length; b++) {
+            const batch = sent.slice(at, at += sizes[b % sizes.length]);
+            // A fresh chooser: the fast way is tried first every time (src/ingest/write/).
+            await processBatch(sql, batch.map((r) => readingMsg(user, r)), {
+              rollups: WIDTHS,
+              fastOrCareful: new FastOrCareful(),
+            });
+          }
+          // A replay of everything: changes nothing.
+          await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: WIDTHS });
+          assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds));
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+});
+
+Deno.test("without --rollups the processor writes no rollup", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user } = await addUser(sql);
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 0, value: 1 })]);
+    const [{ n }] = await sql`select count(*)::int as n from feed_rollups`;
+    assert.equal(n, 0);
+  });
+});
+
+Deno.test("a late reading merges into its own bucket: count, sum, min, max add up, last follows device time", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    const send = (sec: number, value: number) =>
+      processBatch(sql, [readingMsg(user, { feed: "a", sec, value })], { rollups: WIDTHS });
+    await send(10, 5);
+    await send(50, 7);
+    await send(30, -2); // late, inside the same minute
+    await send(30, -2); // redelivered
+    const rows = await stored(sql, [feeds[0]]);
+    const minute = rows.find((r) => r.width === "00:01:00")!;
+    assert.deepEqual(
+      [minute.count, minute.min, minute.max, minute.sum, minute.last],
+      [3, -2, 7, 10, 7],
+    );
+    assert.equal(minute.first_at.getTime(), BASE_MS + 10_000);
+    assert.equal(minute.last_at.getTime(), BASE_MS + 50_000);
+    // No foreign key (sql/011): the trigger deletes a deleted feed's rollups.
+    await sql`delete from feeds where id = ${feeds[0]}`;
+    assert.deepEqual([...await stored(sql, feeds)], [], "a deleted feed's rollups are gone");
+  });
+});
+
+Deno.test("feedline rollups --rebuild recomputes the range from raw readings and leaves older buckets", async () => {
+  await withTestDatabase(async (sql, url) => {
+    const { user, feeds } = await addUser(sql);
+    // The rebuild leaves what is older than the oldest range partition alone: early on the
+    // 1st of a month, BASE_MS is in last month, which the new database has no partition for.
+    const oldest = (await listPartitions(sql)).find((p) => p.from !== null)!.from!;
+    if (oldest.getTime() > BASE_MS - 3_600_000) {
+      const from = new Date(BASE_MS - 40 * 86_400_000);
+      await sql.unsafe(
+        `create table feed_values_test_before partition of feed_values ` +
+          `for values from ('${from.toISOString()}') to ('${oldest.toISOString()}')`,
+      );
+    }
+    // Stored before rollups were on: nothing rolled up.
+    const readings: Reading[] = [0, 70, 3700, 7300, 7400].map((sec, i) => ({
+      feed: i % 2 === 0 ? "a" : "b",
+      sec,
+      value: i * 1.5,
+    }));
+    await processBatch(sql, readings.map((r) => readingMsg(user, r)));
+    // A wrong bucket inside the range, and one before it that the rebuild must not touch.
+    const before = new Date(BASE_MS - 3_600_000);
+    await sql`insert into feed_rollups values
+      (${feeds[0]}, '1 hours', ${new Date(BASE_MS + 3_600_000)}, 99, 0, 0, 0, now(), now(), 0),
+      (${feeds[0]}, '1 hours', ${before}, 1, 1, 1, 1, ${before}, ${before}, 1)`;
+    const since = new Date(BASE_MS + 60_000).toISOString(); // inside the first hour
+    const out = await runFeedline([
+      "rollups",
+      "--rebuild",
+      "--since",
+      since,
+      "--rollups",
+      "1m,1h",
+      "--database-url",
+      url,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /rollups 1h: rebuilt from .*: 1 row\(s\) replaced by 5\n/);
+    // The hour holding --since is rebuilt whole; minutes from the minute holding it.
+    const rebuilt = await stored(sql, feeds);
+    const rawFrom = (w: string, fromMs: number) =>
+      sql`select * from (${expected(sql, feeds, [w])}) e where bucket >= ${new Date(fromMs)}`;
+    assert.deepEqual(
+      rebuilt.filter((r) => r.width === "01:00:00" && r.bucket.getTime() >= BASE_MS),
+      [...await rawFrom("1 hours", BASE_MS)],
+    );
+    assert.deepEqual(
+      rebuilt.filter((r) => r.width === "00:01:00"),
+      [...await rawFrom("1 minutes", BASE_MS + 60_000)],
+      "the minute before --since is not built",
+    );
+    assert.ok(
+      rebuilt.some((r) => r.bucket.getTime() === before.getTime() && r.count === 1),
+      "a bucket before the range is kept",
+    );
+    const bad = await runFeedline(["rollups", "--rebuild", "--database-url", url]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--since/);
+  });
+});
+
+Deno.test("tiered --retention deletes rollup buckets by age per width; raw keeps its own rule", async () => {
+  const tiers = parseRetentionTiers("raw=30d,1m=1d,1h=2y,1d=forever");
+  assert.ok(typeof tiers !== "string");
+  assert.equal(tiers.rawMs, 30 * 86_400_000);
+  assert.deepEqual(parseRetentionTiers("90d"), { rawMs: 90 * 86_400_000, rollups: [] });
+  assert.match(String(parseRetentionTiers("raw=30d,1x=2y")), /tier is raw or a rollup width/);
+  assert.match(String(parseRetentionTiers("1h=2y,1h=3y")), /named twice/);
+  assert.match(String(parseRollupWidths("1m,5q")), /"5q" is not a width/);
+  await withTestDatabase(async (sql) => {
+    const { feeds } = await addUser(sql);
+    const now = new Date(Date.UTC(2026, 5, 15, 12));
+    const ago = (ms: number) => new Date(now.getTime() - ms);
+    const DAY = 86_400_000;
+    const rows: [string, Date][] = [
+      ["1 minutes", ago(DAY - 120_000)], // ends within the day: kept
+      ["1 minutes", ago(DAY + 60_000)], // ended more than a day ago: deleted
+      ["1 hours", ago(700 * DAY)], // within two years: kept
+      ["1 hours", ago(800 * DAY)], // deleted
+      ["1 days", ago(5000 * DAY)], // forever
+    ];
+    for (const [w, b] of rows) {
+      await sql`insert into feed_rollups values
+        (${feeds[0]}, ${w}::interval, ${b}, 1, 1, 1, 1, ${b}, ${b}, 1)`;
+    }
+    const settings = partitionSettingsOf({
+      partitionInterval: "month",
+      partitionPremake: 1,
+      retention: tiers,
+      partitionUpkeep: false,
+    });
+    const r = await maintainPartitions(sql, settings, now);
+    assert.equal(r.rollupsDeleted, 2);
+    const left = await sql`select width::text as w, bucket from feed_rollups order by bucket`;
+    assert.deepEqual(left.map((x) => [x.w, x.bucket.getTime()]), [
+      ["1 day", rows[4][1].getTime()],
+      ["01:00:00", rows[2][1].getTime()],
+      ["00:01:00", rows[0][1].getTime()],
+    ]);
+  });
+});
+
+Deno.test("serve --rollups keeps rollups of what it stores; a redelivered and a late reading count once", async () => {
+  const f = await startServeFixture({
+    feeds: ["temp"],
+    args: ["--batch-interval-ms", "20", "--rollups", "1m,1h"],
+  });
+  try {
+    const topic = f.serve.feedTopic(f.user, "dev1", "temp");
+    const send = (sec: number, value: number) =>
+      publish(f.pub, topic, JSON.stringify({ value, ts: new Date(BASE_MS + sec * 1000) }));
+    await send(0, 1);
+    await send(90, 4);
+    await send(0, 1); // a redelivery of the first
+    await send(30, 2); // late
+    // The sentinel: one publisher's messages are written in order, so once it is stored
+    // serve has handled all of the above.
+    await send(200, 9);
+    await waitFor("the sentinel stored", async () => (await f.storedCount()) === 4);
+    const [feed] = await f.db.sql<{ id: string }[]>`select id from feeds where key = 'temp'`;
+    const rows = await stored(f.db.sql, [feed.id]);
+    assert.deepEqual(rows, await expected(f.db.sql, [feed.id]));
+    const hour = rows.find((r) => r.width === "01:00:00")!;
+    assert.deepEqual([hour.count, hour.sum, hour.min, hour.max, hour.last], [4, 16, 1, 9, 9]);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("replay --rollups keeps rollups too, and replaying the same capture twice counts once", async () => {
+  await withTestDatabase(async (sql, url) => {
+    const { user, feeds } = await addUser(sql);
+    const dir = await Deno.makeTempDir({ prefix: "feedline-rollups-test-" });
+    try {
+      const file = `${dir}/capture.jsonl`;
+      const lines = [[0, 1], [40, 3], [3700, 5], [20, 2]].map(([sec, value], i) =>
+        encodeCaptureLine({
+          topic: `${user}/d1/feeds/a`,
+          payload: new TextEncoder().encode(
+            JSON.stringify({ value, ts: new Date(BASE_MS + sec * 1000).toISOString() }),
+          ),
+          qos: 1,
+          retain: false,
+          receivedAtUs: BASE_MS * 1000 + 4_000_000_000 + i,
+        })
+      );
+      await Deno.writeTextFile(file, lines.join("\n") + "\n");
+      const args = ["--database-url", url, "--progress", "off", "--rollups", "1m,1h", file];
+      const quiet = { out: () => {}, err: () => {}, errIsTerminal: false };
+      for (let i = 0; i < 2; i++) await runReplay(parseReplayArgs(args, {}), quiet);
+      const rows = await stored(sql, feeds);
+      assert.deepEqual(rows, await expected(sql, feeds));
+      const firstHour = rows.find((r) => r.width === "01:00:00" && r.bucket.getTime() === BASE_MS);
+      assert.deepEqual([firstHour?.count, firstHour?.sum, firstHour?.last], [3, 6, 3]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a rebuild never touches buckets older than the raw data left (raw retention dropped it)", async () => {
+  await withTestDatabase(async (sql) => {
+    const { feeds } = await addUser(sql);
+    const kept = new Date(Date.UTC(2020, 0, 1, 5));
+    await sql`insert into feed_rollups values
+      (${feeds[0]}, '1 hours', ${kept}, 7, 1, 2, 9, ${kept}, ${kept}, 2)`;
+    const oldestRaw = new Date(Date.UTC(2020, 0, 1, 5, 30)); // inside that bucket
+    const [r] = await rebuildRollups(
+      sql,
+      ["1 hours"],
+      new Date(Date.UTC(2019, 0, 1)),
+      null,
+      oldestRaw,
+    );
+    assert.equal(r.from.getTime(), Date.UTC(2020, 0, 1, 6), "the first whole bucket after it");
+    assert.equal(r.deleted, 0);
+    const [row] = await sql`select count::int from feed_rollups where bucket = ${kept}`;
+    assert.equal(row?.count, 7, "the partly dropped bucket is kept as it was");
+  });
+});
