@@ -157,12 +157,13 @@ export async function startReprocessor(opts: ReprocessOptions): Promise<Reproces
         await sleep(followUp ? Math.min(idleMs, followUp.atMs - Date.now()) : idleMs);
         continue;
       }
-      const after = pending ? "0" : followUp!.after;
+      const full = pending; // else the follow-up of the last full pass
+      const after = full ? "0" : followUp!.after;
       pending = false;
       followUp = null;
       try {
         const top = await pass(opts, () => closed, after);
-        if (after === "0") followUp = { atMs: Date.now() + FOLLOW_UP_MS, after: top ?? "0" };
+        if (full) followUp = { atMs: Date.now() + FOLLOW_UP_MS, after: top ?? "0" };
         failures = 0;
       } catch (error) {
         pending = true; // tried again after a pause, longer each time (at most a minute)
