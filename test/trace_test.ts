@@ -2,7 +2,7 @@
  * `feedline trace` and serve's re-processing of rejects on registration (issue 24),
  * against a real PostgreSQL and broker: trace tells stored, rejected and duplicate apart
  * from the capture file with totals that add up; inserting the missing feeds makes serve
- * store the rejected messages (a 5 KiB one whole) with no command run; two serves on one
+ * store the rejected messages (a 5 KiB one whole) with no command run; three serves on one
  * database re-process each reject once.
  */
 import assert from "node:assert/strict";
@@ -137,13 +137,13 @@ Deno.test("trace tells stored, rejected and duplicate apart; inserting the feeds
   }
 });
 
-Deno.test("two serves on one database re-process each reject once", async () => {
+Deno.test("three serves on one database re-process each reject once", async () => {
   const f = await startServeFixture({
     device: "dev1",
     args: ["--batch-interval-ms", "20"],
     env: { FEEDLINE_REPROCESS_ON_REGISTER: "on", FEEDLINE_REPROCESS_BATCH_SIZE: "7" },
   });
-  let other: TestServe | null = null;
+  const others: TestServe[] = [];
   try {
     const { serve, pub, user, db } = f;
     const n = 60;
@@ -161,16 +161,25 @@ Deno.test("two serves on one database re-process each reject once", async () => 
       const [{ c }] = await db.sql<{ c: number }[]>`select count(*)::int as c from ingest_rejects`;
       return c === n;
     });
-    // A second instance of the same deployment (same topics), started once the rejects
-    // are in: it receives none of them, but re-processes them with the first.
-    other = await startTestServe({
-      databaseUrl: f.db.url,
-      mqttUrl: f.broker.url,
-      protocolVersion: f.broker.protocolVersion,
-      prefix: serve.prefix,
-      args: ["--batch-interval-ms", "20", "--client-id", `feedline-test-${serve.prefix}-b`],
-      env: { FEEDLINE_REPROCESS_ON_REGISTER: "on", FEEDLINE_REPROCESS_BATCH_SIZE: "7" },
-    });
+    // Two more instances of the same deployment (same topics), started once the rejects
+    // are in: they receive none of them, but re-process them with the first.
+    for (const name of ["b", "c"]) {
+      others.push(
+        await startTestServe({
+          databaseUrl: f.db.url,
+          mqttUrl: f.broker.url,
+          protocolVersion: f.broker.protocolVersion,
+          prefix: serve.prefix,
+          args: [
+            "--batch-interval-ms",
+            "20",
+            "--client-id",
+            `feedline-test-${serve.prefix}-${name}`,
+          ],
+          env: { FEEDLINE_REPROCESS_ON_REGISTER: "on", FEEDLINE_REPROCESS_BATCH_SIZE: "7" },
+        }),
+      );
+    }
     await db.sql`insert into feeds (user_id, key) values (${user}, 'late')`;
     await waitFor("every reject stored", async () => {
       const [{ r, v }] = await db.sql<{ r: number; v: number }[]>`
@@ -178,16 +187,17 @@ Deno.test("two serves on one database re-process each reject once", async () => 
                (select count(*)::int from feed_values) as v`;
       return r === 0 && v === n;
     });
-    const both = [serve, other];
-    const cleared = both.map((s) => s.metrics.rejectsCleared.get({ reason: "unknown_feed" }));
-    assert.equal(cleared[0] + cleared[1], n, `cleared by each serve: ${cleared}`);
-    const stored = both.map((s) => s.metrics.reprocessed.get({ outcome: "stored" }));
-    assert.equal(stored[0] + stored[1], n);
+    const all = [serve, ...others];
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const cleared = all.map((s) => s.metrics.rejectsCleared.get({ reason: "unknown_feed" }));
+    assert.equal(sum(cleared), n, `cleared by each serve: ${cleared}`);
+    const stored = all.map((s) => s.metrics.reprocessed.get({ outcome: "stored" }));
+    assert.equal(sum(stored), n, `stored by each serve: ${stored}`);
     const [{ marks }] = await db.sql<{ marks: number }[]>`
       select count(*)::int as marks from ingest_reprocessed`;
     assert.equal(marks, n);
   } finally {
-    await other?.stop();
+    for (const o of others) await o.stop();
     await f.close();
   }
 });
