@@ -54,9 +54,14 @@ Run 'feedline <command> --help' for its options, 'feedline --version' for the ve
 
 async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
-  if (!name || name === "--help" || name === "-h" || name === "help") {
+  if (name === "--help" || name === "-h" || name === "help") {
     console.log(USAGE);
     return 0;
+  }
+  // No command is a usage mistake (exit 2, like an unknown one): scripts notice it.
+  if (!name) {
+    console.error(USAGE);
+    return 2;
   }
   if (name === "--version" || name === "-V" || name === "version") {
     console.log(`feedline ${VERSION}`);

@@ -10,11 +10,10 @@ import {
   parseListenAddress,
   parseServeArgs,
   type ServeConfig,
-  serveOptions,
   upkeepOf,
 } from "../src/cli/serve_options.ts";
-import { formatOptionsHelp } from "../src/cli/options.ts";
-import { appliedSecretFiles, formatConfig } from "../src/cli/secrets.ts";
+import { serveHelp } from "../src/cli/serve_help.ts";
+import { formatServeConfig } from "../src/cli/serve_print.ts";
 import { runUntilStopSignal } from "../src/cli/shutdown_signals.ts";
 import { Closers } from "../src/closers.ts";
 import { CaptureWriter } from "../src/capture/writer.ts";
@@ -25,6 +24,7 @@ import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
+import { httpAddressChoice, rememberedPorts } from "../src/embedded/remembered_ports.ts";
 import { assembleIngest, processorOptionsOf, reprocessOnRegister } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
@@ -36,22 +36,14 @@ import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
 import { createCommitReports } from "../src/ops/commit_reports.ts";
 import { startOpsHttp } from "../src/ops/http_listen.ts";
 import { createOperations } from "../src/ops/operations.ts";
+import { readyOnce } from "../src/ops/ready_line.ts";
 import { createServeLogger } from "../src/ops/serve_logger.ts";
 import { installProcessGuard } from "../src/process_guard.ts";
 
 export { parseServeArgs, type ServeConfig };
 
 /** Help text of `serve`. */
-export const help = `feedline serve — ingest MQTT messages into PostgreSQL
-
-Usage: feedline serve [options]
-
-With no MQTT_URL and no DATABASE_URL it runs an embedded broker and database:
-try it with \`deno task serve\`, then publish to <user uuid>/<device>/feeds/<feed>.
-
-Options (flag, [environment variable], default):
-${formatOptionsHelp(serveOptions)}
-`;
+export const help = serveHelp;
 
 /** A running `serve`, for tests and for `run`. */
 export interface RunningServe {
@@ -87,8 +79,7 @@ export async function startServe(
     const metrics = createIngestMetrics();
     const http = config.http === "off" ? null : startOpsHttp(
       { ...parseListenAddress(config.http)!, metrics: () => metrics.registry.render(), log },
-      // With an embedded broker or database a taken default port moves (http_listen.ts).
-      { givenBy: config.httpGivenBy, fallBack: config.embeddedBroker || !config.databaseUrl },
+      httpAddressChoice(config), // a taken default port may move (src/ops/http_listen.ts)
       log,
     );
     if (http) closers.push("the HTTP server", () => http.close());
@@ -106,7 +97,8 @@ export async function startServe(
 
     let mqttUrl = config.mqttUrl;
     if (!mqttUrl) {
-      const broker = await startEmbeddedBroker({ port: config.embeddedMqttPort, log });
+      const { embeddedMqttPort: port, dataDir } = config;
+      const broker = await startEmbeddedBroker({ port, log, dataDir });
       closers.push("the embedded broker", () => broker.close());
       mqttUrl = broker.url;
     }
@@ -162,9 +154,12 @@ export async function startServe(
       closers.push("the clock lane", lane.release);
       processor.inTransaction = lane.recordStamps; // its mark commits with each batch
     }
+    const live = () => ({ mqttUrl, httpPort: http?.port ?? null, database: db.where });
+    const ready = readyOnce(log, config, live);
     const source = await startMqttSource({
       ...{ ...mqttConnectionOf(config, mqttUrl), log, ...intake },
       onSessionLost: () => metrics.sessionsLost.inc(),
+      onSubscribed: ready.subscribed,
     });
     closers.push("the MQTT connection", () => source.close());
     const ops = createOperations({
@@ -200,12 +195,13 @@ export async function startServe(
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.
     pipeline.start();
+    ready.started();
 
     let stopping: Promise<void> | null = null;
     const stop = () =>
       stopping ??= (async () => {
         await Promise.all([source.stopReading(), reprocess?.close()]); // before the final line
-        const left = await pipeline.shutdown(config.shutdownTimeoutMs);
+        const left = await pipeline.shutdown(config.shutdownTimeoutMs, reports.close);
         abandoned = left > 0;
         await closers.closeAll();
       })();
@@ -221,10 +217,11 @@ export async function run(args: string[]): Promise<void> {
   const env = Deno.env.toObject();
   const config = parseServeArgs(args, env);
   if (config.printConfig) {
-    return console.log(formatConfig(serveOptions, args, env, appliedSecretFiles(), "serve"));
+    return console.log(formatServeConfig(args, env, config, rememberedPorts(config.dataDir)));
   }
   const log = createServeLogger(config);
   log.info("feedline serve starting", {
+    client_id: config.clientId,
     broker: config.mqttUrl ? redactUrl(config.mqttUrl) : "embedded",
     database: config.databaseUrl ? redactUrl(config.databaseUrl) : "embedded",
   });

@@ -42,7 +42,9 @@ export function createLogger(opts: {
         ? " " + Object.entries(fields).map(([k, v]) => `${k}=${formatValue(v)}`).join(" ")
         : "";
       const tag = level === "info" ? "" : `${level.toUpperCase()} `;
-      write(`${new Date().toISOString().slice(11, 23)} ${tag}${msg}${extra}`);
+      // The date too: a service's log outlives the day (2026-01-02 10:11:12.345, UTC).
+      const at = new Date().toISOString().replace("T", " ").slice(0, 23);
+      write(`${at} ${tag}${msg}${extra}`);
     }
   };
   return {

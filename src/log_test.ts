@@ -52,3 +52,10 @@ Deno.test("createFloodLog() writes the first event at once and the rest as one c
   ]);
   assert.equal(lines[2].i, 99, "the latest example is kept");
 });
+
+Deno.test("text lines start with the date and time (UTC), then level and message", () => {
+  const lines: string[] = [];
+  const log = createLogger({ format: "text", write: (l) => lines.push(l) });
+  log.warn("disk low", { free: 3 });
+  assert.match(lines[0], /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} WARN disk low free=3$/);
+});

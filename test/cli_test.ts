@@ -149,3 +149,21 @@ Deno.test("--version and 'version' print deno.json's version", async () => {
     assert.equal(r.stdout, `feedline ${version}\n`, args.join(" "));
   }
 });
+
+Deno.test("feedline with no command prints the usage on stderr and exits 2", async () => {
+  const r = await feedline([]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^Usage: feedline <command>/m);
+  assert.equal(r.stdout, "");
+  assert.equal((await feedline(["--help"])).code, 0, "asking for help is not a mistake");
+});
+
+Deno.test("a database error names what gave the URL: --database-url or DATABASE_URL", async () => {
+  const args = ["simulate", "--register", "--mqtt-url", "mqtt://127.0.0.1:1", "--count", "1"];
+  const url = `postgres://nobody@127.0.0.1:${await freePort()}/x`;
+  const byFlag = await feedline([...args, "--database-url", url], { DATABASE_URL: "" });
+  assert.equal(byFlag.code, 1);
+  assert.match(byFlag.stderr, /check --database-url and that the server is running/);
+  const byEnv = await feedline(args, { DATABASE_URL: url });
+  assert.match(byEnv.stderr, /check DATABASE_URL and that the server is running/);
+});

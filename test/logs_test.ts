@@ -94,6 +94,9 @@ Deno.test("serve logs JSON lines with no secret from its configuration, and floo
     assert.ok(rejected.length >= 1 && rejected.length <= 2, `${rejected.length} lines`);
     assert.equal(rejected.reduce((n, r) => n + r.count, 0), bad);
     assert.ok(rejected.every((r) => r.level === "warn" && r.reason === "bad_payload"));
+    // The summary written at stop comes before "stopped", serve's last word.
+    const stopped = records.findIndex((r) => r.msg === "stopped");
+    assert.ok(stopped > records.findLastIndex((r) => r.msg === "messages rejected"), all);
   } finally {
     proxy.restore();
     await fixture.close();

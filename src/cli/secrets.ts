@@ -163,6 +163,8 @@ export function formatConfig(
   env: Record<string, string | undefined>,
   fromFile: Record<string, string>,
   command: string,
+  /** Values a default's rule resolves to, by option key (src/cli/serve_print.ts). */
+  resolved: Record<string, string> = {},
 ): string {
   const { values, sources } = resolveOptions(specs, args, env, command);
   const masked = secretsOf(args, env);
@@ -172,7 +174,9 @@ export function formatConfig(
     const value = (values as Record<string, unknown>)[key];
     const source = sources[key];
     let shown: string;
-    if (value === undefined) shown = `(${spec.defaultText})`;
+    if (source !== "flag" && source !== "env" && resolved[key] !== undefined) {
+      shown = resolved[key];
+    } else if (value === undefined) shown = `(${spec.defaultText})`;
     else if (spec.secret) {
       shown = typeof value === "string" && /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
         ? redactUrl(value)

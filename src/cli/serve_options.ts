@@ -26,6 +26,9 @@ import { parseErrorsTopic } from "../core/topics.ts";
 import { FeedlineError } from "../errors.ts";
 import { sparkplugFilters } from "../core/sparkplug/topic.ts";
 import { sparkplugOptions, sparkplugRebirthOption, sparkplugRouteOf } from "./sparkplug_options.ts";
+import { databaseIdentity, defaultClientId, safeHostname } from "./client_id.ts";
+
+export { defaultClientId } from "./client_id.ts";
 
 /**
  * The MQTT connection of `serve`: the client options it shares with `replay --publish`
@@ -37,7 +40,8 @@ export const mqttOptions = {
     flag: "client-id",
     env: "MQTT_CLIENT_ID",
     schema: z.string().min(1).max(256).optional(),
-    defaultText: "feedline-<hostname>-<hash of the data dir's absolute path>",
+    // The database's identity is its URL without password (src/cli/client_id.ts).
+    defaultText: "feedline-<hostname>-<hash of data dir + database identity>",
     doc: "MQTT client id. Keep it stable: the broker keeps the session under it. Required " +
       "with --shared-group (one distinct id per instance).",
   }),
@@ -255,7 +259,8 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
     // MQTT 5 brokers must keep the Receive Maximum we send; a 3.1.1 broker's window is
     // its own setting, and Mosquitto's default is 20 (docs/scaling.md).
     ackWindow: values.ackWindow ?? (protocolVersion === 5 ? 1000 : 20),
-    clientId: values.clientId ?? defaultClientId(values.dataDir),
+    clientId: values.clientId ??
+      defaultClientId(values.dataDir, undefined, databaseIdentity(values.databaseUrl, env)),
     autoRegister: values.autoRegister ?? values.databaseUrl === undefined,
     databaseUrlFrom: databaseUrlFrom(sources.databaseUrl),
     errorsTopic: parseErrorsTopic(values.errorsTopic, decode.router),
@@ -267,39 +272,6 @@ export function parseServeArgs(args: string[], env: Record<string, string | unde
       ? "HTTP_ADDR" as const
       : null,
   };
-}
-
-/**
- * `feedline-<hostname>-<8 hex digits>`: the digits hash the absolute path of the data
- * directory, so the id stays the same across restarts of one installation, and two
- * installations on one host (two working directories or --data-dir) do not take over
- * each other's session.
- */
-export function defaultClientId(dataDir: string, cwd = safeCwd()): string {
-  const path = dataDir.startsWith("/") ? dataDir : `${cwd.replace(/\/$/, "")}/${dataDir}`;
-  const normalized = path.replace(/\/+$/, "").replace(/\/\.(?=\/|$)/g, "");
-  let h = 0x811c9dc5; // FNV-1a, 32 bits
-  for (let i = 0; i < normalized.length; i++) {
-    h ^= normalized.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return `feedline-${safeHostname()}-${h.toString(16).padStart(8, "0")}`;
-}
-
-function safeCwd(): string {
-  try {
-    return Deno.cwd();
-  } catch {
-    return "/";
-  }
-}
-
-function safeHostname(): string {
-  try {
-    return Deno.hostname().replace(/[^A-Za-z0-9_.-]/g, "-");
-  } catch {
-    return "local";
-  }
 }
 
 /** The MQTT source's connection settings from serve's configuration. */

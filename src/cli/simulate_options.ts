@@ -3,7 +3,7 @@
  * templates it shares with `serve`. Parsing is pure; the engine is src/sim/simulation.ts.
  */
 import { z } from "zod";
-import { databaseOptions, decodeOptions, logOptions } from "./option_groups.ts";
+import { databaseOptions, databaseUrlFrom, decodeOptions, logOptions } from "./option_groups.ts";
 import { mqttClientOptions, mqttTlsOptions } from "./mqtt_options.ts";
 import { option, resolveOptions, zs } from "./options.ts";
 import { FeedlineError } from "../errors.ts";
@@ -318,7 +318,7 @@ export type SimulateConfig = ReturnType<typeof parseSimulateArgs>;
 
 /** Parses flags and environment into a validated configuration. Pure. */
 export function parseSimulateArgs(args: string[], env: Record<string, string | undefined>) {
-  const { values, positionals } = resolveOptions(simulateOptions, args, env, "simulate");
+  const { values, positionals, sources } = resolveOptions(simulateOptions, args, env, "simulate");
   if (positionals.length > 0) {
     throw new FeedlineError("USAGE", `simulate takes no arguments (got "${positionals[0]}")`);
   }
@@ -344,6 +344,7 @@ export function parseSimulateArgs(args: string[], env: Record<string, string | u
   return {
     ...values,
     silentAfter: values.silentAfter ?? 30_000,
+    databaseUrlFrom: databaseUrlFrom(sources.databaseUrl),
     connections: values.connections ?? deviceCount,
     clientIdPrefix: values.clientIdPrefix ??
       `feedline-sim-${crypto.randomUUID().slice(0, 8)}`,

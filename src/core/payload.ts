@@ -6,6 +6,15 @@
  * string or boolean, `{"value": 23.5, "ts": ...}`, or a short text value (`ON`, `open`).
  */
 import type { DeviceStatus, Reading, ReadingReject, RejectReason } from "./message.ts";
+import {
+  badTimestampDetail,
+  epochMagnitudeToUs,
+  MAX_TS_US,
+  MIN_TS_US,
+  NUMBER_RE,
+} from "./timestamp_range.ts";
+
+export { MAX_TS_US, MIN_TS_US } from "./timestamp_range.ts";
 
 /** Limits applied while parsing. */
 export interface PayloadLimits {
@@ -30,18 +39,10 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 // Strict decimal syntax: no hex, no `Infinity`, no trailing junk (which Number() allows
 // or treats differently). `1e999` matches and is then refused for not being finite.
-const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 // Control characters other than tab have no place in a short text value; NUL cannot
 // even be stored in a PostgreSQL text column.
 // deno-lint-ignore no-control-regex
 export const CONTROL_RE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-
-// Earliest device timestamp we believe: clocks that were never set report 1970.
-export const MIN_TS_US = Date.UTC(2000, 0, 1) * 1000;
-// Latest: the end of year 9999, the last one ISO 8601 and PostgreSQL's timestamptz
-// formats print in four digits. Beyond it JavaScript's Date cannot even format the value
-// (a 1e19 timestamp once threw RangeError out of decode), so it is refused here, as text.
-export const MAX_TS_US = Date.UTC(9999, 11, 31, 23, 59, 59, 999) * 1000;
 
 function fail(reason: RejectReason, detail: string): ParsedValue {
   return { ok: false, reason, detail };
@@ -140,9 +141,7 @@ function daysInMonth(year: number, month: number): number {
 
 function epochToUs(n: number): number | null {
   if (!Number.isFinite(n) || n <= 0) return null;
-  // Seconds until the year 5138, milliseconds until 5138, then microseconds.
-  const us = n < 1e11 ? n * 1e6 : n < 1e14 ? n * 1e3 : n;
-  const rounded = Math.round(us);
+  const rounded = Math.round(epochMagnitudeToUs(n));
   return rounded >= MIN_TS_US && rounded <= MAX_TS_US ? rounded : null;
 }
 
@@ -205,7 +204,7 @@ function objectValue(obj: Record<string, unknown>, limits: PayloadLimits): Parse
   if (ts === undefined || ts === null) return parsed;
   const tsUs = parseTimestamp(ts);
   if (tsUs === null) {
-    return fail("bad_timestamp", `unparsable timestamp: ${previewJson(ts)}`);
+    return fail("bad_timestamp", badTimestampDetail(ts, previewJson(ts)));
   }
   return { ok: true, value: parsed.value, text: parsed.text, tsUs };
 }
@@ -325,7 +324,7 @@ export function parseBulkPayload(
         return {
           ok: false,
           reason: "bad_timestamp",
-          detail: `unparsable timestamp: ${previewJson(sharedTs)}`,
+          detail: badTimestampDetail(sharedTs, previewJson(sharedTs)),
         };
       }
     }
@@ -381,7 +380,7 @@ export function parseStatusPayload(
           return {
             ok: false,
             reason: "bad_timestamp",
-            detail: `unparsable timestamp: ${previewJson(ts)}`,
+            detail: badTimestampDetail(ts, previewJson(ts)),
           };
         }
       }

@@ -42,6 +42,7 @@ import { Aedes } from "aedes";
 import { PGlite } from "@electric-sql/pglite";
 import { type PgliteServer, startPgliteServer } from "./pglite_server.ts";
 import type { Logger } from "../log.ts";
+import { rememberedPort, rememberPort } from "./remembered_ports.ts";
 
 /** A running embedded MQTT broker. */
 export interface EmbeddedBroker {
@@ -62,11 +63,17 @@ export interface EmbeddedBrokerOptions {
   port?: number;
   /** Where to say which address it listens on (and that it moved off a taken port). */
   log?: Logger;
+  /**
+   * The data dir: a port fallen back to is remembered there (ports.json) and tried first on
+   * the next start, so it stays the same across restarts.
+   */
+  dataDir?: string;
 }
 
 /**
  * Starts an aedes MQTT 3.1.1 broker. If the port is in use (often a system
- * Mosquitto on 1883) it listens on a free port instead and sets `fellBack`.
+ * Mosquitto on 1883) it listens on another instead and sets `fellBack`: the one remembered
+ * in `dataDir` if that is free, else a free one, which it remembers.
  *
  * @example
  * ```ts
@@ -81,9 +88,11 @@ export async function startEmbeddedBroker(
   const host = opts.host ?? "127.0.0.1";
   const broker = await Aedes.createBroker();
   const server = createServer(broker.handle);
+  const requested = opts.port ?? 1883;
+  const remembered = opts.dataDir ? rememberedPort(opts.dataDir, "mqtt") : null;
   let listened: { port: number; fellBack: boolean };
   try {
-    listened = await _withFallback(opts.port ?? 1883, (port) => _listen(server, host, port));
+    listened = await _withFallback(requested, (port) => _listen(server, host, port), remembered);
   } catch (err) {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     throw err;
@@ -91,13 +100,21 @@ export async function startEmbeddedBroker(
   let closing: Promise<void> | undefined;
   const url = `mqtt://${_urlHost(host)}:${listened.port}`;
   if (listened.fellBack) {
-    opts.log?.warn(`port ${opts.port} is taken; the embedded broker uses another`, { url });
+    const kept = listened.port === remembered;
+    const file = opts.dataDir && !kept ? rememberPort(opts.dataDir, "mqtt", listened.port) : null;
+    // Loud: a device or `mosquitto_pub -p 1883` now reaches the other broker, not this one.
+    opts.log?.warn(
+      `port ${requested} is taken (another MQTT broker?); the embedded broker listens on ` +
+        `port ${listened.port} instead: publish to -p ${listened.port}, not ${requested}`,
+      {
+        url,
+        port: listened.port,
+        ...(kept ? { remembered: "the same port as at the last start of this data dir" } : {}),
+        ...(file ? { remembered_in: file } : {}),
+      },
+    );
   }
   opts.log?.info("embedded MQTT broker (MQTT 3.1.1) listening", { url });
-  opts.log?.info(
-    `try: mosquitto_pub -h ${host} -p ${listened.port} ` +
-      `-t 6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f/dev1/feeds/temperature -m 21.5`,
-  );
   return {
     url,
     ...listened,
@@ -190,15 +207,23 @@ export async function startEmbeddedDatabase(
   };
 }
 
-/** Runs `listen(port)`; on EADDRINUSE for a fixed port, retries on port 0. */
+/**
+ * Runs `listen(port)`; on EADDRINUSE for a fixed port, retries on `next` (a remembered
+ * fallback) if given, then on port 0.
+ */
 async function _withFallback(
   port: number,
   listen: (port: number) => Promise<number>,
+  next: number | null = null,
 ): Promise<{ port: number; fellBack: boolean }> {
   try {
     return { port: await listen(port), fellBack: false };
   } catch (err) {
     if (port === 0 || (err as { code?: string }).code !== "EADDRINUSE") throw err;
+    if (next !== null && next !== port) {
+      const moved = await _withFallback(next, listen).catch(() => null);
+      if (moved) return { port: moved.port, fellBack: true };
+    }
     return { port: await listen(0), fellBack: true };
   }
 }

@@ -192,10 +192,13 @@ export class Pipeline {
   /**
    * `drain`, then the final accounting line (docs/delivery.md, "Where every message
    * ends"): every message the process received is in exactly one of its terms.
+   * `beforeStopped` runs between the two, e.g. to write the last flood summaries, so that
+   * "stopped" is the last line.
    */
-  async shutdown(deadlineMs: number): Promise<number> {
+  async shutdown(deadlineMs: number, beforeStopped?: () => void): Promise<number> {
     const { log, accounting, metrics } = this.#opts;
     const left = await this.drain(deadlineMs);
+    beforeStopped?.();
     if (left > 0) {
       log.warn("shutdown timeout reached; left unwritten messages", {
         messages: left,

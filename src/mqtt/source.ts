@@ -91,6 +91,8 @@ export interface MqttSourceOptions {
    * and what was published while we were away, is lost. The source has logged it.
    */
   onSessionLost?(): void;
+  /** The broker granted the subscriptions (after each (re)subscribe). */
+  onSubscribed?(): void;
 }
 
 /** A running MQTT source. */
@@ -356,7 +358,10 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     log.info("connected to broker", { url: redactUrl(opts.url), sessionPresent: resumed });
     if (connections > 1) session.reconnected(resumed, client.stream);
     if (resumed && subscribed) return; // the broker kept our subscriptions
-    subscribeFilters(client, { ...opts, log }, () => subscribed = true);
+    subscribeFilters(client, { ...opts, log }, () => {
+      subscribed = true;
+      opts.onSubscribed?.();
+    });
   });
   client.on("close", () => {
     if (stopping) return;

@@ -37,8 +37,8 @@ export function subscribeFilters(
       } else subscriptionRefused(opts, filters, undefined, error!.message);
       return;
     }
-    onSubscribed();
     log.info("subscribed", { filters, qos: opts.qos });
+    onSubscribed();
   });
 }
 

@@ -15,12 +15,19 @@ export interface HttpAddressChoice {
   givenBy: "--http" | "HTTP_ADDR" | null;
   /** Move to a free port when the default's port is taken. */
   fallBack: boolean;
+  /**
+   * Where a port moved to is kept (the data dir's ports.json, src/embedded/remembered_ports.ts)
+   * and tried first at the next start, so the status page keeps its address across restarts.
+   */
+  remember?: { get(): number | null; set(port: number): unknown };
 }
 
 /** A started HTTP server; `fellBack` when the requested port was taken. */
 export interface ListeningHttp {
   port: number;
   fellBack: boolean;
+  /** With `fellBack`: the same port as at the last start of the data dir. */
+  kept?: boolean;
   close(): Promise<void>;
 }
 
@@ -30,9 +37,7 @@ export function listenHttp(opts: HttpOptions, choice: HttpAddressChoice): Listen
     return { ...startHttpServer(opts), fellBack: false };
   } catch (error) {
     if (!(error instanceof Deno.errors.AddrInUse) || opts.port === 0) throw error;
-    if (choice.givenBy === null && choice.fallBack) {
-      return { ...startHttpServer({ ...opts, port: 0 }), fellBack: true };
-    }
+    if (choice.givenBy === null && choice.fallBack) return moved(opts, choice.remember);
     const address = `${opts.hostname}:${opts.port}`;
     const hint = choice.givenBy === null
       ? `(the default); pick a free one with --http HOST:PORT (or HTTP_ADDR), or --http off`
@@ -43,6 +48,19 @@ export function listenHttp(opts: HttpOptions, choice: HttpAddressChoice): Listen
       { cause: error },
     );
   }
+}
+
+/** Listens on the port remembered if it is free, else on a free one, then remembered. */
+function moved(opts: HttpOptions, remember: HttpAddressChoice["remember"]): ListeningHttp {
+  const last = remember?.get() ?? null;
+  if (last !== null && last !== opts.port) {
+    try {
+      return { ...startHttpServer({ ...opts, port: last }), fellBack: true, kept: true };
+    } catch { /* taken too: a new one */ }
+  }
+  const http = startHttpServer({ ...opts, port: 0 });
+  remember?.set(http.port);
+  return { ...http, fellBack: true };
 }
 
 /** What serve's operations side answers on the endpoint (src/ops/operations.ts). */
@@ -78,7 +96,10 @@ export function startOpsHttp(
   }, choice);
   const base = `http://${opts.hostname}:${http.port}/`;
   if (http.fellBack) {
-    log.warn(`port ${opts.port} is taken; the status page and /metrics use another`, { url: base });
+    log.warn(`port ${opts.port} is taken; the status page and /metrics use another`, {
+      url: base,
+      ...(http.kept ? { remembered: "the same port as at the last start of this data dir" } : {}),
+    });
   }
   log.info("http listening", { status: base, metrics: `${base}metrics` });
   return {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { FeedlineError } from "../errors.ts";
 import { listenHttp, startOpsHttp } from "./http_listen.ts";
 import { silentLogger } from "../log.ts";
+import { httpAddressChoice } from "../embedded/remembered_ports.ts";
 
 function opts(port: number) {
   return {
@@ -82,5 +83,29 @@ Deno.test("startOpsHttp: bound before serve runs, /readyz is 503 until wired", a
     assert.deepEqual(JSON.parse((await get("/api/live")).body), { live: true });
   } finally {
     await http.close();
+  }
+});
+
+Deno.test("listenHttp: a moved port is remembered in the data dir and taken again next time", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "feedline-http-port-" });
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  try {
+    const choice = httpAddressChoice({
+      httpGivenBy: null,
+      embeddedBroker: true,
+      dataDir,
+    });
+    const first = listenHttp(opts(port), choice);
+    await first.close();
+    const second = listenHttp(opts(port), choice);
+    await second.close();
+    assert.equal(second.port, first.port, "the same fallback port as at the last start");
+    assert.equal(second.kept, true);
+    const ports = JSON.parse(await Deno.readTextFile(`${dataDir}/ports.json`));
+    assert.equal(ports.http, first.port);
+  } finally {
+    busy.close();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });

@@ -8,11 +8,13 @@
  * script only ever sets it with `textContent`, never as HTML.
  */
 
+import { statusPageCharts } from "./status_page_charts.ts";
 import { statusPageScript } from "./status_page_script.ts";
 
 const SCRIPT = statusPageScript.toString();
-// The source goes into a <script> element as it is: it must not close that element.
-if (/<\/script/i.test(SCRIPT)) throw new Error("status_page_script.ts must not contain </script");
+const CHARTS = statusPageCharts.toString();
+// The sources go into a <script> element as they are: they must not close that element.
+if (/<\/script/i.test(SCRIPT + CHARTS)) throw new Error("status page scripts contain </script");
 
 /** The page. */
 export const STATUS_PAGE_HTML = `<!doctype html>
@@ -70,6 +72,8 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   td.clip { max-width: 0; width: 40%; white-space: nowrap; overflow: hidden;
             text-overflow: ellipsis; }
   td.nowrap { white-space: nowrap; }
+  td.detail { width: 40%; overflow-wrap: anywhere; }
+  tr.earlier td { color: var(--muted); }
 </style>
 </head>
 <body>
@@ -125,9 +129,10 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     </table>
   </section>
   <section>
-    <h2>Rejects by reason (since start)</h2>
+    <h2>Rejects by reason (since this start)</h2>
     <table id="reject-counts"><tbody></tbody></table>
-    <h2 style="margin-top:12px">Latest rejects (hover for the full text)</h2>
+    <h2 style="margin-top:12px">Latest rejects, stored (grey: before this start; hover for the
+      full text)</h2>
     <table id="rejects">
       <thead><tr><th>time</th><th>reason</th><th>topic</th><th>detail</th></tr></thead>
       <tbody></tbody>
@@ -144,6 +149,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 </main>
 <script>
 "use strict";
+globalThis.feedlineCharts = (${CHARTS})();
 (${SCRIPT})();
 </script>
 </body>

@@ -9,7 +9,8 @@
  * untrusted and only ever set with `textContent`, never as HTML.
  */
 
-// A type only: erased before the function's source is embedded.
+// Types only: erased before the function's source is embedded.
+import type { StatusPageCharts } from "./status_page_charts.ts";
 import type { DeviceIngest } from "./status_queries.ts";
 
 /** The page's behaviour: polls the APIs and renders. Runs in the browser only. */
@@ -85,9 +86,9 @@ export function statusPageScript(): void {
     counts: Record<string, number>;
     open: AlertRow[];
   }
-  type Series = { values: (number | null)[]; color: string };
-
-  const SVG = "http://www.w3.org/2000/svg";
+  // Drawn by src/ops/status_page_charts.ts, which runs first in the page.
+  const { chart, sparkline, shorten } =
+    (globalThis as unknown as { feedlineCharts: StatusPageCharts }).feedlineCharts;
   const $ = (id: string): HTMLElement => document.getElementById(id)!;
   const table = (id: string) => ($(id) as HTMLTableElement).tBodies[0];
 
@@ -95,11 +96,6 @@ export function statusPageScript(): void {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
-    return node;
-  }
-  function svgEl(tag: string, attrs: Record<string, string | number>) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
     return node;
   }
   function fmt(n: number | null | undefined): string {
@@ -131,79 +127,6 @@ export function statusPageScript(): void {
     );
   }
 
-  /** Line chart of several series over shared x (epoch ms). */
-  function chart(svg: Element, xs: number[], series: Series[]) {
-    const [w, h] = svg.getAttribute("viewBox")!.split(" ").slice(2).map(Number);
-    const pad = { l: 40, r: 6, t: 8, b: 16 };
-    svg.replaceChildren();
-    let max = 0;
-    for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
-    max = max > 0 ? max * 1.1 : 1;
-    const x0 = xs.length ? xs[0] : 0, x1 = xs.length ? xs[xs.length - 1] : 1;
-    const sx = (x: number) =>
-      pad.l + (x1 === x0 ? 0 : ((x - x0) / (x1 - x0)) * (w - pad.l - pad.r));
-    const sy = (v: number) => h - pad.b - (v / max) * (h - pad.t - pad.b);
-    for (const f of [0, 0.5, 1]) {
-      const y = sy(max * f);
-      svg.append(svgEl("line", { x1: pad.l, x2: w - pad.r, y1: y, y2: y, stroke: "#e3e6ec" }));
-      const label = svgEl("text", {
-        x: pad.l - 4,
-        y: y + 4,
-        "text-anchor": "end",
-        "font-size": 10,
-        fill: "#6b7385",
-      });
-      label.textContent = fmt(max * f);
-      svg.append(label);
-    }
-    for (const s of series) {
-      let d = "";
-      s.values.forEach((v, i) => {
-        if (v === null) return;
-        d += (d ? "L" : "M") + sx(xs[i]).toFixed(1) + "," + sy(v).toFixed(1);
-      });
-      if (d) {
-        svg.append(svgEl("path", {
-          d,
-          fill: "none",
-          stroke: s.color,
-          "stroke-width": 2,
-          "vector-effect": "non-scaling-stroke",
-        }));
-      }
-    }
-  }
-
-  function sparkline(points: [number, number][]) {
-    const svg = svgEl("svg", {
-      viewBox: "0 0 200 30",
-      preserveAspectRatio: "none",
-      height: 30,
-      class: "spark",
-    });
-    if (points.length < 2) return svg;
-    let lo = Infinity, hi = -Infinity;
-    for (const [, v] of points) {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    const t0 = points[0][0], t1 = points[points.length - 1][0];
-    const d = points.map(([t, v], i) =>
-      (i ? "L" : "M") +
-      (t1 === t0 ? (i / (points.length - 1)) * 198 + 1 : ((t - t0) / (t1 - t0)) * 198 + 1)
-        .toFixed(1) +
-      "," + (hi === lo ? 15 : 27 - ((v - lo) / (hi - lo)) * 24).toFixed(1)
-    ).join("");
-    svg.append(svgEl("path", {
-      d,
-      fill: "none",
-      stroke: "#2563eb",
-      "stroke-width": 1.5,
-      "vector-effect": "non-scaling-stroke",
-    }));
-    return svg;
-  }
-
   function badge(node: HTMLElement, ok: boolean, name: string) {
     node.className = "badge " + (ok ? "ok" : "bad");
     node.textContent = name + (ok ? " up" : " down");
@@ -220,7 +143,11 @@ export function statusPageScript(): void {
     );
   }
 
+  // When this serve started: rejects stored before it are in the table, not in the counts.
+  let startedAt: number | null = null;
+
   function renderLive(live: Live) {
+    startedAt = live.started_at;
     badge($("ready-broker"), live.ready.broker, "broker");
     badge($("ready-database"), live.ready.database, "database");
     const h = live.history;
@@ -276,7 +203,7 @@ export function statusPageScript(): void {
           el("td", {}, fmt(n)),
         )
       ),
-      "no rejects",
+      "none since this start (" + new Date(live.started_at).toLocaleTimeString() + ")",
       2,
     );
     $("updated").textContent = "updated " + new Date(live.now).toLocaleTimeString() +
@@ -286,19 +213,25 @@ export function statusPageScript(): void {
   function renderRejects(rows: RejectRow[]) {
     replaceRows(
       table("rejects"),
-      rows.slice(0, 10).map((r) =>
-        el(
+      rows.slice(0, 10).map((r) => {
+        const earlier = startedAt !== null && r.received_at !== null &&
+          new Date(r.received_at).getTime() < startedAt;
+        return el(
           "tr",
-          { "data-reason": r.reason },
-          el("td", { class: "nowrap" }, time(r.received_at)),
+          { "data-reason": r.reason, ...(earlier ? { class: "earlier", "data-earlier": "" } : {}) },
+          el(
+            "td",
+            { class: "nowrap", title: earlier ? "before this start" : "" },
+            time(r.received_at),
+          ),
           el("td", {}, el("span", { class: "reason" }, r.reason)),
           el("td", { class: "mono clip", title: r.topic }, r.topic),
           el("td", {
-            class: "clip",
+            class: "detail",
             title: (r.detail || "") + (r.payload ? "\npayload: " + r.payload : ""),
-          }, r.detail || ""),
-        )
-      ),
+          }, shorten(r.detail || "")),
+        );
+      }),
       "nothing rejected",
       4,
     );

@@ -16,6 +16,8 @@ export interface RegisterSettings {
   maxSilenceMs: number | null;
   /** `--format` with a recipe naming its tenant by alias (sql/008): registered for the fleet's user. */
   alias?: string | null;
+  /** What gave the URL (`--database-url`, `DATABASE_URL`), named in errors. */
+  urlFrom?: string;
 }
 
 const DEFAULT_SETTINGS: RegisterSettings = { thresholdMode: "reject", maxSilenceMs: null };
@@ -118,7 +120,7 @@ export async function registerInDatabase(
         ? `the database at ${redactUrl(url)} has no feedline tables; run \`deno task migrate\` ` +
           `(or start serve, which migrates) first`
         : `cannot register the fleet in ${redactUrl(url)}: ${pgErrorText(error)}; ` +
-          `check DATABASE_URL and that the server is running`,
+          `check ${settings.urlFrom ?? "DATABASE_URL"} and that the server is running`,
       { cause: error },
     );
   } finally {

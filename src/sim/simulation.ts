@@ -138,6 +138,7 @@ export async function startSimulation(
       thresholdMode: config.thresholdMode,
       maxSilenceMs: config.maxSilence ?? null,
       alias: format?.alias ?? null,
+      urlFrom: targets.databaseUrlFrom,
     })
     : null;
   const send = createSendStats();

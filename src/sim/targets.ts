@@ -21,6 +21,8 @@ export interface TargetOptions {
   register?: boolean;
   mqttProtocol?: "5" | "3.1.1";
   dataDir: string;
+  /** `--database-url` or `DATABASE_URL`, whichever gave it, for errors. */
+  databaseUrlFrom?: string;
 }
 
 /** Where simulate publishes (and registers), once flags, env and a running serve are read. */
@@ -28,6 +30,8 @@ export interface SimulateTargets {
   mqttUrl: string;
   protocolVersion: 4 | 5;
   databaseUrl: string | null;
+  /** What to check when the database cannot be reached: the flag, variable or serve. */
+  databaseUrlFrom?: string;
   register: boolean;
   /** True when the broker came from a running serve's endpoints file. */
   foundServe: boolean;
@@ -82,6 +86,11 @@ export async function resolveTargets(
     mqttUrl,
     protocolVersion: protocol === "5" ? 5 : 4,
     databaseUrl,
+    ...(databaseUrl === null ? {} : {
+      databaseUrlFrom: config.databaseUrl
+        ? config.databaseUrlFrom ?? "DATABASE_URL"
+        : `the serve using --data-dir ${config.dataDir}`,
+    }),
     register,
     foundServe,
     autoRegister: foundServe ? endpoints?.autoRegister ?? null : null,
