@@ -252,12 +252,13 @@ async function pass(
   let after = from;
   while (!stopped()) {
     const started = performance.now();
+    // Ordered by the column, not by the text `id` of the answer ("10" < "9").
     const rows = await sql<Row[]>`
       select id::text, (extract(epoch from received_at) * 1000000)::int8::text as at_us, topic,
              payload, qos, retain
       from ingest_rejects
       where reason = any(${FIXED_BY_REGISTRATION}) and id > ${after}::int8 and id <= ${top}::int8
-      order by id limit ${opts.batchSize}`;
+      order by ingest_rejects.id limit ${opts.batchSize}`;
     if (rows.length === 0) return top;
     after = rows[rows.length - 1].id;
     await reprocessBatch(opts, rows);
