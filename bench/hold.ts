@@ -34,6 +34,8 @@ export async function holdPhase(opts: {
   serveMain: string;
   serveArgs: string[];
   idleMs: number;
+  /** serve's --v8-flags (bench/memory_target.ts); none when undefined. */
+  v8Flags?: string;
   runPublisher(pc: PublisherConfig): Promise<PublisherReport>;
   log(msg: string): void;
 }): Promise<HoldResult> {
@@ -42,6 +44,7 @@ export async function holdPhase(opts: {
   const serve = spawnDeno([
     "run",
     "-A",
+    ...(opts.v8Flags ? [`--v8-flags=${opts.v8Flags}`] : []),
     opts.serveMain,
     "serve",
     ...["--mqtt-url", opts.mqttUrl, "--database-url", opts.dbUrl],

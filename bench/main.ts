@@ -51,6 +51,7 @@ import {
   evaluateTargets,
   holdRow,
   phaseName,
+  printMarkdownTable,
   printNotes,
   printSummary,
   printTargets,
@@ -58,6 +59,7 @@ import {
   type WindowOnSetting,
 } from "./summary.ts";
 import { fmtRate } from "./text.ts";
+import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 import {
   BENCH_ROLLUP_INTERVALS,
@@ -219,6 +221,21 @@ export const benchOptions = {
     schema: z.string().default(""),
     defaultText: "none",
     doc: 'Extra flags for serve, space-separated (e.g. "--connections 4 --ack-window 200").',
+  }),
+  payloadPad: option({
+    flag: "payload-pad",
+    schema: zs.int(0, 10_000_000).default(0),
+    defaultText: "0",
+    doc:
+      "json: pad each message with this many bytes (e.g. 60000 for the 60 KB readings of issue 26).",
+  }),
+  serveV8Flags: option({
+    flag: "serve-v8-flags",
+    schema: z.string().default("budget"),
+    defaultText: "budget",
+    doc:
+      "serve's --v8-flags: `budget` sets its heap limits from its bounds as docs/performance.md " +
+      '("Memory budget") says, `none` leaves V8\'s defaults, anything else is passed as is.',
   }),
   serveMain: option({
     flag: "serve-main",
@@ -465,6 +482,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       rate,
       format: cfg.format,
       window: cfg.pubWindow,
+      ...(cfg.payloadPad > 0 ? { padBytes: cfg.payloadPad } : {}),
     });
     if (has("window")) {
       // serve advertises --ack-window as its Receive Maximum (default 20).
@@ -484,6 +502,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
       format: cfg.format,
       serveArgs: cfg.serveArgList,
       cpuProfDir: cfg.cpuProf ? await profileDir(run.runId) : undefined,
+      v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
       idleMs: cfg.idleMs,
       brokerPid: broker.pid,
       log,
@@ -537,6 +556,7 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
           sql: db.sql,
           pc: pc(rate),
           runPublisher,
+          v8Flags: serveV8Flags(cfg.serveV8Flags, cfg.serveArgList),
         })
       );
       run.holds.push({ ...hold, inflight });
@@ -621,6 +641,13 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     rows: run.rows,
   });
   printTargets(targets);
+  const v8Flags = serveV8Flags(cfg.serveV8Flags, cfg.serveArgList);
+  printMarkdownTable(
+    ["memory budget (issue 26)", "measured", "result"],
+    memoryTargetLines(run.rows, cfg.serveArgList, v8Flags)
+      .map((t) => [t.target, t.measured, t.result]),
+    3,
+  );
   const loadAvgAtEnd = Deno.loadavg();
   const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(" ");
   console.log(

@@ -37,6 +37,8 @@ export interface PublisherConfig {
   window: number;
   /** Metrics per Sparkplug DDATA (default 100). */
   sparkplugMetrics?: number;
+  /** json: a `pad` member of this many characters, for large messages (issue 26). */
+  padBytes?: number;
 }
 
 /** Readings in one message of the zigbee2mqtt format (linkquality is ignored by the rule). */
@@ -103,11 +105,12 @@ async function run(cfg: PublisherConfig): Promise<PublisherReport> {
   const finished = new Promise<void>((r) => (finish = r));
 
   const sparkplug = cfg.format === "sparkplug" ? await births(clients[0], topics, cfg) : null;
+  const pad = cfg.padBytes ? `,"pad":"${"x".repeat(cfg.padBytes)}"` : "";
   const payload = (i: number): string | Buffer =>
     sparkplug
       ? sparkplug(i)
       : cfg.format === "json"
-      ? `{"value":${i},"ts":${stampUs()}}`
+      ? `{"value":${i},"ts":${stampUs()}${pad}}`
       : cfg.format === "zigbee2mqtt"
       ? `{"battery":${i % 100},"humidity":${(i % 1000) / 10},"linkquality":${i % 255},` +
         `"temperature":${(i % 400) / 10},"voltage":${2900 + (i % 200)},"last_seen":${stampUs()}}`

@@ -39,6 +39,8 @@ export interface ServeOptions {
   serveArgs: string[];
   /** Directory for serve's V8 CPU profile; none when undefined. */
   cpuProfDir?: string;
+  /** serve's `--v8-flags` (its heap limits, docs/performance.md "Memory budget"); none when empty. */
+  v8Flags?: string;
   /** A pass ends when serve processed nothing for this long. */
   idleMs: number;
   /** The broker's pid, for its CPU per message; null when the broker is not ours. */
@@ -119,6 +121,7 @@ export async function startServe(opts: ServeOptions): Promise<ServeProcess> {
   const httpPort = await freePort();
   const denoFlags = ["run", "-A"];
   if (opts.cpuProfDir) denoFlags.push("--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`);
+  if (opts.v8Flags) denoFlags.push(`--v8-flags=${opts.v8Flags}`);
   const child = spawnDeno([...denoFlags, opts.main, "serve", ...serveFlags(opts, httpPort)], {
     echo: true,
   });

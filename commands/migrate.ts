@@ -11,8 +11,7 @@ import {
 } from "../src/cli/option_groups.ts";
 import { maintainPartitions, nextBoundary } from "../src/db/partitions.ts";
 import { MAX_COVER_PARTITIONS, PartitionCover } from "../src/db/partition_cover.ts";
-import { openDatabase } from "../src/db/database.ts";
-import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
+import { openCommandDatabase } from "../src/db/command_database.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { applyMigrations, migrationStatus } from "../src/db/migrate.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
@@ -60,17 +59,9 @@ ${formatOptionsHelp(migrateOptions)}
 /** Runs `migrate`; prints what it did. */
 export async function run(args: string[]): Promise<void> {
   const config = parseMigrateArgs(args, Deno.env.toObject());
-  // DATABASE_URL, else the embedded database of a serve running on this data directory
-  // (one process at a time opens it), else our own embedded one.
-  const url = await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir);
-  const db = await openDatabase({
-    url,
-    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
-    dataDir: config.dataDir,
-    embeddedPort: config.embeddedDbPort,
+  const db = await openCommandDatabase(config, {
     poolSize: 2,
     migrate: false,
-    pooler: config.dbPooler,
     command: "feedline migrate",
   });
   try {

@@ -11,8 +11,8 @@ import { formatOptionsHelp } from "../src/cli/options.ts";
 import { mqttTlsOf } from "../src/cli/mqtt_options.ts";
 import type { Inbound } from "../src/core/message.ts";
 import { decode, lastReceiveOffsetUs } from "../src/core/decode.ts";
-import { openDatabase } from "../src/db/database.ts";
-import { brokerOrRunningServe, databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
+import { openCommandDatabase } from "../src/db/command_database.ts";
+import { brokerOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 import { processorOptionsOf } from "../src/ingest/assembly.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
@@ -175,11 +175,7 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
  * A dry run changes nothing there: no migration, no embedded database created.
  */
 async function openReplayDatabase(config: ReplayConfig) {
-  return await openDatabase({
-    url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
-    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
-    dataDir: config.dataDir,
-    embeddedPort: config.embeddedDbPort,
+  return await openCommandDatabase(config, {
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
     dryRun: config.dryRun,

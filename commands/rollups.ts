@@ -9,11 +9,10 @@ import { z } from "zod";
 import { databaseOptions, databaseUrlFrom, logOptions } from "../src/cli/option_groups.ts";
 import { formatOptionsHelp, option, resolveOptions, zs } from "../src/cli/options.ts";
 import { rollupsOption } from "../src/cli/rollup_options.ts";
-import { openDatabase } from "../src/db/database.ts";
+import { openCommandDatabase } from "../src/db/command_database.ts";
 import { sqlStateOf } from "../src/db/errors.ts";
 import { listPartitions } from "../src/db/partitions.ts";
 import { rebuildRollups, rollupWidthsStored } from "../src/db/rollups.ts";
-import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
 import { FeedlineError } from "../src/errors.ts";
 
 const DURATION_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -100,15 +99,9 @@ ${formatOptionsHelp(rollupsOptions)}
 /** Runs `rollups --rebuild`; prints what it did per width. */
 export async function run(args: string[]): Promise<void> {
   const config = parseRollupsArgs(args, Deno.env.toObject());
-  const url = await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir);
-  const db = await openDatabase({
-    url,
-    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
-    dataDir: config.dataDir,
-    embeddedPort: config.embeddedDbPort,
+  const db = await openCommandDatabase(config, {
     poolSize: 2,
     migrate: false,
-    pooler: config.dbPooler,
     command: "feedline rollups",
   });
   try {

@@ -11,7 +11,7 @@ import { encodeCaptureLine } from "../src/capture/format.ts";
 import { PartitionCover } from "../src/db/partition_cover.ts";
 import { listPartitions } from "../src/db/partitions.ts";
 import { startServeFixture } from "./support/fixture.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase, withOneFeed } from "./support/db.ts";
 import { publish, runFeedline, waitFor } from "./support/serve.ts";
 
 /** Where each row of feed_values lives: partition name → rows. */
@@ -52,18 +52,7 @@ async function replayFile(db: TestDatabase, text: string, args: string[] = []) {
   }
 }
 
-async function withUser(fn: (db: TestDatabase, user: string) => Promise<void>) {
-  const db = await createTestDatabase();
-  const user = crypto.randomUUID();
-  try {
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into devices (user_id, code) values (${user}, 'd1')`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-    await fn(db, user);
-  } finally {
-    await db.close();
-  }
-}
+const withUser = (fn: (db: TestDatabase, user: string) => Promise<void>) => withOneFeed(fn);
 
 Deno.test("replaying a capture of two past months stores every reading in its month's partition, none in the default one", async () => {
   await withUser(async (db, user) => {

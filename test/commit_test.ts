@@ -7,8 +7,6 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/core/decode.ts";
 import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { isTransientDbError, sqlStateOf } from "../src/db/errors.ts";
@@ -18,6 +16,7 @@ import { processBatch } from "../src/ingest/processor.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { decodedMessage } from "./support/messages.ts";
 
 const decodeOpts = {
   router: compileTopics(),
@@ -27,14 +26,7 @@ const decodeOpts = {
 };
 
 function reading(user: string, value: number): DecodedMessage {
-  const inbound = {
-    topic: `${user}/d1/feeds/temp`,
-    payload: new TextEncoder().encode(String(value)),
-    qos: 1 as const,
-    retain: false,
-    receivedAtUs: nowUs(),
-  };
-  return { inbound, decoded: decode(inbound, decodeOpts) };
+  return decodedMessage(`${user}/d1/feeds/temp`, String(value), decodeOpts);
 }
 
 /** A database with one feed, and a pool of one connection of the test's own. */

@@ -5,14 +5,13 @@
  * auto-register still creates the device.
  */
 import assert from "node:assert/strict";
-import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/core/decode.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { DeviceCache } from "../src/ingest/device_cache.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { withTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { publish, waitFor } from "./support/serve.ts";
+import { decodedMessage } from "./support/messages.ts";
 
 const decodeOpts = {
   router: compileTopics(),
@@ -21,16 +20,7 @@ const decodeOpts = {
   maxFutureSkewMs: 300_000,
 };
 
-function msg(topic: string, payload: string) {
-  const inbound = {
-    topic,
-    payload: new TextEncoder().encode(payload),
-    qos: 1 as const,
-    retain: false,
-    receivedAtUs: nowUs(),
-  };
-  return { inbound, decoded: decode(inbound, decodeOpts) };
-}
+const msg = (topic: string, payload: string) => decodedMessage(topic, payload, decodeOpts);
 
 Deno.test("processBatch() with requireDevice rejects readings of an unregistered device and caches the registered ones", () =>
   withTestDatabase(async (sql) => {

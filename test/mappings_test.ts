@@ -14,9 +14,7 @@ import { parseServeArgs } from "../commands/serve.ts";
 import { runReplay } from "../commands/replay.ts";
 import { createTestDatabase, withTestDatabase } from "./support/db.ts";
 import { loadMappings } from "../src/cli/option_groups.ts";
-import { decode, type DecodeOptions } from "../src/core/decode.ts";
-import type { DecodedMessage } from "../src/core/message.ts";
-import { nowUs } from "../src/clock.ts";
+import { type DecodeOptions } from "../src/core/decode.ts";
 import { listenForChanges } from "../src/ingest/feed_notify.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { tenantAliasListener, TenantCache } from "../src/ingest/tenant_cache.ts";
@@ -25,6 +23,7 @@ import { encodeSparkplug } from "../src/core/sparkplug/encode.ts";
 import { DATATYPES as T } from "../src/core/sparkplug/schema.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { publish, waitFor } from "./support/serve.ts";
+import { decodedMessage } from "./support/messages.ts";
 
 const RECIPES = new URL("../deploy/mappings/", import.meta.url);
 const recipe = (name: string) => new URL(`${name}.json`, RECIPES).pathname;
@@ -306,16 +305,7 @@ Deno.test("tenant aliases: resolved once and cached, a changed alias dropped thr
       maxTextLength: 255,
       maxFutureSkewMs: 300_000,
     };
-    const msg = (topic: string, payload: string): DecodedMessage => {
-      const inbound = {
-        topic,
-        payload: new TextEncoder().encode(payload),
-        qos: 1 as const,
-        retain: false,
-        receivedAtUs: nowUs(),
-      };
-      return { inbound, decoded: decode(inbound, opts) };
-    };
+    const msg = (topic: string, payload: string) => decodedMessage(topic, payload, opts);
     const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
     await db.sql`insert into users (id) values (${a}), (${b})`;
     await db.sql`insert into tenant_aliases (alias, user_id) values ('tasmota', ${a})`;
@@ -382,10 +372,7 @@ Deno.test("sparkplug-b recipe: a BIRTH and DATA by alias through the mappings re
       maxTextLength: 255,
       maxFutureSkewMs: 300_000,
     };
-    const msg = (topic: string, payload: Uint8Array): DecodedMessage => {
-      const inbound = { topic, payload, qos: 1 as const, retain: false, receivedAtUs: nowUs() };
-      return { inbound, decoded: decode(inbound, opts) };
-    };
+    const msg = (topic: string, payload: Uint8Array) => decodedMessage(topic, payload, opts);
     const user = crypto.randomUUID();
     await db.sql`insert into users (id) values (${user})`;
     const now = Date.now();

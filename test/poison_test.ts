@@ -6,12 +6,11 @@
  * for in one place.
  */
 import assert from "node:assert/strict";
-import { nowUs } from "../src/clock.ts";
-import { decode } from "../src/core/decode.ts";
 import type { DecodedMessage } from "../src/core/message.ts";
 import { MAX_REJECT_TOPIC_CHARS, processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { type TestDatabase, withOneFeed } from "./support/db.ts";
+import { decodedMessage } from "./support/messages.ts";
 
 const opts = {
   router: compileTopics(),
@@ -22,29 +21,10 @@ const opts = {
   maxTopicLength: 65_535,
 };
 
-function msg(topic: string, payload: string | Uint8Array, retain = false): DecodedMessage {
-  const inbound = {
-    topic,
-    payload: typeof payload === "string" ? new TextEncoder().encode(payload) : payload,
-    qos: 1 as const,
-    retain,
-    receivedAtUs: nowUs(),
-  };
-  return { inbound, decoded: decode(inbound, opts) };
-}
+const msg = (topic: string, payload: string | Uint8Array, retain = false) =>
+  decodedMessage(topic, payload, opts, retain);
 
-async function withFleet(fn: (db: TestDatabase, user: string) => Promise<void>): Promise<void> {
-  const db = await createTestDatabase();
-  const user = crypto.randomUUID();
-  try {
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into devices (user_id, code) values (${user}, 'd1')`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
-    await fn(db, user);
-  } finally {
-    await db.close();
-  }
-}
+const withFleet = (fn: (db: TestDatabase, user: string) => Promise<void>) => withOneFeed(fn);
 
 /** A batch of `bad` between good readings 1..4 of `temp`; asserts the good ones landed. */
 async function assertIsolated(

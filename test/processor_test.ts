@@ -6,7 +6,7 @@ import type { DecodedMessage } from "../src/core/message.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, type TestDatabase, withOneFeed } from "./support/db.ts";
 
 const opts = {
   router: compileTopics(),
@@ -30,23 +30,12 @@ function msg(
   return { inbound, decoded: decode(inbound, opts) };
 }
 
-async function withFleet(
-  fn: (db: TestDatabase, user: string) => Promise<void>,
-): Promise<void> {
-  const db = await createTestDatabase();
-  const user = crypto.randomUUID();
-  try {
-    await db.sql`insert into users (id) values (${user})`;
-    await db.sql`insert into devices (user_id, code) values (${user}, 'd1')`;
-    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+const withFleet = (fn: (db: TestDatabase, user: string) => Promise<void>) =>
+  withOneFeed(fn, async (db, user) => {
     await db
       .sql`insert into feeds (user_id, key, threshold_min, threshold_max) values (${user}, 'hum', 0, 100)`;
     await db.sql`insert into feeds (user_id, key, is_active) values (${user}, 'old', false)`;
-    await fn(db, user);
-  } finally {
-    await db.close();
-  }
-}
+  });
 
 async function count(
   db: TestDatabase,

@@ -9,10 +9,8 @@ import fc from "fast-check";
 import type postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { encodeCaptureLine } from "../src/capture/format.ts";
-import { nowUs } from "../src/clock.ts";
 import { partitionSettingsOf } from "../src/cli/option_groups.ts";
 import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_options.ts";
-import { decode } from "../src/core/decode.ts";
 import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
@@ -23,6 +21,7 @@ import { withTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { assertProperty } from "./support/poison.ts";
 import { publish, runFeedline, waitFor } from "./support/serve.ts";
+import { decodedMessage } from "./support/messages.ts";
 
 const DECODE = {
   router: compileTopics(),
@@ -34,16 +33,7 @@ const WIDTHS = ["1 minutes", "1 hours"];
 // Three hours back from the start of this hour: all in the past, spread over buckets.
 const BASE_MS = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
 
-function msg(topic: string, payload: string): DecodedMessage {
-  const inbound = {
-    topic,
-    payload: new TextEncoder().encode(payload),
-    qos: 1 as const,
-    retain: false,
-    receivedAtUs: nowUs(),
-  };
-  return { inbound, decoded: decode(inbound, DECODE) };
-}
+const msg = (topic: string, payload: string) => decodedMessage(topic, payload, DECODE);
 
 /** A reading: feed, seconds after BASE_MS, a number (quarters: sums stay exact) or a text. */
 interface Reading {

@@ -278,9 +278,10 @@ export const processingOptions = {
   maxBatchBytes: option({
     flag: "max-batch-bytes",
     env: "FEEDLINE_MAX_BATCH_BYTES",
-    schema: zs.int(1024, 2_147_483_647).default(64 * 1024 * 1024),
-    defaultText: "67108864 (64 MiB)",
-    doc: "Most payload and topic bytes in one batch (a batch always takes at least one message).",
+    schema: zs.int(1024, 2_147_483_647).default(8 * 1024 * 1024),
+    defaultText: "8388608 (8 MiB)",
+    doc: "Most bytes in one batch, counted as --queue-bytes counts them (a batch always takes " +
+      "at least one message).",
   }),
   batchIntervalMs: option({
     flag: "batch-interval-ms",

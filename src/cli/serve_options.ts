@@ -68,6 +68,9 @@ export const mqttOptions = {
   }),
 };
 
+/** `--queue-bytes` by default: with the batch bound, peak RSS ≤ 250 MB (docs/performance.md). */
+export const DEFAULT_QUEUE_BYTES = 20 * 1024 * 1024;
+
 /** Options of `serve`: the shared groups plus queues, HTTP, capture and shutdown. */
 export const serveOptions = {
   ...mqttOptions,
@@ -97,12 +100,23 @@ export const serveOptions = {
     doc: "Feed data queue capacity. Full: serve stops reading the broker's socket until there " +
       "is room, so the backlog waits at the broker (QoS 0: see --qos0-when-full).",
   }),
+  queueBytes: option({
+    flag: "queue-bytes",
+    env: "FEEDLINE_QUEUE_BYTES",
+    // With --max-batch-bytes, what bounds serve's memory by the messages' size
+    // (docs/performance.md, "Memory budget").
+    schema: zs.int(65_536, 2_147_483_647).default(DEFAULT_QUEUE_BYTES),
+    defaultText: `${DEFAULT_QUEUE_BYTES} (20 MiB)`,
+    doc: "Feed data queue capacity in bytes: payload, topic and ~1 KB per message (the status " +
+      "queue: a quarter of it). Full by bytes or by --queue-size, the same holding back applies.",
+  }),
   qos0WhenFull: option({
     flag: "qos0-when-full",
     env: "FEEDLINE_QOS0_WHEN_FULL",
     schema: z.enum(["pause", "drop"]).default("pause"),
     defaultText: "pause",
-    doc: "QoS 0 message finding the data queue full: `pause` stops reading the socket as for " +
+    doc:
+      "QoS 0 message finding the data queue full (by count or bytes): `pause` stops reading the socket as for " +
       "QoS 1 (the broker holds or drops by its own limits); `drop` drops and counts it here.",
   }),
   statusQueueSize: option({
@@ -300,10 +314,12 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
 /** The pipeline's queue and flush settings from serve's configuration. */
 export function batchingOf(config: ServeConfig) {
   const { batchSize, batchIntervalMs, queueSize, statusQueueSize, ackWindow, ackIdleMs } = config;
-  const { maxBatchBytes } = config;
+  const { maxBatchBytes, queueBytes } = config;
   return {
     batchSize,
     maxBatchBytes,
+    queueBytes,
+    keepsWholePayloads: config.capture !== undefined,
     batchIntervalMs,
     queueSize,
     statusQueueSize,

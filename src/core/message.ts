@@ -20,6 +20,12 @@ export const PAYLOAD_FORMATS: readonly PayloadFormat[] = ["plain", "json", "bulk
 export interface Inbound {
   topic: string;
   payload: Uint8Array;
+  /**
+   * The payload's size as received, when `payload` keeps only its head: a message
+   * rejected at decode keeps what its reject row stores (src/ingest/write/rejects.ts
+   * `rejectKeepsBytes`). Absent: `payload` is whole.
+   */
+  payloadSize?: number;
   qos: Qos;
   retain: boolean;
   /** Receive time in microseconds since the Unix epoch. */

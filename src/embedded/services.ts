@@ -29,6 +29,9 @@
  * - COPY FROM STDIN ends PGlite's backend: the wasm program exits with status 1,
  *   every later message throws and the server drops each connection that sends
  *   one. Use `unnest` inserts.
+ * - Memory: PostgreSQL's shared buffers live in PGlite's wasm memory in this process, and
+ *   all of them are resident from the start: PostgreSQL's 128 MB default made an idle
+ *   embedded serve ~90 MB larger than 16 MB does (docs/performance.md, "Memory budget").
  * - Startup: a new PGlite runs initdb, about 2 s, also in memory; reopening a
  *   persisted data directory takes about 0.1 s. The aedes broker starts in
  *   milliseconds.
@@ -43,6 +46,9 @@ import { PGlite } from "@electric-sql/pglite";
 import { type PgliteServer, startPgliteServer } from "./pglite_server.ts";
 import type { Logger } from "../log.ts";
 import { rememberedPort, rememberPort } from "./remembered_ports.ts";
+
+/** `shared_buffers` of the embedded database: a development database, small. */
+export const EMBEDDED_SHARED_BUFFERS = "16MB";
 
 /** A running embedded MQTT broker. */
 export interface EmbeddedBroker {
@@ -176,7 +182,9 @@ export async function startEmbeddedDatabase(
   const host = opts.host ?? "127.0.0.1";
   const dataDir = opts.dataDir === "memory://" ? null : opts.dataDir;
   if (dataDir !== null) await mkdir(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir ?? "memory://");
+  const db = await PGlite.create(dataDir ?? "memory://", {
+    startParams: [...PGlite.defaultStartParams, "-c", `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`],
+  });
   let server!: PgliteServer;
   let listened: { port: number; fellBack: boolean };
   try {

@@ -19,6 +19,8 @@ import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
 import { TenantCache } from "./tenant_cache.ts";
+import { logMemoryBudget } from "./memory_budget.ts";
+import { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
@@ -102,8 +104,13 @@ export function processorOptionsOf(
 export interface IngestAssemblyOptions {
   sql: postgres.Sql;
   processor: ProcessorOptions;
-  /** Batching and queue sizes (src/cli/serve_options.ts `batchingOf`). */
-  batching: Omit<PipelineOptions, "write" | "log" | "metrics" | "accounting">;
+  /**
+   * Batching and queue sizes (src/cli/serve_options.ts `batchingOf`), and whether the
+   * queues keep rejects whole (`--capture` writes every message whole).
+   */
+  batching: Omit<PipelineOptions, "write" | "log" | "metrics" | "accounting"> & {
+    keepsWholePayloads?: boolean;
+  };
   decode: DecodeOptions;
   /** Replaces the decoder (tests; guarded all the same). */
   decoder?: Decoder;
@@ -128,6 +135,12 @@ export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
   const backfill = (processor as AssembledProcessorOptions).backfill;
   const report = logBackfill(log);
   const accounting = new Accounting(metrics);
+  const { queueBytes = Infinity, maxBatchBytes = Infinity } = opts.batching;
+  logMemoryBudget(log, {
+    queueBytes,
+    maxBatchBytes,
+    feedCacheSize: processor.feedCache?.maxEntries ?? DEFAULT_FEED_CACHE_SIZE,
+  });
   const pipeline = new Pipeline({
     write: async (batch) => {
       if (backfill) await coverBatch(sql, backfill, batch, report);
@@ -145,6 +158,7 @@ export function assembleIngest(opts: IngestAssemblyOptions): IngestAssembly {
     decoder: opts.decoder,
     onQueueFull: opts.onQueueFull,
     onInternalError: opts.onInternalError,
+    ...(opts.batching.keepsWholePayloads ? {} : { rejectPayloadCap: processor.rejectPayloadCap }),
   });
   return { accounting, pipeline, intake };
 }

@@ -22,7 +22,8 @@ import {
   neverThrowing,
 } from "../core/decode.ts";
 import { reserveStampsThrough } from "../clock.ts";
-import type { Ack, Decoded, Inbound } from "../core/message.ts";
+import type { Ack, Decoded, DecodedMessage, Inbound } from "../core/message.ts";
+import { rejectKeepsBytes } from "./write/rejects.ts";
 import type { Accounting } from "./accounting.ts";
 import type { Pipeline } from "./pipeline.ts";
 
@@ -33,6 +34,12 @@ export interface IntakeOptions {
   decode: DecodeOptions;
   /** The decoder; tests replace it with one that throws (guarded like `decode`). */
   decoder?: Decoder;
+  /**
+   * `--reject-payload-cap`: a QoS 0 message rejected or skipped at decode is queued with
+   * only the payload bytes its reject row keeps (src/ingest/write/rejects.ts
+   * `rejectKeepsBytes`). Absent (`--capture` on, which writes messages whole): kept whole.
+   */
+  rejectPayloadCap?: number;
   /** A QoS 0 message dropped on a full queue (the capture file keeps it for replay). */
   onQueueFull?(inbound: Inbound): void;
   /** Feedline failed on a message before it was queued (for the flood log). */
@@ -71,7 +78,8 @@ export function createIntake(opts: IntakeOptions): Intake {
       if (!ack && pipeline.isFull("readings") && router.match(inbound.topic)?.kind !== "status") {
         return false; // the source holds it (or, under the drop policy, calls onDrop)
       }
-      const pending = { inbound, decoded: decodeReceived(decoder, inbound, opts.decode) };
+      const decoded = decodeReceived(decoder, inbound, opts.decode);
+      const pending = keptOf(inbound, decoded, ack ? undefined : opts.rejectPayloadCap);
       if (!pipeline.offer(pending, ack)) return false;
       accounting.received();
       return true;
@@ -93,4 +101,21 @@ export function createIntake(opts: IntakeOptions): Intake {
       accounting.discarded("redelivered");
     },
   };
+}
+
+/**
+ * The message as queued: a reject or skip decided at decode keeps only the payload bytes
+ * its row stores (a skip: none), copied, so that the received buffer can go. A QoS 1/2
+ * message is not trimmed (`cap` undefined): the source's held copy keeps the payload to
+ * recognise a redelivered copy (src/mqtt/held_copies.ts), so trimming would free nothing.
+ */
+function keptOf(inbound: Inbound, decoded: Decoded, cap: number | undefined): DecodedMessage {
+  if (cap === undefined || (decoded.kind !== "reject" && decoded.kind !== "skip")) {
+    return { inbound, decoded };
+  }
+  const keep = decoded.kind === "skip" ? 0 : rejectKeepsBytes(decoded.reason, cap);
+  const { payload } = inbound;
+  if (payload.byteLength <= keep) return { inbound, decoded };
+  const head = new Uint8Array(payload.subarray(0, keep));
+  return { inbound: { ...inbound, payload: head, payloadSize: payload.byteLength }, decoded };
 }

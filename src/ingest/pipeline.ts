@@ -19,6 +19,7 @@ import type { Ack, DecodedMessage } from "../core/message.ts";
 import type { BatchResult } from "./processor.ts";
 import type { Accounting } from "./accounting.ts";
 import { BoundedQueue } from "./queue.ts";
+import { messageBytes } from "./message_bytes.ts";
 import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
 import { FlushPolicy, type FlushSettings, type QueueState } from "./flush_policy.ts";
@@ -32,6 +33,8 @@ export interface QueueItem {
   ack: Ack | null;
   /** When queued, in ms on the pipeline's clock. */
   queuedAt: number;
+  /** What the byte bounds count for it (src/ingest/message_bytes.ts). */
+  bytes: number;
 }
 
 /** Options of the pipeline; the flush settings are the policy's (src/ingest/flush_policy.ts). */
@@ -42,9 +45,11 @@ export interface PipelineOptions extends FlushSettings {
    * batch must be kept and retried (src/db/errors.ts says which errors those are).
    */
   write(batch: DecodedMessage[]): Promise<BatchResult>;
-  /** Most payload and topic bytes in one batch (at least one message is always taken). */
+  /** Most bytes in one batch, as the queues count them (at least one message is taken). */
   maxBatchBytes?: number;
   queueSize: number;
+  /** Most bytes in the data queue (src/ingest/message_bytes.ts); default: no byte bound. */
+  queueBytes?: number;
   statusQueueSize: number;
   log: Logger;
   metrics: IngestMetrics;
@@ -80,7 +85,9 @@ export class Pipeline {
   #dbReady = true;
   #inFlight = 0;
   /** The batch being written, until it is acknowledged or abandoned. */
-  #batch: { items: QueueItem[]; acks: number; startedAt: number; abandoned: boolean } | null = null;
+  #batch:
+    | { items: QueueItem[]; acks: number; bytes: number; startedAt: number; abandoned: boolean }
+    | null = null;
   #batchesTaken = 0;
   readonly #commitListeners: CommitListener[] = [];
 
@@ -88,8 +95,11 @@ export class Pipeline {
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#policy = new FlushPolicy(opts);
-    this.#status = new BoundedQueue(opts.statusQueueSize);
-    this.#data = new BoundedQueue(opts.queueSize);
+    const sizeOf = (item: QueueItem) => item.bytes;
+    const maxBytes = opts.queueBytes ?? Infinity;
+    // The status queue may hold a quarter of the data queue's bytes (docs/performance.md).
+    this.#status = new BoundedQueue(opts.statusQueueSize, { maxBytes: maxBytes / 4, sizeOf });
+    this.#data = new BoundedQueue(opts.queueSize, { maxBytes, sizeOf });
   }
 
   /** Messages in the queues. */
@@ -101,6 +111,23 @@ export class Pipeline {
   }
   get dataQueued(): number {
     return this.#data.length;
+  }
+  /** Bytes in the queues, as the byte bound counts them. */
+  get queuedBytes(): number {
+    return this.#status.bytes + this.#data.bytes;
+  }
+  /** The data queue's byte bound (Infinity: none). */
+  get maxQueueBytes(): number {
+    return this.#data.maxBytes;
+  }
+  /** Bytes in the batch being written (0: none). */
+  get inFlightBytes(): number {
+    return this.#batch?.bytes ?? 0;
+  }
+  /** The full queue and the bound it reached: what holds the source back (null: none). */
+  get holdingBack(): { queue: "data" | "status"; by: "messages" | "bytes" } | null {
+    const [data, status] = [this.#data.fullBy, this.#status.fullBy];
+    return data ? { queue: "data", by: data } : status ? { queue: "status", by: status } : null;
   }
   /** Messages taken in the batch being written. */
   get inFlight(): number {
@@ -148,7 +175,8 @@ export class Pipeline {
    */
   offer(pending: DecodedMessage, ack: Ack | null): boolean {
     const queue = pending.decoded.kind === "status" ? this.#status : this.#data;
-    const item: QueueItem = { pending, ack, queuedAt: this.#clock.now() };
+    const bytes = messageBytes(pending, ack !== null);
+    const item: QueueItem = { pending, ack, queuedAt: this.#clock.now(), bytes };
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;
     if (ack) this.#unackedQueued++;
@@ -312,14 +340,13 @@ export class Pipeline {
 
   async #flush(): Promise<void> {
     const { batchSize, metrics, log } = this.#opts;
-    // A batch holds at most batchSize messages and, past its first, maxBatchBytes of
-    // payload and topic: memory per batch stays bounded whatever the messages' size.
+    // A batch holds at most batchSize messages and, past its first, maxBatchBytes (as
+    // the queues count them): memory per batch stays bounded whatever the messages' size.
     let bytes = 0;
     const maxBytes = this.#opts.maxBatchBytes ?? Infinity;
     const fits = (item: QueueItem) => {
-      const size = item.pending.inbound.payload.byteLength + item.pending.inbound.topic.length;
-      if (bytes > 0 && bytes + size > maxBytes) return false;
-      bytes += size;
+      if (bytes > 0 && bytes + item.bytes > maxBytes) return false;
+      bytes += item.bytes;
       return true;
     };
     const items = this.#status.take(batchSize, fits);
@@ -331,7 +358,7 @@ export class Pipeline {
     this.#unackedQueued -= acks;
     this.#unackedInFlight += acks;
     this.#inFlight = items.length;
-    const batch = { items, acks, startedAt: this.#clock.now(), abandoned: false };
+    const batch = { items, acks, bytes, startedAt: this.#clock.now(), abandoned: false };
     this.#batch = batch;
     this.#batchesTaken++;
     this.#notifyRoom();

@@ -15,6 +15,10 @@ import { createIngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import type { BatchResult } from "./processor.ts";
 import { ManualClock, settle } from "./timers.ts";
+import { MESSAGE_OVERHEAD_BYTES, READING_OVERHEAD_BYTES } from "./message_bytes.ts";
+
+/** What a one-reading message with an empty payload counts, besides its topic. */
+const PER_MESSAGE = MESSAGE_OVERHEAD_BYTES + READING_OVERHEAD_BYTES;
 
 const READING: Decoded = {
   kind: "readings",
@@ -264,7 +268,8 @@ function baseOptions(accounting: Accounting, clock: ManualClock): PipelineOption
 }
 
 Deno.test("Pipeline bounds the bytes of a batch, taking at least one message", async () => {
-  const r = rig({ batchSize: 100, maxBatchBytes: 13 });
+  // Two of the six-character topics fit, not three: each counts the overheads too.
+  const r = rig({ batchSize: 100, maxBatchBytes: 2 * (PER_MESSAGE + 6) + 1 });
   for (const t of ["aaaaaa", "bbbbbb", "cccccc", "dddddddddddddddddddd", "eeeeee"]) r.offer(t);
   r.pipeline.start();
   await r.pipeline.drain(1000);
@@ -304,5 +309,35 @@ Deno.test("Pipeline learns a smaller broker window from a stall, and raises it w
   await until("the next batch", () => r.batches.length === 3);
   assert.deepEqual(r.batches[2], ["g", "h", "i", "j", "k"]);
   assert.equal(p.ackFlushAt, 5);
+  await p.drain(1000);
+});
+
+Deno.test("Pipeline bounds its data queue by bytes, says so, and has room again once a batch is taken", async () => {
+  const r = rig({ queueSize: 1000, queueBytes: 3 * (PER_MESSAGE + 1) + 2048, ackIdleMs: 5 });
+  const big = (t: string) => ({
+    ...message(t),
+    inbound: { ...message(t).inbound, payload: new Uint8Array(1024) },
+  });
+  const p = r.pipeline;
+  assert.ok(p.offer(big("a"), () => r.acked.push("a")));
+  assert.ok(p.offer(big("b"), () => r.acked.push("b")));
+  assert.ok(
+    p.offer(big("c"), () => r.acked.push("c")),
+    "below the bound, a message is taken even if it overshoots",
+  );
+  assert.equal(p.queuedBytes, 3 * (PER_MESSAGE + 1 + 1024));
+  assert.deepEqual(p.holdingBack, { queue: "data", by: "bytes" });
+  assert.equal(p.isFull("readings"), true);
+  assert.equal(p.offer(big("d"), () => {}), false, "full by bytes with 3 of 1000 messages");
+  assert.equal(p.isFull("status"), false, "the status queue has a byte bound of its own");
+  let room = false;
+  p.waitForRoom().then(() => room = true);
+  p.start();
+  await r.clock.advance(5); // the idle flush takes the three
+  await until("room once the batch is out of the queue", () => room);
+  assert.equal(p.queuedBytes, 0);
+  assert.equal(p.holdingBack, null);
+  await until("the acks", () => r.acked.length === 3);
+  assert.equal(p.inFlightBytes, 0, "nothing in flight once acknowledged");
   await p.drain(1000);
 });

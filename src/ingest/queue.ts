@@ -1,28 +1,58 @@
 /**
  * A bounded FIFO queue. `push` refuses when full instead of growing: what to do then
  * (hold back the source, or drop and count) is the caller's policy, not the queue's.
+ *
+ * Bounded by count and, given `maxBytes` and `sizeOf`, by bytes: full when either
+ * bound is reached. A push is refused only when the queue is already full, so a queue
+ * holds at most `maxBytes` plus one item (an item larger than the whole bound still
+ * passes through an empty queue), and "not full" always means the next push succeeds,
+ * which the source's wait for room relies on (src/mqtt/source.ts `holdUntilRoom`).
  */
+export interface ByteBound<T> {
+  maxBytes: number;
+  /** An item's size; asked once per push and once per take, so it must not change. */
+  sizeOf(item: T): number;
+}
+
 export class BoundedQueue<T> {
   #items: (T | undefined)[] = [];
   #head = 0;
+  #bytes = 0;
   readonly capacity: number;
+  readonly maxBytes: number;
+  readonly #sizeOf: ((item: T) => number) | null;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, bytes?: ByteBound<T>) {
     this.capacity = capacity;
+    this.maxBytes = bytes?.maxBytes ?? Infinity;
+    this.#sizeOf = bytes?.sizeOf ?? null;
   }
 
   get length(): number {
     return this.#items.length - this.#head;
   }
 
+  /** Bytes of the items queued (0 without a byte bound). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   get full(): boolean {
-    return this.length >= this.capacity;
+    return this.fullBy !== null;
+  }
+
+  /** Which bound makes the queue full, or null when it has room. */
+  get fullBy(): "messages" | "bytes" | null {
+    if (this.length >= this.capacity) return "messages";
+    if (this.#bytes >= this.maxBytes) return "bytes";
+    return null;
   }
 
   /** Adds at the tail; false when full. */
   push(item: T): boolean {
     if (this.full) return false;
     this.#items.push(item);
+    if (this.#sizeOf) this.#bytes += this.#sizeOf(item);
     return true;
   }
 
@@ -43,7 +73,12 @@ export class BoundedQueue<T> {
       end = i;
     }
     const out = this.#items.slice(this.#head, end) as T[];
+    // The taken slots are cleared so that the items' memory goes with them, not at the
+    // next compaction.
+    this.#items.fill(undefined, this.#head, end);
     this.#head = end;
+    if (this.#sizeOf) { for (const item of out) this.#bytes -= this.#sizeOf(item); }
+    if (this.length === 0) this.#bytes = 0;
     // Compact once the consumed prefix dominates, so memory follows the live length.
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
@@ -58,6 +93,10 @@ export class BoundedQueue<T> {
     const removed = this.length - kept.length;
     this.#items = kept;
     this.#head = 0;
+    if (this.#sizeOf) {
+      this.#bytes = 0;
+      for (const item of kept) this.#bytes += this.#sizeOf(item);
+    }
     return removed;
   }
 }

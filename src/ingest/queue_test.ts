@@ -47,3 +47,28 @@ Deno.test("BoundedQueue.take stops at the first item `fits` refuses", () => {
   assert.deepEqual(q.take(10, (n) => (sum + n <= 10 ? (sum += n, true) : false)), [5, 5]);
   assert.deepEqual(q.take(10), [5, 1]);
 });
+
+Deno.test("BoundedQueue with a byte bound: full at the bound, counts what it holds, frees on take", () => {
+  const q = new BoundedQueue<number>(100, { maxBytes: 10, sizeOf: (n) => n });
+  assert.equal(q.push(4), true);
+  assert.equal(q.push(4), true);
+  assert.equal(q.fullBy, null, "8 of 10 bytes");
+  assert.equal(q.push(4), true, "not full yet: taken, overshooting by less than one item");
+  assert.equal(q.bytes, 12);
+  assert.equal(q.fullBy, "bytes");
+  assert.equal(q.push(1), false);
+  assert.deepEqual(q.take(1), [4]);
+  assert.equal(q.bytes, 8);
+  assert.equal(q.full, false);
+  assert.equal(q.removeWhere((n) => n === 4), 2);
+  assert.equal(q.bytes, 0);
+  assert.equal(q.push(50), true, "an item larger than the bound passes an empty queue");
+  assert.equal(q.fullBy, "bytes");
+});
+
+Deno.test("BoundedQueue says which bound is reached: count before bytes", () => {
+  const q = new BoundedQueue<number>(2, { maxBytes: 2, sizeOf: (n) => n });
+  q.push(1);
+  q.push(1);
+  assert.equal(q.fullBy, "messages");
+});

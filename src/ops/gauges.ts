@@ -16,6 +16,8 @@ export interface GaugeSources {
     readonly inFlight: number;
     readonly oldestQueuedMs: number;
     readonly batchAgeMs: number;
+    readonly queuedBytes: number;
+    readonly holdingBack: object | null;
   };
   source: { readonly connected: boolean; readonly subscribed: boolean };
   databaseUp: () => boolean;
@@ -65,6 +67,16 @@ export function addServeGauges(m: IngestMetrics, s: GaugeSources): CommitGauge {
   );
   add("feedline_queue_depth_data", "Feed data messages queued.", () => pipeline.dataQueued);
   add("feedline_queue_depth_status", "Status messages queued.", () => pipeline.statusQueued);
+  add(
+    "feedline_queue_bytes",
+    "Bytes queued, as --queue-bytes counts them.",
+    () => pipeline.queuedBytes,
+  );
+  add(
+    "feedline_queue_holding_back",
+    "1 while a queue is full (by messages or bytes) and serve holds the broker back.",
+    () => pipeline.holdingBack ? 1 : 0,
+  );
   add(
     "feedline_unacked_messages",
     "Messages received, not yet acknowledged.",

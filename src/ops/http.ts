@@ -11,6 +11,22 @@ export interface Readiness {
   database: boolean;
   /** The batch writer: stalled when a batch is uncommitted past `--stall-warn-ms`. */
   writer?: { stalled: boolean; batch_age_ms: number };
+  /**
+   * The queues: `holding_back` while one is full (by messages or bytes) and serve has
+   * stopped reading the broker's socket. Not a reason for 503 (docs/operations.md).
+   */
+  queue?: QueueReadiness;
+}
+
+/** The queue part of `/readyz`. */
+export interface QueueReadiness {
+  holding_back: boolean;
+  /** The full queue and its bound, or null while both have room. */
+  full: { queue: "data" | "status"; by: "messages" | "bytes" } | null;
+  messages: number;
+  bytes: number;
+  max_bytes: number;
+  in_flight_bytes: number;
 }
 
 /** A route handler. */

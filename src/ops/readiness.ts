@@ -8,6 +8,7 @@ import { startDatabaseProbe } from "../db/health.ts";
 import type { Pipeline } from "../ingest/pipeline.ts";
 import type { Logger } from "../log.ts";
 import type { MqttSource } from "../mqtt/source.ts";
+import type { QueueReadiness } from "./http.ts";
 
 const PROBE_TIMEOUT_MS = 3000;
 
@@ -24,6 +25,7 @@ export interface ServeReadiness {
     broker: boolean;
     database: boolean;
     writer: { stalled: boolean; batch_age_ms: number };
+    queue: QueueReadiness;
   };
   /** The probe answers and the last batch attempt did not fail on the database. */
   databaseUp(): boolean;
@@ -80,12 +82,30 @@ export function createReadiness(opts: {
   );
 
   return {
-    readiness: () => ({ broker: source.subscribed, database: databaseUp(), writer: writer() }),
+    readiness: () => ({
+      broker: source.subscribed,
+      database: databaseUp(),
+      writer: writer(),
+      queue: queueOf(pipeline),
+    }),
     databaseUp,
     committed: () => probe.answered(),
     close() {
       clearInterval(stallCheck);
       probe.stop();
     },
+  };
+}
+
+/** The queue part of `/readyz`: whether serve holds the broker back, and by which bound. */
+export function queueOf(pipeline: Pipeline): QueueReadiness {
+  const full = pipeline.holdingBack;
+  return {
+    holding_back: full !== null,
+    full,
+    messages: pipeline.queued,
+    bytes: pipeline.queuedBytes,
+    max_bytes: pipeline.maxQueueBytes,
+    in_flight_bytes: pipeline.inFlightBytes,
   };
 }

@@ -15,6 +15,8 @@ export interface SendStats {
   badByReason: Partial<Record<BadReason, number>>;
   /** Acknowledged by the broker (QoS 1/2) or written to the socket (QoS 0). */
   acked: number;
+  /** Readings in the acknowledged good messages: what serve must store at least. */
+  readingsAcked: number;
   /** Publishes that failed (the client reported an error). */
   failed: number;
   /** Handed over, neither acked nor failed yet. */
@@ -29,6 +31,7 @@ export function createSendStats(): SendStats {
     readings: 0,
     badByReason: {},
     acked: 0,
+    readingsAcked: 0,
     failed: 0,
     inflight: 0,
     lastPublishError: null,
@@ -60,6 +63,11 @@ export interface SimSummary {
   target_rate: number | null;
   by_kind: Record<TrafficKind, number>;
   readings: number;
+  /**
+   * Readings in the messages the broker acknowledged (QoS 1/2): the rest were in flight
+   * when a connection dropped or the run ended, and may or may not have arrived.
+   */
+  readings_acked: number;
   /**
    * Reject reasons serve should record for this run: bad messages, and spikes as
    * out_of_range (not in threshold mode alert, which stores them).
@@ -127,6 +135,7 @@ export function buildSummary(
     target_rate: targetRate,
     by_kind: { ...send.sent },
     readings: send.readings,
+    readings_acked: send.readingsAcked,
     rejects_intended: intended,
     stored_by_auto_register: autoStored,
     acked: send.acked,

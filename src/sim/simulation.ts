@@ -252,6 +252,7 @@ export async function startSimulation(
         send.lastPublishError = error.message;
       } else {
         send.acked++;
+        send.readingsAcked += msg.readings;
       }
     });
   };

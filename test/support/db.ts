@@ -74,6 +74,27 @@ export async function withTestDatabase(
   }
 }
 
+/**
+ * Runs `fn` on a fresh database holding one user with device `d1` and feed `temp`, the
+ * smallest fleet a reading can be stored for; `more` adds rows before `fn` runs.
+ */
+export async function withOneFeed(
+  fn: (db: TestDatabase, user: string) => Promise<void>,
+  more?: (db: TestDatabase, user: string) => Promise<void>,
+): Promise<void> {
+  const db = await createTestDatabase();
+  const user = crypto.randomUUID();
+  try {
+    await db.sql`insert into users (id) values (${user})`;
+    await db.sql`insert into devices (user_id, code) values (${user}, 'd1')`;
+    await db.sql`insert into feeds (user_id, key) values (${user}, 'temp')`;
+    await more?.(db, user);
+    await fn(db, user);
+  } finally {
+    await db.close();
+  }
+}
+
 async function _createOnServer(serverUrl: string): Promise<TestDatabase> {
   const name = `feedline_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const admin = postgres(serverUrl, { max: 1, ...quiet });

@@ -45,6 +45,15 @@ export const FIXED_BY_REGISTRATION: readonly RejectReason[] = [
 ];
 
 /**
+ * How many payload bytes a reject row for `reason` keeps: the one place that decides. The
+ * intake trims a message rejected at decode to it before the message is queued
+ * (src/ingest/intake.ts), so a queued reject holds no more than its row will store.
+ */
+export function rejectKeepsBytes(reason: RejectReason, payloadCap: number): number {
+  return REPLAYED_WHOLE.has(reason) ? Infinity : payloadCap;
+}
+
+/**
  * One reject row per message and reason: the details of a bulk message's entries are
  * joined. Messages keep the order in which their first reject came.
  */
@@ -72,11 +81,15 @@ export async function insertRejects(
   payloadCap: number,
 ): Promise<void> {
   if (rejects.length === 0) return;
-  let whole: Set<number> | null = null;
-  for (const r of rejects) if (REPLAYED_WHOLE.has(r.reason)) (whole ??= new Set()).add(r.message);
-  const rows = rejects.map((r) =>
-    rejectRecord(batch[r.message], r, whole?.has(r.message) ? Infinity : payloadCap)
-  );
+  // Every row of a message keeps the most any of its reasons keeps.
+  const keeps = new Map<number, number>();
+  for (const r of rejects) {
+    keeps.set(
+      r.message,
+      Math.max(keeps.get(r.message) ?? 0, rejectKeepsBytes(r.reason, payloadCap)),
+    );
+  }
+  const rows = rejects.map((r) => rejectRecord(batch[r.message], r, keeps.get(r.message)!));
   const { poison } = await insertIsolated(tx, rows, insertRejectRows);
   if (poison.length === 0) return;
   const fallback = poison.map(({ row, detail }) => ({
@@ -110,7 +123,7 @@ function rejectRecord({ inbound }: DecodedMessage, r: RejectRow, payloadCap: num
     topic: safeText(inbound.topic, MAX_REJECT_TOPIC_CHARS),
     payload: Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, payloadCap))
       .toString("base64"),
-    size: bytes.byteLength,
+    size: inbound.payloadSize ?? bytes.byteLength,
     reason: r.reason,
     detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
     receivedUs: inbound.receivedAtUs,
