@@ -7,8 +7,7 @@
  */
 import { parseTraceArgs, type TraceConfig, traceOptions } from "../src/cli/trace_options.ts";
 import { formatOptionsHelp } from "../src/cli/options.ts";
-import { openDatabase } from "../src/db/database.ts";
-import { databaseUrlOrRunningServe } from "../src/embedded/endpoints.ts";
+import { openCommandDatabase } from "../src/db/command_database.ts";
 import { formatMicros } from "../src/capture/format.ts";
 import {
   checkCapture,
@@ -45,11 +44,7 @@ export async function runTrace(
   out: (text: string) => void = (t) => Deno.stdout.writeSync(encoder.encode(t)),
 ): Promise<TraceReport> {
   if (config.capture) await checkCapture(config.capture);
-  const db = await openDatabase({
-    url: await databaseUrlOrRunningServe(config.databaseUrl, config.dataDir),
-    urlFrom: config.databaseUrl ? config.databaseUrlFrom : `the serve using ${config.dataDir}`,
-    dataDir: config.dataDir,
-    embeddedPort: config.embeddedDbPort,
+  const db = await openCommandDatabase(config, {
     poolSize: 1,
     migrate: config.migrate,
     command: "feedline trace",
