@@ -29,6 +29,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "feed captured messages (or ingest_rejects) through the processor again",
     load: () => import("./commands/replay.ts"),
   },
+  trace: {
+    summary: "what became of each message of a device, a feed or a topic (stored, rejected, ...)",
+    load: () => import("./commands/trace.ts"),
+  },
   rollups: {
     summary: "recompute feed_rollups from the raw readings (--rebuild --since <time>)",
     load: () => import("./commands/rollups.ts"),

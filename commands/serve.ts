@@ -25,7 +25,7 @@ import { startRejectRetention } from "../src/db/reject_retention.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { httpAddressChoice, rememberedPorts } from "../src/embedded/remembered_ports.ts";
-import { assembleIngest, processorOptionsOf } from "../src/ingest/assembly.ts";
+import { assembleIngest, processorOptionsOf, reprocessOnRegister } from "../src/ingest/assembly.ts";
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
@@ -125,8 +125,7 @@ export async function startServe(
       tenantCache,
       onCarefulRewrite: () => metrics.carefulRewrites.inc(),
     });
-    const { logRepeatIntervalMs } = config;
-    const reports = createCommitReports({ metrics, log, logRepeatIntervalMs });
+    const reports = createCommitReports({ ...config, metrics, log });
     closers.push("the flood warnings", () => reports.close());
     const { pipeline, intake } = assembleIngest({
       sql: db.sql,
@@ -192,6 +191,7 @@ export async function startServe(
       "partition upkeep",
       startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry),
     );
+    const reprocess = await reprocessOnRegister(config, { db, processor, metrics, log, closers });
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.
     pipeline.start();
@@ -200,7 +200,7 @@ export async function startServe(
     let stopping: Promise<void> | null = null;
     const stop = () =>
       stopping ??= (async () => {
-        source.stopReading();
+        await Promise.all([source.stopReading(), reprocess?.close()]); // before the final line
         const left = await pipeline.shutdown(config.shutdownTimeoutMs, reports.close);
         abandoned = left > 0;
         await closers.closeAll();

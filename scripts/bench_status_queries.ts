@@ -9,6 +9,7 @@
  * then times each query (median of RUNS runs) and prints its plan.
  */
 import postgres from "postgres";
+import { compileTopics, DEFAULT_TEMPLATES } from "../src/core/topics.ts";
 import { applyMigrations } from "../src/db/migrate.ts";
 import { queryDevices, queryFeeds, queryRejects } from "../src/ops/status_queries.ts";
 
@@ -58,6 +59,8 @@ try {
       ["feeds (+ sparklines)", () => queryFeeds(sql)],
       ["rejects", () => queryRejects(sql)],
       ["devices", () => queryDevices(sql)],
+      // With each recent device's ingest over the last hour (computed on read).
+      ["devices (+ ingest 1 h)", () => queryDevices(sql, compileTopics(DEFAULT_TEMPLATES))],
     ] as const
   ) {
     const times: number[] = [];

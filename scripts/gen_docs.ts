@@ -9,6 +9,7 @@ import { migrateOptions } from "../commands/migrate.ts";
 import { benchOptions } from "../bench/main.ts";
 import { simulateOptions } from "../src/cli/simulate_options.ts";
 import { replayOptions } from "../commands/replay.ts";
+import { traceOptions } from "../commands/trace.ts";
 import { rollupsOptions } from "../commands/rollups.ts";
 
 /** The tables, by marker name. Commands add theirs here. */
@@ -18,6 +19,7 @@ export const OPTION_TABLES: Record<string, Record<string, OptionSpec>> = {
   bench: benchOptions,
   simulate: simulateOptions,
   replay: replayOptions,
+  trace: traceOptions,
   rollups: rollupsOptions,
 };
 

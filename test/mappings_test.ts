@@ -343,6 +343,10 @@ Deno.test("tenant aliases: resolved once and cached, a changed alias dropped thr
 
     // Dev mode: an unknown alias gets a user of its own, and its device and feed.
     await db.sql`delete from tenant_aliases`;
+    // As above: the removal reaches the cache through NOTIFY, not at once.
+    if (listening) {
+      await waitFor("the alias dropped", () => tenantCache.get("tasmota") === undefined);
+    } else tenantCache.clear();
     const dev = await processBatch(db.sql, [msg("stat/q/POWER", "ON")], {
       tenantCache,
       autoRegister: true,

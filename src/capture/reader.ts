@@ -24,6 +24,8 @@ export interface ReadMessage {
   source: string;
   line: number;
   inbound: Inbound;
+  /** serve received it but dropped it (`"queue_full"`): the capture says so. */
+  dropped?: string;
 }
 
 /** A line that is not a message. */
@@ -119,7 +121,9 @@ async function* readSource(
         if (e.receivedAtUs === null) reserveStampsThrough(receivedAtUs + offset);
         else stamper.reserveThrough(receivedAtUs + offset);
       }
-      items.push({ kind: "message", source: name, line: lineNo, inbound });
+      const message: ReadMessage = { kind: "message", source: name, line: lineNo, inbound };
+      if (e.dropped) message.dropped = e.dropped; // for `trace`
+      items.push(message);
     }
     if (items.length > 0) yield items;
   }

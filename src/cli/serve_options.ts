@@ -168,6 +168,31 @@ export const serveOptions = {
     doc: "Append every received message to this file (JSON lines) as its batch commits, for " +
       "`replay`; see docs/replay.md.",
   }),
+  reprocessOnRegister: option({
+    flag: "reprocess-on-register",
+    env: "FEEDLINE_REPROCESS_ON_REGISTER",
+    schema: zs.bool().default(true),
+    defaultText: "on",
+    doc: "When a feed, device or tenant alias is inserted, process the rejects it fixes " +
+      "(unknown_feed, unknown_device, unknown_tenant) again, in the background; see " +
+      "docs/replay.md.",
+    boolean: true,
+  }),
+  reprocessBatchSize: option({
+    flag: "reprocess-batch-size",
+    env: "FEEDLINE_REPROCESS_BATCH_SIZE",
+    schema: zs.int(1, 100_000).default(500),
+    defaultText: "500",
+    doc: "Rejects re-processed per transaction (--reprocess-on-register).",
+  }),
+  reprocessRate: option({
+    flag: "reprocess-rate",
+    env: "FEEDLINE_REPROCESS_RATE",
+    schema: zs.int(1).default(2000),
+    defaultText: "2000",
+    doc: "Most rejects re-processed per second (--reprocess-on-register), so live traffic " +
+      "comes first.",
+  }),
   captureMaxBytes: option({
     flag: "capture-max-bytes",
     env: "FEEDLINE_CAPTURE_MAX_BYTES",

@@ -32,6 +32,10 @@ export async function pruneRejects(sql: postgres.Sql, opts: RetentionOptions): P
       deleted += res.count;
       if (res.count < chunk) break;
     }
+    // The marks `feedline trace` reads for re-processed messages age out with the rejects.
+    await sql`
+      delete from ingest_reprocessed
+      where received_at < now() - ${opts.retentionHours} * interval '1 hour'`;
   }
   if (opts.maxRows > 0) {
     // The id of the newest row that falls outside the limit; everything up to it goes.

@@ -24,6 +24,8 @@ import { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
+export { reprocessOnRegister } from "./reprocess.ts"; // serve's background re-processing
+
 /** The processor settings `serve` and `replay` share (src/cli/option_groups.ts). */
 export interface ProcessorSettings {
   autoRegister: boolean;

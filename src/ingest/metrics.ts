@@ -97,6 +97,20 @@ export function createIngestMetrics(registry = new Registry()) {
     statuses: registry.add(
       new Counter("feedline_device_statuses_total", "Device status messages applied."),
     ),
+    reprocessed: registry.add(
+      new Counter(
+        "feedline_rejects_reprocessed_total",
+        "Dead-lettered messages serve processed again after a registration " +
+          "(--reprocess-on-register), by outcome: stored, rejected (again), skipped.",
+      ),
+    ),
+    rejectsCleared: registry.add(
+      new Counter(
+        "feedline_rejects_cleared_total",
+        "Rows of ingest_rejects deleted by re-processing after a registration, their " +
+          "message now stored or skipped, by reason.",
+      ),
+    ),
     batches: registry.add(new Counter("feedline_batches_total", "Batches committed.")),
     carefulRewrites: registry.add(
       new Counter(
@@ -160,8 +174,19 @@ export function createIngestMetrics(registry = new Registry()) {
   for (const reason of DROP_REASONS) m.dropped.init({ reason });
   for (const outcome of ["stored", "rejected", "skipped"]) m.outcomes.init({ outcome });
   for (const reason of DISCARD_REASONS) m.discarded.init({ reason });
+  for (const outcome of ["stored", "rejected", "skipped"]) m.reprocessed.init({ outcome });
   for (const kind of ["uncaught_exception", "unhandled_rejection"]) m.uncaught.init({ kind });
   return m;
+}
+
+/** Rows of ingest_rejects cleared by re-processing, by reason (for serve's final line). */
+export function clearedByReason(m: IngestMetrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const reason of REJECT_REASONS) {
+    const n = m.rejectsCleared.get({ reason });
+    if (n > 0) out[reason] = n;
+  }
+  return out;
 }
 
 /** The pipeline's metrics. */

@@ -13,7 +13,7 @@
  * `dropped{shutdown}`, QoS 1/2 (left unacknowledged with the broker, which redelivers
  * them) as `discarded{shutdown}`.
  */
-import type { IngestMetrics } from "./metrics.ts";
+import { clearedByReason, type IngestMetrics } from "./metrics.ts";
 import type { Logger } from "../log.ts";
 import type { Ack, DecodedMessage } from "../core/message.ts";
 import type { BatchResult } from "./processor.ts";
@@ -243,6 +243,8 @@ export class Pipeline {
       readingsStored: metrics.stored.total(),
       statusEventsRecorded: metrics.statuses.total(),
       rejectsByReason: accounting.rejectsByReason(),
+      // Rows the re-processing after a registration deleted (src/replay/reprocess.ts).
+      rejectsClearedByReason: clearedByReason(metrics),
       // Readings absorbed by the key of a different stored reading: lost, not stored.
       readingConflicts: metrics.conflicts.total(),
       droppedByReason: byReason.dropped,

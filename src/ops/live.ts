@@ -6,6 +6,7 @@
  */
 import type postgres from "postgres";
 import { REJECT_REASONS, SKIP_REASONS } from "../core/message.ts";
+import type { TopicRouter } from "../core/topics.ts";
 import { DROP_REASONS, type IngestMetrics } from "../ingest/metrics.ts";
 import type { Pipeline } from "../ingest/pipeline.ts";
 import type { Counter } from "../prometheus.ts";
@@ -55,6 +56,8 @@ export function createLiveStatus(opts: {
   readiness: ServeReadiness;
   /** Epoch ms serve started. */
   startedAt: number;
+  /** Tells whose a reject is, for the devices' ingest (null: not shown). */
+  router?: TopicRouter | null;
 }): LiveStatus {
   const { sql, metrics, pipeline, readiness, startedAt } = opts;
   const history: HistorySample[] = [];
@@ -133,7 +136,7 @@ export function createLiveStatus(opts: {
     "/api/live": () => Response.json(live(), { headers: NO_STORE }),
     "/api/feeds": cached(() => queryFeeds(sql)),
     "/api/rejects": cached(() => queryRejects(sql)),
-    "/api/devices": cached(() => queryDevices(sql)),
+    "/api/devices": cached(() => queryDevices(sql, opts.router ?? null)),
     "/api/alerts": cached(() => queryAlerts(sql)),
   };
 

@@ -96,7 +96,10 @@ export function createOperations(opts: {
     startedAt,
     alertsOpen: alerts.openByKind,
   });
-  const live = createLiveStatus({ sql, metrics, pipeline, readiness, startedAt });
+  const live = createLiveStatus({
+    ...{ sql, metrics, pipeline, readiness, startedAt },
+    router: config.router,
+  });
 
   return {
     routes: live.routes,

@@ -142,7 +142,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <h2>Devices (online but silent for 5 min: stale)</h2>
     <div class="tiles" id="device-counts"></div>
     <table id="devices" style="margin-top:8px">
-      <thead><tr><th>device</th><th>status</th><th>last seen</th></tr></thead>
+      <thead><tr><th>device</th><th>status</th><th>last seen</th><th>stored / rejected, 1 h</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>

@@ -9,7 +9,9 @@
  * untrusted and only ever set with `textContent`, never as HTML.
  */
 
+// Types only: erased before the function's source is embedded.
 import type { StatusPageCharts } from "./status_page_charts.ts";
+import type { DeviceIngest } from "./status_queries.ts";
 
 /** The page's behaviour: polls the APIs and renders. Runs in the browser only. */
 export function statusPageScript(): void {
@@ -51,7 +53,7 @@ export function statusPageScript(): void {
     detail: string | null;
     payload: string | null;
   }
-  interface DeviceRow {
+  interface DeviceRow extends DeviceIngest {
     code: string;
     status: string;
     last_seen_at: string | null;
@@ -280,10 +282,11 @@ export function statusPageScript(): void {
             r.status,
           ),
           el("td", {}, ago(r.last_seen_at)),
+          el("td", { title: r.last_reject?.reason ?? "" }, `${r.stored_1h} / ${r.rejected_1h}`),
         )
       ),
       "no devices",
-      3,
+      4,
     );
   }
 

@@ -11,10 +11,14 @@
  *   then 25 primary-key lookups in `feeds`; sparklines: one
  *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
  * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
- * - devices: a scan of `devices` for the counts and the recently seen.
+ * - devices: a scan of `devices` for the counts and the recently seen; their ingest over
+ *   the last hour, computed on read (nothing is maintained per batch): readings through a
+ *   scan of `feeds` for the devices' feeds and the `feed_values` primary key, rejects
+ *   through `ingest_rejects_message` (the newest 2,000), told apart by their topic.
  * - alerts: the open ones only, through the partial index `feed_alerts_open`.
  */
 import type postgres from "postgres";
+import type { TopicRouter } from "../core/topics.ts";
 
 /** Rows shown, at most. */
 export const STATUS_LIMITS = { feeds: 25, points: 40, rejects: 20, devices: 20, alerts: 20 };
@@ -153,7 +157,7 @@ export function queryAlerts(sql: postgres.Sql) {
  * Devices by status, how many of the online ones are stale (silent for longer than
  * {@linkcode STALE_AFTER_S}), and the most recently seen, each marked stale or not.
  */
-export function queryDevices(sql: postgres.Sql) {
+export function queryDevices(sql: postgres.Sql, router: TopicRouter | null = null) {
   return bounded(sql, async (tx) => {
     const counts = await tx<{ status: string; n: number; stale: number }[]>`
       select status, count(*)::int as n,
@@ -163,6 +167,7 @@ export function queryDevices(sql: postgres.Sql) {
       from devices group by status`;
     const recent = await tx<
       {
+        id: string;
         user_id: string;
         code: string;
         status: string;
@@ -170,18 +175,65 @@ export function queryDevices(sql: postgres.Sql) {
         stale: boolean;
       }[]
     >`
-      select user_id::text as user_id, code, status, last_seen_at, status_changed_at,
+      select id::text, user_id::text as user_id, code, status, last_seen_at, status_changed_at,
              coalesce(status = 'online'
                and last_seen_at < now() - ${STALE_AFTER_S} * interval '1 second', false) as stale
       from devices
       order by last_seen_at desc nulls last
       limit ${STATUS_LIMITS.devices}`;
+    const ingest = await deviceIngest(tx, recent, router);
     return {
       counts: Object.fromEntries(counts.map((c) => [c.status, c.n])),
       /** Online devices silent for longer than `stale_after_s` (included in `counts.online`). */
       stale: counts.reduce((n, c) => n + c.stale, 0),
       stale_after_s: STALE_AFTER_S,
-      recent: recent.map((d) => ({ ...d, last_seen_at: toIso(d.last_seen_at) })),
+      recent: recent.map((d, i) => ({ ...d, last_seen_at: toIso(d.last_seen_at), ...ingest[i] })),
+    };
+  });
+}
+
+/** A recent device's ingest over the last hour (the status page's device table). */
+export interface DeviceIngest {
+  stored_1h: number;
+  rejected_1h: number;
+  last_reject: { at: string | null; reason: string } | null;
+}
+
+const RECENT_REJECTS = 2000;
+
+async function deviceIngest(
+  tx: postgres.TransactionSql,
+  devices: { id: string; user_id: string; code: string }[],
+  router: TopicRouter | null,
+): Promise<DeviceIngest[]> {
+  if (devices.length === 0) return [];
+  const stored = await tx<{ id: string; n: number }[]>`
+    select f.device_id::text as id, count(*)::int as n
+    from feeds f join feed_values v on v.feed_id = f.id and v.created_at > now() - interval '1 hour'
+    where f.device_id = any(${devices.map((d) => d.id)}::int8[])
+    group by f.device_id`;
+  const storedBy = new Map(stored.map((r) => [r.id, r.n]));
+  const byDevice = new Map<string, { n: number; last: DeviceIngest["last_reject"] }>();
+  if (router) {
+    const rejects = await tx<{ topic: string; reason: string; received_at: Date }[]>`
+      select topic, reason, received_at from ingest_rejects
+      where received_at > now() - interval '1 hour'
+      order by received_at desc limit ${RECENT_REJECTS}`;
+    for (const r of rejects) {
+      const m = router.match(r.topic);
+      if (!m) continue;
+      const key = `${m.userId}/${m.deviceCode}`;
+      const d = byDevice.get(key);
+      if (d) d.n++;
+      else byDevice.set(key, { n: 1, last: { at: toIso(r.received_at), reason: r.reason } });
+    }
+  }
+  return devices.map((d) => {
+    const r = byDevice.get(`${d.user_id}/${d.code}`);
+    return {
+      stored_1h: storedBy.get(d.id) ?? 0,
+      rejected_1h: r?.n ?? 0,
+      last_reject: r?.last ?? null,
     };
   });
 }

@@ -12,11 +12,12 @@
  *
  * A row whose payload was capped when it was stored (payload_size larger than what was
  * kept, see --reject-payload-cap) cannot be re-processed; it is left in place and counted.
+ * The reasons a registration fixes keep the whole payload (src/ingest/write/rejects.ts
+ * `REPLAYED_WHOLE`), and their QoS and retain flag (sql/012), so those are never cut.
  */
 import type postgres from "postgres";
 import type { DecodeOptions } from "../core/decode.ts";
-import { decode } from "../core/decode.ts";
-import type { DecodedMessage } from "../core/message.ts";
+import { decodeRejected, type RejectedMessage } from "../ingest/reprocess.ts";
 import type { ProcessorOptions } from "../ingest/processor.ts";
 import { timestampOfUs } from "../db/timestamps.ts";
 import { writeBatch } from "./into_database.ts";
@@ -36,13 +37,6 @@ export interface RejectReplayOptions {
   acceptTopic: (topic: string) => boolean;
   /** Called after each batch with the messages handled so far. */
   onProgress?: (done: number) => void;
-}
-
-interface RejectedMessage {
-  at_us: string;
-  topic: string;
-  payload: Uint8Array;
-  ids: string[];
 }
 
 /** Messages matching the filters that can be re-processed, and those that cannot. */
@@ -84,7 +78,7 @@ export async function replayRejects(
     // of this page have the same key, so later pages never see them again.
     const page: RejectedMessage[] = await sql<RejectedMessage[]>`
       select (extract(epoch from received_at) * 1000000)::int8 as at_us, topic, payload,
-             array_agg(id) as ids
+             max(qos)::int as qos, bool_or(retain) as retain, array_agg(id) as ids
       from ingest_rejects
       where ${matching(sql, opts)}
         and (${afterUs}::int8 is null
@@ -112,17 +106,7 @@ async function reprocess(
   messages: RejectedMessage[],
   totals: ReplayTotals,
 ): Promise<void> {
-  const batch: DecodedMessage[] = messages.map((m) => {
-    // qos and retain are not kept in the dead letter: re-processed as QoS 0, not retained.
-    const inbound = {
-      topic: m.topic,
-      payload: new Uint8Array(m.payload),
-      qos: 0 as const,
-      retain: false,
-      receivedAtUs: Number(m.at_us),
-    };
-    return { inbound, decoded: decode(inbound, opts.decode) };
-  });
+  const batch = decodeRejected(messages, opts.decode);
   const ids = messages.flatMap((m) => m.ids);
   const ats = messages.map((m) => m.at_us);
   const topics = messages.map((m) => m.topic);

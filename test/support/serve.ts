@@ -41,6 +41,9 @@ export function prefixedTopicArgs(prefix: string): string[] {
  */
 export const TEST_DEFAULT_ENV: Record<string, string> = {
   FEEDLINE_ACCEPT_UNREGISTERED_DEVICES: "on",
+  // Tests register feeds and devices as they go, and many check what stays rejected:
+  // re-processing on registration is the business of the tests that turn it on.
+  FEEDLINE_REPROCESS_ON_REGISTER: "off",
 };
 
 /** A running serve plus the topic helpers of its prefix. */

@@ -22,13 +22,27 @@ export const MAX_REJECT_DETAIL_CHARS = 2000;
 export const DEFAULT_REJECT_PAYLOAD_CAP = 1024;
 
 /**
- * Reasons that only the state of other messages decides, so that the message is to be
- * replayed once that state arrived (`replay --rejects`): every reject row of a message
+ * Reasons that only the state of other messages or a registration decides, so that the
+ * message is to be replayed once that state arrived (`replay --rejects`, serve's
+ * re-processing on registration, src/ingest/reprocess.ts): every reject row of a message
  * with one of them keeps its whole payload, whatever the cap (a Sparkplug DATA whose
- * BIRTH is not recorded yet, docs/topics-and-payloads.md, "Sparkplug B"). The payload is
- * bounded all the same, by --max-payload-bytes.
+ * BIRTH is not recorded yet, docs/topics-and-payloads.md, "Sparkplug B"; a feed, device
+ * or tenant alias not registered yet, docs/replay.md). The payload is bounded all the
+ * same, by --max-payload-bytes.
  */
-const REPLAYED_WHOLE: ReadonlySet<RejectReason> = new Set(["sparkplug_unknown_alias"]);
+export const REPLAYED_WHOLE: ReadonlySet<RejectReason> = new Set([
+  "sparkplug_unknown_alias",
+  "unknown_feed",
+  "unknown_device",
+  "unknown_tenant",
+]);
+
+/** The reasons a registration (a feed, a device, a tenant alias) fixes. */
+export const FIXED_BY_REGISTRATION: readonly RejectReason[] = [
+  "unknown_feed",
+  "unknown_device",
+  "unknown_tenant",
+];
 
 /**
  * How many payload bytes a reject row for `reason` keeps: the one place that decides. The
@@ -85,6 +99,8 @@ export async function insertRejects(
     reason: row.reason,
     detail: `could not store this reject as it came (${detail})`.slice(0, MAX_REJECT_DETAIL_CHARS),
     receivedUs: row.receivedUs,
+    qos: row.qos,
+    retain: row.retain,
   }));
   await insertRejectRows(tx, fallback);
 }
@@ -97,6 +113,8 @@ interface RejectRecord {
   reason: string;
   detail: string;
   receivedUs: number;
+  qos: number;
+  retain: boolean;
 }
 
 function rejectRecord({ inbound }: DecodedMessage, r: RejectRow, payloadCap: number): RejectRecord {
@@ -109,6 +127,8 @@ function rejectRecord({ inbound }: DecodedMessage, r: RejectRow, payloadCap: num
     reason: r.reason,
     detail: safeText(r.detail, MAX_REJECT_DETAIL_CHARS),
     receivedUs: inbound.receivedAtUs,
+    qos: inbound.qos,
+    retain: inbound.retain,
   };
 }
 
@@ -122,12 +142,14 @@ function safeText(text: string, max: number): string {
 
 async function insertRejectRows(tx: Transaction, rows: RejectRecord[]): Promise<number> {
   const res = await tx`
-    insert into ingest_rejects (topic, payload, payload_size, reason, detail, received_at)
-    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}
+    insert into ingest_rejects
+      (topic, payload, payload_size, reason, detail, received_at, qos, retain)
+    select t, decode(p, 'base64'), s, r, d, ${timestampOfUs(tx, "a")}, q, k::boolean
     from unnest(${rows.map((r) => r.topic)}::text[], ${rows.map((r) => r.payload)}::text[],
                 ${rows.map((r) => r.size)}::int4[], ${rows.map((r) => r.reason)}::text[],
-                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[])
-      as x(t, p, s, r, d, a)
+                ${rows.map((r) => r.detail)}::text[], ${rows.map((r) => r.receivedUs)}::int8[],
+                ${rows.map((r) => r.qos)}::int2[], ${rows.map((r) => String(r.retain))}::text[])
+      as x(t, p, s, r, d, a, q, k)
     on conflict do nothing`;
   return res.count;
 }
