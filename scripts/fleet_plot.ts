@@ -6,6 +6,7 @@
  * dependencies: the SVG is written as text.
  *
  *   deno run -A scripts/fleet_plot.ts bench/results/<run>.json docs/fleet-scaling.svg
+ *   deno fmt docs/fleet-scaling.svg   # deno fmt formats SVG too (deno task check)
  */
 import {
   type CurvePoint,
