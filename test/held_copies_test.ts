@@ -94,6 +94,9 @@ for (const qos of [1, 2] as const) {
       // taken over by a plain client gets that sentinel and nothing before it.
       // A clean DISCONNECT, behind the acknowledgements already written.
       await new Promise<void>((resolve) => f.serve.source.client.end(false, {}, () => resolve()));
+      // And through the proxy: until it passed the last bytes on, the acknowledgements may
+      // still be on their way, and the session taken over below would lose them.
+      await waitFor("the proxy to pass serve's last bytes on", () => proxy.openSockets() === 0);
       const arrived: string[] = [];
       resumed = mqtt.connect(f.broker.url, {
         protocolVersion: f.broker.protocolVersion,

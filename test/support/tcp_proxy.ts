@@ -13,6 +13,11 @@ export interface TcpProxy {
   cut(): void;
   /** Accepts and forwards connections again. */
   restore(): void;
+  /**
+   * Sockets open through the proxy, two per connection. 0 once a client closed its
+   * connection: every byte it wrote has been passed on and the target's side closed too.
+   */
+  openSockets(): number;
   close(): Promise<void>;
 }
 
@@ -95,6 +100,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): Promi
   return Promise.resolve({
     port,
     cut: stopListening,
+    openSockets: () => open.size,
     restore() {
       if (listener) return;
       // The port was ours a moment ago; Deno sets SO_REUSEADDR, so it can be taken again.
