@@ -2,6 +2,7 @@
  * QoS 2 with a backlog (issue 20): a broker that sends more unacknowledged QoS 2 messages
  * than the Receive Maximum serve announced must not tear the connection down, and the
  * backlog must drain exactly once: untimed readings, so a second copy would be a second row.
+ * A SIGKILL mid-drain loses nothing; only the batch committed as it struck may come again.
  */
 import assert from "node:assert/strict";
 import { freePort, startMosquitto } from "./support/broker.ts";
@@ -89,7 +90,7 @@ Deno.test({
 
 Deno.test({
   name: "a QoS 2 backlog, serve killed mid-drain with a full queue and a batch: after the " +
-    "restart every message is stored, once",
+    "restart every message is stored, twice at most the batch committed at the kill",
   ignore: !HAVE_MOSQUITTO,
   async fn() {
     const mosquitto = await startMosquitto({ config: "max_queued_messages 0" });
@@ -121,17 +122,14 @@ Deno.test({
         const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
         return parsePrometheusText(text).value("feedline_queue_depth_data") >= queueSize;
       });
-      // And the next batch waiting on the lock: the batch loop acknowledges a committed
-      // batch before it takes the next, so every committed message has had its PUBREC
-      // sent. Killed earlier (the lock taken just as a batch committed, the queue already
-      // full), the tail of that batch was sent again and stored twice: the documented
-      // window of an untimed reading (docs/delivery.md, "Per QoS"), not what this test is
-      // about.
+      // And the next batch waiting on the lock: killed with a batch in hand.
       await waitFor("the next batch to wait on the lock", async () =>
         (await f.db.sql`
           select 1 from pg_stat_activity
           where datname = current_database() and wait_event_type = 'Lock'
             and query like '%insert into feed_values%'`).length > 0);
+      const [{ n: storedBeforeKill }] = await f.db.sql<{ n: number }[]>`
+        select count(*)::int as n from feed_values`;
       assert.equal(await first.signal("SIGKILL"), 137);
       await lock.release();
       const connects = first.logs.filter((l) => l.msg === "connected to broker").length;
@@ -150,7 +148,18 @@ Deno.test({
       }
       const rows = await f.db.sql<{ value: number; n: number }[]>`
         select value, count(*)::int as n from feed_values group by value order by value`;
-      assert.deepEqual(rows.filter((r) => r.n > 1), [], "no reading stored twice");
+      // The documented window of an untimed reading (docs/delivery.md, "Per QoS"): the
+      // batch committed just before the kill may not have had its PUBRECs reach the broker
+      // (written, but still in the socket when it died), so the broker sends it again and
+      // it is stored again. At most that one batch: the last values stored before the
+      // kill (the queue is first in, first out). Seen 1 run in ~10 in a parallel suite.
+      const twice = rows.filter((r) => r.n > 1).map((r) => r.value);
+      assert.ok(twice.length <= batchSize, `more than one batch stored twice: ${twice.length}`);
+      assert.ok(
+        twice.every((v) => v < storedBeforeKill && v >= storedBeforeKill - batchSize),
+        `stored twice beyond the last batch before the kill (${storedBeforeKill}): ${twice}`,
+      );
+      assert.ok(rows.every((r) => r.n <= 2), "no reading stored three times");
       // The killed process had sent PUBREC for nothing it had not committed
       // (docs/delivery.md, "Per QoS"), so the broker sent all of that again: nothing is
       // missing. (With PUBREC on receipt, the broker resends only PUBREL, and 3,900 of
