@@ -93,6 +93,13 @@ for (const qos of [1, 2] as const) {
       // Nothing is left unacknowledged in the session: after a last sentinel, the session
       // taken over by a plain client gets that sentinel and nothing before it.
       // A clean DISCONNECT, behind the acknowledgements already written.
+      // QoS 2: and every exchange finished (PUBREC, the broker's PUBREL, our PUBCOMP): a
+      // message whose PUBCOMP is not out yet is still the broker's to complete, and a
+      // DISCONNECT before it leaves the broker to finish it with the next client.
+      const incoming = (f.serve.source.client as unknown as {
+        incomingStore: { _inflights?: Map<number, unknown> };
+      }).incomingStore;
+      await waitFor("every QoS 2 exchange completed", () => (incoming._inflights?.size ?? 0) === 0);
       await new Promise<void>((resolve) => f.serve.source.client.end(false, {}, () => resolve()));
       // And through the proxy: until it passed the last bytes on, the acknowledgements may
       // still be on their way, and the session taken over below would lose them.
