@@ -40,6 +40,12 @@ interface SimNode {
   devices: { device: FleetDevice; metrics: SimMetric[] }[];
   bdSeq: number;
   seq: number;
+  /**
+   * The last payload timestamp (ms) the node sent: each payload gets a later one, so a
+   * metric never has two values at one time (feedline keys readings by feed and time and
+   * would dead-letter the second as value_conflict).
+   */
+  lastMs: number;
 }
 
 /** The Sparkplug side of a simulation: its connections' behaviour and its traffic. */
@@ -66,6 +72,7 @@ export function createSparkplugFleet(
       edge: `edge-${n + 1}`,
       bdSeq: 0,
       seq: 0,
+      lastMs: 0,
       devices: user.devices.map((device) => ({
         device,
         metrics: device.feeds.map((feed) => {
@@ -89,6 +96,7 @@ export function createSparkplugFleet(
     last.set(m.feed, v);
     return m.datatype === DATATYPES.Boolean ? v.text === "ON" : v.value ?? 0;
   };
+  const stampOf = (node: SimNode, ms: number) => node.lastMs = Math.max(ms, node.lastMs + 1);
   const nextSeq = (node: SimNode) => {
     const seq = node.seq;
     node.seq = (node.seq + 1) % 256;
@@ -101,7 +109,7 @@ export function createSparkplugFleet(
     }));
   const births = (node: SimNode, client: MqttClient, qos: 0 | 1 | 2) => {
     node.seq = 0;
-    const t = nowMs();
+    const t = stampOf(node, nowMs());
     const nbirth: MetricSpec[] = [
       { name: "bdSeq", datatype: DATATYPES.Int64, value: node.bdSeq },
       { name: "Node Control/Rebirth", datatype: DATATYPES.Boolean, value: false },
@@ -165,7 +173,7 @@ export function createSparkplugFleet(
       const node = nodes[n];
       const { metrics } = node.devices.find((d) => d.device === device)!;
       const payload = encodeSparkplug({
-        timestamp: Math.floor(tUs / 1000),
+        timestamp: stampOf(node, Math.floor(tUs / 1000)),
         seq: nextSeq(node),
         metrics: metrics.map((m) => ({
           alias: m.alias,
