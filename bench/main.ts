@@ -83,18 +83,8 @@ const ALL_PHASES = [
   "scale",
   "fleet",
 ];
-/** Phases that need a broker: run once per --broker-inflight setting. */
-const MQTT_PHASES = [
-  "window",
-  "broker",
-  "serve",
-  "rollups",
-  "sparkplug",
-  "mappings",
-  "hold",
-  "scale",
-  "fleet",
-];
+/** Phases that need a broker (all but the database-only ones): once per --broker-inflight. */
+const MQTT_PHASES = ALL_PHASES.filter((p) => p !== "db" && p !== "processor" && p !== "commit");
 
 /** Options of the benchmark. */
 export const benchOptions = {

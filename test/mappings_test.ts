@@ -28,6 +28,18 @@ import { decodedMessage } from "./support/messages.ts";
 const RECIPES = new URL("../deploy/mappings/", import.meta.url);
 const recipe = (name: string) => new URL(`${name}.json`, RECIPES).pathname;
 
+/** Decode options of serve with `--mappings` set to the recipe `name`. */
+function recipeDecodeOptions(name: string): DecodeOptions {
+  const mappings = loadMappings(recipe(name));
+  return {
+    router: mappings.router,
+    mappings,
+    maxPayloadBytes: 65536,
+    maxTextLength: 255,
+    maxFutureSkewMs: 300_000,
+  };
+}
+
 /** A device name no other run of this test uses (the recipes' topics are fixed). */
 const unique = (base: string) => `${base}_${crypto.randomUUID().slice(0, 6)}`;
 
@@ -297,14 +309,7 @@ Deno.test("serve --mappings: a wrong file or a template flag beside it stops the
 Deno.test("tenant aliases: resolved once and cached, a changed alias dropped through NOTIFY, created in dev mode", async () => {
   const db = await createTestDatabase();
   try {
-    const mappings = loadMappings(recipe("tasmota"));
-    const opts: DecodeOptions = {
-      router: mappings.router,
-      mappings,
-      maxPayloadBytes: 65536,
-      maxTextLength: 255,
-      maxFutureSkewMs: 300_000,
-    };
+    const opts = recipeDecodeOptions("tasmota");
     const msg = (topic: string, payload: string) => decodedMessage(topic, payload, opts);
     const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
     await db.sql`insert into users (id) values (${a}), (${b})`;
@@ -364,14 +369,7 @@ Deno.test("tenant aliases: resolved once and cached, a changed alias dropped thr
 Deno.test("sparkplug-b recipe: a BIRTH and DATA by alias through the mappings registry land for the alias's user", async () => {
   const db = await createTestDatabase();
   try {
-    const mappings = loadMappings(recipe("sparkplug-b"));
-    const opts: DecodeOptions = {
-      router: mappings.router,
-      mappings,
-      maxPayloadBytes: 65536,
-      maxTextLength: 255,
-      maxFutureSkewMs: 300_000,
-    };
+    const opts = recipeDecodeOptions("sparkplug-b");
     const msg = (topic: string, payload: Uint8Array) => decodedMessage(topic, payload, opts);
     const user = crypto.randomUUID();
     await db.sql`insert into users (id) values (${user})`;
