@@ -25,7 +25,8 @@
 import type postgres from "postgres";
 import type { DecodedMessage } from "../core/message.ts";
 import { isTransientDbError, sqlStateOf } from "../db/errors.ts";
-import { confirmedTransaction, type Transaction } from "../db/transaction.ts";
+import type { Transaction } from "../db/transaction.ts";
+import { inBatchTransaction, type TransactionHook } from "./batch_transaction.ts";
 import type { DeviceCache } from "./device_cache.ts";
 import type { FeedCache } from "./feed_cache.ts";
 import type { TenantCache } from "./tenant_cache.ts";
@@ -51,6 +52,7 @@ import { writeValuesCarefully, writeValuesFast } from "./write/values.ts";
 export { MAX_REJECT_TOPIC_CHARS } from "./write/rejects.ts";
 export { type BatchResult, MAX_REJECT_DETAILS, type RejectDetail } from "./write/result.ts";
 export type { ValueConflict } from "./write/values.ts";
+export type { TransactionHook } from "./batch_transaction.ts";
 
 /** Options of the processor. */
 export interface ProcessorOptions {
@@ -71,13 +73,8 @@ export interface ProcessorOptions {
   tenantCache?: TenantCache;
   /** Do everything, then roll back: for `replay --dry-run`. */
   dryRun?: boolean;
-  /**
-   * Runs the batch's work (`process`, to be called once) inside its transaction, with
-   * room for more statements before and after it: `replay --rejects` deletes the
-   * dead-letter rows it re-processes first, so those rejected again are written anew
-   * and the rest are gone, in the same commit.
-   */
-  inTransaction?: (tx: postgres.TransactionSql, process: () => Promise<void>) => Promise<void>;
+  /** Statements around each transaction's work (src/ingest/batch_transaction.ts). */
+  inTransaction?: TransactionHook;
   /** Fast or careful writes (src/ingest/write/fast_or_careful.ts); one shared by default. */
   fastOrCareful?: FastOrCareful;
   /** Sparkplug B state and registration (src/ingest/write/sparkplug.ts). */
@@ -152,7 +149,8 @@ async function deadLetterAlone(
     reason: sqlStateOf(error) ? "db_rejected" : "internal_error",
     detail: refusalDetail(error),
   };
-  return await inOneTransaction(sql, opts, async (tx) => {
+  return await inBatchTransaction(sql, opts, [pending], async (tx, only) => {
+    if (only.length === 0) return emptyResult(0); // the hook kept it from this transaction
     await insertRejects(tx, [pending], [reject], payloadCapOf(opts));
     return deadLetterResult(pending, reject);
   });
@@ -165,40 +163,15 @@ async function processInOneTransaction(
   fast: boolean,
 ): Promise<BatchResult> {
   if (batch.length === 0) return emptyResult(0);
-  return await inOneTransaction(sql, opts, (tx) => writeBatch(tx, batch, opts, fast));
-}
-
-/** Thrown to roll back a dry run; carries the result it reports all the same. */
-class DryRunRollback {
-  constructor(readonly result: BatchResult) {}
-}
-
-/**
- * Runs `work` in a transaction, inside `opts.inTransaction` when given, and returns its
- * result once PostgreSQL confirmed the commit (src/db/transaction.ts); a dry run does all
- * of it, then rolls back. A result is built by each run of `work`, so nothing of a
- * failed attempt is counted.
- */
-async function inOneTransaction(
-  sql: postgres.Sql,
-  opts: ProcessorOptions,
-  work: (tx: Transaction) => Promise<BatchResult>,
-): Promise<BatchResult> {
-  try {
-    return await confirmedTransaction(sql, async (tx) => {
-      let result: BatchResult | undefined;
-      const process = async () => {
-        result = await work(tx);
-      };
-      await (opts.inTransaction ? opts.inTransaction(tx, process) : process());
-      if (!result) throw new Error("ProcessorOptions.inTransaction did not run the batch");
-      if (opts.dryRun) throw new DryRunRollback(result);
-      return result;
-    });
-  } catch (error) {
-    if (error instanceof DryRunRollback) return error.result;
-    throw error;
-  }
+  return await inBatchTransaction(
+    sql,
+    opts,
+    batch,
+    (tx, only) =>
+      only.length === 0
+        ? Promise.resolve(emptyResult(0))
+        : writeBatch(tx, only === batch ? batch : only.slice(), opts, fast),
+  );
 }
 
 /**

@@ -290,58 +290,43 @@ async function reprocessBatch(opts: ReprocessOptions, rows: Row[]): Promise<void
   const messages = all.filter((_, i) => usable[i]);
   const decoded: DecodedMessage[] = decodedAll.filter((_, i) => usable[i]);
   if (messages.length === 0) return;
-  const batch = decoded.slice();
-  const ids = messages.flatMap((m) => m.ids);
-  let cleared: { reason: string; n: number }[] = [];
+  // Each message's reject rows, by the decoded object the processor hands back in `part`.
+  const rejectedOf = new Map(decoded.map((d, i) => [d, messages[i]]));
+  const taken = new Map<string, number>(); // rows claimed (deleted), per reason
+  const again = new Map<string, number>(); // rows of a fixable reason written anew
   let claimedMessages = 0;
-  const result: BatchResult = await processBatch(opts.sql, batch, {
+  const add = (into: Map<string, number>, from: Map<string, number>) => {
+    for (const [reason, n] of from) into.set(reason, (into.get(reason) ?? 0) + n);
+  };
+  const result: BatchResult = await processBatch(opts.sql, decoded.slice(), {
     ...opts.processor,
-    async inTransaction(tx, work) {
-      // Claimed here, in this commit: rows another serve holds are skipped, rows it
-      // already took are gone, and the batch keeps only the messages claimed.
-      const claimed = await tx<{ at_us: string; topic: string; reason: string }[]>`
-        delete from ingest_rejects
-        where id in (select id from ingest_rejects where id = any(${ids}::int8[])
-                     for update skip locked)
-        returning (extract(epoch from received_at) * 1000000)::int8::text as at_us, topic,
-                  reason`;
-      const mine = new Set(claimed.map((c) => `${c.at_us} ${c.topic}`));
-      const kept = messages.map((m, i) => ({ m, d: decoded[i] }))
-        .filter(({ m }) => mine.has(`${m.at_us} ${m.topic}`));
-      // The processor writes the array it was given: keep only the claimed messages in it.
-      batch.splice(0, batch.length, ...kept.map((k) => k.d));
-      claimedMessages = kept.length;
-      await work();
-      // Which claimed messages left the dead letter for good (not rejected again for a
-      // reason a registration fixes): recorded for `trace`, their rows counted cleared.
-      const ats = kept.map((k) => k.m.at_us);
-      const topics = kept.map((k) => k.m.topic);
-      await tx`
-        insert into ingest_reprocessed (received_at, topic, reason)
-        select ${timestampOfUs(tx, "k.a")}, k.t, k.r
-        from unnest(${ats}::int8[], ${topics}::text[],
-                    ${kept.map((k) => firstReason(claimed, k.m))}::text[]) as k(a, t, r)
-        where not exists (
-          select 1 from ingest_rejects r
-          where r.received_at = ${timestampOfUs(tx, "k.a")} and r.topic = k.t
-            and r.reason = any(${FIXED_BY_REGISTRATION}))
-        on conflict do nothing`;
-      const [again] = await tx<{ rows: string[] }[]>`
-        select coalesce(array_agg(r.reason), '{}') as rows
-        from unnest(${ats}::int8[], ${topics}::text[]) as k(a, t)
-        join ingest_rejects r on r.received_at = ${timestampOfUs(tx, "k.a")} and r.topic = k.t
-          and r.reason = any(${FIXED_BY_REGISTRATION})`;
-      const left = new Map<string, number>();
-      for (const reason of again.rows) left.set(reason, (left.get(reason) ?? 0) + 1);
-      const counts = new Map<string, number>();
-      for (const c of claimed) counts.set(c.reason, (counts.get(c.reason) ?? 0) + 1);
-      cleared = [...counts].map(([reason, n]) => ({ reason, n: n - (left.get(reason) ?? 0) }));
+    // Once per transaction: a batch the processor bisects commits in parts, and each part
+    // claims only its own messages' rows, so a reject leaves the dead letter in the same
+    // commit that stores it or writes it anew (never in an earlier part's).
+    async inTransaction(tx, work, part) {
+      const claimed = await claimAndProcess(tx, part, rejectedOf, work);
+      return () => {
+        claimedMessages += claimed.messages;
+        add(taken, claimed.taken);
+        add(again, claimed.again);
+      };
     },
   });
-  // Counted once the commit is confirmed (processBatch returns only then).
+  // Counted once the commit is confirmed (processBatch returns only then). A row taken
+  // and written again for the same reason is neither cleared nor a new reject; every other
+  // row the processor wrote is a new reject (db_rejected, out_of_range, …), counted as
+  // serve counts its live ones, so the rows in ingest_rejects always equal the rejects
+  // counted less those cleared.
   metrics.stored.inc(undefined, result.stored);
   metrics.statuses.inc(undefined, result.statuses);
-  for (const { reason, n } of cleared) if (n > 0) metrics.rejectsCleared.inc({ reason }, n);
+  for (const [reason, n] of taken) {
+    const cleared = n - Math.min(n, again.get(reason) ?? 0);
+    if (cleared > 0) metrics.rejectsCleared.inc({ reason }, cleared);
+  }
+  for (const [reason, n] of Object.entries(result.rejected)) {
+    const fresh = n - Math.min(taken.get(reason) ?? 0, again.get(reason) ?? 0);
+    if (fresh > 0) metrics.rejected.inc({ reason }, fresh);
+  }
   for (const outcome of ["stored", "rejected", "skipped"] as const) {
     if (result.outcomes[outcome] > 0) {
       metrics.reprocessed.inc({ outcome }, result.outcomes[outcome]);
@@ -355,6 +340,61 @@ async function reprocessBatch(opts: ReprocessOptions, rows: Row[]): Promise<void
       skipped: result.outcomes.skipped,
     });
   }
+}
+
+/** What one committed transaction of a re-processed batch took out of the dead letter. */
+interface ClaimedPart {
+  messages: number;
+  /** Rows claimed (deleted), per reason. */
+  taken: Map<string, number>;
+  /** Rows of a reason a registration fixes, written again for the claimed messages. */
+  again: Map<string, number>;
+}
+
+/**
+ * Claims the reject rows of `part`'s messages in this transaction, writes the messages it
+ * claimed, and records those that left the dead letter for good (for `trace`). Rows
+ * another serve holds are skipped, rows it already took are gone: the transaction writes
+ * only the messages claimed.
+ */
+async function claimAndProcess(
+  tx: postgres.TransactionSql,
+  part: readonly DecodedMessage[],
+  rejectedOf: Map<DecodedMessage, RejectedMessage>,
+  work: (only: readonly DecodedMessage[]) => Promise<void>,
+): Promise<ClaimedPart> {
+  const ids = part.flatMap((d) => rejectedOf.get(d)!.ids);
+  const claimed = await tx<{ at_us: string; topic: string; reason: string }[]>`
+    delete from ingest_rejects
+    where id in (select id from ingest_rejects where id = any(${ids}::int8[])
+                 for update skip locked)
+    returning (extract(epoch from received_at) * 1000000)::int8::text as at_us, topic, reason`;
+  const mine = new Set(claimed.map((c) => `${c.at_us} ${c.topic}`));
+  const kept = part.map((d) => ({ m: rejectedOf.get(d)!, d }))
+    .filter(({ m }) => mine.has(`${m.at_us} ${m.topic}`));
+  await work(kept.map((k) => k.d));
+  const ats = kept.map((k) => k.m.at_us);
+  const topics = kept.map((k) => k.m.topic);
+  await tx`
+    insert into ingest_reprocessed (received_at, topic, reason)
+    select ${timestampOfUs(tx, "k.a")}, k.t, k.r
+    from unnest(${ats}::int8[], ${topics}::text[],
+                ${kept.map((k) => firstReason(claimed, k.m))}::text[]) as k(a, t, r)
+    where not exists (
+      select 1 from ingest_rejects r
+      where r.received_at = ${timestampOfUs(tx, "k.a")} and r.topic = k.t
+        and r.reason = any(${FIXED_BY_REGISTRATION}))
+    on conflict do nothing`;
+  const [rewritten] = await tx<{ rows: string[] }[]>`
+    select coalesce(array_agg(r.reason), '{}') as rows
+    from unnest(${ats}::int8[], ${topics}::text[]) as k(a, t)
+    join ingest_rejects r on r.received_at = ${timestampOfUs(tx, "k.a")} and r.topic = k.t
+      and r.reason = any(${FIXED_BY_REGISTRATION})`;
+  const taken = new Map<string, number>();
+  for (const c of claimed) taken.set(c.reason, (taken.get(c.reason) ?? 0) + 1);
+  const written = new Map<string, number>();
+  for (const reason of rewritten.rows) written.set(reason, (written.get(reason) ?? 0) + 1);
+  return { messages: kept.length, taken, again: written };
 }
 
 function firstReason(claimed: { at_us: string; topic: string; reason: string }[], m: {

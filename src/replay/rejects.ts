@@ -107,26 +107,30 @@ async function reprocess(
   totals: ReplayTotals,
 ): Promise<void> {
   const batch = decodeRejected(messages, opts.decode);
-  const ids = messages.flatMap((m) => m.ids);
-  const ats = messages.map((m) => m.at_us);
-  const topics = messages.map((m) => m.topic);
+  const rejectedOf = new Map(batch.map((d, i) => [d, messages[i]]));
   let left = 0;
   await writeBatch(
     {
       sql: opts.sql,
       processor: {
         ...opts.processor,
-        async inTransaction(tx, work) {
+        // Once per transaction: a batch the processor bisects commits in parts, and each
+        // part deletes only its own messages' rows, in the commit that stores them or
+        // writes them anew.
+        async inTransaction(tx, work, part) {
+          const mine = part.map((d) => rejectedOf.get(d)!);
+          const ids = mine.flatMap((m) => m.ids);
           await tx`delete from ingest_rejects where id = any(${ids}::int8[])`;
           await work();
           const [row] = await tx<{ n: number }[]>`
           select count(*)::int as n from (
             select distinct r.received_at, r.topic
-            from unnest(${ats}::int8[], ${topics}::text[]) as k(a, t)
+            from unnest(${mine.map((m) => m.at_us)}::int8[],
+                        ${mine.map((m) => m.topic)}::text[]) as k(a, t)
             join ingest_rejects r
               on r.received_at = ${timestampOfUs(tx, "k.a")}
              and r.topic = k.t) s`;
-          left = row.n;
+          return () => left += row.n;
         },
       },
     },
