@@ -11,6 +11,9 @@ import { VERSION } from "./src/cli/version.ts";
 import { verboseFrom } from "./src/cli/option_groups.ts";
 import { applySecretFiles, commandLineSecretWarnings, redactSecrets } from "./src/cli/secrets.ts";
 
+/** src/embedded/initdb_apart.ts's INITDB_COMMAND (not imported: that module loads PGlite). */
+const INITDB_COMMAND = "__embedded-initdb";
+
 interface Command {
   help: string;
   run(args: string[]): Promise<void>;
@@ -54,6 +57,11 @@ Run 'feedline <command> --help' for its options, 'feedline --version' for the ve
 
 async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
+  // Not a command: the child that makes a new embedded database (src/embedded/initdb_apart.ts).
+  if (name === INITDB_COMMAND) {
+    await (await import("./src/embedded/initdb_apart.ts")).runInitdbChild(rest);
+    return 0;
+  }
   if (name === "--help" || name === "-h" || name === "help") {
     console.log(USAGE);
     return 0;

@@ -142,7 +142,7 @@ Deno.test("the embedded database hides a rolled-back transaction from a second c
   }
 });
 
-Deno.test("the embedded database keeps its data in dataDir across restarts", async () => {
+Deno.test("the embedded database keeps its data in dataDir across restarts; a child process makes it first", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "feedline-pglite-" });
   // A missing parent too: serve points dataDir at paths that do not exist yet.
   const dataDir = `${tmp}/nested/pg`;
@@ -157,6 +157,8 @@ Deno.test("the embedded database keeps its data in dataDir across restarts", asy
       await db.close();
       assert.deepEqual(rows.map((r) => r.n), n === 1 ? [1] : [1, 2]);
       assert.equal(db.dataDir, dataDir);
+      // initdb's memory leaves with the child (src/embedded/initdb_apart.ts).
+      assert.equal(db.started, n === 1 ? "child" : "existing");
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });

@@ -12,6 +12,13 @@ import { whenTransactionPoolerFound } from "./pooler.ts";
 import { explainTlsError, resolvePgTls } from "./tls.ts";
 import { maintainPartitions, type PartitionOptions, type UpkeepResult } from "./partitions.ts";
 
+/** What `where` adds about the embedded data directory (src/embedded/initdb_apart.ts). */
+const CREATED = {
+  existing: "",
+  child: " (created, by a child process)",
+  here: " (created)",
+} as const;
+
 /** An open database. */
 export interface Database {
   sql: postgres.Sql;
@@ -113,7 +120,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     }
     return {
       sql,
-      where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}`,
+      where: `embedded PostgreSQL (PGlite) at ${embedded.url}, data in ${dir}` +
+        CREATED[embedded.started],
       url: embedded.url,
       embedded: true,
       listen: {

@@ -46,9 +46,9 @@ import { PGlite } from "@electric-sql/pglite";
 import { type PgliteServer, startPgliteServer } from "./pglite_server.ts";
 import type { Logger } from "../log.ts";
 import { rememberedPort, rememberPort } from "./remembered_ports.ts";
+import { type DataDirStart, initDataDirApart, pgliteStartParams } from "./initdb_apart.ts";
 
-/** `shared_buffers` of the embedded database: a development database, small. */
-export const EMBEDDED_SHARED_BUFFERS = "16MB";
+export { EMBEDDED_SHARED_BUFFERS } from "./initdb_apart.ts";
 
 /** A running embedded MQTT broker. */
 export interface EmbeddedBroker {
@@ -143,6 +143,11 @@ export interface EmbeddedDatabase {
   dataDir: string | null;
   /** True when the requested port was taken and a free one was used instead. */
   fellBack: boolean;
+  /**
+   * How the data directory was ready: it held a database (`existing`), a child process
+   * made it (`child`), or this process did (`here`: in memory, or no child could run).
+   */
+  started: DataDirStart;
   /** Stops listening, closes connections and flushes PGlite to disk. */
   close(): Promise<void>;
 }
@@ -160,6 +165,8 @@ export interface EmbeddedDatabaseOptions {
   port?: number;
   /** Connections accepted at once; default 4. Clients must not open more. */
   maxConnections?: number;
+  /** Told (debug) why a new data directory is made in this process. */
+  log?: Logger;
 }
 
 /**
@@ -181,10 +188,18 @@ export async function startEmbeddedDatabase(
 ): Promise<EmbeddedDatabase> {
   const host = opts.host ?? "127.0.0.1";
   const dataDir = opts.dataDir === "memory://" ? null : opts.dataDir;
-  if (dataDir !== null) await mkdir(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir ?? "memory://", {
-    startParams: [...PGlite.defaultStartParams, "-c", `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`],
-  });
+  let started: DataDirStart = "here";
+  if (dataDir !== null) {
+    await mkdir(dataDir, { recursive: true });
+    started = await initDataDirApart(
+      dataDir,
+      (reason) =>
+        opts.log?.debug("the embedded database's first start runs in serve's own process", {
+          reason,
+        }),
+    );
+  }
+  const db = await PGlite.create(dataDir ?? "memory://", { startParams: pgliteStartParams() });
   let server!: PgliteServer;
   let listened: { port: number; fellBack: boolean };
   try {
@@ -205,6 +220,7 @@ export async function startEmbeddedDatabase(
     url: `postgres://postgres@${_urlHost(host)}:${listened.port}/postgres`,
     dataDir,
     ...listened,
+    started,
     close() {
       closing ??= (async () => {
         await server.stop();
