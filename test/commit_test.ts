@@ -14,7 +14,7 @@ import { whenTransactionPoolerFound } from "../src/db/pooler.ts";
 import { confirmedTransaction } from "../src/db/transaction.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, refuseValueAtCommit, type TestDatabase } from "./support/db.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { decodedMessage } from "./support/messages.ts";
 
@@ -87,14 +87,7 @@ Deno.test("a transaction that failed unseen is not counted: COMMIT answered ROLL
 
 Deno.test("a reading refused at COMMIT by a deferred constraint is dead-lettered, the rest stored", async () => {
   await withOneConnection(async (sql, db, user) => {
-    await db.sql.unsafe(`
-      create function refuse_66() returns trigger language plpgsql as $$
-      begin
-        if new.value = 66 then raise exception 'no 66, checked at commit'; end if;
-        return null;
-      end $$;
-      create constraint trigger refuse_66 after insert on feed_values
-        deferrable initially deferred for each row execute function refuse_66();`);
+    await refuseValueAtCommit(db, 66);
     const batch = [1, 66, 3, 4].map((v) => reading(user, v));
     const result = await processBatch(sql, batch, { fastOrCareful: new FastOrCareful() });
     assert.deepEqual(

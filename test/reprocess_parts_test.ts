@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { processBatch } from "../src/ingest/processor.ts";
-import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { createTestDatabase, refuseValueAtCommit, type TestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { decodedMessage } from "./support/messages.ts";
 import { publish, waitFor } from "./support/serve.ts";
@@ -23,15 +23,9 @@ const VALUES = [1, 66, 3, 4];
 
 /** Refuses 66 at COMMIT; records messages stored + dead-lettered at every commit. */
 async function refuseAndAudit(db: TestDatabase): Promise<void> {
+  await refuseValueAtCommit(db, 66);
   await db.sql.unsafe(`
     create table commit_audit (accounted int not null);
-    create function refuse_66() returns trigger language plpgsql as $$
-    begin
-      if new.value = 66 then raise exception 'no 66, checked at commit'; end if;
-      return null;
-    end $$;
-    create constraint trigger refuse_66 after insert on feed_values
-      deferrable initially deferred for each row execute function refuse_66();
     create function audit_commit() returns trigger language plpgsql as $$
     begin
       insert into commit_audit

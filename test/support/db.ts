@@ -136,3 +136,20 @@ async function _createEmbedded(): Promise<TestDatabase> {
     },
   };
 }
+
+/**
+ * Makes the database refuse a reading of `value` at COMMIT (a deferred constraint
+ * trigger raising `no <value>, checked at commit`): the transaction fails as a whole, so
+ * the processor bisects its batch down to that reading.
+ */
+export async function refuseValueAtCommit(db: TestDatabase, value: number): Promise<void> {
+  const name = `refuse_${value}`;
+  await db.sql.unsafe(`
+    create function ${name}() returns trigger language plpgsql as $$
+    begin
+      if new.value = ${value} then raise exception 'no ${value}, checked at commit'; end if;
+      return null;
+    end $$;
+    create constraint trigger ${name} after insert on feed_values
+      deferrable initially deferred for each row execute function ${name}();`);
+}
