@@ -89,6 +89,7 @@ export async function startServe(
     if (db.fellBack) {
       log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
         url: db.url,
+        ...db.portMemory,
       });
     }
     log.info("database ready", { where: db.where, partitions_created: db.partitions?.created });

@@ -1,6 +1,7 @@
 /**
  * Busy ports on a first run: in the embedded default serve moves its HTTP server and its
- * embedded database to free ports and says so; an HTTP address the user gave is not moved,
+ * embedded database to free ports and says so, and the next start goes back to the same
+ * ones (`<data-dir>/ports.json`); an HTTP address the user gave is not moved,
  * and the start fails with one line naming it.
  */
 import assert from "node:assert/strict";
@@ -19,19 +20,20 @@ function occupy(port: number): Deno.Listener | null {
   }
 }
 
-Deno.test("embedded default: taken HTTP and database ports move to free ones, logged", async () => {
+Deno.test("embedded default: taken HTTP and database ports move to free ones, logged, and the next start keeps them", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "feedline-ports-" });
   const http = occupy(8080);
   const dbHolder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const dbPort = (dbHolder.addr as Deno.NetAddr).port;
-  const serve = spawnServe([
+  const args = [
     "--data-dir",
     dataDir,
     "--embedded-mqtt-port",
     "0",
     "--embedded-db-port",
     String(dbPort),
-  ], { HTTP_ADDR: "" });
+  ];
+  const serve = spawnServe(args, { HTTP_ADDR: "" });
   try {
     const dbMoved = await serve.waitForLog(
       `port ${dbPort} is taken; the embedded database uses another`,
@@ -47,8 +49,22 @@ Deno.test("embedded default: taken HTTP and database ports move to free ones, lo
     assert.equal(res.status, 200);
     await res.body?.cancel();
     assert.equal(await serve.signal("SIGTERM"), 0);
-    // Its books against its embedded database (test/support/audit.ts).
-    await verifyEmbeddedBooks(dataDir, [auditedProcess(serve)]);
+
+    // The next start of the data dir, its port still taken, goes back to the same one.
+    const again = spawnServe(args, { HTTP_ADDR: "" });
+    try {
+      const dbAgain = await again.waitForLog(
+        `port ${dbPort} is taken; the embedded database uses another`,
+        60_000,
+      );
+      assert.equal(dbAgain.url, dbMoved.url);
+      assert.equal(dbAgain.remembered, "the same port as at the last start of this data dir");
+      assert.equal(await again.signal("SIGTERM"), 0);
+    } finally {
+      await again.signal("SIGTERM");
+    }
+    // Their books against its embedded database (test/support/audit.ts).
+    await verifyEmbeddedBooks(dataDir, [auditedProcess(serve), auditedProcess(again)]);
   } finally {
     assert.equal(await serve.signal("SIGTERM"), 0);
     http?.close();

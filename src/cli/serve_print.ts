@@ -10,7 +10,7 @@ import { defaultClientId } from "./client_id.ts";
 /** What `--print-config` shows for options left to their defaults, by option key. */
 export function resolvedServeValues(
   config: ServeConfig,
-  remembered: { mqtt: number | null; http: number | null },
+  remembered: { mqtt: number | null; http: number | null; db?: number | null },
   cwd = Deno.cwd(),
 ): Record<string, string> {
   const rememberedMqttPort = remembered.mqtt;
@@ -39,8 +39,12 @@ export function resolvedServeValues(
     ? "true (the embedded database)"
     : "false (a DATABASE_URL is given)";
   if (!fromDatabase) {
+    const last = remembered.db;
     out.databaseUrl = `embedded PGlite in ${dataDir}/pgdata, on 127.0.0.1:` +
-      `${config.embeddedDbPort} (at start: a free port if that one is taken)`;
+      `${config.embeddedDbPort} (at start, if it is taken: ` +
+      (last && last !== config.embeddedDbPort
+        ? `port ${last}, remembered in ${dataDir}/ports.json)`
+        : "a free port, then remembered)");
   }
   out.listenDatabaseUrl = !fromDatabase
     ? "none (the embedded database has no LISTEN over its socket)"
@@ -66,7 +70,7 @@ export function formatServeConfig(
   env: Record<string, string | undefined>,
   config: ServeConfig,
   /** The ports a previous start of the data dir moved to (src/embedded/remembered_ports.ts). */
-  remembered: { mqtt: number | null; http: number | null },
+  remembered: { mqtt: number | null; http: number | null; db?: number | null },
 ): string {
   const resolved = resolvedServeValues(config, remembered);
   return formatConfig(serveOptions, args, env, appliedSecretFiles(), "serve", resolved);

@@ -5,6 +5,7 @@
 import postgres from "postgres";
 import { lockDataDir } from "../embedded/data_dir_lock.ts";
 import { startEmbeddedDatabase } from "../embedded/services.ts";
+import { rememberedPort, rememberPort } from "../embedded/remembered_ports.ts";
 import { FeedlineError } from "../errors.ts";
 import { redactUrl } from "../log.ts";
 import { applyMigrations, migrationStatus } from "./migrate.ts";
@@ -37,6 +38,11 @@ export interface Database {
   partitions: UpkeepResult | null;
   /** The embedded database's port was taken and it listens on another (see `url`). */
   fellBack: boolean;
+  /**
+   * After a fallback, for the log: that it is the port of the last fallback of this data
+   * dir (`remembered`), or where the new one was remembered for the next start.
+   */
+  portMemory?: { remembered: string } | { remembered_in: string };
   /** Ends the pool, waiting at most `timeoutSec` (default 5) for running queries. */
   close(timeoutSec?: number): Promise<void>;
 }
@@ -92,6 +98,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       embedded = await startEmbeddedDatabase({
         dataDir: dir,
         port: opts.embeddedPort,
+        fallbackPort: rememberedPort(opts.dataDir, "db"),
         // Room for our pool plus a few local tools (simulate --register, psql).
         maxConnections: opts.poolSize + 4,
       });
@@ -131,6 +138,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       },
       partitions,
       fellBack: embedded.fellBack,
+      portMemory: embedded.fellBack ? rememberFallback(opts.dataDir, embedded.port) : undefined,
       close: async (timeoutSec = 5) => {
         await sql.end({ timeout: timeoutSec });
         await embedded.close();
@@ -260,4 +268,12 @@ export function describePgError(error: unknown): string {
   const e = error as { code?: string; message?: string; errno?: string };
   const message = e?.message ?? String(error);
   return e?.code && !message.includes(e.code) ? `${message} (${e.code})` : message;
+}
+
+/** Remembers the embedded database's fallback port for the next start of `dataDir`. */
+function rememberFallback(dataDir: string, port: number): Database["portMemory"] {
+  if (rememberedPort(dataDir, "db") === port) {
+    return { remembered: "the same port as at the last start of this data dir" };
+  }
+  return { remembered_in: rememberPort(dataDir, "db", port) };
 }

@@ -1,13 +1,14 @@
 /**
  * Ports serve's embedded services moved to, remembered in `<data-dir>/ports.json`: when a
- * default port is taken (1883 often by a system Mosquitto, 8080 by another server), the
- * embedded broker and the status page fall back to a free port, and the next start of the
+ * default port is taken (1883 often by a system Mosquitto, 8080 by another server, 5433 by
+ * a second PostgreSQL), the embedded broker, the status page and the embedded database fall
+ * back to a free port, and the next start of the
  * same data dir tries that same port again, so a device, script or bookmark configured once
  * keeps working (docs/operations.md, "Starting"). Small and read once per start: sync I/O.
  */
 
 /** The services whose fallback port is kept. */
-export type PortName = "mqtt" | "http";
+export type PortName = "mqtt" | "http" | "db";
 
 function pathOf(dataDir: string): string {
   return `${dataDir.replace(/\/$/, "")}/ports.json`;
@@ -37,7 +38,11 @@ export function rememberPort(dataDir: string, name: PortName, port: number): str
 
 /** The remembered ports of a data dir, for `serve --print-config`. */
 export function rememberedPorts(dataDir: string): Record<PortName, number | null> {
-  return { mqtt: rememberedPort(dataDir, "mqtt"), http: rememberedPort(dataDir, "http") };
+  return {
+    mqtt: rememberedPort(dataDir, "mqtt"),
+    http: rememberedPort(dataDir, "http"),
+    db: rememberedPort(dataDir, "db"),
+  };
 }
 
 /**

@@ -167,6 +167,8 @@ export interface EmbeddedDatabaseOptions {
   maxConnections?: number;
   /** Told (debug) why a new data directory is made in this process. */
   log?: Logger;
+  /** Where to go first when `port` is taken (the port of the last fallback), else a free one. */
+  fallbackPort?: number | null;
 }
 
 /**
@@ -210,7 +212,7 @@ export async function startEmbeddedDatabase(
         maxConnections: opts.maxConnections ?? 4,
       });
       return server.port;
-    });
+    }, opts.fallbackPort ?? null);
   } catch (err) {
     await db.close();
     throw err;
