@@ -10,6 +10,19 @@ import { confirmedTransaction } from "./transaction.ts";
 /** Where buckets start: date_bin's origin, the same in the batches' upsert. */
 export const ROLLUP_ORIGIN = "2000-01-01 00:00:00+00";
 
+/**
+ * The width a coarse width `ms` is folded from: the largest finer one of `all` it is a
+ * whole number of (1h from 5m in 1m,5m,1h; 1d from 1h); null for the finest width, or if
+ * none divides it. Pure, shared by the option's check and the fold.
+ */
+export function foldSourceMs(ms: number, all: readonly number[]): number | null {
+  let best: number | null = null;
+  for (const f of all) {
+    if (f < ms && ms % f === 0 && (best === null || f > best)) best = f;
+  }
+  return best;
+}
+
 /** How long the buckets of one width are kept. */
 export interface RollupTier {
   /** The width, as PostgreSQL reads it (`1 hours`). */
