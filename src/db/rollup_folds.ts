@@ -17,7 +17,9 @@
  * second finds nothing to do).
  */
 import type postgres from "postgres";
+import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { sqlStateOf } from "./errors.ts";
 import { foldSourceMs, ROLLUP_ORIGIN } from "./rollups.ts";
 import { confirmedTransaction, type Transaction } from "./transaction.ts";
 
@@ -245,4 +247,39 @@ export function startRollupFolds(
     clearInterval(timer);
     await running;
   };
+}
+
+/**
+ * `prepareRollupFolds` at the start of serve and replay, with the refusal of a database
+ * without the rollups' tables (`--no-migrate`, an older schema) in one line.
+ */
+export async function prepareRollupsAtStart(
+  sql: postgres.Sql,
+  widths: readonly FoldWidth[],
+  where: string,
+  log: Pick<Logger, "info" | "warn">,
+): Promise<void> {
+  let prepared: FoldPreparation;
+  try {
+    prepared = await prepareRollupFolds(sql, widths);
+  } catch (error) {
+    if (sqlStateOf(error) !== "42P01") throw error; // undefined_table
+    throw new FeedlineError(
+      "SCHEMA_NOT_READY",
+      `${where} has no rollup tables (feed_rollups, rollup_folds: sql/011, sql/015) for ` +
+        "--rollups: run `feedline migrate` first (or drop --no-migrate)",
+    );
+  }
+  if (!prepared.unchanged) {
+    log.info("rollup widths realigned to --rollups", {
+      widths: widths.map((w) => w.interval),
+      ...(prepared.added.length > 0
+        ? {
+          new_widths: prepared.added,
+          note: "new widths hold readings from now on; `feedline rollups --rebuild --since " +
+            "<time>` fills in older ones",
+        }
+        : {}),
+    });
+  }
 }
