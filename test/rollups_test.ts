@@ -164,25 +164,31 @@ Deno.test("rollups equal the aggregate of the final raw table, whatever the orde
 Deno.test("a live reading is written once, to the finest width; the coarse buckets appear when folded", async () => {
   await withTestDatabase(async (sql) => {
     const { user, feeds } = await addUser(sql);
-    await startFolds(sql, 0); // 1h folded from BASE_MS + 1 h on
+    await startFolds(sql, 30 * 60_000); // serve started in the first hour: 1h folded from it
     const send = (sec: number, value: number) =>
       processBatch(sql, [readingMsg(user, { feed: "a", sec, value })], { rollups: ALL_WIDTHS });
-    await send(60, 1); // before the watermark: every width directly
-    await send(3600 + 60, 2); // after it: 1m only
-    const widthsOf = async (bucketMs: number) =>
-      (await stored(sql, feeds)).filter((r) => r.bucket.getTime() === BASE_MS + bucketMs)
-        .map((r) => r.width);
-    assert.deepEqual(await widthsOf(3_600_000), [], "the second hour is not folded yet");
-    assert.deepEqual(
-      (await stored(sql, feeds)).map((r) => r.width).sort(),
-      ["00:01:00", "00:01:00", "01:00:00", "1 day"].sort(),
-    );
-    const r = await foldRollups(sql, { now: at(2 * HOUR + 1) });
+    await send(-600, 1); // an hour before: below the watermark, into 1h directly
+    await send(60, 2); // live: 1m only
+    const hourly = async () =>
+      (await stored(sql, feeds)).filter((r) => r.width !== "1 day").map((r) => [
+        r.width,
+        (r.bucket.getTime() - BASE_MS) / 60_000,
+        r.count,
+      ]);
+    assert.deepEqual(await hourly(), [["00:01:00", -10, 1], ["00:01:00", 1, 1], [
+      "01:00:00",
+      -60,
+      1,
+    ]]);
+    const r = await foldRollups(sql, { now: at(HOUR + 1000) });
     assert.equal(r.steps, 1);
-    assert.deepEqual(await widthsOf(3_600_000), ["01:00:00"]);
-    await send(3600 + 120, 4); // late: its hour is folded, so it goes there directly
+    assert.deepEqual((await hourly()).filter((x) => x[0] === "01:00:00"), [
+      ["01:00:00", -60, 1],
+      ["01:00:00", 0, 1],
+    ], "the first hour is folded once closed");
+    await send(120, 4); // late: its hour is folded, so it goes there directly
     const rows = await stored(sql, feeds);
-    const hour = rows.find((x) => x.width === "01:00:00" && x.bucket.getTime() === BASE_MS + HOUR);
+    const hour = rows.find((x) => x.width === "01:00:00" && x.bucket.getTime() === BASE_MS);
     assert.deepEqual([hour?.count, hour?.sum, hour?.last], [2, 6, 4]);
     await foldRollups(sql, FINAL_FOLD);
     assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds, ALL_WIDTHS));
@@ -192,7 +198,7 @@ Deno.test("a live reading is written once, to the finest width; the coarse bucke
 Deno.test("a fold after a long stop catches up in bounded steps, finest first, each bucket once", async () => {
   await withTestDatabase(async (sql) => {
     const { user, feeds } = await addUser(sql);
-    await startFolds(sql, -HOUR); // 1h folded from BASE_MS on
+    await startFolds(sql, 0); // 1h folded from BASE_MS on
     const readings: Reading[] = [];
     for (let sec = 0; sec < 3 * 3600; sec += 300) {
       readings.push({ feed: sec % 600 === 0 ? "a" : "b", sec, value: sec / 300 });

@@ -59,8 +59,8 @@ export interface FoldPreparation {
 
 /**
  * Makes `rollup_folds` describe `widths` (serve and replay call it at start, before their
- * first batch): the finest width 'infinity', each coarse one folded from
- * `date_bin(W, now) + W` if new. If the table describes other widths (--rollups changed),
+ * first batch): the finest width 'infinity', each coarse one folded from its current
+ * bucket if new (`firstFolded`). If the table describes other widths (--rollups changed),
  * every coarse width it holds is first brought up to date from the finest width it held
  * (up to the bucket holding now + 1 day, so it is complete for every reading stored), and
  * then each width keeps what is complete: a width that was written directly or has just
@@ -97,17 +97,48 @@ export async function prepareRollupFolds(
     for (const [i, w] of widths.entries()) {
       const known = complete.get(w.ms);
       if (known === undefined) added.push(w.interval);
+      const source = widths.find((x) => x.ms === foldSourceMs(w.ms, widths.map((y) => y.ms)));
+      const fb = i === 0 ? null : known ?? await firstFolded(tx, w.interval, source!.interval, at);
       await tx`
         insert into rollup_folds (width, folded_before)
-        values (${w.interval}::interval,
-                case when ${i === 0} then 'infinity'::timestamptz
-                     else coalesce(${known ?? null}::timestamptz,
-                                   date_bin(${w.interval}::interval, ${at},
-                                            ${ROLLUP_ORIGIN}::timestamptz) + ${w.interval}::interval)
-                end)`;
+        values (${w.interval}::interval, coalesce(${fb}::timestamptz, 'infinity'))`;
     }
     return { unchanged: false, added: stored.length === 0 ? [] : added };
   });
+}
+
+/**
+ * Where a width new to `rollup_folds` starts being folded: from its current bucket, which
+ * the fold rebuilds from `source` once it closes, so the batches write only the finest
+ * width from the start (docs/performance.md, "Rollups (issue 23)"). Unless `width`
+ * already holds more of that bucket than `source` does for some feed (it was written
+ * directly, before sql/015, and `source` was not): then from the next bucket, the current
+ * one staying direct.
+ */
+async function firstFolded(
+  tx: Transaction,
+  width: string,
+  source: string,
+  at: postgres.PendingQuery<postgres.Row[]>,
+): Promise<Date> {
+  const [{ fb }] = await tx<{ fb: Date }[]>`
+    with cur as (
+      select date_bin(${width}::interval, ${at}, ${ROLLUP_ORIGIN}::timestamptz) as b),
+    mine as (
+      select feed_id, sum(count) as n from feed_rollups, cur
+      where width = ${width}::interval and bucket >= cur.b
+        and bucket < cur.b + ${width}::interval
+      group by 1),
+    src as (
+      select feed_id, sum(count) as n from feed_rollups, cur
+      where width = ${source}::interval and bucket >= cur.b
+        and bucket < cur.b + ${width}::interval
+      group by 1)
+    select case when exists (select 1 from mine left join src using (feed_id)
+                             where src.n is null or src.n < mine.n)
+                then b + ${width}::interval else b end as fb
+    from cur`;
+  return fb;
 }
 
 /**
