@@ -124,6 +124,28 @@ async function main(): Promise<void> {
         `${[...folded.written].map(([w, k]) => `${w}: ${k} rows`).join(", ")}, ` +
         `${ms.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms backend CPU`,
     );
+    // A full hour of a live fleet: one 1m row per feed and minute, as serve leaves them.
+    const from = new Date(hourMs + 3_600_000);
+    await sql`
+      insert into feed_rollups (feed_id, width, bucket, count, min, max, sum, first_at,
+                                last_at, last)
+      select f, '1 minute', b, 2, 1, 2, 3, b, b + interval '30 seconds', 2
+      from unnest(${ids}::int8[]) f,
+           generate_series(${from}::timestamptz, ${from}::timestamptz + interval '59 minutes',
+                           interval '1 minute') b`;
+    await sql`vacuum analyze feed_rollups`;
+    const c1 = (await cpuSeconds(pid)) ?? 0;
+    const t1 = performance.now();
+    const hour = await foldRollups(sql, {
+      now: new Date(hourMs + 2 * 3_600_000 + 60_000),
+      maxSteps: 1,
+    });
+    console.log(
+      `fold of a full hour (1h from ${ids.length * 60} 1m rows, one step: the batches wait ` +
+        `this long): ${[...hour.written].map(([w, k]) => `${w}: ${k} rows`).join(", ")}, ` +
+        `${(performance.now() - t1).toFixed(0)} ms wall, ` +
+        `${((((await cpuSeconds(pid)) ?? 0) - c1) * 1000).toFixed(0)} ms backend CPU`,
+    );
   } finally {
     await sql.end();
     await admin`drop database if exists ${admin(name)} with (force)`;
