@@ -36,3 +36,21 @@ begin
   return null;
 end;
 $$;
+
+-- feed_rollups with the coarse buckets not folded yet, aggregated on the fly from the
+-- finest width (every bucket at or after a width's folded_before): for dashboards that
+-- show the current hour or day. Same columns; a query by feed and width reads the
+-- finest width's rows of the open buckets only (the key's range from folded_before).
+create view feed_rollups_live as
+select feed_id, width, bucket, count, min, max, sum, first_at, last_at, last
+from feed_rollups
+union all
+select r.feed_id, f.width, date_bin(f.width, r.bucket, '2000-01-01 00:00:00+00') as bucket,
+       sum(r.count)::int8 as count, min(r.min) as min, max(r.max) as max, sum(r.sum) as sum,
+       min(r.first_at) as first_at, max(r.last_at) as last_at,
+       (array_agg(r.last order by r.last_at desc))[1] as last
+from rollup_folds f
+join rollup_folds finest on finest.folded_before = 'infinity'
+join feed_rollups r on r.width = finest.width and r.bucket >= f.folded_before
+where f.folded_before <> 'infinity'
+group by r.feed_id, f.width, 3;

@@ -66,6 +66,14 @@ function stored(sql: postgres.Sql, feeds: string[]) {
     from feed_rollups where feed_id = any(${feeds}::int8[]) order by 1, 2, 3`;
 }
 
+/** `feed_rollups_live` (sql/015): the folded buckets and the open ones, as `stored`. */
+function live(sql: postgres.Sql, feeds: string[]) {
+  return sql`
+    select feed_id, width::text as width, bucket, count::int as count, min, max, sum,
+           first_at, last_at, last
+    from feed_rollups_live where feed_id = any(${feeds}::int8[]) order by 1, 2, 3`;
+}
+
 /** The rollups of the raw table, computed independently of both writers. */
 function expected(sql: postgres.Sql, feeds: string[], widths = WIDTHS) {
   return sql`
@@ -152,8 +160,10 @@ Deno.test("rollups equal the aggregate of the final raw table, whatever the orde
           await processBatch(sql, readings.map((r) => readingMsg(user, r)), {
             rollups: ALL_WIDTHS,
           });
+          const want = await expected(sql, feeds, ALL_WIDTHS);
+          assert.deepEqual(await live(sql, feeds), want, "feed_rollups_live before the fold");
           await foldRollups(sql, FINAL_FOLD);
-          assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds, ALL_WIDTHS));
+          assert.deepEqual(await stored(sql, feeds), want);
         },
       ),
       { numRuns: 25 },
@@ -187,6 +197,12 @@ Deno.test("a live reading is written once, to the finest width; the coarse bucke
       ["01:00:00", 0, 1],
     ], "the first hour is folded once closed");
     await send(120, 4); // late: its hour is folded, so it goes there directly
+    await send(3600 + 5, 8); // live again: the second hour is open
+    assert.deepEqual(
+      await live(sql, feeds),
+      await expected(sql, feeds, ALL_WIDTHS),
+      "feed_rollups_live adds the open buckets from the finest width",
+    );
     const rows = await stored(sql, feeds);
     const hour = rows.find((x) => x.width === "01:00:00" && x.bucket.getTime() === BASE_MS);
     assert.deepEqual([hour?.count, hour?.sum, hour?.last], [2, 6, 4]);
