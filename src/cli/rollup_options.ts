@@ -73,8 +73,9 @@ export const rollupsOption = option({
   env: "FEEDLINE_ROLLUPS",
   schema: rollupsSchema,
   defaultText: "off",
-  doc: "Keep feed_rollups (count, min, max, sum, last per feed and bucket) of these widths " +
-    "in each batch's transaction, e.g. 1m,1h,1d (docs/operations.md#rollups).",
+  doc: "Keep feed_rollups (count, min, max, sum, last per feed and bucket) of these widths, " +
+    "e.g. 1m,1h,1d: the finest in each batch's transaction, each coarser one (a multiple of " +
+    "a finer one) folded from it once its bucket closes (docs/operations.md#rollups).",
 });
 
 /** How long one tier keeps its data (null: forever). */
