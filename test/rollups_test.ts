@@ -15,7 +15,7 @@ import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
 import { foldRollups, prepareRollupFolds } from "../src/db/rollup_folds.ts";
-import { rebuildRollups } from "../src/db/rollups.ts";
+import { applyRollupRetention, rebuildRollups } from "../src/db/rollups.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { withTestDatabase } from "./support/db.ts";
@@ -313,6 +313,63 @@ Deno.test("--rollups changed between starts: the widths are realigned without lo
       [...await expected(sql, feeds, ["1 hours", "1 days"])],
     );
     assert.deepEqual(await prepareRollupFolds(sql, hourly, now), { unchanged: true, added: [] });
+  });
+});
+
+Deno.test("retention keeps the finest buckets until they are folded; a rebuild stops at a coarse width's watermark", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await startFolds(sql, 0); // 1h folded from BASE_MS on
+    const readings: Reading[] = [60, 1800, 3700, 7300].map((sec, i) => ({
+      feed: "a",
+      sec,
+      value: i,
+    }));
+    await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
+    const minutes = async () =>
+      (await stored(sql, feeds)).filter((r) => r.width === "00:01:00").length;
+    const tiers = [{ interval: "1 minutes", widthMs: 60_000, keepMs: HOUR }];
+    const now = at(5 * HOUR);
+    // A day-old 1m bucket would go, but 1h has not been folded from it yet.
+    assert.deepEqual(await applyRollupRetention(sql, tiers, now), [
+      { interval: "1 minutes", deleted: 0 },
+    ]);
+    assert.equal(await minutes(), 4);
+    // A rebuild of 1h stops at its watermark: the fold makes the hours after it.
+    const [r] = await rebuildRollups(sql, ["1 hours"], at(-HOUR), null, null);
+    assert.equal(r.foldedFrom?.getTime(), BASE_MS);
+    assert.equal(r.written, 0);
+    await foldRollups(sql, { now });
+    const [after] = await applyRollupRetention(sql, tiers, now);
+    assert.equal(after.deleted, 4, "folded: now they go");
+    assert.deepEqual(
+      (await stored(sql, feeds)).filter((x) => x.width === "01:00:00"),
+      [...await expected(sql, feeds, ["1 hours"])],
+    );
+  });
+});
+
+Deno.test("the first start after the upgrade: a width written directly before keeps its current bucket direct", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await sql`delete from rollup_folds`;
+    // Before sql/015: every width written by the batches, and 1h even before 1m was on.
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 60, value: 1 })], {
+      rollups: ["1 hours"],
+    });
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 120, value: 2 })], {
+      rollups: ["1 minutes", "1 hours"],
+    });
+    await sql`delete from rollup_folds`;
+    await prepareRollupFolds(sql, FOLD_WIDTHS.slice(0, 2), at(30 * 60_000));
+    const [{ fb }] = await sql`select folded_before as fb from rollup_folds where width = '1 hour'`;
+    assert.equal(fb.getTime(), BASE_MS + HOUR, "1h holds more of this hour than 1m: direct");
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 180, value: 4 })], {
+      rollups: ["1 minutes", "1 hours"],
+    });
+    await foldRollups(sql, FINAL_FOLD);
+    const hour = (await stored(sql, feeds)).find((r) => r.width === "01:00:00");
+    assert.deepEqual([hour?.count, hour?.sum], [3, 7], "nothing of the hour lost");
   });
 });
 
