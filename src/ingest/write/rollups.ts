@@ -25,10 +25,12 @@ export type RollupWidths = readonly string[] | null;
 export const ROLLUP_RETURNING = "returning feed_id, value, created_at";
 
 /**
- * The read of the watermarks (sql/015, src/db/rollup_folds.ts), the first CTE of the
- * values' statement so that its lock comes before any on feed_rollups: FOR SHARE (ROW
- * SHARE on the table) makes a fold wait for this batch's commit, makes this statement
- * wait for a fold in progress, and returns the newest committed watermark after it.
+ * The read of the watermarks (sql/015, src/db/rollup_folds.ts), a CTE of the values'
+ * statement between the insert's and the upsert's, so that the statement locks
+ * feed_values, rollup_folds, feed_rollups in the order every other writer does (the feed
+ * delete trigger, the fold, the rebuild): no lock cycle. FOR SHARE (ROW SHARE on the
+ * table) makes a fold wait for this batch's commit, makes this statement wait for a fold
+ * in progress, and returns the newest committed watermark after it.
  */
 export function foldsRead(tx: Transaction, widths: readonly string[]) {
   return tx`

@@ -53,8 +53,8 @@ export async function writeValuesFast(
   if (rows.length > 0) {
     const latest = latestPerFeed(rows, null);
     await (rollups
-      ? tx`with folds as materialized (${foldsRead(tx, rollups)}),
-               stored as (${valuesInsert(tx, rows)} ${tx.unsafe(ROLLUP_RETURNING)}),
+      ? tx`with stored as (${valuesInsert(tx, rows)} ${tx.unsafe(ROLLUP_RETURNING)}),
+               folds as materialized (${foldsRead(tx, rollups)}),
                rolled as (${rollupUpsert(tx, "stored", "folds", rollups)})
            ${lastValuesUpdate(tx, latest)}`
       : tx`with stored as (${valuesInsert(tx, rows)}) ${lastValuesUpdate(tx, latest)}`);
@@ -154,9 +154,9 @@ async function insertValueRows(
     return res.count;
   }
   const [{ n }] = await tx<{ n: number }[]>`
-    with folds as materialized (${foldsRead(tx, rollups)}),
-         stored as (${valuesInsert(tx, rows)} on conflict do nothing
+    with stored as (${valuesInsert(tx, rows)} on conflict do nothing
                     ${tx.unsafe(ROLLUP_RETURNING)}),
+         folds as materialized (${foldsRead(tx, rollups)}),
          rolled as (${rollupUpsert(tx, "stored", "folds", rollups)})
     select count(*)::int as n from stored`;
   return n;
