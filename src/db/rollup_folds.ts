@@ -173,6 +173,8 @@ export interface FoldResult {
   foldedBefore: Map<string, Date | null>;
   /** false: `maxSteps` ran out with closed buckets left (the next call goes on). */
   caughtUp: boolean;
+  /** The longest step, in ms: about how long the batches waited for it. */
+  longestStepMs: number;
 }
 
 /**
@@ -191,6 +193,7 @@ export async function foldRollups(
     written: new Map(),
     foldedBefore: new Map(),
     caughtUp: true,
+    longestStepMs: 0,
   };
   for (;;) {
     if (!foldDue(await readFolds(sql), now)) break;
@@ -198,9 +201,11 @@ export async function foldRollups(
       result.caughtUp = false;
       break;
     }
+    const started = performance.now();
     const moved = await confirmedTransaction(sql, (tx) => foldStep(tx, now, result.written));
     if (!moved) break; // another instance folded meanwhile
     result.steps++;
+    result.longestStepMs = Math.max(result.longestStepMs, performance.now() - started);
   }
   for (const r of await readFolds(sql)) result.foldedBefore.set(r.interval, r.foldedBefore);
   return result;
@@ -262,6 +267,7 @@ export function startRollupFolds(
       if (r.steps === 0) return;
       log.info("rollups folded", {
         steps: r.steps,
+        longest_step_ms: Math.round(r.longestStepMs),
         rows: Object.fromEntries(r.written),
         folded_before: Object.fromEntries(
           [...r.foldedBefore].filter(([, d]) => d !== null).map(([w, d]) => [w, d!.toISOString()]),
