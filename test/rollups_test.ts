@@ -561,6 +561,34 @@ Deno.test("serve --rollups keeps rollups of what it stores; a redelivered and a 
   }
 });
 
+Deno.test("serve folds the closed coarse buckets on its timer (--rollup-fold-interval-ms)", async () => {
+  const f = await startServeFixture({
+    feeds: ["temp"],
+    // As left by an earlier serve with the same --rollups: 1h folded up to BASE_MS.
+    prepare: (db) =>
+      db.sql`insert into rollup_folds values
+        ('1 minute', 'infinity'), ('1 hour', ${new Date(BASE_MS)})`,
+    args: ["--batch-interval-ms", "20", "--rollups", "1m,1h", "--rollup-fold-interval-ms", "1000"],
+  });
+  try {
+    const topic = f.serve.feedTopic(f.user, "dev1", "temp");
+    const send = (sec: number, value: number) =>
+      publish(f.pub, topic, JSON.stringify({ value, ts: new Date(BASE_MS + sec * 1000) }));
+    await send(60, 1);
+    await send(3700, 3);
+    await send(3800, 5);
+    await waitFor("the readings stored", async () => (await f.storedCount()) === 3);
+    const [feed] = await f.db.sql<{ id: string }[]>`select id from feeds where key = 'temp'`;
+    const hours = async () =>
+      (await stored(f.db.sql, [feed.id])).filter((r) => r.width === "01:00:00");
+    // Both hours closed hours ago: the timer folds them from 1m, the batches wrote 1m only.
+    await waitFor("the hours folded", async () => (await hours()).length === 2);
+    assert.deepEqual(await hours(), [...await expected(f.db.sql, [feed.id], ["1 hours"])]);
+  } finally {
+    await f.close();
+  }
+});
+
 Deno.test("replay --rollups keeps rollups too, and replaying the same capture twice counts once", async () => {
   await withTestDatabase(async (sql, url) => {
     const { user, feeds } = await addUser(sql);
