@@ -7,7 +7,8 @@
  * - plain: no rollups;
  * - direct: three widths upserted per reading (what every width did before sql/015; here
  *   2m,2h,2d, widths without a watermark, so the rounds of the two ways share no rows);
- * - fold: 1m,1h,1d with watermarks (src/db/rollup_folds.ts): the batch upserts 1m only.
+ * - fold: 1m,1h,1d with watermarks (src/db/rollup_folds.ts): the batch upserts 1m only;
+ * - direct 3m only: one width without a watermark (the fold way less the watermarks' read).
  *
  * Each round writes `--batch` readings of distinct feeds of `--feeds`, round-robin, as the
  * bench's worst case does (one bucket row per reading and width). Reported: the backend's
@@ -43,6 +44,8 @@ const WAYS = {
   plain: null,
   "direct 2m,2h,2d": ["2 minutes", "2 hours", "2 days"],
   "fold 1m,1h,1d": ["1 minutes", "1 hours", "1 days"],
+  // One width, no watermark: what the fold way's upsert costs without the watermarks' read.
+  "direct 3m only": ["3 minutes"],
 } as const;
 type Way = keyof typeof WAYS;
 
@@ -73,15 +76,19 @@ async function main(): Promise<void> {
       { interval: "1 days", ms: 86_400_000 },
     ], new Date(hourMs - 3_600_000));
     const [{ pid }] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-    const cpu = { plain: 0, "direct 2m,2h,2d": 0, "fold 1m,1h,1d": 0 } as Record<Way, number>;
+    const cpu = {
+      plain: 0,
+      "direct 2m,2h,2d": 0,
+      "fold 1m,1h,1d": 0,
+      "direct 3m only": 0,
+    } as Record<Way, number>;
     const wall = { ...cpu };
     let next = 0;
     let tick = 0;
     log(`${name}: ${FEEDS} feeds, ${ROUNDS} rounds of ${BATCH} readings per way`);
     for (let round = 0; round < ROUNDS; round++) {
-      const order: Way[] = round % 2 === 0
-        ? ["plain", "direct 2m,2h,2d", "fold 1m,1h,1d"]
-        : ["fold 1m,1h,1d", "direct 2m,2h,2d", "plain"];
+      const ways = Object.keys(WAYS) as Way[];
+      const order = round % 2 === 0 ? ways : ways.toReversed();
       for (const way of order) {
         // One reading a second of device time per round: a minute bucket holds 60 rounds.
         const createdUs = (hourMs + round * 1000) * 1000 + (tick++ % 1000);
