@@ -56,14 +56,16 @@ export function rollupUpsert(
   return tx`
     insert into feed_rollups as r (feed_id, width, bucket, count, min, max, sum, first_at,
                                    last_at, last)
-    select s.feed_id, w.width, w.bucket, count(*), min(s.value), max(s.value), sum(s.value),
-           min(s.created_at), max(s.created_at), (array_agg(s.value order by s.created_at desc))[1]
+    select s.feed_id, w.width, date_bin(w.width, s.created_at, ${ROLLUP_ORIGIN}::timestamptz),
+           count(*), min(s.value), max(s.value), sum(s.value), min(s.created_at),
+           max(s.created_at), (array_agg(s.value order by s.created_at desc))[1]
     from ${tx(source)} s
-    cross join lateral (
-      select u.width, date_bin(u.width, s.created_at, ${ROLLUP_ORIGIN}::timestamptz) as bucket
-      from unnest(${textArrayLiteral([...widths])}::interval[]) u(width)) w
-    left join ${tx(folds)} f on f.width = w.width
-    where s.value is not null and (f.folded_before is null or w.bucket < f.folded_before)
+    -- A reading is in a bucket before the (bucket-aligned) watermark iff it is before it.
+    join (select u.width, coalesce(f.folded_before, 'infinity') as folded_before
+          from unnest(${textArrayLiteral([...widths])}::interval[]) u(width)
+          left join ${tx(folds)} f on f.width = u.width) w
+      on s.created_at < w.folded_before
+    where s.value is not null
     group by 1, 2, 3
     order by 1, 2, 3
     on conflict (feed_id, width, bucket) do update set
