@@ -19,6 +19,7 @@
  * The publisher (bench/publisher.ts) is its own process too. Prints one summary table and
  * issue 15's targets (bench/summary.ts), writes JSON to bench/results/.
  */
+import { prepareRollupFolds } from "../src/db/rollup_folds.ts";
 import process from "node:process";
 import postgres from "postgres";
 import { z } from "zod";
@@ -62,6 +63,7 @@ import {
 import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 import {
+  BENCH_ROLLUP_FOLD_WIDTHS,
   BENCH_ROLLUP_INTERVALS,
   BENCH_ROLLUP_WIDTHS,
   printRollupsCost,
@@ -452,6 +454,8 @@ async function main(args: string[]): Promise<void> {
       addRow(run, "processor", "processor (no MQTT)", null, r);
       if (cfg.phaseList.includes("rollups")) {
         await resetData(db.sql);
+        // As serve starts: the finest width in the batches, the coarser ones folded.
+        await prepareRollupFolds(db.sql, BENCH_ROLLUP_FOLD_WIDTHS);
         const rolled = await withLoad(() => processorPhase(cfg, db, BENCH_ROLLUP_INTERVALS));
         addRow(run, "rollups", `processor --rollups ${BENCH_ROLLUP_WIDTHS}`, null, rolled);
       }

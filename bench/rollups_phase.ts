@@ -14,6 +14,13 @@ export const BENCH_ROLLUP_WIDTHS = "1m,1h,1d";
 /** The same widths as the processor takes them (src/cli/rollup_options.ts). */
 export const BENCH_ROLLUP_INTERVALS = ["1 minutes", "1 hours", "1 days"];
 
+/** With their lengths, for the watermarks (src/db/rollup_folds.ts). */
+export const BENCH_ROLLUP_FOLD_WIDTHS = [
+  { interval: "1 minutes", ms: 60_000 },
+  { interval: "1 hours", ms: 3_600_000 },
+  { interval: "1 days", ms: 86_400_000 },
+];
+
 /** serve's flags in the phase. */
 export function rollupServeArgs(serveArgs: readonly string[]): string[] {
   return [...serveArgs, "--rollups", BENCH_ROLLUP_WIDTHS];

@@ -4,6 +4,7 @@
  * or re-processes `ingest_rejects` (--rejects); or re-publishes a capture to a broker
  * (--publish). See docs/replay.md.
  */
+import { foldRollups, prepareRollupsAtStart } from "../src/db/rollup_folds.ts";
 import type { MqttClient } from "mqtt";
 import { type ReadBadLine, readCaptures, statInputs } from "../src/capture/reader.ts";
 import { parseReplayArgs, type ReplayConfig, replayOptions } from "../src/cli/replay_options.ts";
@@ -118,6 +119,12 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
       // As in serve: dev mode with the embedded database (also a running serve's).
       const autoRegister = config.autoRegister ?? config.databaseUrl === undefined;
       const processor = processorOptionsOf({ ...config, autoRegister });
+      if (config.rollups && !config.dryRun) {
+        await prepareRollupsAtStart(db.sql, config.rollups, db.where, {
+          info: () => {},
+          warn: (text) => io.err(`warning: ${text}\n`),
+        });
+      }
       if (config.decode.sparkplug) {
         const tenant = config.sparkplugTenant!;
         const register = autoRegister && !config.dryRun;
@@ -155,6 +162,10 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
           onProgress: () => progress?.update(bytesRead, totals.processed),
           onWarning: (text) => io.err(`warning: ${text}\n`),
         }, totals);
+      }
+      // Buckets that closed while replaying (a serve running alongside folds them too).
+      if (config.rollups && config.rollups.length > 1 && !config.dryRun) {
+        await foldRollups(db.sql, { maxSteps: Number.MAX_SAFE_INTEGER });
       }
     } finally {
       await db.close();

@@ -110,7 +110,8 @@ export async function run(args: string[]): Promise<void> {
     if (sqlStateOf(error) !== "42P01") throw error; // undefined_table
     throw new FeedlineError(
       "SCHEMA_NOT_READY",
-      `${db.where} has no feed_rollups (sql/011): run \`feedline migrate\` first`,
+      `${db.where} has no feed_rollups or rollup_folds (sql/011, sql/015): run ` +
+        "`feedline migrate` first",
     );
   } finally {
     await db.close();
@@ -134,7 +135,10 @@ async function rebuild(sql: postgres.Sql, config: ReturnType<typeof parseRollups
     const width = labels.get(r.interval) ?? r.interval;
     console.log(
       `rollups ${width}: rebuilt from ${r.from.toISOString()}: ${r.deleted} row(s) replaced ` +
-        `by ${r.written}`,
+        `by ${r.written}` +
+        (r.foldedFrom
+          ? ` (buckets from ${r.foldedFrom.toISOString()} are folded from the finer width)`
+          : ""),
     );
   }
 }

@@ -22,6 +22,7 @@ import { openDatabase } from "../src/db/database.ts";
 import { leaseLane } from "../src/db/ingest_lanes.ts";
 import { startPartitionUpkeep } from "../src/db/partitions.ts";
 import { startRejectRetention } from "../src/db/reject_retention.ts";
+import { prepareRollupsAtStart, startRollupFolds } from "../src/db/rollup_folds.ts";
 import { removeEndpoints, writeEndpoints } from "../src/embedded/endpoints.ts";
 import { startEmbeddedBroker } from "../src/embedded/services.ts";
 import { httpAddressChoice, rememberedPorts } from "../src/embedded/remembered_ports.ts";
@@ -93,6 +94,8 @@ export async function startServe(
       });
     }
     log.info("database ready", { where: db.where, partitions_created: db.partitions?.created });
+    // Before the first batch: the batches write coarse widths by these watermarks.
+    if (config.rollups) await prepareRollupsAtStart(db.sql, config.rollups, db.where, log);
     const { sparkplug } = config.decode; // its tenant is looked up once, here
     if (sparkplug) await resolveSparkplugTenant(db.sql, config.sparkplugTenant!, sparkplug, config);
 
@@ -192,6 +195,9 @@ export async function startServe(
       "partition upkeep",
       startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry),
     );
+    if (config.rollups && config.rollups.length > 1) {
+      closers.push("the rollup fold", startRollupFolds(db.sql, config.rollupFoldIntervalMs, log));
+    }
     const reprocess = await reprocessOnRegister(config, { db, processor, metrics, log, closers });
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type postgres from "postgres";
+import postgres from "postgres";
 import { parseReplayArgs, runReplay } from "../commands/replay.ts";
 import { encodeCaptureLine } from "../src/capture/format.ts";
 import { partitionSettingsOf } from "../src/cli/option_groups.ts";
@@ -14,12 +14,14 @@ import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_option
 import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
 import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
-import { rebuildRollups } from "../src/db/rollups.ts";
+import { foldRollups, prepareRollupFolds } from "../src/db/rollup_folds.ts";
+import { applyRollupRetention, rebuildRollups } from "../src/db/rollups.ts";
 import { processBatch } from "../src/ingest/processor.ts";
 import { FastOrCareful } from "../src/ingest/write/fast_or_careful.ts";
 import { withTestDatabase } from "./support/db.ts";
 import { startServeFixture } from "./support/fixture.ts";
-import { assertProperty } from "./support/poison.ts";
+import { freePort } from "./support/broker.ts";
+import { assertProperty, PROPERTY_SEED } from "./support/poison.ts";
 import { publish, runFeedline, waitFor } from "./support/serve.ts";
 import { decodedMessage } from "./support/messages.ts";
 
@@ -64,6 +66,14 @@ function stored(sql: postgres.Sql, feeds: string[]) {
     from feed_rollups where feed_id = any(${feeds}::int8[]) order by 1, 2, 3`;
 }
 
+/** `feed_rollups_live` (sql/015): the folded buckets and the open ones, as `stored`. */
+function live(sql: postgres.Sql, feeds: string[]) {
+  return sql`
+    select feed_id, width::text as width, bucket, count::int as count, min, max, sum,
+           first_at, last_at, last
+    from feed_rollups_live where feed_id = any(${feeds}::int8[]) order by 1, 2, 3`;
+}
+
 /** The rollups of the raw table, computed independently of both writers. */
 function expected(sql: postgres.Sql, feeds: string[], widths = WIDTHS) {
   return sql`
@@ -85,7 +95,30 @@ const reading: fc.Arbitrary<Reading> = fc.record({
   ),
 });
 
-Deno.test("rollups equal the aggregate of the final raw table, whatever the order, duplicates, batches and replays (1m, 1h)", async () => {
+/** 1m written by the batches, 1h folded from 1m, 1d from 1h (src/db/rollup_folds.ts). */
+const FOLD_WIDTHS = [
+  { interval: "1 minutes", ms: 60_000 },
+  { interval: "1 hours", ms: 3_600_000 },
+  { interval: "1 days", ms: 86_400_000 },
+];
+const ALL_WIDTHS = FOLD_WIDTHS.map((w) => w.interval);
+const HOUR = 3_600_000;
+const at = (ms: number) => new Date(BASE_MS + ms);
+
+/**
+ * Watermarks as a serve started at `BASE_MS + startMs` sets them: the readings of later
+ * buckets reach the coarse widths only by a fold. The table is shared by the runs of a
+ * property; every run's feeds are folded to the end, so starting over refolds them alike.
+ */
+async function startFolds(sql: postgres.Sql, startMs: number) {
+  await sql`delete from rollup_folds`;
+  await prepareRollupFolds(sql, FOLD_WIDTHS, at(startMs));
+}
+
+/** A fold at a time after all readings: every bucket of every width closed and folded. */
+const FINAL_FOLD = { now: at(3 * 86_400_000), maxSteps: 10_000 };
+
+Deno.test("rollups equal the aggregate of the final raw table, whatever the order, duplicates, batches, replays and folds (1m, 1h, 1d)", async () => {
   await withTestDatabase(async (sql) => {
     await assertProperty(
       fc.asyncProperty(
@@ -93,29 +126,278 @@ Deno.test("rollups equal the aggregate of the final raw table, whatever the orde
         fc.array(fc.nat(), { minLength: 0, maxLength: 15 }),
         fc.array(fc.nat(), { minLength: 40, maxLength: 40 }),
         fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 10 }),
-        async (readings, again, order, sizes) => {
+        // serve's start, from an hour before the readings to their end.
+        fc.integer({ min: -60, max: 180 }).map((m) => m * 60_000),
+        // Folds after some batches: at a time within the readings' span, bounded steps.
+        fc.array(
+          fc.record({
+            after: fc.nat({ max: 12 }),
+            nowMin: fc.integer({ min: 0, max: 200 }),
+            steps: fc.integer({ min: 1, max: 3 }),
+          }),
+          { maxLength: 6 },
+        ),
+        async (readings, again, order, sizes, startMs, folds) => {
           const { user, feeds } = await addUser(sql);
+          await startFolds(sql, startMs);
           // Every reading once and some again (redeliveries), in a random order.
           const sent = [...readings, ...again.map((i) => readings[i % readings.length])]
             .map((r, i) => ({ r, key: order[i % order.length] * 1000 + i }))
             .sort((x, y) => x.key - y.key).map((x) => x.r);
-          let at = 0;
-          for (let b = 0; at < sent.length; b++) {
-            const batch = sent.slice(at, at += sizes[b % sizes.length]);
+          let pos = 0;
+          for (let b = 0; pos < sent.length; b++) {
+            const batch = sent.slice(pos, pos += sizes[b % sizes.length]);
             // A fresh chooser: the fast way is tried first every time (src/ingest/write/).
             await processBatch(sql, batch.map((r) => readingMsg(user, r)), {
-              rollups: WIDTHS,
+              rollups: ALL_WIDTHS,
               fastOrCareful: new FastOrCareful(),
             });
+            for (const f of folds.filter((f) => f.after === b)) {
+              await foldRollups(sql, { now: at(f.nowMin * 60_000), maxSteps: f.steps });
+            }
           }
           // A replay of everything: changes nothing.
-          await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: WIDTHS });
-          assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds));
+          await processBatch(sql, readings.map((r) => readingMsg(user, r)), {
+            rollups: ALL_WIDTHS,
+          });
+          const want = await expected(sql, feeds, ALL_WIDTHS);
+          assert.deepEqual(await live(sql, feeds), want, "feed_rollups_live before the fold");
+          await foldRollups(sql, FINAL_FOLD);
+          assert.deepEqual(await stored(sql, feeds), want);
         },
       ),
-      { numRuns: 15 },
+      { numRuns: 25 },
     );
   });
+});
+
+Deno.test("a live reading is written once, to the finest width; the coarse buckets appear when folded", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await startFolds(sql, 30 * 60_000); // serve started in the first hour: 1h folded from it
+    const send = (sec: number, value: number) =>
+      processBatch(sql, [readingMsg(user, { feed: "a", sec, value })], { rollups: ALL_WIDTHS });
+    await send(-600, 1); // an hour before: below the watermark, into 1h directly
+    await send(60, 2); // live: 1m only
+    const hourly = async () =>
+      (await stored(sql, feeds)).filter((r) => r.width !== "1 day").map((r) => [
+        r.width,
+        (r.bucket.getTime() - BASE_MS) / 60_000,
+        r.count,
+      ]);
+    assert.deepEqual(await hourly(), [["00:01:00", -10, 1], ["00:01:00", 1, 1], [
+      "01:00:00",
+      -60,
+      1,
+    ]]);
+    const r = await foldRollups(sql, { now: at(HOUR + 1000) });
+    assert.equal(r.steps, 1);
+    assert.deepEqual((await hourly()).filter((x) => x[0] === "01:00:00"), [
+      ["01:00:00", -60, 1],
+      ["01:00:00", 0, 1],
+    ], "the first hour is folded once closed");
+    await send(120, 4); // late: its hour is folded, so it goes there directly
+    await send(3600 + 5, 8); // live again: the second hour is open
+    assert.deepEqual(
+      await live(sql, feeds),
+      await expected(sql, feeds, ALL_WIDTHS),
+      "feed_rollups_live adds the open buckets from the finest width",
+    );
+    const rows = await stored(sql, feeds);
+    const hour = rows.find((x) => x.width === "01:00:00" && x.bucket.getTime() === BASE_MS);
+    assert.deepEqual([hour?.count, hour?.sum, hour?.last], [2, 6, 4]);
+    await foldRollups(sql, FINAL_FOLD);
+    assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds, ALL_WIDTHS));
+  });
+});
+
+Deno.test("a fold after a long stop catches up in bounded steps, finest first, each bucket once", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await startFolds(sql, 0); // 1h folded from BASE_MS on
+    const readings: Reading[] = [];
+    for (let sec = 0; sec < 3 * 3600; sec += 300) {
+      readings.push({ feed: sec % 600 === 0 ? "a" : "b", sec, value: sec / 300 });
+    }
+    await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
+    const hours = async () =>
+      (await stored(sql, feeds)).filter((r) => r.width === "01:00:00").map((r) =>
+        (r.bucket.getTime() - BASE_MS) / HOUR
+      ).sort();
+    const now = at(5 * HOUR + 60_000);
+    const first = await foldRollups(sql, { now, maxSteps: 1 });
+    assert.deepEqual([first.steps, first.caughtUp], [1, false]);
+    assert.deepEqual(await hours(), [0, 0], "one hour folded (two feeds), the rest waits");
+    let steps = first.steps;
+    for (let i = 0; i < 10; i++) {
+      const r = await foldRollups(sql, { now, maxSteps: 1 });
+      steps += r.steps;
+      if (r.caughtUp) break;
+    }
+    assert.equal(steps, 5, "hours 0 to 4 closed at +5 h, one step each");
+    assert.deepEqual(await hours(), [0, 0, 1, 1, 2, 2]);
+    const again = await foldRollups(sql, { now });
+    assert.deepEqual([again.steps, again.caughtUp], [0, true], "nothing left to do");
+    await foldRollups(sql, FINAL_FOLD);
+    assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds, ALL_WIDTHS));
+  });
+});
+
+Deno.test("two writers and two folders racing leave exact rollups (the watermark lock)", async () => {
+  await withTestDatabase(async (_sql, url) => {
+    const sql = postgres(url, { max: 6, onnotice: () => {} });
+    try {
+      const { user, feeds } = await addUser(sql);
+      await startFolds(sql, -HOUR);
+      let seed = PROPERTY_SEED >>> 0 || 1;
+      const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+      const batches = Array.from({ length: 60 }, () =>
+        Array.from({ length: 30 }, (): Reading => ({
+          feed: next() < 0.5 ? "a" : "b",
+          sec: Math.floor(next() * 540) * 20,
+          value: Math.floor(next() * 800 - 400) / 4,
+        })));
+      let writing = 2;
+      const writer = async (mine: Reading[][]) => {
+        for (const b of mine) {
+          await processBatch(sql, b.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
+        }
+        writing--;
+      };
+      // The folders' clock runs through the readings' hours while the writers write.
+      let nowMs = 0;
+      const folder = async () => {
+        while (writing > 0) {
+          nowMs = Math.min(nowMs + 5 * 60_000, 4 * HOUR);
+          await foldRollups(sql, { now: at(nowMs), maxSteps: 1 });
+        }
+      };
+      await Promise.all([
+        writer(batches.filter((_, i) => i % 2 === 0)),
+        writer(batches.filter((_, i) => i % 2 === 1)),
+        folder(),
+        folder(),
+      ]);
+      const [{ fb }] = await sql`
+        select folded_before as fb from rollup_folds where width = '1 hour'`;
+      assert.ok(fb.getTime() > BASE_MS, "the folds ran while the batches were written");
+      await foldRollups(sql, FINAL_FOLD);
+      assert.deepEqual(await stored(sql, feeds), await expected(sql, feeds, ALL_WIDTHS));
+    } finally {
+      await sql.end();
+    }
+  });
+});
+
+Deno.test("--rollups changed between starts: the widths are realigned without losing a reading", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await startFolds(sql, -HOUR); // 1m,1h,1d: 1h folded from BASE_MS on
+    const readings: Reading[] = [0, 700, 3700, 7300].map((sec, i) => ({
+      feed: "a",
+      sec,
+      value: i + 1,
+    }));
+    await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
+    // Restarted with 1h as the finest width: what was only in 1m is folded into 1h first.
+    const now = at(2 * HOUR);
+    const hourly = FOLD_WIDTHS.slice(1);
+    assert.deepEqual(await prepareRollupFolds(sql, hourly, now), { unchanged: false, added: [] });
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 7400, value: 9 })], {
+      rollups: hourly.map((w) => w.interval),
+    });
+    await foldRollups(sql, FINAL_FOLD);
+    const rows = await stored(sql, feeds);
+    assert.deepEqual(
+      rows.filter((r) => r.width !== "00:01:00"),
+      [...await expected(sql, feeds, ["1 hours", "1 days"])],
+    );
+    assert.deepEqual(await prepareRollupFolds(sql, hourly, now), { unchanged: true, added: [] });
+  });
+});
+
+Deno.test("retention keeps the finest buckets until they are folded; a rebuild stops at a coarse width's watermark", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await startFolds(sql, 0); // 1h folded from BASE_MS on
+    const readings: Reading[] = [60, 1800, 3700, 7300].map((sec, i) => ({
+      feed: "a",
+      sec,
+      value: i,
+    }));
+    await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
+    const minutes = async () =>
+      (await stored(sql, feeds)).filter((r) => r.width === "00:01:00").length;
+    const tiers = [{ interval: "1 minutes", widthMs: 60_000, keepMs: HOUR }];
+    const now = at(5 * HOUR);
+    // A day-old 1m bucket would go, but 1h has not been folded from it yet.
+    assert.deepEqual(await applyRollupRetention(sql, tiers, now), [
+      { interval: "1 minutes", deleted: 0 },
+    ]);
+    assert.equal(await minutes(), 4);
+    // A rebuild of 1h stops at its watermark: the fold makes the hours after it.
+    const [r] = await rebuildRollups(sql, ["1 hours"], at(-HOUR), null, null);
+    assert.equal(r.foldedFrom?.getTime(), BASE_MS);
+    assert.equal(r.written, 0);
+    await foldRollups(sql, { now });
+    const [after] = await applyRollupRetention(sql, tiers, now);
+    assert.equal(after.deleted, 4, "folded: now they go");
+    assert.deepEqual(
+      (await stored(sql, feeds)).filter((x) => x.width === "01:00:00"),
+      [...await expected(sql, feeds, ["1 hours"])],
+    );
+  });
+});
+
+Deno.test("the first start after the upgrade: a width written directly before keeps its current bucket direct", async () => {
+  await withTestDatabase(async (sql) => {
+    const { user, feeds } = await addUser(sql);
+    await sql`delete from rollup_folds`;
+    // Before sql/015: every width written by the batches, and 1h even before 1m was on.
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 60, value: 1 })], {
+      rollups: ["1 hours"],
+    });
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 120, value: 2 })], {
+      rollups: ["1 minutes", "1 hours"],
+    });
+    await sql`delete from rollup_folds`;
+    await prepareRollupFolds(sql, FOLD_WIDTHS.slice(0, 2), at(30 * 60_000));
+    const [{ fb }] = await sql`select folded_before as fb from rollup_folds where width = '1 hour'`;
+    assert.equal(fb.getTime(), BASE_MS + HOUR, "1h holds more of this hour than 1m: direct");
+    await processBatch(sql, [readingMsg(user, { feed: "a", sec: 180, value: 4 })], {
+      rollups: ["1 minutes", "1 hours"],
+    });
+    await foldRollups(sql, FINAL_FOLD);
+    const hour = (await stored(sql, feeds)).find((r) => r.width === "01:00:00");
+    assert.deepEqual([hour?.count, hour?.sum], [3, 7], "nothing of the hour lost");
+  });
+});
+
+Deno.test("serve --rollups --no-migrate on a database without the rollups' tables is refused in one line", async () => {
+  const server = Deno.env.get("TEST_DATABASE_URL");
+  if (!server) return; // the embedded test database is always migrated
+  const name = `feedline_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = postgres(server, { max: 1, onnotice: () => {} });
+  await admin`create database ${admin(name)}`;
+  const dataDir = await Deno.makeTempDir({ prefix: "feedline-rollups-test-" });
+  try {
+    const url = new URL(server);
+    url.pathname = `/${name}`;
+    const port = await freePort(); // nobody listens: serve must refuse before MQTT
+    const out = await runFeedline([
+      "serve",
+      ...["--no-migrate", "--rollups", "1m,1h", "--http", "off", "--data-dir", dataDir],
+      ...["--database-url", url.href, "--mqtt-url", `mqtt://127.0.0.1:${port}`],
+      ...["--log-level", "error"],
+    ]);
+    assert.equal(out.code, 1);
+    assert.equal(out.stderr.trim().split("\n").length, 1, out.stderr);
+    assert.match(out.stderr, /has no rollup tables .*sql\/015.*feedline migrate/);
+  } finally {
+    await admin`drop database if exists ${admin(name)} with (force)`;
+    await admin.end();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
 
 Deno.test("without --rollups the processor writes no rollup", async () => {
@@ -274,6 +556,34 @@ Deno.test("serve --rollups keeps rollups of what it stores; a redelivered and a 
     assert.deepEqual(rows, await expected(f.db.sql, [feed.id]));
     const hour = rows.find((r) => r.width === "01:00:00")!;
     assert.deepEqual([hour.count, hour.sum, hour.min, hour.max, hour.last], [4, 16, 1, 9, 9]);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("serve folds the closed coarse buckets on its timer (--rollup-fold-interval-ms)", async () => {
+  const f = await startServeFixture({
+    feeds: ["temp"],
+    // As left by an earlier serve with the same --rollups: 1h folded up to BASE_MS.
+    prepare: (db) =>
+      db.sql`insert into rollup_folds values
+        ('1 minute', 'infinity'), ('1 hour', ${new Date(BASE_MS)})`,
+    args: ["--batch-interval-ms", "20", "--rollups", "1m,1h", "--rollup-fold-interval-ms", "1000"],
+  });
+  try {
+    const topic = f.serve.feedTopic(f.user, "dev1", "temp");
+    const send = (sec: number, value: number) =>
+      publish(f.pub, topic, JSON.stringify({ value, ts: new Date(BASE_MS + sec * 1000) }));
+    await send(60, 1);
+    await send(3700, 3);
+    await send(3800, 5);
+    await waitFor("the readings stored", async () => (await f.storedCount()) === 3);
+    const [feed] = await f.db.sql<{ id: string }[]>`select id from feeds where key = 'temp'`;
+    const hours = async () =>
+      (await stored(f.db.sql, [feed.id])).filter((r) => r.width === "01:00:00");
+    // Both hours closed hours ago: the timer folds them from 1m, the batches wrote 1m only.
+    await waitFor("the hours folded", async () => (await hours()).length === 2);
+    assert.deepEqual(await hours(), [...await expected(f.db.sql, [feed.id], ["1 hours"])]);
   } finally {
     await f.close();
   }

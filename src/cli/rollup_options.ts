@@ -4,6 +4,7 @@
  * Pure: the processor and src/db/rollups.ts get PostgreSQL intervals and milliseconds.
  */
 import { z } from "zod";
+import { foldSourceMs } from "../db/rollups.ts";
 import { option } from "./options.ts";
 
 /** One bucket width of `feed_rollups`. */
@@ -43,7 +44,17 @@ export function parseRollupWidths(text: string): RollupWidth[] | string {
     if (!w) return `"${p}" is not a width: a number with s, m, h, d or w (1m,1h,1d)`;
     widths.set(w.ms, w);
   }
-  return [...widths.values()].sort((a, b) => a.ms - b.ms);
+  const sorted = [...widths.values()].sort((a, b) => a.ms - b.ms);
+  // Coarse widths are folded from a finer one (src/db/rollup_folds.ts): each must be a
+  // whole number of one, so that its buckets are unions of the finer buckets.
+  for (const w of sorted.slice(1)) {
+    if (foldSourceMs(w.ms, sorted.map((x) => x.ms)) === null) {
+      const finer = sorted.filter((x) => x.ms < w.ms).map((x) => x.label).join(", ");
+      return `${w.label} is not a multiple of a finer width (${finer}): coarse widths are ` +
+        "folded from finer ones";
+    }
+  }
+  return sorted;
 }
 
 const rollupsSchema = z.string().optional().transform((v, ctx) => {
@@ -62,8 +73,9 @@ export const rollupsOption = option({
   env: "FEEDLINE_ROLLUPS",
   schema: rollupsSchema,
   defaultText: "off",
-  doc: "Keep feed_rollups (count, min, max, sum, last per feed and bucket) of these widths " +
-    "in each batch's transaction, e.g. 1m,1h,1d (docs/operations.md#rollups).",
+  doc: "Keep feed_rollups (count, min, max, sum, last per feed and bucket) of these widths, " +
+    "e.g. 1m,1h,1d: the finest in each batch's transaction, each coarser one (a multiple of " +
+    "a finer one) folded from it once its bucket closes (docs/operations.md#rollups).",
 });
 
 /** How long one tier keeps its data (null: forever). */

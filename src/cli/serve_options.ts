@@ -220,6 +220,14 @@ export const serveOptions = {
     doc: "How often serve keeps partitions ahead, applies --retention and looks for " +
       "readings in the default partition.",
   }),
+  rollupFoldIntervalMs: option({
+    flag: "rollup-fold-interval-ms",
+    env: "FEEDLINE_ROLLUP_FOLD_INTERVAL_MS",
+    schema: zs.int(1000, 3_600_000).default(10_000),
+    defaultText: "10000",
+    doc: "With --rollups: how often serve folds closed buckets of the finer widths into the " +
+      "coarser ones (docs/operations.md#rollups).",
+  }),
   ...decodeOptions,
   ...processingOptions,
   ...sparkplugOptions,

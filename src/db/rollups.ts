@@ -5,10 +5,24 @@
  * current themselves (src/ingest/write/rollups.ts).
  */
 import type postgres from "postgres";
+import { sqlStateOf } from "./errors.ts";
 import { confirmedTransaction } from "./transaction.ts";
 
 /** Where buckets start: date_bin's origin, the same in the batches' upsert. */
 export const ROLLUP_ORIGIN = "2000-01-01 00:00:00+00";
+
+/**
+ * The width a coarse width `ms` is folded from: the largest finer one of `all` it is a
+ * whole number of (1h from 5m in 1m,5m,1h; 1d from 1h); null for the finest width, or if
+ * none divides it. Pure, shared by the option's check and the fold.
+ */
+export function foldSourceMs(ms: number, all: readonly number[]): number | null {
+  let best: number | null = null;
+  for (const f of all) {
+    if (f < ms && ms % f === 0 && (best === null || f > best)) best = f;
+  }
+  return best;
+}
 
 /** How long the buckets of one width are kept. */
 export interface RollupTier {
@@ -29,10 +43,18 @@ export async function applyRollupRetention(
   now = new Date(),
 ): Promise<{ interval: string; deleted: number }[]> {
   const done: { interval: string; deleted: number }[] = [];
+  const folds = tiers.some((t) => t.keepMs !== null) ? await foldWatermarks(sql) : [];
   for (const t of tiers) {
     if (t.keepMs === null) continue;
     // A bucket goes once all of it is older than the age: its end, bucket + width.
-    const cutoff = new Date(now.getTime() - t.keepMs - t.widthMs);
+    let cutoff = new Date(now.getTime() - t.keepMs - t.widthMs);
+    // A finer width's buckets not yet folded into a coarser one stay until they are
+    // (sql/015): the fold reads them.
+    for (const f of folds) {
+      if (f.ms > t.widthMs && f.foldedBefore && f.foldedBefore.getTime() - 1 < cutoff.getTime()) {
+        cutoff = new Date(f.foldedBefore.getTime() - 1);
+      }
+    }
     const res = await sql`
       delete from feed_rollups where width = ${t.interval}::interval and bucket <= ${cutoff}`;
     done.push({ interval: t.interval, deleted: res.count });
@@ -40,11 +62,29 @@ export async function applyRollupRetention(
   return done;
 }
 
+/** The coarse widths' watermarks (sql/015); none before that migration. */
+async function foldWatermarks(
+  sql: postgres.Sql,
+): Promise<{ ms: number; foldedBefore: Date | null }[]> {
+  try {
+    const rows = await sql<{ ms: string; fb: Date | null }[]>`
+      select (extract(epoch from width) * 1000)::int8::text as ms,
+             case when folded_before = 'infinity' then null else folded_before end as fb
+      from rollup_folds`;
+    return rows.map((r) => ({ ms: Number(r.ms), foldedBefore: r.fb }));
+  } catch (error) {
+    if (sqlStateOf(error) === "42P01") return []; // undefined_table: sql/015 not applied
+    throw error;
+  }
+}
+
 /** What a rebuild did, per width. */
 export interface RebuildResult {
   interval: string;
   /** The first bucket rebuilt (a bucket starting before the oldest raw partition is kept). */
   from: Date;
+  /** A coarse width's watermark: rebuilt only below it (the fold makes the rest). */
+  foldedFrom: Date | null;
   deleted: number;
   written: number;
 }
@@ -67,15 +107,25 @@ export async function rebuildRollups(
 ): Promise<RebuildResult[]> {
   const oldest = oldestRaw;
   return await confirmedTransaction(sql, async (tx) => {
+    // Folds and batches first, in the order they lock (src/db/rollup_folds.ts): a coarse
+    // width is rebuilt only below its watermark; above it, its buckets are not in the
+    // table yet and the fold makes them from the finer width (sql/015).
+    await tx`lock table rollup_folds in exclusive mode`;
     await tx`lock table feed_rollups in share row exclusive mode`;
     const results: RebuildResult[] = [];
     for (const interval of intervals) {
+      const [fold] = await tx<{ fb: Date }[]>`
+        select folded_before as fb from rollup_folds
+        where width = ${interval}::interval and folded_before <> 'infinity'`;
+      const folded = fold?.fb ?? null;
       const [{ start, stop }] = await tx<{ start: Date; stop: Date | null }[]>`
         select greatest(date_bin(w, ${since}::timestamptz, ${ROLLUP_ORIGIN}::timestamptz),
                         case when ${oldest}::timestamptz is null then null
                              else date_bin(w, ${oldest}::timestamptz - interval '1 microsecond',
                                            ${ROLLUP_ORIGIN}::timestamptz) + w end) as start,
-               date_bin(w, ${until}::timestamptz, ${ROLLUP_ORIGIN}::timestamptz) + w as stop
+               -- least() skips nulls: no --until and no watermark, no end.
+               least(date_bin(w, ${until}::timestamptz, ${ROLLUP_ORIGIN}::timestamptz) + w,
+                     ${folded}::timestamptz) as stop
         from (select ${interval}::interval as w) x`;
       const deleted = await tx`
         delete from feed_rollups
@@ -96,7 +146,13 @@ export async function rebuildRollups(
                 and (${stop}::timestamptz is null or created_at < ${stop}::timestamptz)
               group by 1, 2) g
         join feed_values v on v.feed_id = g.feed_id and v.created_at = g.last_at`;
-      results.push({ interval, from: start, deleted: deleted.count, written: written.count });
+      results.push({
+        interval,
+        from: start,
+        foldedFrom: folded,
+        deleted: deleted.count,
+        written: written.count,
+      });
     }
     return results;
   });

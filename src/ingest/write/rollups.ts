@@ -7,7 +7,9 @@
  * savepoint, so no reading is counted twice or counted without being stored. Each
  * (feed, width, bucket) of the batch is merged into its row: count and sum add, min and
  * max widen, first_at, last_at and last follow device time, so a late reading updates
- * its own bucket and never moves `last` back.
+ * its own bucket and never moves `last` back. Only the finest width is written for live
+ * readings; a coarse width only where its bucket is already folded (sql/015,
+ * src/db/rollup_folds.ts): one row upsert per reading, not one per width.
  *
  * One statement for all widths; with --rollups off, the insert has no RETURNING and
  * nothing here runs.
@@ -23,18 +25,46 @@ export type RollupWidths = readonly string[] | null;
 export const ROLLUP_RETURNING = "returning feed_id, value, created_at";
 
 /**
- * The upsert of the rollups of `source`, a CTE of the rows the values' insert returned
- * (`ROLLUP_RETURNING`). Rows go in key order, so two batches touching the same buckets
- * lock them in the same order (no deadlock between serve instances).
+ * The read of the watermarks (sql/015, src/db/rollup_folds.ts), a CTE of the values'
+ * statement between the insert's and the upsert's, so that the statement locks
+ * feed_values, rollup_folds, feed_rollups in the order every other writer does (the feed
+ * delete trigger, the fold, the rebuild): no lock cycle. FOR SHARE (ROW SHARE on the
+ * table) makes a fold wait for this batch's commit, makes this statement wait for a fold
+ * in progress, and returns the newest committed watermark after it.
  */
-export function rollupUpsert(tx: Transaction, source: string, widths: readonly string[]) {
+export function foldsRead(tx: Transaction, widths: readonly string[]) {
+  return tx`
+    select width, folded_before from rollup_folds
+    where width = any(${textArrayLiteral([...widths])}::interval[])
+    order by width for share`;
+}
+
+/**
+ * The upsert of the rollups of `source`, a CTE of the rows the values' insert returned
+ * (`ROLLUP_RETURNING`), into the widths whose bucket is already folded (`folds`, a CTE of
+ * `foldsRead`): the finest width always ('infinity'), a coarse one only for a late
+ * reading; a width without a row is written directly (as before sql/015). Rows go in key
+ * order, so two batches touching the same buckets lock them in the same order (no
+ * deadlock between serve instances).
+ */
+export function rollupUpsert(
+  tx: Transaction,
+  source: string,
+  folds: string,
+  widths: readonly string[],
+) {
   return tx`
     insert into feed_rollups as r (feed_id, width, bucket, count, min, max, sum, first_at,
                                    last_at, last)
     select s.feed_id, w.width, date_bin(w.width, s.created_at, ${ROLLUP_ORIGIN}::timestamptz),
            count(*), min(s.value), max(s.value), sum(s.value), min(s.created_at),
            max(s.created_at), (array_agg(s.value order by s.created_at desc))[1]
-    from ${tx(source)} s cross join unnest(${textArrayLiteral([...widths])}::interval[]) w(width)
+    from ${tx(source)} s
+    -- A reading is in a bucket before the (bucket-aligned) watermark iff it is before it.
+    join (select u.width, coalesce(f.folded_before, 'infinity') as folded_before
+          from unnest(${textArrayLiteral([...widths])}::interval[]) u(width)
+          left join ${tx(folds)} f on f.width = u.width) w
+      on s.created_at < w.folded_before
     where s.value is not null
     group by 1, 2, 3
     order by 1, 2, 3

@@ -13,7 +13,7 @@ import { timestampOfUs } from "../../db/timestamps.ts";
 import type { Transaction } from "../../db/transaction.ts";
 import { floatArrayLiteral, intArrayLiteral, textArrayLiteral } from "../pg_array.ts";
 import { insertIsolated } from "./isolation.ts";
-import { ROLLUP_RETURNING, rollupUpsert, type RollupWidths } from "./rollups.ts";
+import { foldsRead, ROLLUP_RETURNING, rollupUpsert, type RollupWidths } from "./rollups.ts";
 import type { RejectRow, ValueRow } from "./rows.ts";
 
 /** A reading absorbed by the key of a stored reading with another value. */
@@ -54,7 +54,8 @@ export async function writeValuesFast(
     const latest = latestPerFeed(rows, null);
     await (rollups
       ? tx`with stored as (${valuesInsert(tx, rows)} ${tx.unsafe(ROLLUP_RETURNING)}),
-               rolled as (${rollupUpsert(tx, "stored", rollups)})
+               folds as materialized (${foldsRead(tx, rollups)}),
+               rolled as (${rollupUpsert(tx, "stored", "folds", rollups)})
            ${lastValuesUpdate(tx, latest)}`
       : tx`with stored as (${valuesInsert(tx, rows)}) ${lastValuesUpdate(tx, latest)}`);
   }
@@ -155,7 +156,8 @@ async function insertValueRows(
   const [{ n }] = await tx<{ n: number }[]>`
     with stored as (${valuesInsert(tx, rows)} on conflict do nothing
                     ${tx.unsafe(ROLLUP_RETURNING)}),
-         rolled as (${rollupUpsert(tx, "stored", rollups)})
+         folds as materialized (${foldsRead(tx, rollups)}),
+         rolled as (${rollupUpsert(tx, "stored", "folds", rollups)})
     select count(*)::int as n from stored`;
   return n;
 }
