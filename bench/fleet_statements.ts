@@ -61,8 +61,7 @@ function workOf(result: postgres.RowList<postgres.Row[]>): Work {
 
 /** One round's batch: random feeds of the fleet, as the lookup and the writes see them. */
 interface Batch {
-  users: string;
-  keys: string;
+  pairs: { user_id: string; key: string }[];
   ids: number[];
   at: number;
 }
@@ -72,12 +71,19 @@ const LOOKUP_COLUMNS = `f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.
   (extract(epoch from f.threshold_min_duration) * 1e6)::float8 as min_duration_us,
   f.max_silence is not null as watches_silence`;
 
-function lookup(table: string) {
-  return (sql: postgres.Sql, b: Batch) =>
-    sql.unsafe(`${EXPLAIN}
+function lookup(table: string, sorted = false) {
+  return (sql: postgres.Sql, b: Batch) => {
+    const pairs = b.pairs.map((p, i) => ({ p, i }));
+    if (sorted) {
+      pairs.sort((x, y) => x.p.user_id < y.p.user_id ? -1 : x.p.user_id > y.p.user_id ? 1 : 0);
+    }
+    const users = `{${pairs.map((x) => x.p.user_id).join(",")}}`;
+    const keys = `{${pairs.map((x) => `"${x.p.key}"`).join(",")}}`;
+    return sql.unsafe(`${EXPLAIN}
       select ${LOOKUP_COLUMNS}
-      from unnest('${b.users}'::uuid[], '${b.keys}'::text[]) as k(user_id, key)
+      from unnest('${users}'::uuid[], '${keys}'::text[]) as k(user_id, key)
       join ${table} f on f.user_id = k.user_id and f.key = k.key`);
+  };
 }
 
 function arrays(ids: number[], at: number) {
@@ -118,6 +124,7 @@ const WAYS: Record<
 > = {
   "lookup: before sql/016, (user_id, key) index + heap (fillfactor 70)": lookup("feeds_old"),
   "lookup: sql/016, covering index only (fillfactor 100)": lookup("feeds"),
+  "lookup: sql/016, keys by user": lookup("feeds", true),
   "insert feed_values, batch order": insert(false),
   "insert feed_values, by feed_id": insert(true),
   "update feed_last_values, batch order": update(false),
@@ -188,8 +195,7 @@ async function main(): Promise<void> {
         while (picked.size < BATCH) picked.add(Math.floor(Math.random() * fleet.length));
         const rows = [...picked].map((i) => fleet[i]);
         const batch: Batch = {
-          users: `{${rows.map((r) => r.user_id).join(",")}}`,
-          keys: `{${rows.map((r) => `"${r.key}"`).join(",")}}`,
+          pairs: rows,
           ids: rows.map((r) => Number(r.id)),
           at,
         };

@@ -103,19 +103,19 @@ export async function lookupFeeds(
   cache: FeedCache | undefined,
 ): Promise<Map<string, FeedInfo>> {
   const found = new Map<string, FeedInfo>();
-  const users: string[] = [];
-  const keys: string[] = [];
+  const missing: FeedRef[] = [];
   const now = Date.now();
   for (const [key, ref] of feeds) {
     const cached = cache?.get(key, now);
-    if (cached) {
-      found.set(key, cached);
-    } else {
-      users.push(ref.userId);
-      keys.push(ref.feedKey);
-    }
+    if (cached) found.set(key, cached);
+    else missing.push(ref);
   }
-  if (keys.length === 0) return found;
+  if (missing.length === 0) return found;
+  // By user, as the unique key (user_id, key) is ordered (a uuid sorts as its lower-case
+  // text): the probes walk the index from left to right, a user's feeds one after another.
+  missing.sort((a, b) => a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
+  const users = missing.map((ref) => ref.userId);
+  const keys = missing.map((ref) => ref.feedKey);
   // Noted before the query: an invalidation that arrives meanwhile keeps its answer out.
   const version = cache?.version;
   const rows = await tx<FeedRow[]>`${feedLookup(tx, users, keys)}`;
