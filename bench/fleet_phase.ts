@@ -82,14 +82,15 @@ async function feedLookups(admin: postgres.Sql, dbName: string): Promise<number 
 }
 
 /**
- * Probes of `feeds`' (user_id, key) index so far: one per feed looked up (the lookup joins
+ * Probes of `feeds`' (user_id, key) index so far (`feeds_user_key` since sql/016, which made
+ * it cover the lookup; `feeds_user_id_key_key` before): one per feed looked up (the lookup joins
  * its keys to the index), whether pg_stat_statements is there or not. PostgreSQL's
  * statistics lag the commit by up to a second (bench/fleet_phase.ts waits before reading).
  */
 async function feedIndexProbes(sql: postgres.Sql): Promise<number> {
   const [{ n }] = await sql<{ n: number }[]>`
     select coalesce(sum(idx_scan), 0)::float8 as n from pg_stat_user_indexes
-    where relname = 'feeds' and indexrelname like '%user_id_key%'`;
+    where relname = 'feeds' and indexrelname in ('feeds_user_key', 'feeds_user_id_key_key')`;
   return n;
 }
 

@@ -101,7 +101,7 @@ Deno.test("sql/014 carries each feed's last value over to feed_last_values", asy
     await db.sql`
       insert into feeds (user_id, key, last_value, last_value_at)
       values (${u}, 'temp', '21.5', '2025-06-01T12:00:00Z'), (${u}, 'never', null, null)`;
-    // 014 first; later migrations (sql/015 ...) follow it.
+    // 014 first; later migrations follow it.
     assert.equal((await applyMigrations(db.sql)).applied[0], "014_feed_last_values.sql");
     const rows = await db.sql`
       select f.key, l.value, l.at from feeds f join feed_last_values l on l.feed_id = f.id

@@ -317,7 +317,8 @@ export const processingOptions = {
   feedCacheSize: option({
     flag: "feed-cache-size",
     env: "FEEDLINE_FEED_CACHE_SIZE",
-    // ~160 bytes of memory per cached feed (bench --phases fleet; docs/performance.md).
+    // Budgeted at 160 bytes per cached feed (src/ingest/memory_budget.ts); a plain feed's
+    // entry takes ~93 of heap (docs/performance.md, "Fleet scale (issue 26)").
     schema: zs.int(1).default(200_000),
     defaultText: "200000",
     doc: "Most feeds (and, separately, devices) kept in the lookup cache; set it to the " +

@@ -65,6 +65,37 @@ async function registerAliases(tx: Transaction, aliases: string[]): Promise<void
   await tx`delete from users where id = any(${unused}::uuid[])`;
 }
 
+/** A row of the feed lookup. */
+interface FeedRow {
+  id: string;
+  user_id: string;
+  key: string;
+  is_active: boolean;
+  threshold_min: number | null;
+  threshold_max: number | null;
+  alert_mode: boolean;
+  hysteresis: number | null;
+  min_duration_us: number | null;
+  watches_silence: boolean;
+}
+
+/**
+ * The lookup of the feeds named by `users[i]`, `keys[i]`. It reads only columns the unique
+ * key (user_id, key) carries (sql/016), so PostgreSQL answers it from that index alone,
+ * without a page of `feeds` per feed: the cost of a cold batch over a large fleet
+ * (docs/performance.md, "Fleet scale (issue 26)"). A column read here must be in the key's
+ * INCLUDE list too (test/lookups_plan_test.ts checks the plan).
+ */
+export function feedLookup(tx: Transaction, users: string[], keys: string[]) {
+  return tx`
+    select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max,
+           f.threshold_mode = 'alert' as alert_mode, f.threshold_hysteresis as hysteresis,
+           (extract(epoch from f.threshold_min_duration) * 1e6)::float8 as min_duration_us,
+           f.max_silence is not null as watches_silence
+    from unnest(${users}::uuid[], ${keys}::text[]) as k(user_id, key)
+    join feeds f on f.user_id = k.user_id and f.key = k.key`;
+}
+
 /** The feeds of `feeds` that exist, by feed key. */
 export async function lookupFeeds(
   tx: Transaction,
@@ -72,41 +103,22 @@ export async function lookupFeeds(
   cache: FeedCache | undefined,
 ): Promise<Map<string, FeedInfo>> {
   const found = new Map<string, FeedInfo>();
-  const users: string[] = [];
-  const keys: string[] = [];
+  const missing: FeedRef[] = [];
   const now = Date.now();
   for (const [key, ref] of feeds) {
     const cached = cache?.get(key, now);
-    if (cached) {
-      found.set(key, cached);
-    } else {
-      users.push(ref.userId);
-      keys.push(ref.feedKey);
-    }
+    if (cached) found.set(key, cached);
+    else missing.push(ref);
   }
-  if (keys.length === 0) return found;
+  if (missing.length === 0) return found;
+  // By user, as the unique key (user_id, key) is ordered (a uuid sorts as its lower-case
+  // text): the probes walk the index from left to right, a user's feeds one after another.
+  missing.sort((a, b) => a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0);
+  const users = missing.map((ref) => ref.userId);
+  const keys = missing.map((ref) => ref.feedKey);
   // Noted before the query: an invalidation that arrives meanwhile keeps its answer out.
   const version = cache?.version;
-  const rows = await tx<
-    {
-      id: string;
-      user_id: string;
-      key: string;
-      is_active: boolean;
-      threshold_min: number | null;
-      threshold_max: number | null;
-      alert_mode: boolean;
-      hysteresis: number | null;
-      min_duration_us: number | null;
-      watches_silence: boolean;
-    }[]
-  >`
-    select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max,
-           f.threshold_mode = 'alert' as alert_mode, f.threshold_hysteresis as hysteresis,
-           (extract(epoch from f.threshold_min_duration) * 1e6)::float8 as min_duration_us,
-           f.max_silence is not null as watches_silence
-    from unnest(${users}::uuid[], ${keys}::text[]) as k(user_id, key)
-    join feeds f on f.user_id = k.user_id and f.key = k.key`;
+  const rows = await tx<FeedRow[]>`${feedLookup(tx, users, keys)}`;
   for (const row of rows) {
     const feed: FeedInfo = {
       id: Number(row.id),

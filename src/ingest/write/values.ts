@@ -110,8 +110,14 @@ export async function writeValuesCarefully(
   };
 }
 
-/** The value rows as the column arrays of an `unnest`. */
-function valueColumns(rows: ValueRow[]) {
+/**
+ * The value rows as the column arrays of an `unnest`, ordered by feed (then time): the
+ * insert then walks `feed_values`' primary key (feed_id, created_at) from left to right, so
+ * readings whose keys share a leaf page touch it one after the other. Over a large fleet
+ * that halves the full-page images it writes (docs/performance.md, "Fleet scale (issue 26)").
+ */
+function valueColumns(unordered: ValueRow[]) {
+  const rows = unordered.toSorted(byFeedThenTime);
   const n = rows.length;
   const feedIds = new Array<number>(n);
   const nums = new Array<number | null>(n);
@@ -162,7 +168,11 @@ async function insertValueRows(
   return n;
 }
 
-/** Each feed's newest row: the arrays of the last-value update. */
+function byFeedThenTime(a: ValueRow, b: ValueRow): number {
+  return a.feedId - b.feedId || a.createdUs - b.createdUs;
+}
+
+/** Each feed's newest row: the arrays of the last-value update, by feed id. */
 interface LatestValues {
   ids: number[];
   vals: string[];
@@ -179,7 +189,9 @@ function latestPerFeed(rows: ValueRow[], exclude: ReadonlySet<ValueRow> | null):
   const ids: number[] = [];
   const vals: string[] = [];
   const ats: number[] = [];
-  for (const r of latest.values()) {
+  // In key order, as the insert (valueColumns): the update probes feed_last_values' primary
+  // key once per feed, left to right.
+  for (const r of [...latest.values()].sort(byFeedThenTime)) {
     ids.push(r.feedId);
     vals.push(r.text ?? String(r.value));
     ats.push(r.createdUs);
