@@ -87,12 +87,8 @@ export async function startServe(
 
     const db = await openDatabase({ ...databaseOf(config), onTransactionPooler: log.warn });
     closers.push("the database pool", () => db.close(abandoned ? 0 : 5));
-    if (db.fellBack) {
-      log.warn(`port ${config.embeddedDbPort} is taken; the embedded database uses another`, {
-        url: db.url,
-        ...db.portMemory,
-      });
-    }
+    const moved = `port ${config.embeddedDbPort} is taken; the embedded database uses another`;
+    if (db.fellBack) log.warn(moved, { url: db.url, ...db.portMemory });
     log.info("database ready", { where: db.where, partitions_created: db.partitions?.created });
     // Before the first batch: the batches write coarse widths by these watermarks.
     if (config.rollups) await prepareRollupsAtStart(db.sql, config.rollups, db.where, log);

@@ -4,7 +4,6 @@
  * Pure: the processor and src/db/rollups.ts get PostgreSQL intervals and milliseconds.
  */
 import { z } from "zod";
-import { foldSourceMs } from "../db/rollups.ts";
 import { option } from "./options.ts";
 
 /** One bucket width of `feed_rollups`. */
@@ -45,10 +44,11 @@ export function parseRollupWidths(text: string): RollupWidth[] | string {
     widths.set(w.ms, w);
   }
   const sorted = [...widths.values()].sort((a, b) => a.ms - b.ms);
-  // Coarse widths are folded from a finer one (src/db/rollup_folds.ts): each must be a
-  // whole number of one, so that its buckets are unions of the finer buckets.
+  // Coarse widths are folded from a finer one (src/db/rollup_folds.ts, the largest that
+  // divides it: src/db/rollups.ts foldSourceMs): each must be a whole number of one, so
+  // that its buckets are unions of the finer buckets.
   for (const w of sorted.slice(1)) {
-    if (foldSourceMs(w.ms, sorted.map((x) => x.ms)) === null) {
+    if (!sorted.some((x) => x.ms < w.ms && w.ms % x.ms === 0)) {
       const finer = sorted.filter((x) => x.ms < w.ms).map((x) => x.label).join(", ");
       return `${w.label} is not a multiple of a finer width (${finer}): coarse widths are ` +
         "folded from finer ones";

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { parseReplayArgs } from "./replay_options.ts";
-import { foldSourceMs } from "../db/rollups.ts";
 import { parseKeep, parseRetentionTiers, parseRollupWidths } from "./rollup_options.ts";
 import { parseServeArgs, upkeepOf } from "./serve_options.ts";
 
@@ -30,15 +29,6 @@ Deno.test("--rollups: each coarse width is a multiple of a finer one (it is fold
   );
   assert.match(String(parseRollupWidths("10m,15m,1h")), /15m is not a multiple.*\(10m\)/);
   assert.ok(Array.isArray(parseRollupWidths("1m,5m,1h,1d,1w")));
-  // The largest finer width that divides it: 1h from 5m, 1d from 1h, 1w from 1d.
-  const all = [60_000, 300_000, 3_600_000, 86_400_000, 604_800_000];
-  assert.deepEqual(all.map((ms) => foldSourceMs(ms, all)), [
-    null,
-    60_000,
-    300_000,
-    3_600_000,
-    86_400_000,
-  ]);
 });
 
 Deno.test("--retention: the plain age as before, or tiers for raw and each rollup width", () => {
