@@ -33,6 +33,7 @@ import {
 import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
 import { keepAliveWhileBusy } from "./keepalive.ts";
+import { installPublishParser } from "./publish_parser.ts";
 import { RECONNECT_MIN_MS, reconnectWithBackoff } from "./reconnect.ts";
 import { createSessionReport } from "./session_report.ts";
 import { subscribeFilters } from "./subscribe.ts";
@@ -107,6 +108,9 @@ export interface MqttSource {
 }
 
 function noop(): void {}
+
+// PUBLISH packets read without mqtt-packet's per-packet overhead (src/mqtt/publish_parser.ts).
+installPublishParser();
 
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
 export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
