@@ -33,17 +33,3 @@ Deno.test("empty arrays are empty literals", () => {
   assert.equal(floatArrayLiteral([]), "{}");
   assert.equal(textArrayLiteral([]), "{}");
 });
-
-Deno.test("a column of numbers without nulls and a column of nulls: the same literals, read back", () =>
-  withTestDatabase(async (sql) => {
-    const floats = [1.5, -0, 2e-7, 42, 1e21, 1767225600.123456];
-    const nulls = [null, null, null];
-    assert.equal(floatArrayLiteral(floats), "{1.5,0,2e-7,42,1e+21,1767225600.123456}");
-    assert.equal(textArrayLiteral(nulls), "{NULL,NULL,NULL}");
-    assert.equal(textArrayLiteral([null]), "{NULL}");
-    const [row] = await sql<{ f: number[]; t: (string | null)[] }[]>`
-      select to_json(${floatArrayLiteral(floats)}::float8[]) as f,
-             to_json(${textArrayLiteral(nulls)}::text[]) as t`;
-    assert.deepEqual(row.f, [1.5, 0, 2e-7, 42, 1e21, 1767225600.123456]);
-    assert.deepEqual(row.t, nulls);
-  }));

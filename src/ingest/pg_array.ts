@@ -18,9 +18,6 @@ export function intArrayLiteral(xs: readonly number[]): string {
  * values round-trip bit for bit (except -0, which prints as 0, as postgres.js sent it).
  */
 export function floatArrayLiteral(xs: readonly (number | null)[]): string {
-  // Without nulls (a batch of numbers): one join, which prints each number as `+=` does,
-  // instead of a string per element (docs/performance.md, "serve CPU, round 3").
-  if (!xs.includes(null)) return `{${xs.join(",")}}`;
   let out = "{";
   for (let i = 0; i < xs.length; i++) {
     if (i > 0) out += ",";
@@ -38,8 +35,6 @@ const NEEDS_ESCAPE = /["\\]/;
  * "Array Value Input").
  */
 export function textArrayLiteral(xs: readonly (string | null)[]): string {
-  // All null (a batch of numbers): no string per element.
-  if (xs.length > 0 && xs.every((x) => x === null)) return `{${"NULL,".repeat(xs.length - 1)}NULL}`;
   let out = "{";
   for (let i = 0; i < xs.length; i++) {
     if (i > 0) out += ",";

@@ -75,8 +75,7 @@ export async function lookupFeeds(
   const users: string[] = [];
   const keys: string[] = [];
   const now = Date.now();
-  // forEach: no [key, value] array per feed, as `for...of` over the entries allocates.
-  feeds.forEach((ref, key) => {
+  for (const [key, ref] of feeds) {
     const cached = cache?.get(key, now);
     if (cached) {
       found.set(key, cached);
@@ -84,7 +83,7 @@ export async function lookupFeeds(
       users.push(ref.userId);
       keys.push(ref.feedKey);
     }
-  });
+  }
   if (keys.length === 0) return found;
   // Noted before the query: an invalidation that arrives meanwhile keeps its answer out.
   const version = cache?.version;

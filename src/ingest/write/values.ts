@@ -177,11 +177,11 @@ function latestPerFeed(rows: ValueRow[], exclude: ReadonlySet<ValueRow> | null):
   const ids: number[] = [];
   const vals: string[] = [];
   const ats: number[] = [];
-  latest.forEach((r) => {
+  for (const r of latest.values()) {
     ids.push(r.feedId);
     vals.push(r.text ?? String(r.value));
     ats.push(r.createdUs);
-  });
+  }
   return { ids, vals, ats };
 }
 
