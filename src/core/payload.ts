@@ -399,11 +399,6 @@ export function parseStatusPayload(
 
 /** Is `value` nested deeper than `max` levels? Iterative: safe on any input. */
 export function nestingExceeds(value: unknown, max: number): boolean {
-  // Most payloads are one object of scalars: answered without the stack's allocations,
-  // which ran for every message (docs/performance.md, "serve CPU, round 3").
-  if (max >= 1 && value !== null && typeof value === "object" && holdsNoObject(value)) {
-    return false;
-  }
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
@@ -414,17 +409,6 @@ export function nestingExceeds(value: unknown, max: number): boolean {
     }
   }
   return false;
-}
-
-/** Are all of `value`'s own enumerable members scalars? (Those `Object.values` lists.) */
-function holdsNoObject(value: object): boolean {
-  const v = value as Record<string, unknown>;
-  for (const key in v) {
-    if (!Object.hasOwn(v, key)) continue;
-    const child = v[key];
-    if (child !== null && typeof child === "object") return false;
-  }
-  return true;
 }
 
 /**

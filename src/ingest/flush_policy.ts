@@ -38,9 +38,6 @@ export interface QueueState {
   stopping: boolean;
 }
 
-/** What `wakesOnArrival` looks at: the counts of a queue state. */
-export type ArrivalCounts = Pick<QueueState, "queued" | "unacked" | "unackedQueued">;
-
 /** Decides when to flush, and learns the broker's window. */
 export class FlushPolicy {
   readonly #settings: FlushSettings;
@@ -64,7 +61,7 @@ export class FlushPolicy {
    * deadline must start now (otherwise a QoS 1 reading behind a QoS 0 one waited the
    * whole interval). Otherwise its timer is already due.
    */
-  wakesOnArrival(state: ArrivalCounts, acknowledged: boolean): boolean {
+  wakesOnArrival(state: QueueState, acknowledged: boolean): boolean {
     return state.queued === 1 || state.queued >= this.#settings.batchSize ||
       state.unacked >= this.#flushAt || (acknowledged && state.unackedQueued === 1);
   }

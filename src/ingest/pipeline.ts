@@ -22,12 +22,7 @@ import { BoundedQueue } from "./queue.ts";
 import { messageBytes } from "./message_bytes.ts";
 import { wallUs } from "../clock.ts";
 import { isTransientDbError } from "../db/errors.ts";
-import {
-  type ArrivalCounts,
-  FlushPolicy,
-  type FlushSettings,
-  type QueueState,
-} from "./flush_policy.ts";
+import { FlushPolicy, type FlushSettings, type QueueState } from "./flush_policy.ts";
 import { retryWithBackoff } from "./retry.ts";
 import { type Clock, systemClock, type TimerHandle } from "./timers.ts";
 
@@ -94,8 +89,6 @@ export class Pipeline {
     | { items: QueueItem[]; acks: number; bytes: number; startedAt: number; abandoned: boolean }
     | null = null;
   #batchesTaken = 0;
-  /** What `offer` tells the flush policy, reused for every message. */
-  readonly #arrival: ArrivalCounts = { queued: 0, unacked: 0, unackedQueued: 0 };
   readonly #commitListeners: CommitListener[] = [];
 
   constructor(opts: PipelineOptions) {
@@ -187,12 +180,7 @@ export class Pipeline {
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;
     if (ack) this.#unackedQueued++;
-    // Only the counts: the whole queue state (an object, two peeks) is not needed per message.
-    const arrival = this.#arrival;
-    arrival.queued = this.queued;
-    arrival.unacked = this.unacked;
-    arrival.unackedQueued = this.#unackedQueued;
-    if (this.#policy.wakesOnArrival(arrival, ack !== null)) this.#wake?.();
+    if (this.#policy.wakesOnArrival(this.#queueState(), ack !== null)) this.#wake?.();
     return true;
   }
 
