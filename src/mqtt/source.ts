@@ -13,8 +13,8 @@
  * hook). Beside it, each in a module of its own: the first connect (connect.ts),
  * subscribing (subscribe.ts), the keep-alive patch (keepalive.ts), reconnect backoff
  * (reconnect.ts), take-over diagnostics (takeover.ts), what a reconnect found
- * (session_report.ts), MQTT.js's ack internals (ack.ts) and the held messages
- * (held_copies.ts).
+ * (session_report.ts), MQTT.js's ack internals (ack.ts), the held messages
+ * (held_copies.ts) and the parser of incoming packets (publish_parser.ts).
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
