@@ -13,8 +13,8 @@
  * hook). Beside it, each in a module of its own: the first connect (connect.ts),
  * subscribing (subscribe.ts), the keep-alive patch (keepalive.ts), reconnect backoff
  * (reconnect.ts), take-over diagnostics (takeover.ts), what a reconnect found
- * (session_report.ts), MQTT.js's ack internals (ack.ts) and the held messages
- * (held_copies.ts).
+ * (session_report.ts), MQTT.js's ack internals (ack.ts), the held messages
+ * (held_copies.ts) and the parser of incoming packets (publish_parser.ts).
  */
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
@@ -33,6 +33,7 @@ import {
 import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
 import { keepAliveWhileBusy } from "./keepalive.ts";
+import { installPublishParser } from "./publish_parser.ts";
 import { RECONNECT_MIN_MS, reconnectWithBackoff } from "./reconnect.ts";
 import { createSessionReport } from "./session_report.ts";
 import { subscribeFilters } from "./subscribe.ts";
@@ -107,6 +108,9 @@ export interface MqttSource {
 }
 
 function noop(): void {}
+
+// PUBLISH packets read without mqtt-packet's per-packet overhead (src/mqtt/publish_parser.ts).
+installPublishParser();
 
 /** Connects and subscribes; rejects with BROKER_UNREACHABLE if the first connect fails. */
 export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSource> {
