@@ -16,8 +16,8 @@
  */
 import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { applyMigrations } from "../src/db/migrate.ts";
 import { cpuSeconds } from "./children.ts";
+import { EXPLAIN, withScratchDatabase, type Work, workOf } from "./scratch_database.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -38,25 +38,6 @@ const BATCH = Math.min(Number(args.batch), FEEDS);
 
 function log(msg: string): void {
   console.error(`[fleet-statements] ${msg}`);
-}
-
-const EXPLAIN = "explain (analyze, buffers, wal, format json)";
-
-interface Work {
-  hit: number;
-  read: number;
-  walBytes: number;
-  walFpi: number;
-}
-
-function workOf(result: postgres.RowList<postgres.Row[]>): Work {
-  const plan = (result[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0].Plan;
-  return {
-    hit: plan["Shared Hit Blocks"] ?? 0,
-    read: plan["Shared Read Blocks"] ?? 0,
-    walBytes: plan["WAL Bytes"] ?? 0,
-    walFpi: plan["WAL FPI"] ?? 0,
-  };
 }
 
 /** One round's batch: random feeds of the fleet, as the lookup and the writes see them. */
@@ -162,14 +143,7 @@ async function fill(sql: postgres.Sql): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const admin = postgres(args["database-url"], { max: 1, onnotice: () => {} });
-  const name = `feedline_bench_fs_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
-  await admin`create database ${admin(name)}`;
-  const url = new URL(args["database-url"]);
-  url.pathname = `/${name}`;
-  const sql = postgres(url.href, { max: 1, onnotice: () => {} });
-  try {
-    await applyMigrations(sql);
+  await withScratchDatabase(args["database-url"], "feedline_bench_fs", async (sql, name) => {
     log(`${name}: filling ${FEEDS} feeds`);
     const t0 = Date.now();
     await fill(sql);
@@ -231,12 +205,7 @@ async function main(): Promise<void> {
         } | ${(w.walFpi * 1000 / rows).toFixed(1)} |`,
       );
     }
-  } finally {
-    await sql.end();
-    if (args.keep) log(`kept ${name}`);
-    else await admin`drop database if exists ${admin(name)} with (force)`;
-    await admin.end();
-  }
+  }, { keep: args.keep, log });
 }
 
 await main();

@@ -13,53 +13,24 @@
  *
  *   deno task bench:last-values --feeds 1000000 --rounds 100
  */
-import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { applyMigrations } from "../src/db/migrate.ts";
 import { cpuSeconds } from "./children.ts";
+import {
+  EXPLAIN,
+  statementBenchArgs,
+  withScratchDatabase,
+  type Work,
+  workOf,
+} from "./scratch_database.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    feeds: { type: "string", default: "1000000" },
-    rounds: { type: "string", default: "100" },
-    batch: { type: "string", default: "1000" },
-    "database-url": {
-      type: "string",
-      default: Deno.env.get("DATABASE_URL") ?? "postgres://root@127.0.0.1:5432/postgres",
-    },
-  },
+const { feeds: FEEDS, rounds: ROUNDS, batch: BATCH, databaseUrl } = statementBenchArgs({
+  feeds: 1000000,
+  rounds: 100,
+  batch: 1000,
 });
-const FEEDS = Number(args.feeds);
-const ROUNDS = Number(args.rounds);
-const BATCH = Number(args.batch);
 
 function log(msg: string): void {
   console.error(`[last-values] ${msg}`);
-}
-
-/**
- * Each statement runs under EXPLAIN ANALYZE, which reports its own buffers and WAL: the
- * pages it found in shared_buffers or read, and the WAL it wrote (full-page images
- * included), free of what other clients of a shared server do.
- */
-const EXPLAIN = "explain (analyze, buffers, wal, format json)";
-
-/** What one statement's plan says it did. */
-interface Work {
-  hit: number;
-  read: number;
-  walBytes: number;
-  walFpi: number;
-}
-
-function workOf(result: postgres.RowList<postgres.Row[]>): Work {
-  const plan = (result[0]["QUERY PLAN"] as { Plan: Record<string, number> }[])[0].Plan;
-  return {
-    hit: plan["Shared Hit Blocks"] ?? 0,
-    read: plan["Shared Read Blocks"] ?? 0,
-    walBytes: plan["WAL Bytes"] ?? 0,
-    walFpi: plan["WAL FPI"] ?? 0,
-  };
 }
 
 /** The two ways: the statement each batch ran, before and after sql/014. */
@@ -109,14 +80,7 @@ async function fill(sql: postgres.Sql): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const admin = postgres(args["database-url"], { max: 1, onnotice: () => {} });
-  const name = `feedline_bench_lv_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
-  await admin`create database ${admin(name)}`;
-  const url = new URL(args["database-url"]);
-  url.pathname = `/${name}`;
-  const sql = postgres(url.href, { max: 1, onnotice: () => {} });
-  try {
-    await applyMigrations(sql);
+  await withScratchDatabase(databaseUrl, "feedline_bench_lv", async (sql, name) => {
     log(`${name}: filling ${FEEDS} feeds`);
     await fill(sql);
     const [{ pid }] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
@@ -172,11 +136,7 @@ async function main(): Promise<void> {
         } |`,
       );
     }
-  } finally {
-    await sql.end();
-    await admin`drop database if exists ${admin(name)} with (force)`;
-    await admin.end();
-  }
+  });
 }
 
 await main();

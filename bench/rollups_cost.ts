@@ -17,28 +17,17 @@
  *
  *   deno run -A bench/rollups_cost.ts --feeds 5000 --batch 2000 --rounds 60
  */
-import { parseArgs } from "node:util";
-import postgres from "postgres";
-import { applyMigrations } from "../src/db/migrate.ts";
 import { foldRollups, prepareRollupFolds } from "../src/db/rollup_folds.ts";
 import { writeValuesFast } from "../src/ingest/write/values.ts";
 import type { ValueRow } from "../src/ingest/write/rows.ts";
 import { cpuSeconds } from "./children.ts";
+import { statementBenchArgs, withScratchDatabase } from "./scratch_database.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    feeds: { type: "string", default: "5000" },
-    rounds: { type: "string", default: "60" },
-    batch: { type: "string", default: "2000" },
-    "database-url": {
-      type: "string",
-      default: Deno.env.get("DATABASE_URL") ?? "postgres://root@127.0.0.1:5432/postgres",
-    },
-  },
+const { feeds: FEEDS, rounds: ROUNDS, batch: BATCH, databaseUrl } = statementBenchArgs({
+  feeds: 5000,
+  rounds: 60,
+  batch: 2000,
 });
-const FEEDS = Number(args.feeds);
-const ROUNDS = Number(args.rounds);
-const BATCH = Number(args.batch);
 
 const WAYS = {
   plain: null,
@@ -54,14 +43,7 @@ function log(msg: string): void {
 }
 
 async function main(): Promise<void> {
-  const admin = postgres(args["database-url"], { max: 1, onnotice: () => {} });
-  const name = `feedline_bench_rc_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
-  await admin`create database ${admin(name)}`;
-  const url = new URL(args["database-url"]);
-  url.pathname = `/${name}`;
-  const sql = postgres(url.href, { max: 1, onnotice: () => {} });
-  try {
-    await applyMigrations(sql);
+  await withScratchDatabase(databaseUrl, "feedline_bench_rc", async (sql, name) => {
     const user = crypto.randomUUID();
     await sql`insert into users (id) values (${user})`;
     const ids = (await sql<{ id: string }[]>`
@@ -153,11 +135,7 @@ async function main(): Promise<void> {
         `${(performance.now() - t1).toFixed(0)} ms wall, ` +
         `${((((await cpuSeconds(pid)) ?? 0) - c1) * 1000).toFixed(0)} ms backend CPU`,
     );
-  } finally {
-    await sql.end();
-    await admin`drop database if exists ${admin(name)} with (force)`;
-    await admin.end();
-  }
+  });
 }
 
 await main();
