@@ -191,9 +191,8 @@ export async function startServe(
       "partition upkeep",
       startPartitionUpkeep(db.sql, upkeep.partitions, log, metrics.registry),
     );
-    if (config.rollups && config.rollups.length > 1) {
-      closers.push("the rollup fold", startRollupFolds(db.sql, config.rollupFoldIntervalMs, log));
-    }
+    const folds = startRollupFolds(db.sql, config, log, metrics.registry); // null: no coarse width
+    if (folds) closers.push("the rollup fold", folds);
     const reprocess = await reprocessOnRegister(config, { db, processor, metrics, log, closers });
     // Nothing below can refuse the start. The batch loop starts once every listener is in
     // place; what arrived meanwhile waits in the queues.

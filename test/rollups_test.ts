@@ -584,6 +584,12 @@ Deno.test("serve folds the closed coarse buckets on its timer (--rollup-fold-int
     // Both hours closed hours ago: the timer folds them from 1m, the batches wrote 1m only.
     await waitFor("the hours folded", async () => (await hours()).length === 2);
     assert.deepEqual(await hours(), [...await expected(f.db.sql, [feed.id], ["1 hours"])]);
+    // The watermark on /metrics: folded up to the end of the last closed hour, or later.
+    const folded = f.serve.metrics.registry.render().match(
+      /^feedline_rollups_folded_until_timestamp_seconds\{width="01:00:00"\} (\d+)/m,
+    );
+    assert.ok(folded, "the gauge of the 1h width");
+    assert.ok(Number(folded[1]) * 1000 >= BASE_MS + 7200_000, folded[0]);
   } finally {
     await f.close();
   }

@@ -19,6 +19,7 @@
 import type postgres from "postgres";
 import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { Gauge, type Registry } from "../prometheus.ts";
 import { sqlStateOf } from "./errors.ts";
 import { foldSourceMs, ROLLUP_ORIGIN } from "./rollups.ts";
 import { confirmedTransaction, type Transaction } from "./transaction.ts";
@@ -252,18 +253,33 @@ async function foldStep(tx: Transaction, now: Date, written: Map<string, number>
 }
 
 /**
- * serve's fold timer: `foldRollups` every `intervalMs` (and once at start). A failure is
+ * serve's fold timer: `foldRollups` every `--rollup-fold-interval-ms` (and once at start),
+ * with the watermarks as a gauge; null when `--rollups` has no coarse width. A failure is
  * logged and retried on the next tick; a fold never runs twice at once in one process.
  */
 export function startRollupFolds(
   sql: postgres.Sql,
-  intervalMs: number,
+  config: { rollups?: readonly unknown[] | null; rollupFoldIntervalMs: number },
   log: Logger,
-): () => Promise<void> {
+  registry?: Registry,
+): (() => Promise<void>) | null {
+  if (!config.rollups || config.rollups.length < 2) return null; // nothing coarse to fold
+  const intervalMs = config.rollupFoldIntervalMs;
+  // Dashboards and alerts read the lag as time() minus this (docs/operations.md "Rollups").
+  const foldedUntil = registry?.add(
+    new Gauge(
+      "feedline_rollups_folded_until_timestamp_seconds",
+      "Per coarse rollup width, the time up to which its buckets are folded (Unix seconds); " +
+        "later buckets are in feed_rollups_live only.",
+    ),
+  );
   let running: Promise<void> | null = null;
   const tick = () => {
     if (running) return;
     running = foldRollups(sql).then((r) => {
+      for (const [width, at] of r.foldedBefore) {
+        if (at !== null) foldedUntil?.set(at.getTime() / 1000, { width });
+      }
       if (r.steps === 0) return;
       log.info("rollups folded", {
         steps: r.steps,
