@@ -319,25 +319,29 @@ Deno.test("--rollups changed between starts: the widths are realigned without lo
 Deno.test("retention keeps the finest buckets until they are folded; a rebuild stops at a coarse width's watermark", async () => {
   await withTestDatabase(async (sql) => {
     const { user, feeds } = await addUser(sql);
-    await startFolds(sql, 0); // 1h folded from BASE_MS on
+    // Two hours before yesterday's midnight, so the readings straddle a day whatever the
+    // clock says: 1m waits for 1h only, never for 1d (folded from 1h). Failed in CI at 01:00.
+    const DAY = 86_400_000;
+    const start = Math.floor(Date.now() / DAY) * DAY - DAY - 2 * HOUR - BASE_MS;
+    await startFolds(sql, start); // 1h folded from there on
     const readings: Reading[] = [60, 1800, 3700, 7300].map((sec, i) => ({
       feed: "a",
-      sec,
+      sec: start / 1000 + sec,
       value: i,
     }));
     await processBatch(sql, readings.map((r) => readingMsg(user, r)), { rollups: ALL_WIDTHS });
     const minutes = async () =>
       (await stored(sql, feeds)).filter((r) => r.width === "00:01:00").length;
     const tiers = [{ interval: "1 minutes", widthMs: 60_000, keepMs: HOUR }];
-    const now = at(5 * HOUR);
+    const now = at(start + 5 * HOUR);
     // A day-old 1m bucket would go, but 1h has not been folded from it yet.
     assert.deepEqual(await applyRollupRetention(sql, tiers, now), [
       { interval: "1 minutes", deleted: 0 },
     ]);
     assert.equal(await minutes(), 4);
     // A rebuild of 1h stops at its watermark: the fold makes the hours after it.
-    const [r] = await rebuildRollups(sql, ["1 hours"], at(-HOUR), null, null);
-    assert.equal(r.foldedFrom?.getTime(), BASE_MS);
+    const [r] = await rebuildRollups(sql, ["1 hours"], at(start - HOUR), null, null);
+    assert.equal(r.foldedFrom?.getTime(), BASE_MS + start);
     assert.equal(r.written, 0);
     await foldRollups(sql, { now });
     const [after] = await applyRollupRetention(sql, tiers, now);

@@ -49,9 +49,12 @@ export async function applyRollupRetention(
     // A bucket goes once all of it is older than the age: its end, bucket + width.
     let cutoff = new Date(now.getTime() - t.keepMs - t.widthMs);
     // A finer width's buckets not yet folded into a coarser one stay until they are
-    // (sql/015): the fold reads them.
+    // (sql/015): the fold reads them. Only the widths folded from this one (1h from 1m)
+    // hold it back; 1d is folded from 1h and never reads 1m.
+    const all = folds.map((f) => f.ms);
     for (const f of folds) {
-      if (f.ms > t.widthMs && f.foldedBefore && f.foldedBefore.getTime() - 1 < cutoff.getTime()) {
+      if (foldSourceMs(f.ms, all) !== t.widthMs) continue;
+      if (f.foldedBefore && f.foldedBefore.getTime() - 1 < cutoff.getTime()) {
         cutoff = new Date(f.foldedBefore.getTime() - 1);
       }
     }
