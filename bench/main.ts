@@ -52,6 +52,7 @@ import type { Inflight, Load, PhaseResult, SummaryRow } from "./rows.ts";
 import {
   evaluateTargets,
   holdRow,
+  isFlatOut,
   phaseName,
   printMarkdownTable,
   printNotes,
@@ -61,6 +62,7 @@ import {
   type WindowOnSetting,
 } from "./summary.ts";
 import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
+import { cpuTargetLines } from "./cpu_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 import {
   BENCH_ROLLUP_FOLD_WIDTHS,
@@ -670,9 +672,11 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   printCurve(run.rows);
   const v8Flags = serveV8Flags(cfg.serveV8Flags, cfg.serveArgList);
   printMarkdownTable(
-    ["memory budget (issue 26)", "measured", "result"],
-    memoryTargetLines(run.rows, cfg.serveArgList, v8Flags)
-      .map((t) => [t.target, t.measured, t.result]),
+    ["memory budget and CPU (issue 26)", "measured", "result"],
+    [
+      ...memoryTargetLines(run.rows, cfg.serveArgList, v8Flags),
+      ...cpuTargetLines(run.rows, cfg.qos, isFlatOut(cfg.rate)),
+    ].map((t) => [t.target, t.measured, t.result]),
     3,
   );
   const loadAvgAtEnd = Deno.loadavg();

@@ -314,7 +314,7 @@ function latencyTargets(input: TargetInput): TargetLine[] {
   }));
 }
 
-function isFlatOut(rate: string): boolean {
+export function isFlatOut(rate: string): boolean {
   return Number(rate.replace(/%$/, "")) === 0;
 }
 

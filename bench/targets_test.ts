@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import type { SummaryRow } from "./rows.ts";
 import { batchIntervalMs, evaluateTargets } from "./summary.ts";
+import { cpuTargetLines } from "./cpu_target.ts";
 
 function serveRow(inflight: number, over: Partial<SummaryRow> = {}): SummaryRow {
   return {
@@ -89,4 +90,24 @@ Deno.test("batchIntervalMs reads --batch-interval-ms in either form, else serve'
   assert.equal(batchIntervalMs([]), 10_000);
   assert.equal(batchIntervalMs(["--ack-window", "5", "--batch-interval-ms", "250"]), 250);
   assert.equal(batchIntervalMs(["--batch-interval-ms=750"]), 750);
+});
+
+Deno.test("serve CPU (issue 26): a verdict per serve row of a QoS 1 flat-out run, the counting subscriber beside it", () => {
+  const broker: SummaryRow = {
+    ...serveRow(0),
+    name: "broker limit (inflight 0)",
+    phase: "broker",
+    cpuUsPerMessage: 11.3,
+  };
+  const rows = [
+    broker,
+    serveRow(0, { cpuUsPerMessage: 10.6 }),
+    serveRow(20, { cpuUsPerMessage: 12.4 }),
+  ];
+  assert.deepEqual(cpuTargetLines(rows, 1, true).map((l) => [l.measured, l.result]), [
+    ["feedline serve (inflight 0): 10.6 µs/msg (the counting subscriber: 11.3)", "met"],
+    ["feedline serve (inflight 20): 12.4 µs/msg", "not met"],
+  ]);
+  assert.deepEqual(cpuTargetLines(rows, 0, true), [], "QoS 0: not this target");
+  assert.deepEqual(cpuTargetLines(rows, 1, false), [], "at a rate: not flat out");
 });
