@@ -88,8 +88,22 @@ function connect(url: string, id: string): Promise<MqttClient> {
   });
 }
 
+/** A JSON array of topics, or (`.txt`, the large fleets' files) one topic a line. */
+async function readTopics(path: string): Promise<string[]> {
+  if (!path.endsWith(".txt")) return JSON.parse(await Deno.readTextFile(path));
+  const bytes = await Deno.readFile(path);
+  const decoder = new TextDecoder();
+  const topics: string[] = [];
+  let start = 0;
+  for (let i = bytes.indexOf(10); i >= 0; i = bytes.indexOf(10, start)) {
+    if (i > start) topics.push(decoder.decode(bytes.subarray(start, i)));
+    start = i + 1;
+  }
+  return topics;
+}
+
 async function run(cfg: PublisherConfig): Promise<PublisherReport> {
-  const topics: string[] = JSON.parse(await Deno.readTextFile(cfg.topicsFile));
+  const topics = await readTopics(cfg.topicsFile);
   const clients = await Promise.all(
     Array.from(
       { length: cfg.connections },

@@ -115,13 +115,13 @@ export async function startServe(
     // Tenant aliases of a mappings file (sql/008) are cached and invalidated like feeds.
     const tenantCache = new TenantCache(cacheSize);
     const also = config.decode.mappings ? [tenantAliasListener(tenantCache)] : [];
-    const feeds = await createFeedCache({ ...cacheSize, listen: db.listen, also }, log);
+    const feeds = await createFeedCache({ ...cacheSize, db, also }, log);
     closers.push("the feed cache", () => feeds.close());
     if (config.mappings) {
       log.info("mappings", { file: config.mappings, filters: config.router.filters });
     }
     const processor = processorOptionsOf(config, {
-      feedCache: feeds.cache,
+      ...feeds.caches,
       tenantCache,
       onCarefulRewrite: () => metrics.carefulRewrites.inc(),
     });

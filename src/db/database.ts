@@ -134,7 +134,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       listen: {
         sql: null,
         how: "the embedded PGlite has no LISTEN over its socket: feed changes reach the " +
-          "cache when its entries expire (--feed-cache-ttl-ms)",
+          "cache at the next check of the change counter (a third of --feed-cache-ttl-ms)",
       },
       partitions,
       fellBack: embedded.fellBack,
@@ -256,7 +256,8 @@ function listenConnection(sql: postgres.Sql, opts: OpenDatabaseOptions): Databas
     return {
       sql: null,
       how: "no LISTEN behind a transaction pooler (--db-pooler transaction): feed changes " +
-        "reach the cache when its entries expire (--feed-cache-ttl-ms); set " +
+        "reach the cache at the next check of the change counter (a third of " +
+        "--feed-cache-ttl-ms); set " +
         "--listen-database-url to a direct connection to have them at once",
     };
   }

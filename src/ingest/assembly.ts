@@ -58,6 +58,8 @@ export interface ProcessorParts {
   feedCache?: FeedCache;
   /** Counts a batch rewritten the careful way; given, the processor keeps a write path of its own. */
   onCarefulRewrite?: () => void;
+  /** The device cache (serve's is confirmed like the feed cache); default: a new one. */
+  deviceCache?: DeviceCache;
   /** The tenant alias cache (serve's listens for changes); default: a new one. */
   tenantCache?: TenantCache;
 }
@@ -75,7 +77,7 @@ export function processorOptionsOf(
     feedCache: parts.feedCache ?? new FeedCache(cacheSize),
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
-    deviceCache: new DeviceCache(cacheSize),
+    deviceCache: parts.deviceCache ?? new DeviceCache(cacheSize),
     tenantCache: parts.tenantCache ?? new TenantCache(cacheSize),
     sparkplug: {
       // A birth's metric table never changes (src/ingest/write/sparkplug_state.ts): kept long.

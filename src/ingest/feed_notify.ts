@@ -5,11 +5,15 @@
  * connection is (re)established the whole cache is dropped, since notifications sent
  * while it was down are lost (PostgreSQL queues them only for live listeners).
  *
- * The TTL stays as the fallback: where LISTEN is not available (the embedded PGlite, whose
- * one backend serves every connection, so a notification would come out on whichever
- * connection runs next) or the connection is down, entries still expire.
+ * Where LISTEN is not available (the embedded PGlite, whose one backend serves every
+ * connection, so a notification would come out on whichever connection runs next, or a
+ * transaction pooler) or the connection is down, the change counter (sql/017,
+ * src/ingest/cache_confirm.ts) drops the caches within a third of the TTL of a change, and
+ * where that cannot be read either, entries expire after the TTL.
  */
 import type postgres from "postgres";
+import { startCacheConfirmation } from "./cache_confirm.ts";
+import { DeviceCache } from "./device_cache.ts";
 import { FeedCache, feedKeyOf } from "./feed_cache.ts";
 import type { Logger } from "../log.ts";
 
@@ -118,36 +122,51 @@ export async function createFeedCache(
   opts: {
     ttlMs: number;
     maxEntries?: number;
-    listen: { sql: postgres.Sql | null; how: string };
+    /**
+     * `listen`: where LISTEN goes (src/db/database.ts). `sql`: the pool that reads the
+     * change counter (sql/017, src/ingest/cache_confirm.ts) every third of the TTL, so
+     * that the feed and device caches keep what has not changed.
+     */
+    db: { sql: postgres.Sql; listen: { sql: postgres.Sql | null; how: string } };
     /** More caches kept honest the same way (the tenant aliases, src/ingest/tenant_cache.ts). */
     also?: ChangeListener[];
   },
   log: Logger,
-): Promise<{ cache: FeedCache; close(): Promise<void> }> {
-  const cache = new FeedCache({ ttlMs: opts.ttlMs, maxEntries: opts.maxEntries });
+): Promise<{ caches: { feedCache: FeedCache; deviceCache: DeviceCache }; close(): Promise<void> }> {
+  const sizes = { ttlMs: opts.ttlMs, maxEntries: opts.maxEntries };
+  const cache = new FeedCache(sizes);
+  const deviceCache = new DeviceCache(sizes);
   const unlistens: (() => Promise<void>)[] = [];
   const heard = (u: () => Promise<void>) => unlistens.push(u);
+  const listen = opts.db.listen;
+  if (opts.ttlMs > 0) {
+    const caches = [cache, deviceCache];
+    const intervalMs = Math.max(100, Math.floor(opts.ttlMs / 3));
+    const confirmation = startCacheConfirmation({ sql: opts.db.sql, caches, intervalMs, log });
+    unlistens.push(() => confirmation.stop());
+  }
   if (opts.ttlMs <= 0) {
     log.info("feed cache off (--feed-cache-ttl-ms 0): every batch looks its feeds up");
   } else if (
-    opts.listen.sql && await listenForFeedChanges(opts.listen.sql, cache, log, undefined, heard)
+    listen.sql && await listenForFeedChanges(listen.sql, cache, log, undefined, heard)
   ) {
     for (const listener of opts.also ?? []) {
-      await listenForChanges(opts.listen.sql, listener, log, undefined, heard);
+      await listenForChanges(listen.sql, listener, log, undefined, heard);
     }
-    log.info("feed cache invalidation", { how: opts.listen.how });
+    log.info("feed cache invalidation", { how: listen.how });
   } else {
     log.info("feed cache invalidation", {
-      how: opts.listen.sql
-        ? "LISTEN is not available here: feed changes reach the cache when its entries expire"
-        : opts.listen.how,
+      how: listen.sql
+        ? "LISTEN is not available here: feed changes reach the cache at the next check of the change counter (a third of the TTL)"
+        : listen.how,
       ttl_ms: opts.ttlMs,
     });
   }
   return {
-    cache,
-    // UNLISTEN before the pool ends: postgres.js re-listens when its listening
-    // connection closes, and that reconnect would fail once the database is gone.
+    caches: { feedCache: cache, deviceCache },
+    // UNLISTEN (and stop the counter checks) before the pool ends: postgres.js re-listens
+    // when its listening connection closes, and that reconnect would fail once the
+    // database is gone.
     close: async () => {
       for (const unlisten of unlistens) await unlisten().catch(() => {});
     },

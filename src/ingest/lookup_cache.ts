@@ -10,12 +10,22 @@
  * entry is therefore trusted for at most `ttlMs` (and at least half of it), and costs one
  * map slot, with no wrapper object or expiry time of its own: about 100 bytes less per
  * entry, which is what lets a million feeds fit (docs/performance.md, "Fleet scale").
+ *
+ * `confirm(at)` says that the database had changed nothing the cache holds as of `at`
+ * (src/ingest/cache_confirm.ts reads a change counter, sql/017): while confirmations keep
+ * coming, the generations stop turning and nothing expires, so a fleet that publishes less
+ * often than the TTL is not looked up again and again. When they stop, everything goes
+ * within one TTL of the last one.
  */
 export class LookupCache<V> {
   #young = new Map<string, V>();
   #old = new Map<string, V>();
   #epoch = -Infinity;
   #version = 0;
+  /** The epoch of the latest `confirm`. */
+  #confirmedEpoch = -Infinity;
+  /** A turn was skipped since the last one made: the maps may hold entries of any age. */
+  #kept = false;
   readonly ttlMs: number;
   readonly maxEntries: number;
 
@@ -30,7 +40,19 @@ export class LookupCache<V> {
     const epoch = Math.floor(now / (this.ttlMs / 2));
     const passed = epoch - this.#epoch;
     if (passed <= 0) return;
-    if (passed === 1) {
+    if (epoch - this.#confirmedEpoch <= 1) {
+      // Confirmed during this epoch or the one before: every entry held was current at
+      // most one TTL ago (set since, or present at the confirmation). Nothing turns over.
+      this.#epoch = epoch;
+      this.#kept = true;
+      return;
+    }
+    if (this.#kept) {
+      // Confirmations stopped; the maps hold entries of any age, trusted only through
+      // them: all go.
+      this.#kept = false;
+      this.#old = new Map();
+    } else if (passed === 1) {
       this.#old = this.#young;
     } else {
       this.#old = new Map();
@@ -67,6 +89,23 @@ export class LookupCache<V> {
       if (oldest !== undefined) from.delete(oldest);
     }
     this.#young.set(key, value);
+  }
+
+  /**
+   * Everything held now was still current at `at` (the time a check that found nothing
+   * changed was sent, src/ingest/cache_confirm.ts), and so is what is set after it.
+   */
+  confirm(at: number): void {
+    if (this.ttlMs <= 0) return;
+    this.#confirmedEpoch = Math.max(this.#confirmedEpoch, Math.floor(at / (this.ttlMs / 2)));
+  }
+
+  /**
+   * Lookups in flight now are not cached (their `set` saw an older version): their
+   * answers may predate a change counter just read (src/ingest/cache_confirm.ts).
+   */
+  fence(): void {
+    this.#version++;
   }
 
   delete(key: string): void {

@@ -51,3 +51,28 @@ Deno.test("a TTL of 0 caches nothing", () => {
   cache.set("a", 1, 0);
   assert.equal(cache.get("a", 0), undefined);
 });
+
+Deno.test("confirmed entries outlive the TTL; when confirmations stop, all go within one TTL of the last", () => {
+  const cache = new LookupCache<number>({ ttlMs: 1000 });
+  cache.set("a", 1, 0);
+  for (const at of [300, 600, 900, 1200, 1500, 1800]) {
+    cache.confirm(at);
+    assert.equal(cache.get("a", at + 100), 1, `confirmed at ${at}`);
+  }
+  cache.set("b", 2, 1950);
+  assert.equal(cache.get("a", 2499), 1, "within a TTL of the last confirmation (1800)");
+  assert.equal(cache.get("b", 2499), 2);
+  assert.equal(cache.get("a", 2500), undefined, "the epoch of 2500 is two after 1800's");
+  assert.equal(cache.get("b", 2500), undefined, "set while confirmed: its age is not known");
+  cache.set("c", 3, 2600);
+  assert.equal(cache.get("c", 3400), 3, "without confirmations, the TTL as before");
+  assert.equal(cache.get("c", 3500), undefined);
+});
+
+Deno.test("fence: a lookup in flight when it is called is not cached", () => {
+  const cache = new LookupCache<number>({ ttlMs: 1000 });
+  const seen = cache.version;
+  cache.fence();
+  cache.set("a", 1, 0, seen);
+  assert.equal(cache.get("a", 1), undefined);
+});
