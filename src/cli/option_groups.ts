@@ -312,7 +312,8 @@ export const processingOptions = {
     env: "FEEDLINE_FEED_CACHE_TTL_MS",
     schema: zs.int(0).default(30_000),
     defaultText: "30000",
-    doc: "How long a looked-up feed is trusted before it is read again (0: no cache).",
+    doc:
+      "How long a looked-up feed or device is trusted without a check of the lookup change counter (sql/017) confirming that nothing changed; checked every third of it (0: no cache).",
   }),
   feedCacheSize: option({
     flag: "feed-cache-size",
