@@ -181,8 +181,8 @@ export const benchOptions = {
     flag: "fleet-tuned",
     schema: zs.bool().default(false),
     defaultText: "off",
-    doc: "Run each fleet also with a feed cache sized for it (--feed-cache-size 1.1 × feeds, " +
-      "--feed-cache-ttl-ms 600000).",
+    doc: "Run each fleet also with a feed cache sized for it (--feed-cache-size 1.1 × feeds; " +
+      "before sql/017 also --feed-cache-ttl-ms 600000).",
     boolean: true,
   }),
   batchSize: option({
