@@ -115,7 +115,7 @@ export async function startServe(
     // Tenant aliases of a mappings file (sql/008) are cached and invalidated like feeds.
     const tenantCache = new TenantCache(cacheSize);
     const also = config.decode.mappings ? [tenantAliasListener(tenantCache)] : [];
-    const feeds = await createFeedCache({ ...cacheSize, db, also }, log);
+    const feeds = await createFeedCache({ ...cacheSize, db, also, metrics }, log);
     closers.push("the feed cache", () => feeds.close());
     if (config.mappings) {
       log.info("mappings", { file: config.mappings, filters: config.router.filters });

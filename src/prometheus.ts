@@ -20,7 +20,12 @@ interface Metric {
 /** A monotonically increasing count, optionally per label set. */
 export class Counter implements Metric {
   #values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+  /** `read`: counts kept elsewhere, read at scrape time (monotonic all the same). */
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly read?: () => [Labels, number][],
+  ) {}
   inc(labels?: Labels, n = 1): void {
     const key = labelKey(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + n);
@@ -41,8 +46,9 @@ export class Counter implements Metric {
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.#values.size === 0) lines.push(`${this.name} 0`);
+    for (const [l, v] of this.read?.() ?? []) lines.push(`${this.name}${labelKey(l)} ${v}`);
     for (const [k, v] of this.#values) lines.push(`${this.name}${k} ${v}`);
+    if (lines.length === 2) lines.push(`${this.name} 0`);
     return lines.join("\n");
   }
 }

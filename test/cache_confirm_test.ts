@@ -118,6 +118,14 @@ Deno.test("serve without LISTEN keeps a feed cached past the TTL while the count
       () => serve.metrics.skipped.get({ reason: "inactive_feed" }) === 1,
     );
     assert.equal(await fixture.storedCount(), 2);
+    // On /metrics: the feed looked up twice (first, and after the clear), never in between.
+    const text = serve.metrics.registry.render();
+    const sample = (series: string) =>
+      Number(text.match(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m"))?.[1]);
+    assert.equal(sample('feedline_lookup_cache_misses_total{cache="feed"}'), 2);
+    assert.ok(sample('feedline_lookup_cache_checks_total{result="confirmed"}') >= 4);
+    assert.ok(sample('feedline_lookup_cache_checks_total{result="cleared"}') >= 2);
+    assert.equal(sample('feedline_lookup_cache_entries{cache="feed"}'), 1);
   } finally {
     await fixture.close();
   }

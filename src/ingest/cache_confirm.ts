@@ -74,6 +74,8 @@ export function startCacheConfirmation(
     caches: readonly LookupCache<unknown>[];
     intervalMs: number;
     log: Logger;
+    /** Each check's result (serve counts them on /metrics). */
+    onCheck?(result: CheckResult): void;
   },
 ): { stop(): Promise<void> } {
   const confirmation = new CacheConfirmation(opts.sql, opts.caches);
@@ -83,6 +85,7 @@ export function startCacheConfirmation(
   const tick = () => {
     confirmation.check().then((result) => {
       if (stopped) return;
+      opts.onCheck?.(result);
       if (result === "unavailable" && !failing) {
         opts.log.info(
           "cannot read the lookup change counter (sql/017); cached feeds expire by their TTL",

@@ -12,6 +12,7 @@
  * where that cannot be read either, entries expire after the TTL.
  */
 import type postgres from "postgres";
+import { Counter, Gauge, type Registry } from "../prometheus.ts";
 import { startCacheConfirmation } from "./cache_confirm.ts";
 import { DeviceCache } from "./device_cache.ts";
 import { FeedCache, feedKeyOf } from "./feed_cache.ts";
@@ -130,6 +131,8 @@ export async function createFeedCache(
     db: { sql: postgres.Sql; listen: { sql: postgres.Sql | null; how: string } };
     /** More caches kept honest the same way (the tenant aliases, src/ingest/tenant_cache.ts). */
     also?: ChangeListener[];
+    /** Where the caches' metrics go (`addLookupCacheMetrics`). */
+    metrics?: { registry: Registry };
   },
   log: Logger,
 ): Promise<{ caches: { feedCache: FeedCache; deviceCache: DeviceCache }; close(): Promise<void> }> {
@@ -139,10 +142,14 @@ export async function createFeedCache(
   const unlistens: (() => Promise<void>)[] = [];
   const heard = (u: () => Promise<void>) => unlistens.push(u);
   const listen = opts.db.listen;
+  const checks = opts.metrics && addLookupCacheMetrics(opts.metrics.registry, cache, deviceCache);
   if (opts.ttlMs > 0) {
     const caches = [cache, deviceCache];
     const intervalMs = Math.max(100, Math.floor(opts.ttlMs / 3));
-    const confirmation = startCacheConfirmation({ sql: opts.db.sql, caches, intervalMs, log });
+    const confirmation = startCacheConfirmation({
+      ...{ sql: opts.db.sql, caches, intervalMs, log },
+      onCheck: (result) => checks?.inc({ result }),
+    });
     unlistens.push(() => confirmation.stop());
   }
   if (opts.ttlMs <= 0) {
@@ -171,4 +178,40 @@ export async function createFeedCache(
       for (const unlisten of unlistens) await unlisten().catch(() => {});
     },
   };
+}
+
+/**
+ * The lookup caches on /metrics (docs/operations.md): entries held, and the lookups they
+ * could not answer (each one a key the batch looked up in the database: a rate close to
+ * the readings' says the cache does not hold the fleet, `--feed-cache-size`). Returns the
+ * counter of the change counter's checks (src/ingest/cache_confirm.ts), by result.
+ */
+export function addLookupCacheMetrics(
+  registry: Registry,
+  feeds: FeedCache,
+  devices: DeviceCache,
+): Counter {
+  registry.add(
+    new Gauge(
+      "feedline_lookup_cache_entries",
+      "Entries held by the feed and device caches, by cache.",
+      () => [[{ cache: "feed" }, feeds.size], [{ cache: "device" }, devices.size]],
+    ),
+  );
+  registry.add(
+    new Counter(
+      "feedline_lookup_cache_misses_total",
+      "Feeds and devices a batch had to look up in the database (not in the cache), by cache.",
+      () => [[{ cache: "feed" }, feeds.misses], [{ cache: "device" }, devices.misses]],
+    ),
+  );
+  const checks = registry.add(
+    new Counter(
+      "feedline_lookup_cache_checks_total",
+      "Checks of the lookup change counter (sql/017), by result: confirmed (nothing changed, " +
+        "the caches keep their entries), cleared (a change: both caches dropped), unavailable.",
+    ),
+  );
+  for (const result of ["confirmed", "cleared", "unavailable"]) checks.init({ result });
+  return checks;
 }

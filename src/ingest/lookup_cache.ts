@@ -26,6 +26,7 @@ export class LookupCache<V> {
   #confirmedEpoch = -Infinity;
   /** A turn was skipped since the last one made: the maps may hold entries of any age. */
   #kept = false;
+  #misses = 0;
   readonly ttlMs: number;
   readonly maxEntries: number;
 
@@ -63,9 +64,19 @@ export class LookupCache<V> {
 
   get(key: string, now = Date.now()): V | undefined {
     // No cache (TTL 0): no generations to turn over, on every reading of every batch.
-    if (this.ttlMs <= 0) return undefined;
+    if (this.ttlMs <= 0) {
+      this.#misses++;
+      return undefined;
+    }
     this.#rotate(now);
-    return this.#young.get(key) ?? this.#old.get(key);
+    const held = this.#young.get(key) ?? this.#old.get(key);
+    if (held === undefined) this.#misses++;
+    return held;
+  }
+
+  /** `get`s that found nothing: the entries looked up in the database since the start. */
+  get misses(): number {
+    return this.#misses;
   }
 
   /**
