@@ -70,6 +70,9 @@ interface Counters {
   dropped: number;
   skipped: number;
   batches: number;
+  /** Feeds the cache did not hold (looked up in the database), and its clears (sql/017). */
+  feedMisses: number;
+  cacheClears: number;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -81,6 +84,8 @@ function countersOf(text: string): Counters {
     dropped: metric(text, "feedline_messages_dropped_total"),
     skipped: metric(text, "feedline_readings_skipped_total"),
     batches: metric(text, "feedline_batches_total"),
+    feedMisses: metric(text, 'feedline_lookup_cache_misses_total\\{cache="feed"\\}'),
+    cacheClears: metric(text, 'feedline_lookup_cache_checks_total\\{result="cleared"\\}'),
   };
 }
 
@@ -90,6 +95,8 @@ function minus(a: Counters, b: Counters): Counters {
     dropped: a.dropped - b.dropped,
     skipped: a.skipped - b.skipped,
     batches: a.batches - b.batches,
+    feedMisses: a.feedMisses - b.feedMisses,
+    cacheClears: a.cacheClears - b.cacheClears,
   };
 }
 
@@ -298,6 +305,8 @@ async function measurePass(
       publishRate: pc.rate,
       skipped: counters.skipped,
       batches: counters.batches,
+      feedCacheMisses: counters.feedMisses,
+      feedCacheClears: counters.cacheClears,
       meanBatch: counters.batches ? Math.round(counters.processed / counters.batches) : 0,
       maxUnackedSeen: maxUnacked,
       commitClockIntervalMs: Number(clock.meanIntervalMs().toFixed(2)),

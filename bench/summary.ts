@@ -184,7 +184,9 @@ function printFleetNote(fleet: SummaryRow): void {
       `batches; measured pass ${l.measured ?? "?"} feed lookups in ${l.measuredBatches} ` +
       `batches; warm rate = ${ratio === null ? "?" : (ratio * 100).toFixed(1)}% of the ` +
       `5,000-feed serve rate; feed cache ≈ ${e.feedCacheBytesPerFeed} B/feed (idle VmRSS ` +
-      `${rss.beforeWarmUp} → ${rss.afterWarmUp} MB, ${rss.end} MB at the end)`,
+      `${rss.beforeWarmUp} → ${rss.afterWarmUp} MB, ${rss.end} MB at the end); measured ` +
+      `pass: ${e.feedCacheMisses ?? "?"} feed cache misses, ${e.feedCacheClears ?? "?"} ` +
+      `clears (serve's /metrics)`,
   );
 }
 

@@ -76,3 +76,19 @@ Deno.test("fence: a lookup in flight when it is called is not cached", () => {
   cache.set("a", 1, 0, seen);
   assert.equal(cache.get("a", 1), undefined);
 });
+
+Deno.test("a full cache that no longer turns over evicts oldest first, entry after entry", () => {
+  const cache = new LookupCache<number>({ ttlMs: 1000, maxEntries: 3 });
+  cache.set("a", 0, 0);
+  cache.set("b", 1, 0);
+  cache.set("c", 2, 600); // a, b old; c young
+  for (let i = 0; i < 50; i++) {
+    const now = 600 + i * 100;
+    cache.confirm(now); // the generations stop turning over
+    cache.set(`k${i}`, i, now);
+    if (i % 7 === 0) cache.set(`k${i}`, -i, now); // an update in place evicts nothing
+    const kept = ["a", "b", "c", ...Array.from({ length: i + 1 }, (_, j) => `k${j}`)].slice(-3);
+    assert.equal(cache.size, 3, `after k${i}`);
+    for (const k of kept) assert.notEqual(cache.get(k, now), undefined, `${k} kept after k${i}`);
+  }
+});
