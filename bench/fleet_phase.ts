@@ -50,8 +50,13 @@ export async function createFleetDatabase(opts: {
   // One topic a line: 10M topics are more than one JavaScript string can hold as JSON.
   const warmUpTopicsFile = `${opts.dir}/fleet-topics.txt`;
   const measuredTopicsFile = `${opts.dir}/fleet-topics-shuffled.txt`;
-  await writeLines(warmUpTopicsFile, topics);
-  await writeLines(measuredTopicsFile, shuffle(topics));
+  try {
+    await writeLines(warmUpTopicsFile, topics);
+    await writeLines(measuredTopicsFile, shuffle(topics));
+  } catch (error) {
+    await db.close(); // a 10M-feed database is gigabytes: not left behind by a failed run
+    throw error;
+  }
   return { ...db, feeds: topics.length, warmUpTopicsFile, measuredTopicsFile };
 }
 

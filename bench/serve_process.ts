@@ -84,8 +84,13 @@ function countersOf(text: string): Counters {
     dropped: metric(text, "feedline_messages_dropped_total"),
     skipped: metric(text, "feedline_readings_skipped_total"),
     batches: metric(text, "feedline_batches_total"),
-    feedMisses: metric(text, 'feedline_lookup_cache_misses_total\\{cache="feed"\\}'),
-    cacheClears: metric(text, 'feedline_lookup_cache_checks_total\\{result="cleared"\\}'),
+    // NaN (printed "?") from a serve that predates these metrics (`--serve-main`).
+    feedMisses: text.includes("feedline_lookup_cache_misses_total")
+      ? metric(text, 'feedline_lookup_cache_misses_total\\{cache="feed"\\}')
+      : NaN,
+    cacheClears: text.includes("feedline_lookup_cache_checks_total")
+      ? metric(text, 'feedline_lookup_cache_checks_total\\{result="cleared"\\}')
+      : NaN,
   };
 }
 

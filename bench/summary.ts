@@ -172,6 +172,11 @@ function printServeNote(serve: SummaryRow, rows: SummaryRow[], db: SummaryRow | 
   );
 }
 
+/** A count, or "?" where the run could not read it. */
+function known(n: unknown): string {
+  return typeof n === "number" && Number.isFinite(n) ? String(n) : "?";
+}
+
 function printFleetNote(fleet: SummaryRow): void {
   const e = fleet.extra ?? {};
   const w = e.warmUp as { perSecond: number; seconds: number; stored: number };
@@ -185,7 +190,7 @@ function printFleetNote(fleet: SummaryRow): void {
       `batches; warm rate = ${ratio === null ? "?" : (ratio * 100).toFixed(1)}% of the ` +
       `5,000-feed serve rate; feed cache ≈ ${e.feedCacheBytesPerFeed} B/feed (idle VmRSS ` +
       `${rss.beforeWarmUp} → ${rss.afterWarmUp} MB, ${rss.end} MB at the end); measured ` +
-      `pass: ${e.feedCacheMisses ?? "?"} feed cache misses, ${e.feedCacheClears ?? "?"} ` +
+      `pass: ${known(e.feedCacheMisses)} feed cache misses, ${known(e.feedCacheClears)} ` +
       `clears (serve's /metrics)`,
   );
 }
