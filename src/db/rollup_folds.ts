@@ -21,7 +21,7 @@ import { FeedlineError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { Gauge, type Registry } from "../prometheus.ts";
 import { sqlStateOf } from "./errors.ts";
-import { foldSourceMs, ROLLUP_ORIGIN } from "./rollups.ts";
+import { type FoldRow, foldSourceMs, readFolds, ROLLUP_ORIGIN } from "./rollups.ts";
 import { confirmedTransaction, type Transaction } from "./transaction.ts";
 
 /** A configured width: as PostgreSQL reads it, and its length. */
@@ -30,25 +30,9 @@ export interface FoldWidth {
   ms: number;
 }
 
-/** One row of `rollup_folds`. */
-interface FoldRow {
-  interval: string;
-  ms: number;
-  /** null: 'infinity', the finest width (always written directly). */
-  foldedBefore: Date | null;
-}
-
 // Readings are never this far ahead of the clock (--max-future-skew-ms is minutes): a
 // realignment materialises up to the bucket holding now + this, so nothing is left behind.
 const REALIGN_AHEAD = "1 day";
-
-async function readFolds(tx: postgres.Sql | Transaction): Promise<FoldRow[]> {
-  const rows = await tx<{ w: string; ms: string; fb: Date | null }[]>`
-    select width::text as w, (extract(epoch from width) * 1000)::int8::text as ms,
-           case when folded_before = 'infinity' then null else folded_before end as fb
-    from rollup_folds order by width`;
-  return rows.map((r) => ({ interval: r.w, ms: Number(r.ms), foldedBefore: r.fb }));
-}
 
 /** What `prepareRollupFolds` did. */
 export interface FoldPreparation {

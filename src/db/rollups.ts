@@ -6,7 +6,7 @@
  */
 import type postgres from "postgres";
 import { sqlStateOf } from "./errors.ts";
-import { confirmedTransaction } from "./transaction.ts";
+import { confirmedTransaction, type Transaction } from "./transaction.ts";
 
 /** Where buckets start: date_bin's origin, the same in the batches' upsert. */
 export const ROLLUP_ORIGIN = "2000-01-01 00:00:00+00";
@@ -44,6 +44,7 @@ export async function applyRollupRetention(
 ): Promise<{ interval: string; deleted: number }[]> {
   const done: { interval: string; deleted: number }[] = [];
   const folds = tiers.some((t) => t.keepMs !== null) ? await foldWatermarks(sql) : [];
+  const all = folds.map((f) => f.ms);
   for (const t of tiers) {
     if (t.keepMs === null) continue;
     // A bucket goes once all of it is older than the age: its end, bucket + width.
@@ -51,7 +52,6 @@ export async function applyRollupRetention(
     // A finer width's buckets not yet folded into a coarser one stay until they are
     // (sql/015): the fold reads them. Only the widths folded from this one (1h from 1m)
     // hold it back; 1d is folded from 1h and never reads 1m.
-    const all = folds.map((f) => f.ms);
     for (const f of folds) {
       if (foldSourceMs(f.ms, all) !== t.widthMs) continue;
       if (f.foldedBefore && f.foldedBefore.getTime() - 1 < cutoff.getTime()) {
@@ -65,16 +65,27 @@ export async function applyRollupRetention(
   return done;
 }
 
-/** The coarse widths' watermarks (sql/015); none before that migration. */
-async function foldWatermarks(
-  sql: postgres.Sql,
-): Promise<{ ms: number; foldedBefore: Date | null }[]> {
+/** One row of `rollup_folds` (sql/015). */
+export interface FoldRow {
+  interval: string;
+  ms: number;
+  /** null: 'infinity', the finest width (always written directly). */
+  foldedBefore: Date | null;
+}
+
+/** The widths' watermarks (sql/015), shortest width first. */
+export async function readFolds(tx: postgres.Sql | Transaction): Promise<FoldRow[]> {
+  const rows = await tx<{ w: string; ms: string; fb: Date | null }[]>`
+    select width::text as w, (extract(epoch from width) * 1000)::int8::text as ms,
+           case when folded_before = 'infinity' then null else folded_before end as fb
+    from rollup_folds order by width`;
+  return rows.map((r) => ({ interval: r.w, ms: Number(r.ms), foldedBefore: r.fb }));
+}
+
+/** `readFolds`, or none before sql/015. */
+async function foldWatermarks(sql: postgres.Sql): Promise<FoldRow[]> {
   try {
-    const rows = await sql<{ ms: string; fb: Date | null }[]>`
-      select (extract(epoch from width) * 1000)::int8::text as ms,
-             case when folded_before = 'infinity' then null else folded_before end as fb
-      from rollup_folds`;
-    return rows.map((r) => ({ ms: Number(r.ms), foldedBefore: r.fb }));
+    return await readFolds(sql);
   } catch (error) {
     if (sqlStateOf(error) === "42P01") return []; // undefined_table: sql/015 not applied
     throw error;

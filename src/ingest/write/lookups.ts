@@ -87,7 +87,7 @@ interface FeedRow {
  * INCLUDE list too (test/lookups_plan_test.ts checks the plan).
  */
 export function feedLookup(tx: Transaction, users: string[], keys: string[]) {
-  return tx`
+  return tx<FeedRow[]>`
     select f.id, f.user_id, f.key, f.is_active, f.threshold_min, f.threshold_max,
            f.threshold_mode = 'alert' as alert_mode, f.threshold_hysteresis as hysteresis,
            (extract(epoch from f.threshold_min_duration) * 1e6)::float8 as min_duration_us,
@@ -118,7 +118,7 @@ export async function lookupFeeds(
   const keys = missing.map((ref) => ref.feedKey);
   // Noted before the query: an invalidation that arrives meanwhile keeps its answer out.
   const version = cache?.version;
-  const rows = await tx<FeedRow[]>`${feedLookup(tx, users, keys)}`;
+  const rows = await feedLookup(tx, users, keys);
   for (const row of rows) {
     const feed: FeedInfo = {
       id: Number(row.id),
