@@ -30,7 +30,7 @@ import { assembleIngest, processorOptionsOf, reprocessOnRegister } from "../src/
 import { createFeedCache } from "../src/ingest/feed_notify.ts";
 import { resolveSparkplugTenant } from "../src/ingest/sparkplug_tenant.ts";
 import { createIngestMetrics } from "../src/ingest/metrics.ts";
-import { tenantAliasListener, TenantCache } from "../src/ingest/tenant_cache.ts";
+import { tenantAliasListener, tenantCacheFor } from "../src/ingest/tenant_cache.ts";
 import type { Pipeline } from "../src/ingest/pipeline.ts";
 import { type Logger, redactUrl } from "../src/log.ts";
 import { type MqttSource, startMqttSource } from "../src/mqtt/source.ts";
@@ -113,7 +113,7 @@ export async function startServe(
 
     const cacheSize = { ttlMs: config.feedCacheTtlMs, maxEntries: config.feedCacheSize };
     // Tenant aliases of a mappings file (sql/008) are cached and invalidated like feeds.
-    const tenantCache = new TenantCache(cacheSize);
+    const tenantCache = tenantCacheFor(cacheSize);
     const also = config.decode.mappings ? [tenantAliasListener(tenantCache)] : [];
     const feeds = await createFeedCache({ ...cacheSize, db, also, metrics }, log);
     closers.push("the feed cache", () => feeds.close());

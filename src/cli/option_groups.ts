@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payloa
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
 import { compileMappings } from "../core/mappings/decode_mapped.ts";
 import { FeedlineError } from "../errors.ts";
+import { DEFAULT_FEED_CACHE_SIZE } from "../ingest/cache_sizes.ts";
 import { retentionSchema, type RetentionTiers, rollupsOption } from "./rollup_options.ts";
 
 const PG_PROTOCOLS = ["postgres:", "postgresql:"];
@@ -318,12 +319,12 @@ export const processingOptions = {
   feedCacheSize: option({
     flag: "feed-cache-size",
     env: "FEEDLINE_FEED_CACHE_SIZE",
-    // Budgeted at 160 bytes per cached feed (src/ingest/memory_budget.ts); a plain feed's
-    // entry takes ~93 of heap (docs/performance.md, "Fleet scale (issue 26)").
-    schema: zs.int(1).default(200_000),
-    defaultText: "200000",
-    doc: "Most feeds (and, separately, devices) kept in the lookup cache; set it to the " +
-      "number of feeds that publish within --feed-cache-ttl-ms.",
+    // 18 bytes a feed off the V8 heap, plus its share of the device, rules and tenant caches
+    // (src/ingest/cache_sizes.ts); the memory budget counts it (docs/performance.md).
+    schema: zs.int(1).default(DEFAULT_FEED_CACHE_SIZE),
+    defaultText: "1100000",
+    doc: "Most feeds kept in the lookup cache (about 27 bytes each, with a quarter as many " +
+      "devices); set it above the number of feeds that publish within --feed-cache-ttl-ms.",
   }),
   rollups: rollupsOption,
   rejectsRetentionHours: option({

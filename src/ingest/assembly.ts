@@ -18,9 +18,9 @@ import { createIntake, type Intake } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { Pipeline, type PipelineOptions } from "./pipeline.ts";
 import { processBatch, type ProcessorOptions } from "./processor.ts";
-import { TenantCache } from "./tenant_cache.ts";
+import { type TenantCache, tenantCacheFor } from "./tenant_cache.ts";
 import { logMemoryBudget } from "./memory_budget.ts";
-import { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
+import { DEFAULT_FEED_CACHE_SIZE, lookupCacheSizes } from "./cache_sizes.ts";
 import { DEFAULT_CAREFUL_MS, FastOrCareful } from "./write/fast_or_careful.ts";
 import { DEFAULT_SPARKPLUG_CACHE_SIZE, SparkplugCache } from "./write/sparkplug_state.ts";
 
@@ -69,16 +69,18 @@ export function processorOptionsOf(
   settings: ProcessorSettings,
   parts: ProcessorParts = {},
 ): AssembledProcessorOptions {
-  const cacheSize = { ttlMs: settings.feedCacheTtlMs, maxEntries: settings.feedCacheSize };
+  const ttlMs = settings.feedCacheTtlMs;
+  const sizes = lookupCacheSizes(settings.feedCacheSize);
   const { autoRegister, rejectPayloadCap, onCarefulRewrite } = { ...settings, ...parts };
   return {
     autoRegister,
     rejectPayloadCap,
-    feedCache: parts.feedCache ?? new FeedCache(cacheSize),
+    feedCache: parts.feedCache ?? new FeedCache({ ttlMs, maxEntries: sizes.feeds }),
     // Readings need their device registered, as statuses do (auto-register creates it).
     requireDevice: !autoRegister && !settings.acceptUnregisteredDevices,
-    deviceCache: parts.deviceCache ?? new DeviceCache(cacheSize),
-    tenantCache: parts.tenantCache ?? new TenantCache(cacheSize),
+    deviceCache: parts.deviceCache ?? new DeviceCache({ ttlMs, maxEntries: sizes.devices }),
+    tenantCache: parts.tenantCache ??
+      tenantCacheFor({ ttlMs, maxEntries: settings.feedCacheSize }),
     sparkplug: {
       // A birth's metric table never changes (src/ingest/write/sparkplug_state.ts): kept long.
       cache: new SparkplugCache({ ttlMs: 600_000, maxEntries: DEFAULT_SPARKPLUG_CACHE_SIZE }),

@@ -5,13 +5,13 @@
  * `lookup_changes` (sql/017). A check reads the counter:
  *
  * - the same number as the last check: nothing cached changed since then, so every entry is
- *   current as of this check (`LookupCache.confirm`), and none expires while checks keep
+ *   current as of this check (`ConfirmedCache.confirm`), and none expires while checks keep
  *   coming every third of the TTL;
  * - another number (or the first check): the caches are cleared, and the number is the new
  *   baseline;
  * - no answer: nothing is confirmed, and entries expire by the TTL as before.
  *
- * Each answer also fences the caches (`LookupCache.fence`): a lookup in flight while the
+ * Each answer also fences the caches (`ConfirmedCache.fence`): a lookup in flight while the
  * counter was read may have read the feeds before a change the counter already holds, so
  * its answer is not cached. LISTEN (src/ingest/feed_notify.ts) still drops a changed feed
  * at once where it is available; this bounds what a lost notification costs, and works
@@ -20,7 +20,7 @@
 import type postgres from "postgres";
 import type { Logger } from "../log.ts";
 import { sqlStateOf } from "../db/errors.ts";
-import type { LookupCache } from "./lookup_cache.ts";
+import type { ConfirmedCache } from "./cache_generations.ts";
 
 /** What a check found. */
 export type CheckResult = "confirmed" | "cleared" | "unavailable";
@@ -32,7 +32,7 @@ export class CacheConfirmation {
 
   constructor(
     private readonly sql: postgres.Sql,
-    private readonly caches: readonly LookupCache<unknown>[],
+    private readonly caches: readonly ConfirmedCache[],
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -71,7 +71,7 @@ export class CacheConfirmation {
 export function startCacheConfirmation(
   opts: {
     sql: postgres.Sql;
-    caches: readonly LookupCache<unknown>[];
+    caches: readonly ConfirmedCache[];
     intervalMs: number;
     log: Logger;
     /** Each check's result (serve counts them on /metrics). */

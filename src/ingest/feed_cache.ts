@@ -4,9 +4,11 @@
  * the TTL so deactivations and threshold changes take effect, and LISTEN/NOTIFY drops a
  * changed feed at once (src/ingest/feed_notify.ts).
  */
-import { LookupCache } from "./lookup_cache.ts";
+import { CompactCache, MAX_COMPACT_VALUE } from "./compact_cache.ts";
+import { feedRulesSlotsOf, FeedRulesTable } from "./feed_rules_table.ts";
+import type { KeyedHash } from "./keyed_hash.ts";
 
-export { DEFAULT_FEED_CACHE_SIZE } from "./lookup_cache.ts";
+export { DEFAULT_FEED_CACHE_SIZE } from "./cache_sizes.ts";
 
 /** What the processor needs to know about a feed. */
 export interface FeedInfo {
@@ -38,35 +40,53 @@ export function feedKeyOf(userId: string, feedKey: string): string {
   return `${userId}\u0000${feedKey}`;
 }
 
+/** How a feed cache slot's flags say what the feed is beyond its id. */
+const PLAIN = 0;
+const INACTIVE = 1;
+const WITH_RULES = 2;
+
 /**
- * The feeds already looked up, by `feedKeyOf(user_id, feed_key)`. Most feeds are active,
- * without thresholds or alert rules: such a feed is held as its id alone (a small integer
- * V8 keeps in the map's slot), not as an object, ~56 of the ~150 bytes an entry took, so
- * the same memory holds half as many feeds again (docs/performance.md, "Fleet scale
- * (issue 26)"). `get` gives back an equal `FeedInfo`.
+ * The feeds already looked up, by `feedKeyOf(user_id, feed_key)`, off the V8 heap
+ * (src/ingest/compact_cache.ts: 18 bytes a feed). Most feeds are active, without
+ * thresholds or alert rules: such a feed is its id alone. An inactive one is its id and a
+ * flag; one with thresholds or alert rules has them in a table of its own beside
+ * (src/ingest/feed_rules_table.ts, a slot for every eight feeds). `get` gives back an
+ * equal `FeedInfo`.
  */
-export class FeedCache extends LookupCache<FeedInfo | number> {
-  override get(key: string, now = Date.now()): FeedInfo | undefined {
-    const held = super.get(key, now);
-    return typeof held === "number" ? plainFeed(held) : held;
+export class FeedCache extends CompactCache {
+  readonly #rules: FeedRulesTable;
+
+  constructor(opts: { ttlMs?: number; maxEntries?: number; hash?: KeyedHash } = {}) {
+    super(opts);
+    this.#rules = new FeedRulesTable(feedRulesSlotsOf(this.maxEntries));
   }
 
-  override set(key: string, value: FeedInfo | number, now = Date.now(), seenVersion?: number) {
-    super.set(
-      key,
-      typeof value === "number" || !isPlain(value) ? value : value.id,
-      now,
-      seenVersion,
-    );
+  get(key: string, now = Date.now()): FeedInfo | undefined {
+    const slot = this.findLive(key, now);
+    if (slot < 0) return undefined;
+    const id = this.valueAt(slot);
+    const kind = this.flagsAt(slot);
+    if (kind === PLAIN) return { id, isActive: true, thresholdMin: null, thresholdMax: null };
+    if (kind === INACTIVE) return { id, isActive: false, thresholdMin: null, thresholdMax: null };
+    const feed = this.#rules.get(id);
+    // Its rules gave their slot to another feed's: looked up again, like any miss.
+    if (feed === undefined) this.countMiss();
+    return feed;
+  }
+
+  /** Holds `feed` (a number: an active feed's id, without thresholds or rules). */
+  set(key: string, feed: FeedInfo | number, now = Date.now(), seenVersion?: number): void {
+    if (!this.admits(seenVersion)) return;
+    if (typeof feed === "number") return this.store(key, feed, PLAIN, now, seenVersion);
+    const kind = kindOf(feed);
+    if (kind === WITH_RULES && feed.id <= MAX_COMPACT_VALUE) this.#rules.set(feed);
+    this.store(key, feed.id, kind, now, seenVersion);
   }
 }
 
-/** An active feed without thresholds or alert rules: all there is to it is its id. */
-function isPlain(feed: FeedInfo): boolean {
-  return feed.isActive && feed.thresholdMin === null && feed.thresholdMax === null &&
-    feed.alerts === undefined;
-}
-
-function plainFeed(id: number): FeedInfo {
-  return { id, isActive: true, thresholdMin: null, thresholdMax: null };
+function kindOf(feed: FeedInfo): number {
+  if (feed.thresholdMin !== null || feed.thresholdMax !== null || feed.alerts !== undefined) {
+    return WITH_RULES;
+  }
+  return feed.isActive ? PLAIN : INACTIVE;
 }

@@ -14,6 +14,7 @@
 import type postgres from "postgres";
 import { Counter, Gauge, type Registry } from "../prometheus.ts";
 import { startCacheConfirmation } from "./cache_confirm.ts";
+import { DEFAULT_FEED_CACHE_SIZE, lookupCacheSizes } from "./cache_sizes.ts";
 import { DeviceCache } from "./device_cache.ts";
 import { FeedCache, feedKeyOf } from "./feed_cache.ts";
 import type { Logger } from "../log.ts";
@@ -136,9 +137,9 @@ export async function createFeedCache(
   },
   log: Logger,
 ): Promise<{ caches: { feedCache: FeedCache; deviceCache: DeviceCache }; close(): Promise<void> }> {
-  const sizes = { ttlMs: opts.ttlMs, maxEntries: opts.maxEntries };
-  const cache = new FeedCache(sizes);
-  const deviceCache = new DeviceCache(sizes);
+  const sizes = lookupCacheSizes(opts.maxEntries ?? DEFAULT_FEED_CACHE_SIZE);
+  const cache = new FeedCache({ ttlMs: opts.ttlMs, maxEntries: sizes.feeds });
+  const deviceCache = new DeviceCache({ ttlMs: opts.ttlMs, maxEntries: sizes.devices });
   const unlistens: (() => Promise<void>)[] = [];
   const heard = (u: () => Promise<void>) => unlistens.push(u);
   const listen = opts.db.listen;

@@ -1,31 +1,22 @@
+import { type ConfirmedCache, Generations } from "./cache_generations.ts";
+
 /**
- * A size-bounded TTL cache of what the processor looked up in the database: feeds
- * (`FeedCache`, src/ingest/feed_cache.ts) and registered devices (`DeviceCache`,
- * src/ingest/device_cache.ts). Only what was found is cached (an unknown feed or device
- * may be registered any moment); entries expire after `ttlMs` so changes take effect, and
- * `clear()` drops everything when the database says something changed.
+ * A size-bounded TTL cache in V8 maps: what the processor looked up in the database and
+ * holds as objects, such as tenant aliases (src/ingest/tenant_cache.ts) and Sparkplug
+ * births. Feeds and devices, held by the million, live off the V8 heap instead
+ * (src/ingest/compact_cache.ts). Only what was found is cached (an unknown key may be
+ * registered any moment); entries expire by generation (src/ingest/cache_generations.ts),
+ * and `clear()` drops everything when the database says something changed.
  *
- * Expiry is by generation, not per entry: entries go into a young map, which becomes the
- * old map every `ttlMs / 2` (on a fixed grid of time), when the old one is dropped. An
- * entry is therefore trusted for at most `ttlMs` (and at least half of it), and costs one
- * map slot, with no wrapper object or expiry time of its own: about 100 bytes less per
- * entry, which is what lets a million feeds fit (docs/performance.md, "Fleet scale").
- *
- * `confirm(at)` says that the database had changed nothing the cache holds as of `at`
- * (src/ingest/cache_confirm.ts reads a change counter, sql/017): while confirmations keep
- * coming, the generations stop turning and nothing expires, so a fleet that publishes less
- * often than the TTL is not looked up again and again. When they stop, everything goes
- * within one TTL of the last one.
+ * A generation is a map: entries go into the young map, which becomes the old map when the
+ * generations turn, and the old one is dropped. An entry costs one map slot, with no
+ * wrapper object or expiry time of its own.
  */
-export class LookupCache<V> {
+export class LookupCache<V> implements ConfirmedCache {
   #young = new Map<string, V>();
   #old = new Map<string, V>();
-  #epoch = -Infinity;
+  #generations: Generations;
   #version = 0;
-  /** The epoch of the latest `confirm`. */
-  #confirmedEpoch = -Infinity;
-  /** A turn was skipped since the last one made: the maps may hold entries of any age. */
-  #kept = false;
   #misses = 0;
   /** Where eviction goes on from (`#evictOldest`). */
   #evicting: { map: Map<string, V>; keys: MapIterator<string> } | null = null;
@@ -34,35 +25,16 @@ export class LookupCache<V> {
 
   constructor(opts: { ttlMs?: number; maxEntries?: number } = {}) {
     this.ttlMs = opts.ttlMs ?? 30_000;
-    this.maxEntries = opts.maxEntries ?? DEFAULT_FEED_CACHE_SIZE;
+    this.maxEntries = opts.maxEntries ?? DEFAULT_MAP_CACHE_SIZE;
+    this.#generations = new Generations(this.ttlMs);
   }
 
-  // Generations follow a fixed grid of half-TTL epochs: an entry set during epoch e is
-  // dropped when epoch e + 2 begins, at most one TTL after it was set.
   #rotate(now: number): void {
-    const epoch = Math.floor(now / (this.ttlMs / 2));
-    const passed = epoch - this.#epoch;
-    if (passed <= 0) return;
-    if (epoch - this.#confirmedEpoch <= 1) {
-      // Confirmed during this epoch or the one before: every entry held was current at
-      // most one TTL ago (set since, or present at the confirmation). Nothing turns over.
-      this.#epoch = epoch;
-      this.#kept = true;
-      return;
-    }
-    if (this.#kept) {
-      // Confirmations stopped; the maps hold entries of any age, trusted only through
-      // them: all go.
-      this.#kept = false;
-      this.#old = new Map();
-    } else if (passed === 1) {
-      this.#old = this.#young;
-    } else {
-      this.#old = new Map();
-    }
+    const turn = this.#generations.turn(now);
+    if (turn === "none" || turn === "keep") return;
+    this.#old = turn === "shift" ? this.#young : new Map();
     this.#young = new Map();
     this.#evicting = null; // holds the map it walks: not a dropped one
-    this.#epoch = epoch;
   }
 
   get(key: string, now = Date.now()): V | undefined {
@@ -119,13 +91,10 @@ export class LookupCache<V> {
     if (!next.done) from.delete(next.value);
   }
 
-  /**
-   * Everything held now was still current at `at` (the time a check that found nothing
-   * changed was sent, src/ingest/cache_confirm.ts), and so is what is set after it.
-   */
+  /** See `Generations.confirm`. */
   confirm(at: number): void {
     if (this.ttlMs <= 0) return;
-    this.#confirmedEpoch = Math.max(this.#confirmedEpoch, Math.floor(at / (this.ttlMs / 2)));
+    this.#generations.confirm(at);
   }
 
   /**
@@ -154,5 +123,5 @@ export class LookupCache<V> {
   }
 }
 
-/** Entries a feed (or device) cache holds at most, unless `--feed-cache-size` says. */
-export const DEFAULT_FEED_CACHE_SIZE = 200_000;
+/** Entries a map cache holds unless told (its owners size it: src/ingest/cache_sizes.ts). */
+const DEFAULT_MAP_CACHE_SIZE = 10_000;

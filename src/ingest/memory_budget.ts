@@ -7,6 +7,7 @@
  */
 import v8 from "node:v8";
 import type { Logger } from "../log.ts";
+import { lookupCacheBytes } from "./cache_sizes.ts";
 
 const MIB = 1024 * 1024;
 
@@ -16,7 +17,7 @@ export interface MemoryBounds {
   queueBytes: number;
   /** `--max-batch-bytes`: the batch being written. */
   maxBatchBytes: number;
-  /** `--feed-cache-size`: entries of each of the feed, device and tenant caches. */
+  /** `--feed-cache-size`: feeds cached (and from it, devices and tenants: cache_sizes.ts). */
   feedCacheSize: number;
 }
 
@@ -28,8 +29,6 @@ export interface MemoryBounds {
 export const NATIVE_MB = 48;
 /** Live heap of a running serve with nothing held: modules, clients, one batch's work. */
 export const OLD_SPACE_BASE_MB = 64;
-/** A cached feed (with its device and tenant entries), measured by `bench --phases fleet`. */
-export const CACHE_BYTES_PER_FEED = 160;
 /**
  * V8's young generation is three semi-spaces (two and the new large-object space); V8
  * grows them to 3 × 32 MB under a high allocation rate unless told otherwise.
@@ -48,7 +47,13 @@ export interface MemoryBudget {
   queuesMb: number;
   /** The batch being written, as the byte bound counts it. */
   batchMb: number;
+  /**
+   * The lookup caches (src/ingest/cache_sizes.ts): feeds and devices in typed arrays off the
+   * V8 heap, tenant aliases in a map on it.
+   */
   cachesMb: number;
+  /** Of `cachesMb`, what is off the V8 heap (counted in the peak, not the old space). */
+  cachesOffHeapMb: number;
   /** `--max-old-space-size`: the base, the held messages, the writer's work and the caches. */
   oldSpaceMb: number;
   /** The young generation (3 × --max-semi-space-size). */
@@ -63,22 +68,32 @@ export interface MemoryBudget {
  * The budget of `bounds`. The old-space limit must hold everything that may be live at
  * once, or V8 stops the process, so it counts every held byte as heap (and the batch twice:
  * the SQL parameters the writer builds from it), although a payload itself lives outside
- * the heap (an ArrayBuffer). The peak adds the payloads once more, outside the heap: a
- * bound, not an estimate (the bench measures how far below it serve stays).
+ * the heap (an ArrayBuffer). The peak adds the payloads once more, outside the heap, and
+ * the compact caches' typed arrays (allocated whole at start): a bound, not an estimate
+ * (the bench measures how far below it serve stays).
  */
 export function memoryBudget(bounds: MemoryBounds): MemoryBudget {
   const queuesMb = (bounds.queueBytes * 1.25) / MIB;
   const batchMb = bounds.maxBatchBytes / MIB;
-  const cachesMb = (bounds.feedCacheSize * CACHE_BYTES_PER_FEED) / MIB;
-  const oldSpaceMb = Math.ceil(OLD_SPACE_BASE_MB + queuesMb + 2 * batchMb + cachesMb);
+  const caches = lookupCacheBytes(bounds.feedCacheSize);
+  const cachesOffHeapMb = caches.offHeap / MIB;
+  const cachesMb = cachesOffHeapMb + caches.heap / MIB;
+  const oldSpaceMb = Math.ceil(
+    OLD_SPACE_BASE_MB + queuesMb + 2 * batchMb + caches.heap / MIB,
+  );
   const youngMb = 3 * SEMI_SPACE_MB;
-  const peakRssMb = Math.ceil(NATIVE_MB + oldSpaceMb + youngMb + queuesMb + batchMb);
+  const peakRssMb = Math.ceil(
+    NATIVE_MB + oldSpaceMb + youngMb + queuesMb + batchMb + cachesOffHeapMb,
+  );
   const v8Flags = [
     `--max-old-space-size=${oldSpaceMb}`,
     `--max-semi-space-size=${SEMI_SPACE_MB}`,
     `--heap-growing-percent=${HEAP_GROWING_PERCENT}`,
   ].join(",");
-  return { queuesMb, batchMb, cachesMb, oldSpaceMb, youngMb, peakRssMb, v8Flags };
+  return {
+    ...{ queuesMb, batchMb, cachesMb, cachesOffHeapMb },
+    ...{ oldSpaceMb, youngMb, peakRssMb, v8Flags },
+  };
 }
 
 /** V8's heap limit of this process (old space and young generation), in MB. */
