@@ -9,7 +9,6 @@ import { DEFAULT_MAX_BULK_ENTRIES, DEFAULT_MAX_JSON_DEPTH } from "../core/payloa
 import { compileTopics, DEFAULT_TEMPLATES } from "../core/topics.ts";
 import { compileMappings } from "../core/mappings/decode_mapped.ts";
 import { FeedlineError } from "../errors.ts";
-import { DEFAULT_FEED_CACHE_SIZE } from "../ingest/cache_sizes.ts";
 import { retentionSchema, type RetentionTiers, rollupsOption } from "./rollup_options.ts";
 
 const PG_PROTOCOLS = ["postgres:", "postgresql:"];
@@ -321,7 +320,8 @@ export const processingOptions = {
     env: "FEEDLINE_FEED_CACHE_SIZE",
     // 18 bytes a feed off the V8 heap, plus its share of the device, rules and tenant caches
     // (src/ingest/cache_sizes.ts); the memory budget counts it (docs/performance.md).
-    schema: zs.int(1).default(DEFAULT_FEED_CACHE_SIZE),
+    // The same as DEFAULT_FEED_CACHE_SIZE (src/ingest/compact_cache.ts; memory_budget_test.ts).
+    schema: zs.int(1).default(1_100_000),
     defaultText: "1100000",
     doc: "Most feeds kept in the lookup cache (about 27 bytes each, with a quarter as many " +
       "devices); set it above the number of feeds that publish within --feed-cache-ttl-ms.",

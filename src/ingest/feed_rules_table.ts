@@ -8,7 +8,7 @@
  * Nothing here expires: an entry is only ever read through a live feed cache slot, and
  * every `set` of that slot writes its rules first.
  */
-import type { FeedInfo } from "./feed_cache.ts";
+import type { FeedInfo } from "./feed_info.ts";
 
 const SLOTS = 8;
 const NUMBERS = 4; // threshold min, max, hysteresis, min duration (µs)

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { serveOptions } from "../cli/serve_options.ts";
 import { processingOptions } from "../cli/option_groups.ts";
+import { DEFAULT_FEED_CACHE_SIZE } from "./cache_sizes.ts";
 import { memoryBudget } from "./memory_budget.ts";
 
 const defaults = () =>
@@ -17,6 +18,10 @@ Deno.test("the memory budget at serve's defaults is within 250 MB (issue 26)", (
     b.peakRssMb,
     Math.ceil(48 + b.oldSpaceMb + b.youngMb + b.queuesMb + b.batchMb + b.cachesOffHeapMb),
   );
+});
+
+Deno.test("--feed-cache-size defaults to the caches' own default", () => {
+  assert.equal(processingOptions.feedCacheSize.schema.parse(undefined), DEFAULT_FEED_CACHE_SIZE);
 });
 
 Deno.test("the memory budget grows with each bound, and its V8 flags say the old-space limit", () => {
