@@ -9,8 +9,6 @@ import { feedRulesSlotsOf, FeedRulesTable } from "./feed_rules_table.ts";
 import type { FeedInfo } from "./feed_info.ts";
 import type { KeyedHash } from "./keyed_hash.ts";
 
-export { DEFAULT_FEED_CACHE_SIZE } from "./cache_sizes.ts";
-
 export type { FeedAlertRules, FeedInfo } from "./feed_info.ts";
 
 /** Cache key of a feed. */
