@@ -84,6 +84,7 @@ async function main(): Promise<void> {
             createdUs,
             receivedUs: createdUs,
             message: i,
+            watched: false,
           });
         }
         const cpu0 = (await cpuSeconds(pid)) ?? 0;

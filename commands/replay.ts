@@ -4,6 +4,7 @@
  * or re-processes `ingest_rejects` (--rejects); or re-publishes a capture to a broker
  * (--publish). See docs/replay.md.
  */
+import { moveLastValues } from "../src/db/last_values.ts";
 import { foldRollups, prepareRollupsAtStart } from "../src/db/rollup_folds.ts";
 import type { MqttClient } from "mqtt";
 import { type ReadBadLine, readCaptures, statInputs } from "../src/capture/reader.ts";
@@ -163,6 +164,8 @@ export async function runReplay(config: ReplayConfig, io: ReplayIo = defaultIo):
           onWarning: (text) => io.err(`warning: ${text}\n`),
         }, totals);
       }
+      // Each replayed feed's last value, moved now (a serve running alongside moves them too).
+      if (!config.dryRun) await moveLastValues(db.sql);
       // Buckets that closed while replaying (a serve running alongside folds them too).
       if (config.rollups && config.rollups.length > 1 && !config.dryRun) {
         await foldRollups(db.sql, { maxSteps: Number.MAX_SAFE_INTEGER });
@@ -190,6 +193,7 @@ async function openReplayDatabase(config: ReplayConfig) {
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
     dryRun: config.dryRun,
+    ingest: true,
     command: "feedline replay",
   });
 }

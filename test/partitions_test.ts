@@ -204,7 +204,7 @@ Deno.test("upkeep creates partitions ahead; a reading nobody covers lands in def
     assert.equal(where.feed_values_default, 2);
     // last_value moved forward to the latest, wherever it is stored.
     const [feed] = await db
-      .sql`select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${user}`;
+      .sql`select value as last_value, at as last_value_at from feeds join feed_latest_values on feed_id = id where user_id = ${user}`;
     assert.equal(feed.last_value, "2");
 
     // Upkeep later, when "beyond" is within reach: its partition is created and the row

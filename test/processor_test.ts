@@ -88,16 +88,16 @@ Deno.test("processBatch() moves last_value forward only, whatever order readings
       msg(`${u}/d1/feeds/temp`, JSON.stringify({ value: v, ts: iso }));
     await processBatch(db.sql, [t("2025-06-01T12:00:00Z", 2), t("2025-06-01T11:00:00Z", 1)]);
     let [feed] = await db
-      .sql`select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value, at as last_value_at from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "2");
     await processBatch(db.sql, [t("2025-06-01T10:00:00Z", 0)]);
     [feed] = await db
-      .sql`select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value, at as last_value_at from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "2", "a late reading must not overwrite a newer one");
     assert.equal(feed.last_value_at.toISOString(), "2025-06-01T12:00:00.000Z");
     await processBatch(db.sql, [t("2025-06-01T13:00:00Z", 3)]);
     [feed] = await db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "3");
     assert.equal(await count(db, "feed_values"), 4);
   });
@@ -109,7 +109,7 @@ Deno.test("feed_last_values holds each feed's newest reading of a batch; late an
       msg(`${u}/d1/feeds/${key}`, JSON.stringify({ value: v, ts: `2025-06-01T${hour}:00:00Z` }));
     const last = async () =>
       (await db.sql`
-        select f.key, l.value, l.at from feed_last_values l join feeds f on f.id = l.feed_id
+        select f.key, l.value, l.at from feed_latest_values l join feeds f on f.id = l.feed_id
         where f.user_id = ${u} order by f.key`)
         .map((r) => [r.key, r.value, r.at?.toISOString() ?? null]);
     const feedsXmin = () => db.sql`select key, xmin::text from feeds order by key`;
@@ -147,7 +147,7 @@ Deno.test("re-processing the same batch changes nothing: values, last_value and 
     const snapshot = async () => ({
       values: await db.sql`select feed_id, value, created_at from feed_values order by 1, 3`,
       feeds: await db
-        .sql`select key, value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id order by key`,
+        .sql`select key, value as last_value, at as last_value_at from feeds join feed_latest_values on feed_id = id order by key`,
       rejects: await count(db, "ingest_rejects"),
     });
     const before = await snapshot();
@@ -168,7 +168,7 @@ Deno.test("a burst of one feed's readings in the same instant keeps every readin
     assert.equal(result.stored, 2000);
     assert.equal(await count(db, "feed_values"), 2000);
     const [feed] = await db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "1999");
   });
 });
@@ -256,7 +256,7 @@ Deno.test("a row the database refuses is dead-lettered with its reason and the r
     assert.equal(rejects.length, 2);
     assert.match(rejects[0].detail, /23514.*no_666/);
     const [feed] = await db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "49");
   });
 });
@@ -316,7 +316,7 @@ Deno.test("a different reading absorbed by a stored reading's key is a conflict,
     assert.deepEqual(inBatch.outcomes, { stored: 1, rejected: 1, skipped: 0 });
     assert.equal(await count(db, "feed_values"), 3);
     const [temp] = await db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(temp.last_value, "7", "the last value is a stored reading's, not the conflict's");
   });
 });
@@ -360,7 +360,7 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     assert.equal(first.stored, 3);
     assert.deepEqual(first.outcomes, { stored: 3, rejected: 0, skipped: 0 });
     const feeds = await db.sql`
-      select key, value as last_value from feeds join feed_last_values on feed_id = id where key in ('temp', 'hum') order by key`;
+      select key, value as last_value from feeds join feed_latest_values on feed_id = id where key in ('temp', 'hum') order by key`;
     assert.deepEqual(feeds.map((f) => [f.key, f.last_value]), [["hum", "50"], ["temp", "2"]]);
 
     // A redelivery next to a new reading: the fast way fails on the stored key, and the
@@ -374,7 +374,7 @@ Deno.test("a batch is written the fast way; one with a stored reading is redone 
     assert.deepEqual(again.skipped, { duplicate: 1 });
     assert.equal(await count(db, "feed_values"), 4);
     const [temp] = await db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(temp.last_value, "3");
 
     // Still within its careful period: no fast attempt.
@@ -425,7 +425,7 @@ Deno.test("the fast way stores texts, nulls and times far apart exactly", async 
       [-0.000001, null, "2026-11-30T23:59:59.999999"],
     ]);
     const [feed] = await db.sql`
-      select value as last_value, at as last_value_at from feeds join feed_last_values on feed_id = id where user_id = ${u} and key = 'temp'`;
+      select value as last_value, at as last_value_at from feeds join feed_latest_values on feed_id = id where user_id = ${u} and key = 'temp'`;
     assert.equal(feed.last_value, "-0.000001");
   });
 });

@@ -13,6 +13,7 @@ import { partitionSettingsOf } from "../src/cli/option_groups.ts";
 import { parseRetentionTiers, parseRollupWidths } from "../src/cli/rollup_options.ts";
 import type { DecodedMessage } from "../src/core/message.ts";
 import { compileTopics } from "../src/core/topics.ts";
+import { applyMigrations } from "../src/db/migrate.ts";
 import { listPartitions, maintainPartitions } from "../src/db/partitions.ts";
 import { foldRollups, prepareRollupFolds } from "../src/db/rollup_folds.ts";
 import { applyRollupRetention, rebuildRollups } from "../src/db/rollups.ts";
@@ -387,6 +388,14 @@ Deno.test("serve --rollups --no-migrate on a database without the rollups' table
   try {
     const url = new URL(server);
     url.pathname = `/${name}`;
+    // An older schema: everything a batch writes, but not the rollups' tables.
+    const sql = postgres(url.href, { max: 1, onnotice: () => {} });
+    try {
+      await applyMigrations(sql);
+      await sql`drop table feed_rollups, rollup_folds cascade`;
+    } finally {
+      await sql.end();
+    }
     const port = await freePort(); // nobody listens: serve must refuse before MQTT
     const out = await runFeedline([
       "serve",

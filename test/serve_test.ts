@@ -30,7 +30,7 @@ Deno.test("a message published over MQTT lands in feed_values and moves last_val
     await publish(f.pub, topic, '{"value": 22, "ts": "2025-01-01T00:00:00Z"}');
     await waitFor("two stored rows", async () => (await f.storedCount()) === 2);
     const [feed] = await f.db
-      .sql`select value as last_value from feeds join feed_last_values on feed_id = id where key = 'temp'`;
+      .sql`select value as last_value from feeds join feed_latest_values on feed_id = id where key = 'temp'`;
     assert.equal(feed.last_value, "21.5", "the older device reading does not overwrite");
   } finally {
     await f.close();

@@ -344,6 +344,7 @@ export function databaseOf(config: ServeConfig) {
     embeddedPort: config.embeddedDbPort,
     poolSize: config.dbPoolSize,
     migrate: config.migrate,
+    ingest: true,
     pooler: config.dbPooler,
     listenUrl: config.listenDatabaseUrl,
     partitions: partitionSettingsOf(config),

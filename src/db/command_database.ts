@@ -23,7 +23,7 @@ export interface CommandDatabaseSettings {
 export type CommandDatabaseOptions =
   & Pick<
     OpenDatabaseOptions,
-    "poolSize" | "migrate" | "dryRun" | "partitions"
+    "poolSize" | "migrate" | "dryRun" | "partitions" | "ingest"
   >
   & { command: string };
 

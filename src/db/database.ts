@@ -71,6 +71,12 @@ export interface OpenDatabaseOptions {
    * schema is refused with one line saying what it needs (SCHEMA_NOT_READY).
    */
   dryRun?: boolean;
+  /**
+   * Opened to ingest (serve, replay): without migrating, a database whose schema lacks a
+   * table batches write is refused at once, in one line (SCHEMA_NOT_READY), not at every
+   * batch.
+   */
+  ingest?: boolean;
   /** Where `url` came from, named in errors (default `DATABASE_URL`): `--database-url`, ... */
   urlFrom?: string;
   /**
@@ -181,6 +187,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   try {
     if (opts.dryRun) await requireCurrentSchema(sql, `the database at ${redactUrl(tls.url)}`);
     else if (opts.migrate) await applyMigrations(sql);
+    else if (opts.ingest) await requireIngestTables(sql, `the database at ${redactUrl(tls.url)}`);
     if (opts.partitions && !opts.dryRun) {
       partitions = await maintainPartitions(sql, opts.partitions);
     }
@@ -227,6 +234,21 @@ async function requireCurrentSchema(sql: postgres.Sql, database: string): Promis
         : `has ${n} (${pending.map((m) => m.name).join(", ")})`
     }` +
       ", and a dry run applies none; run `feedline migrate` first, or drop --dry-run",
+  );
+}
+
+/**
+ * For serve and replay under `--no-migrate`: the newest table batches write must exist
+ * (sql/018; the ones before it came with the migrations before it).
+ */
+async function requireIngestTables(sql: postgres.Sql, database: string): Promise<void> {
+  const [{ found }] = await sql<{ found: boolean }[]>`
+    select to_regclass('feed_last_values_pending') is not null as found`;
+  if (found) return;
+  throw new FeedlineError(
+    "SCHEMA_NOT_READY",
+    `${database} has no feed_last_values_pending (sql/018), which every batch writes: run ` +
+      "`feedline migrate` first (or drop --no-migrate)",
   );
 }
 

@@ -12,7 +12,9 @@
  * skipping those a batch holds. A batch that stores a reading of such a feed either held
  * them first (the check skips it, or re-reads its newer last reading from the row the batch
  * updated and finds it not silent) or waits for the check's commit and then closes the new
- * alert.
+ * alert. Those batches update a watched feed's `feed_last_values` row in place; the check
+ * also reads `feed_last_values_pending` (sql/018), where the readings of a feed that got its
+ * `max_silence` after they were written may still wait for the mover.
  */
 import type postgres from "postgres";
 import type { AlertKind } from "./write/alert_plan.ts";
@@ -45,13 +47,19 @@ export async function checkSilence(sql: postgres.Sql): Promise<AlertEvent[]> {
              or (a.kind <> 'stale' and f.threshold_mode <> 'alert'))
       returning a.id, a.feed_id, a.kind, a.since, a.closed_at as at, a.threshold,
                 a.peak_value, a.max_silence
+    ), pending as (
+      select p.feed_id, max(p.at) as at
+      from feed_last_values_pending p
+      where p.feed_id in (select id from feeds where max_silence is not null)
+      group by p.feed_id
     ), opened as (
       insert into feed_alerts (feed_id, kind, since, opened_at, max_silence)
-      select f.id, 'stale', coalesce(l.at, f.created_at), now(), f.max_silence
+      select f.id, 'stale', coalesce(greatest(l.at, p.at), f.created_at), now(), f.max_silence
       from feeds f
       join feed_last_values l on l.feed_id = f.id
+      left join pending p on p.feed_id = f.id
       where f.max_silence is not null and f.is_active
-        and coalesce(l.at, f.created_at) < now() - f.max_silence
+        and coalesce(greatest(l.at, p.at), f.created_at) < now() - f.max_silence
         and not exists (select 1 from feed_alerts a
                         where a.feed_id = f.id and a.kind = 'stale' and a.closed_at is null)
       for update of f, l skip locked

@@ -2,14 +2,15 @@
  * The operations side of `serve`, wired in one place once the pipeline and the MQTT
  * source exist: readiness (src/ops/readiness.ts), the status page's routes and history
  * (src/ops/live.ts), the gauges (src/ops/gauges.ts), feedback to publishers on the
- * errors topic (src/ops/feedback.ts) and alerts: events and the silence check
- * (src/ops/alerts.ts). The flood warnings (src/ops/commit_reports.ts) are
+ * errors topic (src/ops/feedback.ts), alerts: events and the silence check
+ * (src/ops/alerts.ts), and the mover of last values (src/db/last_values.ts). The flood warnings (src/ops/commit_reports.ts) are
  * created before the intake and handed in.
  *
  * Its `onCommitted` is added to the pipeline's after-commit listeners; closed with serve.
  */
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
+import { startLastValueMover } from "../db/last_values.ts";
 import type { TopicRouter } from "../core/topics.ts";
 import type { IngestMetrics } from "../ingest/metrics.ts";
 import type { Pipeline, QueueItem } from "../ingest/pipeline.ts";
@@ -96,6 +97,7 @@ export function createOperations(opts: {
     startedAt,
     alertsOpen: alerts.openByKind,
   });
+  const stopMover = startLastValueMover(sql, log);
   const live = createLiveStatus({
     ...{ sql, metrics, pipeline, readiness, startedAt },
     router: config.router,
@@ -119,11 +121,12 @@ export function createOperations(opts: {
       if (result.alerts) alerts.report(result.alerts);
     },
 
-    /** Stops the timers. */
+    /** Stops the timers; the last values pending are moved once more. */
     async close(): Promise<void> {
       live.close();
       readiness.close();
       await alerts.close();
+      await stopMover();
     },
   };
 }

@@ -8,7 +8,8 @@
  * Plans (PostgreSQL 15, measured in docs/operations.md):
  * - feeds: a scan of the narrow `feed_last_values` (sql/014) with a top-N sort (no index
  *   on `at`, on purpose: it would turn every last-value update into a non-HOT update),
- *   then 25 primary-key lookups in `feeds`; sparklines: one
+ *   and the same over `feed_last_values_pending` (sql/018: the values not moved yet, a few
+ *   seconds' worth), merged; then 25 primary-key lookups in `feeds`; sparklines: one
  *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
  * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
  * - devices: a scan of `devices` for the counts and the recently seen; their ingest over
@@ -58,7 +59,13 @@ export function queryFeeds(sql: postgres.Sql): Promise<FeedStatus[]> {
     const feeds = await tx<Omit<FeedStatus, "points">[]>`
       select f.id::float8 as id, f.user_id::text as user_id, d.code as device, f.key,
              f.is_active, l.value as last_value, l.at as last_value_at
-      from (select * from feed_last_values
+      from (select * from (
+              select distinct on (feed_id) feed_id, value, at
+              from ((select feed_id, value, at from feed_last_values
+                     order by at desc nulls last limit ${STATUS_LIMITS.feeds})
+                    union all
+                    select feed_id, value, at from feed_last_values_pending) newest
+              order by feed_id, at desc nulls last) per_feed
             order by at desc nulls last
             limit ${STATUS_LIMITS.feeds}) l
       join feeds f on f.id = l.feed_id

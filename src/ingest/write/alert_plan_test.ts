@@ -41,6 +41,7 @@ function row(s: number, value: number | null, feedId = 1): ValueRow {
     createdUs: T0 + s * S,
     receivedUs: T0 + s * S,
     message: nextMessage++,
+    watched: false,
   };
 }
 

@@ -252,6 +252,7 @@ function planReadings(
         createdUs: reading.tsUs ?? inbound.receivedAtUs + (reading.receiveOffsetUs ?? 0),
         receivedUs: inbound.receivedAtUs,
         message,
+        watched: feed.alerts?.watchesSilence ?? false,
       });
     }
   }

@@ -188,6 +188,23 @@ Deno.test("threshold mode alert: a number out of range is stored (the alert rule
   assert.deepEqual(p.rejects.map((r) => r.detail), ["watched: 99 outside [-inf, 10]"]);
 });
 
+Deno.test("a reading of a feed with a max_silence is marked watched (its last value is updated in place); others are not", () => {
+  const rules = { hysteresis: 0, minDurationUs: 0, alertMode: false };
+  const answers = found({
+    plain: feed(1),
+    watched: feed(2, { alerts: { ...rules, watchesSilence: true } }),
+    alerting: feed(3, { alerts: { ...rules, alertMode: true, watchesSilence: false } }),
+  });
+  const p = plan([
+    pending(readings("d1", [reading("plain", 1), reading("watched", 2), reading("alerting", 3)])),
+  ], answers);
+  assert.deepEqual(p.values.map((v) => [v.feedKey, v.watched]), [
+    ["plain", false],
+    ["watched", true],
+    ["alerting", false],
+  ]);
+});
+
 Deno.test("with requireDevice, readings of an unregistered device are one unknown_device reject per message", () => {
   const bulk = readings("ghost", [reading("temp", 1), reading("nope", 2)]);
   bulk.rejects.push({ reason: "bad_payload", detail: "entry 3" });
@@ -215,9 +232,17 @@ Deno.test("a value row is stamped with its own time, else its receive time plus 
   ];
   const at = batch[0].inbound.receivedAtUs;
   const p = plan(batch, found({ temp: feed(9) }));
+  const row = {
+    feedId: 9,
+    feedKey: "temp",
+    text: null,
+    receivedUs: at,
+    message: 0,
+    watched: false,
+  };
   assert.deepEqual(p.values, [
-    { feedId: 9, feedKey: "temp", value: 1, text: null, createdUs: 42, receivedUs: at, message: 0 },
-    { feedId: 9, feedKey: "temp", value: 2, text: null, createdUs: at, receivedUs: at, message: 0 },
+    { ...row, value: 1, createdUs: 42 },
+    { ...row, value: 2, createdUs: at },
     {
       feedId: 9,
       feedKey: "temp",
@@ -226,6 +251,7 @@ Deno.test("a value row is stamped with its own time, else its receive time plus 
       createdUs: at + 1,
       receivedUs: at,
       message: 0,
+      watched: false,
     },
     {
       feedId: 9,
@@ -235,6 +261,7 @@ Deno.test("a value row is stamped with its own time, else its receive time plus 
       createdUs: at + 2,
       receivedUs: at,
       message: 0,
+      watched: false,
     },
   ]);
 });

@@ -31,6 +31,7 @@ function row(message: number): ValueRow {
     createdUs: message,
     receivedUs: 0,
     message,
+    watched: false,
   };
 }
 

@@ -15,6 +15,11 @@ export interface ValueRow {
   createdUs: number;
   receivedUs: number;
   message: number;
+  /**
+   * The feed has a `max_silence`: its last value is updated in place, where the silence
+   * check locks it, not appended for the mover (src/ingest/write/values.ts).
+   */
+  watched: boolean;
 }
 
 /** A status message, as it goes into `device_status_events` (and moves `devices` forward). */

@@ -1,6 +1,9 @@
 /**
- * The writer of readings: `feed_values`, and each feed's last value in `feed_last_values`
- * (sql/014), moved forward only (late or replayed data never overwrites newer). Two ways, chosen per batch
+ * The writer of readings: `feed_values`, and each feed's newest reading of the batch, appended
+ * to `feed_last_values_pending` (sql/018) for the mover (src/db/last_values.ts) to carry into
+ * `feed_last_values` (sql/014) forward only (late or replayed data never overwrites newer);
+ * feeds with a `max_silence` have their `feed_last_values` row updated in place, for the
+ * silence check (src/ingest/silence_check.ts). Two ways, chosen per batch
  * by src/ingest/write/fast_or_careful.ts: the fast way is one statement that fails on any
  * row the database refuses; the careful way isolates refused rows (src/ingest/write/
  * isolation.ts), absorbs a reading already stored by its key (feed_id, created_at), and
@@ -56,8 +59,9 @@ export async function writeValuesFast(
       ? tx`with stored as (${valuesInsert(tx, rows)} ${tx.unsafe(ROLLUP_RETURNING)}),
                folds as materialized (${foldsRead(tx, rollups)}),
                rolled as (${rollupUpsert(tx, "stored", "folds", rollups)})
-           ${lastValuesUpdate(tx, latest)}`
-      : tx`with stored as (${valuesInsert(tx, rows)}) ${lastValuesUpdate(tx, latest)}`);
+               ${lastValueWrites(tx, latest)}
+           select 1`
+      : tx`with stored as (${valuesInsert(tx, rows)}) ${lastValueWrites(tx, latest)} select 1`);
   }
   return allStored(rows.length);
 }
@@ -99,7 +103,9 @@ export async function writeValuesCarefully(
     rejects.push({ message: p.row.message, reason: "db_rejected", detail: p.detail });
   }
   const latest = latestPerFeed(rows, notStored.size > 0 ? notStored : null);
-  if (latest.ids.length > 0) await tx`${lastValuesUpdate(tx, latest)}`;
+  if (latest.appended.ids.length + latest.inPlace.ids.length > 0) {
+    await tx`with nothing as (select) ${lastValueWrites(tx, latest)} select 1`;
+  }
   return {
     stored: inserted,
     duplicates: absorbed - conflicts.length,
@@ -172,11 +178,17 @@ function byFeedThenTime(a: ValueRow, b: ValueRow): number {
   return a.feedId - b.feedId || a.createdUs - b.createdUs;
 }
 
-/** Each feed's newest row: the arrays of the last-value update, by feed id. */
-interface LatestValues {
+/** Feeds' newest rows: the arrays of a last-value write, by feed id. */
+interface FeedValues {
   ids: number[];
   vals: string[];
   ats: number[];
+}
+
+/** Each feed's newest row, appended or (a feed with a `max_silence`) updated in place. */
+interface LatestValues {
+  appended: FeedValues;
+  inPlace: FeedValues;
 }
 
 function latestPerFeed(rows: ValueRow[], exclude: ReadonlySet<ValueRow> | null): LatestValues {
@@ -186,25 +198,40 @@ function latestPerFeed(rows: ValueRow[], exclude: ReadonlySet<ValueRow> | null):
     const current = latest.get(r.feedId);
     if (!current || current.createdUs < r.createdUs) latest.set(r.feedId, r);
   }
-  const ids: number[] = [];
-  const vals: string[] = [];
-  const ats: number[] = [];
+  const appended: FeedValues = { ids: [], vals: [], ats: [] };
+  const inPlace: FeedValues = { ids: [], vals: [], ats: [] };
   // In key order, as the insert (valueColumns): the update probes feed_last_values' primary
-  // key once per feed, left to right.
+  // key once per feed, left to right, and locks the rows in the order every batch does.
   for (const r of [...latest.values()].sort(byFeedThenTime)) {
-    ids.push(r.feedId);
-    vals.push(r.text ?? String(r.value));
-    ats.push(r.createdUs);
+    const to = r.watched ? inPlace : appended;
+    to.ids.push(r.feedId);
+    to.vals.push(r.text ?? String(r.value));
+    to.ats.push(r.createdUs);
   }
-  return { ids, vals, ats };
+  return { appended, inPlace };
 }
 
 /**
- * Moves each feed's last value forward: late or replayed data never overwrites newer. One
- * row per feed, in the narrow `feed_last_values` (sql/014, docs/performance.md "Fleet
- * scale"), which every feed has from its creation: an update, HOT, never an insert.
+ * The last-value writes, as CTEs that follow others (`, name as (...)`): data-modifying
+ * CTEs run to completion whether or not the statement reads them. Each is left out when it
+ * has no row, so a batch without watched feeds plans no update at all.
  */
-function lastValuesUpdate(tx: Transaction, { ids, vals, ats }: LatestValues) {
+function lastValueWrites(tx: Transaction, { appended, inPlace }: LatestValues) {
+  const update = inPlace.ids.length > 0
+    ? tx`, in_place as (${lastValuesUpdate(tx, inPlace)})`
+    : tx``;
+  const append = appended.ids.length > 0
+    ? tx`, appended as (${pendingInsert(tx, appended)})`
+    : tx``;
+  return tx`${update}${append}`;
+}
+
+/**
+ * Moves a watched feed's last value forward in place: late or replayed data never
+ * overwrites newer. One row per feed, in the narrow `feed_last_values` (sql/014), which
+ * every feed has from its creation: an update, HOT, never an insert.
+ */
+function lastValuesUpdate(tx: Transaction, { ids, vals, ats }: FeedValues) {
   return tx`
     update feed_last_values l
     set value = x.v, at = x.at
@@ -212,6 +239,18 @@ function lastValuesUpdate(tx: Transaction, { ids, vals, ats }: LatestValues) {
           from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
                       ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)) x
     where l.feed_id = x.id and (l.at is null or l.at < x.at)`;
+}
+
+/**
+ * Appends each feed's newest reading to `feed_last_values_pending` (sql/018): no index, no
+ * lookup. The mover (src/db/last_values.ts) carries them forward in bulk.
+ */
+function pendingInsert(tx: Transaction, { ids, vals, ats }: FeedValues) {
+  return tx`
+    insert into feed_last_values_pending (feed_id, value, at)
+    select id, v, ${timestampOfUs(tx, "c")}
+    from unnest(${intArrayLiteral(ids)}::int8[], ${textArrayLiteral(vals)}::text[],
+                ${intArrayLiteral(ats)}::int8[]) as u(id, v, c)`;
 }
 
 /**
