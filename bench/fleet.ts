@@ -148,5 +148,9 @@ export async function clearValues(sql: postgres.Sql): Promise<void> {
 /** clearValues, and every feed back to no last value: the state before any phase. */
 export async function resetData(sql: postgres.Sql): Promise<void> {
   await sql`update feed_last_values set value = null, at = null`;
+  // A tree before sql/018 (an A/B against an older main) has no pending table.
+  const [{ pending }] = await sql`
+    select to_regclass('feed_last_values_pending') is not null as pending`;
+  if (pending) await sql`truncate feed_last_values_pending`;
   await clearValues(sql);
 }

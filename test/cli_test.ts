@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort } from "./support/broker.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { runFeedline } from "./support/serve.ts";
 
 const feedline = runFeedline;
@@ -96,8 +97,9 @@ Deno.test("an unreachable database says what to check and exits 1", async () => 
 Deno.test("an unreachable broker says what to check and exits 1", async () => {
   const port = await freePort();
   const env: Record<string, string> = { MQTT_URL: `mqtt://127.0.0.1:${port}` };
-  const dbUrl = Deno.env.get("TEST_DATABASE_URL");
-  if (dbUrl) env.DATABASE_URL = dbUrl;
+  // A database with the schema (--no-migrate refuses one without); else the embedded one.
+  const db = Deno.env.get("TEST_DATABASE_URL") ? await createTestDatabase() : null;
+  if (db) env.DATABASE_URL = db.url;
   const dataDir = await Deno.makeTempDir({ prefix: "feedline-cli-" });
   try {
     const r = await feedline([
@@ -118,6 +120,7 @@ Deno.test("an unreachable broker says what to check and exits 1", async () => {
       /cannot connect to MQTT broker mqtt:\/\/127\.0\.0\.1:\d+.*check MQTT_URL/,
     );
   } finally {
+    await db?.close();
     await Deno.remove(dataDir, { recursive: true });
   }
 });
