@@ -63,6 +63,9 @@ export interface CurvePoint {
   postgresUsPerRow: number | null;
   /** The CPU per row of the backends serving the fleet's database only. */
   postgresBackendUsPerRow: number | null;
+  /** WAL bytes and full-page images per row of the measured pass (the whole server's). */
+  walBytesPerRow: number | null;
+  walFpiPerRow: number | null;
   /** Feeds looked up in `feeds` per batch (index probes; 0: the cache held them all). */
   lookupsPerBatch: number | null;
 }
@@ -85,6 +88,8 @@ export function curvePoints(rows: SummaryRow[]): CurvePoint[] {
       peakRssMb: r.peakRssMb ?? null,
       postgresUsPerRow: r.postgresCpuUsPerRow ?? null,
       postgresBackendUsPerRow: (e.postgresBackendUsPerRow as number | null) ?? null,
+      walBytesPerRow: (e.walBytesPerRow as number | null) ?? null,
+      walFpiPerRow: (e.walFpiPerRow as number | null) ?? null,
       lookupsPerBatch: lookups?.measuredProbes !== undefined && lookups.measuredBatches > 0
         ? lookups.measuredProbes / lookups.measuredBatches
         : null,
@@ -101,16 +106,18 @@ export function printCurve(rows: SummaryRow[]): void {
   console.log("\nfleet scaling curve (measured pass, warm):");
   console.log(
     "| feeds | cache | stored/s | share of 5k | peak RSS MB | PostgreSQL µs/row (server) | " +
-      "PostgreSQL µs/row (its backends) | feeds looked up/batch |",
+      "PostgreSQL µs/row (its backends) | feeds looked up/batch | WAL bytes/row | full-page images/row |",
   );
-  console.log("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const p of points) {
     console.log(
       `| ${fmtRate(p.feeds)} | ${p.tuned ? "tuned" : "defaults"} | ${fmtRate(p.perSecond)} | ${
         p.ratioTo5k === null ? "–" : `${(p.ratioTo5k * 100).toFixed(0)}%`
       } | ${cell(p.peakRssMb, 0)} | ${cell(p.postgresUsPerRow, 1)} | ${
         cell(p.postgresBackendUsPerRow, 1)
-      } | ${cell(p.lookupsPerBatch, 0)} |`,
+      } | ${cell(p.lookupsPerBatch, 0)} | ${cell(p.walBytesPerRow, 0)} | ${
+        cell(p.walFpiPerRow, 3)
+      } |`,
     );
   }
   for (const p of points.filter((p) => p.feeds >= 1_000_000)) {

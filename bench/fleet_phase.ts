@@ -130,6 +130,17 @@ async function backendCpu(admin: postgres.Sql, dbName: string): Promise<Map<numb
   return out;
 }
 
+/** The server's WAL so far (pg_stat_wal, PostgreSQL 14+): every database's, a busy server's too. */
+async function walSoFar(admin: postgres.Sql): Promise<{ bytes: number; fpi: number } | null> {
+  try {
+    const [w] = await admin<{ bytes: number; fpi: number }[]>`
+      select wal_bytes::float8 as bytes, wal_fpi::float8 as fpi from pg_stat_wal`;
+    return w;
+  } catch {
+    return null; // before PostgreSQL 14
+  }
+}
+
 function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
   let sum = 0;
   for (const [pid, s] of after) sum += s - (before.get(pid) ?? 0);
@@ -148,12 +159,16 @@ async function passWithLookups(
   probes: number;
   batches: number;
   backendUsPerRow: number | null;
+  /** WAL written per row in the pass, and full-page images per row. */
+  wal: { bytesPerRow: number; fpiPerRow: number } | null;
 }> {
   const before = await feedLookups(admin, db.name);
+  const walBefore = await walSoFar(admin);
   const probesBefore = await feedIndexProbes(db.sql);
   const cpuBefore = await backendCpu(admin, db.name);
   const result = await serve.measurePass(pc);
   const cpuAfter = await backendCpu(admin, db.name);
+  const walAfter = await walSoFar(admin);
   await new Promise((r) => setTimeout(r, STATS_LAG_MS));
   const after = await feedLookups(admin, db.name);
   const lookups = before === null || after === null ? null : after - before;
@@ -162,7 +177,14 @@ async function passWithLookups(
   const backendUsPerRow = rows > 0
     ? Number((cpuBetween(cpuBefore, cpuAfter) * 1e6 / rows).toFixed(1))
     : null;
-  return { result, lookups, probes, batches: Number(result.extra?.batches ?? 0), backendUsPerRow };
+  const wal = walBefore && walAfter && rows > 0
+    ? {
+      bytesPerRow: Math.round((walAfter.bytes - walBefore.bytes) / rows),
+      fpiPerRow: Number(((walAfter.fpi - walBefore.fpi) / rows).toFixed(3)),
+    }
+    : null;
+  const batches = Number(result.extra?.batches ?? 0);
+  return { result, lookups, probes, batches, backendUsPerRow, wal };
 }
 
 /** How long PostgreSQL may take to publish a committed transaction's statistics. */
@@ -212,6 +234,8 @@ export async function fleetPhase(opts: {
           measuredProbes: measured.probes,
         },
         postgresBackendUsPerRow: measured.backendUsPerRow,
+        walBytesPerRow: measured.wal?.bytesPerRow ?? null,
+        walFpiPerRow: measured.wal?.fpiPerRow ?? null,
         warmUp: {
           stored: w.messages,
           seconds: w.seconds,
