@@ -8,8 +8,8 @@
 -- feeds it was most of PostgreSQL's work per reading (22-31 µs/row against 9-11 at 5,000).
 --
 -- Now a batch appends each feed's newest reading to `feed_last_values_pending`: an insert
--- at the end of a heap with no index, the cheapest write PostgreSQL has. Every few seconds
--- serve moves what is pending into `feed_last_values` in one statement
+-- at the end of a heap with no index, the cheapest write PostgreSQL has. Every
+-- `--last-value-move-ms` (30 s) serve moves what is pending into `feed_last_values` in one statement
 -- (src/db/last_values.ts): each feed's row is updated once per move, not once per batch,
 -- and forward only, as before. Feeds with a `max_silence` are still updated in place: the
 -- silence check locks their row (src/ingest/silence_check.ts).
@@ -31,7 +31,7 @@ create table feed_last_values_pending (
 );
 
 -- Each feed's newest value, moved or pending. A query for a few feeds is pushed into the
--- pending side's `distinct on` (a scan of the pending rows: a few seconds of readings).
+-- pending side's `distinct on` (a scan of the pending rows: one per feed per batch since the last move).
 create view feed_latest_values as
 select l.feed_id,
        case when p.at > l.at or (l.at is null and p.at is not null) then p.value

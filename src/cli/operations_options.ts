@@ -1,10 +1,17 @@
 /**
  * Options of the operations side of `serve`: feedback to publishers, alert events and the
- * silence check, the database probe and the stalled-writer threshold behind `/readyz`, and
+ * silence check, the mover of last values, the database probe and the stalled-writer threshold behind `/readyz`, and
  * how often flood warnings are written.
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";
+
+/**
+ * Between moves of the last values (src/db/last_values.ts): each move updates every feed
+ * that had readings once, so a longer interval costs PostgreSQL less per reading over a large
+ * fleet (docs/performance.md, "Fifth round").
+ */
+const DEFAULT_MOVE_MS = 30_000;
 
 /** Operations options, spread into serve's option table. */
 export const operationsOptions = {
@@ -45,6 +52,14 @@ export const operationsOptions = {
     defaultText: "10000",
     doc: "How often serve opens stale alerts for feeds silent longer than their max_silence " +
       "(and refreshes feedline_alerts_open); 0: never.",
+  }),
+  lastValueMoveMs: option({
+    flag: "last-value-move-ms",
+    env: "FEEDLINE_LAST_VALUE_MOVE_MS",
+    schema: zs.int(100, 3_600_000).default(DEFAULT_MOVE_MS),
+    defaultText: String(DEFAULT_MOVE_MS),
+    doc: "How often serve moves the last values batches appended into feed_last_values " +
+      "(feed_latest_values is current at once; feed_last_values alone lags by this much).",
   }),
   dbCheckIntervalMs: option({
     flag: "db-check-interval-ms",

@@ -15,8 +15,6 @@
 import type postgres from "postgres";
 import type { Logger } from "../log.ts";
 
-/** How often serve moves: readers of `feed_last_values` alone lag at most about this. */
-export const LAST_VALUE_MOVE_INTERVAL_MS = 5_000;
 /** The advisory lock of the move ("fl" 018). */
 const MOVE_LOCK_KEY = 7_300_412_018;
 
@@ -59,7 +57,8 @@ export async function moveLastValues(sql: postgres.Sql): Promise<LastValuesMoved
 export function startLastValueMover(
   sql: postgres.Sql,
   log: Pick<Logger, "warn">,
-  intervalMs = LAST_VALUE_MOVE_INTERVAL_MS,
+  /** `--last-value-move-ms`: readers of `feed_last_values` alone lag by about this. */
+  intervalMs: number,
 ): () => Promise<void> {
   let running: Promise<void> | null = null;
   let failing = false;

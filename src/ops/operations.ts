@@ -34,6 +34,8 @@ export interface OperationsConfig extends ReadinessConfig, AlertsConfig {
   errorsPerMinute: number;
   decode: { sparkplug?: { namespace: string } };
   sparkplugRebirth: boolean;
+  /** `--last-value-move-ms`. */
+  lastValueMoveMs: number;
 }
 
 /** Creates the operations side; see the module doc for its life cycle. */
@@ -97,7 +99,7 @@ export function createOperations(opts: {
     startedAt,
     alertsOpen: alerts.openByKind,
   });
-  const stopMover = startLastValueMover(sql, log);
+  const stopMover = startLastValueMover(sql, log, config.lastValueMoveMs);
   const live = createLiveStatus({
     ...{ sql, metrics, pipeline, readiness, startedAt },
     router: config.router,
