@@ -9,9 +9,9 @@
 --
 -- Now a batch appends each feed's newest reading to `feed_last_values_pending`: an insert
 -- at the end of a heap with no index, the cheapest write PostgreSQL has. Every
--- `--last-value-move-ms` (30 s) serve moves what is pending into `feed_last_values` in one statement
--- (src/db/last_values.ts): each feed's row is updated once per move, not once per batch,
--- and forward only, as before. Feeds with a `max_silence` are still updated in place: the
+-- `--last-value-move-ms` (30 s) serve moves what is pending into `feed_last_values` in one
+-- statement (src/db/last_values.ts): each feed's row is updated once per move, not once per
+-- batch, and forward only, as before. Feeds with a `max_silence` are still updated in place: the
 -- silence check locks their row (src/ingest/silence_check.ts).
 --
 -- No foreign key and no index, on purpose: the move reads the whole table anyway, and a
@@ -31,7 +31,8 @@ create table feed_last_values_pending (
 );
 
 -- Each feed's newest value, moved or pending. A query for a few feeds is pushed into the
--- pending side's `distinct on` (a scan of the pending rows: one per feed per batch since the last move).
+-- pending side's `distinct on` (a scan of the pending rows: one per feed per batch since the
+-- last move).
 create view feed_latest_values as
 select l.feed_id,
        case when p.at > l.at or (l.at is null and p.at is not null) then p.value

@@ -1,7 +1,7 @@
 /**
  * Options of the operations side of `serve`: feedback to publishers, alert events and the
- * silence check, the mover of last values, the database probe and the stalled-writer threshold behind `/readyz`, and
- * how often flood warnings are written.
+ * silence check, the mover of last values, the database probe and the stalled-writer
+ * threshold behind `/readyz`, and how often flood warnings are written.
  */
 import { z } from "zod";
 import { option, zs } from "./options.ts";

@@ -3,8 +3,8 @@
  * source exist: readiness (src/ops/readiness.ts), the status page's routes and history
  * (src/ops/live.ts), the gauges (src/ops/gauges.ts), feedback to publishers on the
  * errors topic (src/ops/feedback.ts), alerts: events and the silence check
- * (src/ops/alerts.ts), and the mover of last values (src/db/last_values.ts). The flood warnings (src/ops/commit_reports.ts) are
- * created before the intake and handed in.
+ * (src/ops/alerts.ts), and the mover of last values (src/db/last_values.ts). The flood
+ * warnings (src/ops/commit_reports.ts) are created before the intake and handed in.
  *
  * Its `onCommitted` is added to the pipeline's after-commit listeners; closed with serve.
  */

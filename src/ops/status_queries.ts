@@ -8,8 +8,9 @@
  * Plans (PostgreSQL 15, measured in docs/operations.md):
  * - feeds: a scan of the narrow `feed_last_values` (sql/014) with a top-N sort (no index
  *   on `at`, on purpose: it would turn every last-value update into a non-HOT update),
- *   and the same over `feed_last_values_pending` (sql/018: the values not moved yet, a few
- *   seconds' worth), merged; then 25 primary-key lookups in `feeds`; sparklines: one
+ *   merged per feed with a scan of `feed_last_values_pending` (sql/018: the values not
+ *   moved yet, one row per feed per batch since the last move, `--last-value-move-ms`); then
+ *   25 primary-key lookups in `feeds`; sparklines: one
  *   backward scan of the `feed_values` primary key (feed_id, created_at) per feed shown.
  * - rejects: a backward scan of `ingest_rejects_message` (received_at leads).
  * - devices: a scan of `devices` for the counts and the recently seen; their ingest over

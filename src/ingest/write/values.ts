@@ -103,9 +103,9 @@ export async function writeValuesCarefully(
     rejects.push({ message: p.row.message, reason: "db_rejected", detail: p.detail });
   }
   const latest = latestPerFeed(rows, notStored.size > 0 ? notStored : null);
-  if (latest.appended.ids.length + latest.inPlace.ids.length > 0) {
-    await tx`with nothing as (select) ${lastValueWrites(tx, latest)} select 1`;
-  }
+  // Rare (a redelivery, a refused row): a statement for each write is simpler than one.
+  if (latest.inPlace.ids.length > 0) await tx`${lastValuesUpdate(tx, latest.inPlace)}`;
+  if (latest.appended.ids.length > 0) await tx`${pendingInsert(tx, latest.appended)}`;
   return {
     stored: inserted,
     duplicates: absorbed - conflicts.length,
