@@ -41,7 +41,7 @@ function measure(label: string, payload: (i: number) => string, n = count) {
       receivedAtUs: nowUs(),
     };
     const pending: DecodedMessage = { inbound, decoded: decode(inbound, opts) };
-    const bytes = messageBytes(pending, true);
+    const bytes = messageBytes(pending);
     counted += bytes;
     queue.push({ pending, ack: () => {}, queuedAt: performance.now(), bytes });
   }

@@ -128,3 +128,44 @@ Deno.test("QoS 0: a 1 MB payload rejected as too_large is queued with only what 
     await f.close();
   }
 });
+
+Deno.test("QoS 1: a 1 MB payload rejected as too_large is read keeping only what its reject row keeps", async () => {
+  const f = await startServeFixture({ args: args(1) });
+  const lock = await lockFeedValues(f.db);
+  try {
+    const topic = f.serve.feedTopic(f.user, "d1", "temp");
+    await publish(f.pub, topic, "21.5", { qos: 1 });
+    const p = f.serve.pipeline;
+    await waitFor("the reading's batch", () => p.inFlight === 1);
+    // The same first kilobyte, five different megabytes.
+    const payloads = Array.from(
+      { length: 5 },
+      (_, i) => new Uint8Array(1024 * 1024).fill(0x31 + i),
+    );
+    for (const big of payloads) big.fill(0x30, 0, 1024);
+    await Promise.all(payloads.map((big) => publish(f.pub, topic, big, { qos: 1 })));
+    await waitFor("the rejects queued", () => p.dataQueued === 5);
+    // Queued and held (the held copy is what is queued): the head, not the megabyte.
+    assert.ok(
+      p.queuedBytes <= 5 * (MESSAGE_OVERHEAD_BYTES + 1024 + topic.length),
+      `${p.queuedBytes}`,
+    );
+    await lock.release();
+    await waitFor("the rejects", async () => {
+      const [{ n }] = await f.db.sql`select count(*)::int as n from ingest_rejects`;
+      return n === 5;
+    });
+    const rows = await f.db.sql`
+      select payload_size, length(payload) as kept, detail from ingest_rejects
+      where reason = 'too_large'`;
+    assert.equal(rows.length, 5);
+    for (const r of rows) {
+      assert.deepEqual([r.payload_size, r.kept], [1024 * 1024, 1024]);
+      assert.match(r.detail, /payload is 1048576 bytes; the limit is 65536/);
+    }
+    await waitFor("every ack sent", () => p.unacked === 0);
+  } finally {
+    await lock.release();
+    await f.close();
+  }
+});

@@ -316,6 +316,11 @@ export function mqttConnectionOf(config: ServeConfig, url: string) {
     connectTimeoutMs: 10_000,
     tls: mqttTlsOf(config),
     qos0WhenFull: config.qos0WhenFull,
+    // A payload serve rejects as too_large is read keeping what its reject row stores; a
+    // capture keeps every payload whole.
+    ...(config.capture === undefined
+      ? { oversize: { above: config.decode.maxPayloadBytes, keep: config.rejectPayloadCap } }
+      : {}),
   };
 }
 

@@ -3,6 +3,7 @@
  * Pure and allocation-light; runs on the receive path for every message.
  */
 import type { Decoded, Inbound, Reading, ReadingReject } from "./message.ts";
+import { payloadSizeOf } from "./message.ts";
 import {
   decodeUtf8,
   formatTimestamp,
@@ -128,11 +129,11 @@ function decodeMessage(msg: Inbound, opts: DecodeOptions): Decoded {
       detail: "device code or feed key too long or has control characters",
     };
   }
-  if (msg.payload.byteLength > opts.maxPayloadBytes) {
+  if (payloadSizeOf(msg) > opts.maxPayloadBytes) {
     return {
       kind: "reject",
       reason: "too_large",
-      detail: `payload is ${msg.payload.byteLength} bytes; the limit is ${opts.maxPayloadBytes}`,
+      detail: `payload is ${payloadSizeOf(msg)} bytes; the limit is ${opts.maxPayloadBytes}`,
     };
   }
   // An empty retained message is how a publisher clears the retained one (MQTT 5

@@ -23,7 +23,8 @@ export interface Inbound {
   /**
    * The payload's size as received, when `payload` keeps only its head: a message
    * rejected at decode keeps what its reject row stores (src/ingest/write/rejects.ts
-   * `rejectKeepsBytes`). Absent: `payload` is whole.
+   * `rejectKeepsBytes`), and serve reads an oversized PUBLISH keeping only that much
+   * (src/mqtt/publish_parser.ts). Absent: `payload` is whole.
    */
   payloadSize?: number;
   qos: Qos;
@@ -35,6 +36,11 @@ export interface Inbound {
    * when it was read, and a reading without a device timestamp gets a new key each time.
    */
   timeless?: true;
+}
+
+/** The payload's size as received, whether `payload` is whole or only its head. */
+export function payloadSizeOf(msg: Inbound): number {
+  return msg.payloadSize ?? msg.payload.byteLength;
 }
 
 /**

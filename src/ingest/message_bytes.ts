@@ -14,16 +14,13 @@ export const MESSAGE_OVERHEAD_BYTES = 1024;
 export const READING_OVERHEAD_BYTES = 128;
 
 /**
- * Bytes counted for a queued message. `heldWhole`: the source keeps the payload as
- * received (a QoS 1/2 message's held copy, src/mqtt/held_copies.ts), so its full size
- * counts even when the queue keeps less of it (src/ingest/write/rejects.ts
- * `rejectKeepsBytes`).
+ * Bytes counted for a queued message: the payload it holds, which is what its held copy
+ * holds too (src/mqtt/held_copies.ts): whole, or the head of a payload trimmed for its
+ * reject row (src/ingest/intake.ts) or read as oversized (src/mqtt/publish_parser.ts).
  */
-export function messageBytes(message: DecodedMessage, heldWhole: boolean): number {
+export function messageBytes(message: DecodedMessage): number {
   const { inbound, decoded } = message;
-  const payload = heldWhole
-    ? (inbound.payloadSize ?? inbound.payload.byteLength)
-    : inbound.payload.byteLength;
+  const payload = inbound.payload.byteLength;
   let readings = 0;
   if (decoded.kind === "readings") readings = decoded.readings.length + decoded.rejects.length;
   else if (decoded.kind === "sparkplug") readings = decoded.sparkplug.metrics.length;

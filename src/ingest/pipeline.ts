@@ -175,7 +175,7 @@ export class Pipeline {
    */
   offer(pending: DecodedMessage, ack: Ack | null): boolean {
     const queue = pending.decoded.kind === "status" ? this.#status : this.#data;
-    const bytes = messageBytes(pending, ack !== null);
+    const bytes = messageBytes(pending);
     const item: QueueItem = { pending, ack, queuedAt: this.#clock.now(), bytes };
     if (!queue.push(item)) return false;
     this.#lastArrival = item.queuedAt;

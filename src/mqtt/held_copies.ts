@@ -17,7 +17,8 @@
  * Memory: at most one entry per packet id (65,535), each for a message not acknowledged:
  * in the queues, in the batch, or written after its connection was lost, until the broker
  * sends it again, gives its packet id to another message, or has lost the session. The
- * payload is the one the queued message holds anyway.
+ * payload is the one the queued message holds anyway: of an oversized one, only its head,
+ * with the whole payload's digest beside (src/mqtt/publish_parser.ts).
  */
 import { Buffer } from "node:buffer";
 
@@ -26,6 +27,8 @@ export interface Held<C> {
   readonly messageId: number;
   readonly topic: string;
   readonly payload: Uint8Array;
+  /** An oversized payload's SHA-256, when `payload` is only its head. */
+  readonly digest: string | undefined;
   readonly qos: 1 | 2;
   /** The connection its acknowledgement goes out on: its own, or its copy's. */
   connection: C;
@@ -55,8 +58,18 @@ export class HeldCopies<C> {
     qos: 1 | 2,
     connection: C,
     packet: unknown,
+    digest?: string,
   ): Held<C> {
-    const held: Held<C> = { messageId, topic, payload, qos, connection, packet, written: false };
+    const held: Held<C> = {
+      messageId,
+      topic,
+      payload,
+      digest,
+      qos,
+      connection,
+      packet,
+      written: false,
+    };
     this.#byId[messageId] = held;
     return held;
   }
@@ -72,10 +85,13 @@ export class HeldCopies<C> {
     payload: Uint8Array,
     dup: boolean,
     connection: C,
+    digest?: string,
   ): Held<C> | null {
     const held = this.#byId[messageId];
     if (!held || held.connection === connection) return null;
-    if (dup && held.topic === topic && sameBytes(held.payload, payload)) return held;
+    if (
+      dup && held.topic === topic && held.digest === digest && sameBytes(held.payload, payload)
+    ) return held;
     this.#byId[messageId] = undefined;
     return null;
   }

@@ -42,3 +42,21 @@ Deno.test("written without an ack, released, or forgotten with the session", () 
   assert.equal(copies.copyOf(1, "t", bytes("a"), true, "second"), null);
   assert.deepEqual(copies.countEarlier("third"), { held: 1, written: 0 }, "id 3 stays");
 });
+
+Deno.test("an oversized message is held by its head and digest: another tail is another message", () => {
+  const copies = new HeldCopies<string>();
+  const held = copies.hold(7, "t/a", bytes('{"pad":'), 1, "first", null, "digest-1");
+  assert.equal(copies.copyOf(7, "t/a", bytes('{"pad":'), true, "second", "digest-1"), held);
+  assert.equal(
+    copies.copyOf(7, "t/a", bytes('{"pad":'), true, "second", "digest-2"),
+    null,
+    "the same head, another payload",
+  );
+  const whole = copies.hold(8, "t/a", bytes('{"pad":'), 1, "first", null);
+  assert.equal(
+    copies.copyOf(8, "t/a", bytes('{"pad":'), true, "second", "digest-1"),
+    null,
+    "a whole payload is not the head of an oversized one",
+  );
+  assert.notEqual(whole, null);
+});

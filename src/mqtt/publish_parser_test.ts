@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import fc from "fast-check";
 import mqttPacket from "mqtt-packet";
-import { PublishParser } from "./publish_parser.ts";
+import { createHash } from "node:crypto";
+import { type OversizeSettings, PublishParser } from "./publish_parser.ts";
 
 const SEED = Number(Deno.env.get("FEEDLINE_PROPERTY_SEED") || 2626);
 
@@ -39,7 +40,8 @@ function run(parser: Parser, chunks: Buffer[]): unknown[] {
   return out;
 }
 
-function compare(version: Version, stream: Buffer, cuts: number[]): void {
+/** `stream` cut at `cuts` (each taken modulo its length), as chunks of their own. */
+function cut(stream: Buffer, cuts: number[]): Buffer[] {
   const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
   const chunks: Buffer[] = [];
   let from = 0;
@@ -47,6 +49,11 @@ function compare(version: Version, stream: Buffer, cuts: number[]): void {
     if (p > from) chunks.push(Buffer.from(stream.subarray(from, p)));
     from = p;
   }
+  return chunks;
+}
+
+function compare(version: Version, stream: Buffer, cuts: number[]): void {
+  const chunks = cut(stream, cuts);
   const expected = run(originalParser({ protocolVersion: version }), chunks);
   const actual = run(new PublishParser({ protocolVersion: version }), chunks);
   assert.deepStrictEqual(actual, expected);
@@ -163,4 +170,89 @@ Deno.test("a PUBLISH is read without mqtt-packet's parser; its payload is a view
   parser.parse(chunk);
   assert.equal(packets.length, 1);
   assert.equal((packets[0].payload as Buffer).buffer, chunk.buffer, "not copied");
+});
+
+/**
+ * mqtt-packet's packets as serve's parser gives them with `oversize`: a PUBLISH whose
+ * payload is over `above` bytes keeps its first `keep`, with the whole payload's size and
+ * SHA-256 beside. After an error mqtt-packet's parser reads the rest of the connection as
+ * it is (MQTT.js closes it anyway): nothing is cut from then on.
+ */
+function truncated(out: unknown[], oversize: OversizeSettings): unknown[] {
+  let broken = false;
+  return out.map((x) => {
+    const p = x as Record<string, unknown>;
+    if (p.error !== undefined) broken = true;
+    if (broken || p.cmd !== "publish" || (p.payload as Buffer).length <= oversize.above) return p;
+    const payload = p.payload as Buffer;
+    return {
+      ...p,
+      payload: Buffer.from(payload.subarray(0, oversize.keep)),
+      payloadSize: payload.length,
+      payloadDigest: createHash("sha256").update(payload).digest("hex"),
+    };
+  });
+}
+
+function compareOversize(
+  version: Version,
+  stream: Buffer,
+  cuts: number[],
+  oversize: OversizeSettings,
+): void {
+  const chunks = cut(stream, cuts);
+  const expected = truncated(run(originalParser({ protocolVersion: version }), chunks), oversize);
+  const actual = run(new PublishParser({ protocolVersion: version, oversize }), chunks);
+  assert.deepStrictEqual(actual, expected);
+}
+
+const oversize = fc.record({ above: fc.nat({ max: 120 }), keep: fc.nat({ max: 60 }) });
+
+for (const version of [4, 5] as const) {
+  Deno.test(`MQTT ${version}, oversize: payloads over the limit keep their head, size and digest`, () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(publish(version), other(version)), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        oversize,
+        (packets, cuts, limits) => {
+          const bytes = Buffer.concat(
+            packets.map((p) => generate(p, { protocolVersion: version })),
+          );
+          compareOversize(version, bytes, cuts, limits);
+        },
+      ),
+      { seed: SEED, numRuns: 400 },
+    );
+  });
+
+  Deno.test(`MQTT ${version}, oversize: broken bytes give the same errors`, () => {
+    fc.assert(
+      fc.property(
+        fc.array(piece(version), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        oversize,
+        (pieces, cuts, limits) => compareOversize(version, Buffer.concat(pieces), cuts, limits),
+      ),
+      { seed: SEED, numRuns: 400 },
+    );
+  });
+}
+
+Deno.test("an oversized PUBLISH of 1 MB in 64 KB chunks: nothing of it kept but its head", () => {
+  const big = Buffer.alloc(1_000_000, 7);
+  big.write('{"value": 1', 0);
+  const bytes = generate({ cmd: "publish", topic: "u/d/f", payload: big, qos: 1, messageId: 9 }, {
+    protocolVersion: 5,
+  });
+  const cuts = Array.from({ length: 16 }, (_, i) => (i + 1) * 65_536);
+  compareOversize(5, Buffer.concat([bytes, bytes]), cuts, { above: 65_536, keep: 1024 });
+  const parser = new PublishParser({ protocolVersion: 5, oversize: { above: 65_536, keep: 1024 } });
+  const packets: Record<string, unknown>[] = [];
+  parser.on("packet", (p) => packets.push(p));
+  for (const c of cut(bytes, cuts)) parser.parse(c);
+  const payload = packets[0].payload as Buffer;
+  assert.equal(payload.length, 1024);
+  assert.ok(payload.buffer.byteLength < 2048, "its own small buffer, not a view of a chunk");
+  assert.equal(packets[0].payloadSize, 1_000_000);
 });

@@ -33,7 +33,11 @@ import {
 import { awaitFirstConnect } from "./connect.ts";
 import { type Held, HeldCopies } from "./held_copies.ts";
 import { keepAliveWhileBusy } from "./keepalive.ts";
-import { installPublishParser } from "./publish_parser.ts";
+import {
+  installPublishParser,
+  type OversizedPacket,
+  type OversizeSettings,
+} from "./publish_parser.ts";
 import { RECONNECT_MIN_MS, reconnectWithBackoff } from "./reconnect.ts";
 import { createSessionReport } from "./session_report.ts";
 import { subscribeFilters } from "./subscribe.ts";
@@ -94,6 +98,11 @@ export interface MqttSourceOptions {
   onSessionLost?(): void;
   /** The broker granted the subscriptions (after each (re)subscribe). */
   onSubscribed?(): void;
+  /**
+   * A PUBLISH with a payload over `above` bytes (rejected as too_large anyway) is read
+   * keeping only its first `keep` (src/mqtt/publish_parser.ts); absent: every payload whole.
+   */
+  oversize?: OversizeSettings;
 }
 
 /** A running MQTT source. */
@@ -155,7 +164,9 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       ? { sessionExpiryInterval: opts.sessionExpirySec, receiveMaximum: opts.receiveMaximum }
       : undefined,
     ...tls,
-  };
+    // MQTT.js hands its options to the parser (src/mqtt/publish_parser.ts).
+    ...(opts.oversize ? { oversize: opts.oversize } : {}),
+  } as IClientOptions;
   const client = mqtt.connect(opts.url, clientOptions);
   const pubacks = new PubackWriter(client);
 
@@ -208,9 +219,11 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
     let delivered: boolean;
     try {
       const payload = packet.payload;
+      const { payloadSize, payloadDigest } = packet as OversizedPacket;
       inbound = {
         topic: packet.topic,
         payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+        ...(payloadSize === undefined ? {} : { payloadSize }),
         qos: packet.qos,
         retain: packet.retain,
         receivedAtUs: nowUs(),
@@ -225,7 +238,14 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
         const stream = client.stream;
         const messageId = packet.messageId!;
         const { topic, payload } = inbound;
-        const original = heldCopies.copyOf(messageId, topic, payload, packet.dup, stream);
+        const original = heldCopies.copyOf(
+          messageId,
+          topic,
+          payload,
+          packet.dup,
+          stream,
+          payloadDigest,
+        );
         if (original) {
           // Sent again after a reconnect: keep one of the two, the original.
           opts.onRedelivered(inbound);
@@ -248,6 +268,7 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
           qos2 ? 2 : 1,
           stream,
           qos2 ? packet : null,
+          payloadDigest,
         );
         ack = ackOf(held);
       }

@@ -9,6 +9,7 @@
  * Never throws on any topic or payload: what cannot be used is a reject with a reason.
  */
 import type { Decoded, DecodedReadings, Inbound, Reading, ReadingReject } from "../message.ts";
+import { payloadSizeOf } from "../message.ts";
 import {
   DEFAULT_MAX_TOPIC_LENGTH,
   futureDetail,
@@ -129,10 +130,10 @@ function decodeMapped(
       `rule "${rule.name}": device code too long or has control characters`,
     );
   }
-  if (msg.payload.byteLength > opts.maxPayloadBytes) {
+  if (payloadSizeOf(msg) > opts.maxPayloadBytes) {
     return reject(
       "too_large",
-      `payload is ${msg.payload.byteLength} bytes; the limit is ${opts.maxPayloadBytes}`,
+      `payload is ${payloadSizeOf(msg)} bytes; the limit is ${opts.maxPayloadBytes}`,
     );
   }
   // As on the templates' topics (src/core/decode.ts): an empty payload clears a retained one.

@@ -11,6 +11,7 @@
  * "Sparkplug B").
  */
 import type { Decoded, Inbound } from "../message.ts";
+import { payloadSizeOf } from "../message.ts";
 import { CONTROL_RE, formatTimestamp, isValidName, MAX_TS_US, MIN_TS_US } from "../payload.ts";
 import type { MetricReject, MetricValue, SparkplugMessage, SparkplugMetric } from "./model.ts";
 import { sparkplugDeviceCode } from "./names.ts";
@@ -70,10 +71,10 @@ export function decodeSparkplug(
         "with control characters",
     );
   }
-  if (msg.payload.byteLength > limits.maxPayloadBytes) {
+  if (payloadSizeOf(msg) > limits.maxPayloadBytes) {
     return reject(
       "too_large",
-      `payload is ${msg.payload.byteLength} bytes; the limit is ${limits.maxPayloadBytes}`,
+      `payload is ${payloadSizeOf(msg)} bytes; the limit is ${limits.maxPayloadBytes}`,
     );
   }
   // The empty retained message that clears a retained one (src/core/decode.ts says why).
