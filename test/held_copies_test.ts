@@ -184,3 +184,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test("QoS 1: oversized messages held across a reconnect are known again by their digest: one reject each", async () => {
+  let proxy!: TcpProxy;
+  const logs: LogLine[] = [];
+  const f = await startServeFixture({
+    mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
+    args: ["--qos", "1", "--batch-interval-ms", "20"],
+    log: recordingLogger(logs),
+  });
+  const topic = f.serve.feedTopic(f.user, "d1", "temp");
+  const received = () => f.serve.metrics.received.total();
+  const connects = () => logs.filter((l) => l.msg === "connected to broker").length;
+  let lock: HeldLock | null = null;
+  try {
+    lock = await lockFeedValues(f.db);
+    // A reading first: its batch waits on the lock, and the rejects wait behind it.
+    await publish(f.pub, topic, "1", { qos: 1 });
+    await waitFor("the reading's batch", () => f.serve.pipeline.inFlight === 1);
+    // Five payloads over --max-payload-bytes with the same first kilobyte (all serve
+    // keeps of them), and one more with the same bytes as the first.
+    const big = (tail: number) => new Uint8Array(200_000).fill(0x30, 0, 1024).fill(tail, 1024);
+    const tails = [0x41, 0x42, 0x43, 0x44, 0x45, 0x41];
+    for (const t of tails) await publish(f.pub, topic, big(t), { qos: 1 });
+    await waitFor("serve to hold them", () => received() === 1 + tails.length);
+    const before = connects();
+    proxy.cut();
+    await waitFor("serve to lose the broker", () => !f.serve.source.connected);
+    proxy.restore();
+    await waitFor("serve to reconnect", () => connects() > before);
+    await waitFor("the copies", () => received() === 2 * (1 + tails.length));
+    await lock.release();
+    await publish(f.pub, topic, "2", { qos: 1 });
+    await waitFor(
+      "the sentinel",
+      async () => (await f.db.sql`select 1 from feed_values where value = 2`).length > 0,
+    );
+    const rejects = await f.db.sql<{ size: number; kept: number }[]>`
+      select payload_size as size, length(payload) as kept from ingest_rejects
+      where reason = 'too_large'`;
+    assert.deepEqual(
+      rejects.map((r) => [r.size, r.kept]),
+      tails.map(() => [200_000, 1024]),
+      "one reject per message: each copy known by its digest, none taken for another",
+    );
+    assert.equal(f.serve.metrics.discarded.get({ reason: "redelivered" }), 1 + tails.length);
+    await waitFor("every ack sent", () => f.serve.pipeline.unacked === 0);
+    assertBalanced(f.serve);
+  } finally {
+    await lock?.release();
+    await f.close();
+    await proxy.close();
+  }
+});
