@@ -4,7 +4,10 @@
  * Receive Maximum), and `feed_values` is locked so no batch commits: every message
  * published is held by serve until its queue is full, the rest waits at the broker.
  * Reported: VmRSS before publishing and once nothing more arrives, the messages held
- * (queued plus the batch in flight), and the difference per message. Then the lock is released and every message must be stored.
+ * (queued plus the batch in flight), and the difference per message; and, sampled from
+ * serve's /metrics every 50 ms while it reads, the highest V8 heap and external memory (the
+ * ArrayBuffers: socket chunks and payloads). Then the lock is released and every message
+ * must end in a table: stored, or rejected (a payload over --max-payload-bytes).
  */
 import type postgres from "postgres";
 import { freePort } from "../test/support/broker.ts";
@@ -20,7 +23,11 @@ export interface HoldResult {
   heldRssMb: number;
   peakRssMb: number;
   bytesPerHeld: number;
+  /** Rows in feed_values plus ingest_rejects once the lock was released. */
   stored: number;
+  /** The highest V8 heap and external memory sampled while serve read, MB. */
+  heapPeakMb: number;
+  externalPeakMb: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,6 +77,20 @@ export async function holdPhase(opts: {
     await blocker`lock table feed_values in exclusive mode`;
     locked = true;
     log(`hold: feed_values locked; publishing ${pc.count} messages, QoS ${pc.qos}`);
+    const peaks = { heap: 0, external: 0 };
+    let reading = true;
+    const sampling = (async () => {
+      for (; reading; await sleep(50)) {
+        const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => "");
+        if (text === "") continue;
+        const heap = metric(text, "feedline_process_heap_total_bytes");
+        peaks.heap = Math.max(peaks.heap, heap);
+        peaks.external = Math.max(
+          peaks.external,
+          metric(text, "feedline_process_external_memory_bytes"),
+        );
+      }
+    })();
     const pub = await opts.runPublisher(pc);
     const gauges = async () => {
       const text = await fetch(`${base}/metrics`).then((r) => r.text());
@@ -85,6 +106,8 @@ export async function holdPhase(opts: {
       stable = now.received === last.received ? stable + 1 : 0;
       last = now;
     }
+    reading = false;
+    await sampling;
     const heldRss = (await rssBytes(serve.pid)) ?? 0;
     const peak = await peakRssBytes(serve.pid) ?? 0;
     log(`hold: ${last.held} held, VmRSS ${(heldRss / 2 ** 20).toFixed(0)} MB`);
@@ -94,7 +117,9 @@ export async function holdPhase(opts: {
     let lastChange = performance.now();
     while (stored < pub.published && performance.now() - lastChange < opts.idleMs) {
       await sleep(200);
-      const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from feed_values`;
+      const [{ n }] = await sql<{ n: number }[]>`
+        select (select count(*) from feed_values)::int + (select count(*) from ingest_rejects)::int
+          as n`;
       if (n !== stored) lastChange = performance.now();
       stored = n;
     }
@@ -106,6 +131,8 @@ export async function holdPhase(opts: {
       peakRssMb: peak / 2 ** 20,
       bytesPerHeld: last.held > 0 ? (heldRss - idle) / last.held : 0,
       stored,
+      heapPeakMb: peaks.heap / 2 ** 20,
+      externalPeakMb: peaks.external / 2 ** 20,
     };
   } finally {
     if (locked) await blocker`rollback`.catch(() => {});
@@ -121,6 +148,8 @@ export function printHold(r: HoldResult): void {
       `${r.idleRssMb.toFixed(0)} MB idle → ${r.heldRssMb.toFixed(0)} MB held = ` +
       `${(r.bytesPerHeld / 1024).toFixed(2)} KB per held message (peak ${
         r.peakRssMb.toFixed(0)
-      } MB); ${r.stored} stored after the lock was released`,
+      } MB; sampled while reading: V8 heap ${r.heapPeakMb.toFixed(0)} MB, external ${
+        r.externalPeakMb.toFixed(0)
+      } MB); ${r.stored} stored or rejected after the lock was released`,
   );
 }

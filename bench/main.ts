@@ -62,7 +62,7 @@ import {
   type WindowOnSetting,
 } from "./summary.ts";
 import { memoryTargetLines, serveV8Flags } from "./memory_target.ts";
-import { cpuTargetLines } from "./cpu_target.ts";
+import { cpuTargetLines, shareTargetLines } from "./cpu_target.ts";
 import { METRICS, sparkplugPhase } from "./sparkplug_phase.ts";
 import {
   BENCH_ROLLUP_FOLD_WIDTHS,
@@ -71,6 +71,7 @@ import {
   printRollupsCost,
   rollupServeArgs,
 } from "./rollups_phase.ts";
+import { type AlertsCount, printAlertsCost, withAlertRules } from "./alerts_phase.ts";
 
 /** Every phase --phases accepts, in the order they run. */
 const ALL_PHASES = [
@@ -81,6 +82,7 @@ const ALL_PHASES = [
   "broker",
   "serve",
   "rollups",
+  "alerts",
   "sparkplug",
   "mappings",
   "hold",
@@ -224,9 +226,9 @@ export const benchOptions = {
       (v) => v.split(",").every((p) => ALL_PHASES.includes(p)),
       `a comma list of ${ALL_PHASES.join(", ")}`,
     ),
-    defaultText: "all but hold, scale, fleet",
+    defaultText: "all but rollups, alerts, hold, scale, fleet",
     doc:
-      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `rollups` (not in the default): serve --rollups 1m,1h,1d beside the `serve` phase, throughput and PostgreSQL CPU per row (bench/rollups_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
+      "Which measurements to run. `sparkplug`: serve fed Sparkplug B DDATA of 100 metrics by alias, --count readings in all (bench/sparkplug_phase.ts). `mappings`: serve --mappings with 50 rules and a Zigbee2MQTT-like fleet (bench/mappings_phase.ts). `rollups` (not in the default): serve --rollups 1m,1h,1d beside the `serve` phase, throughput and PostgreSQL CPU per row (bench/rollups_phase.ts). `alerts` (not in the default): serve with every feed's alert rules on (threshold_mode alert, crossed by the last tenth of the values, and a max_silence) beside the `serve` phase, and the alerts it opened (bench/alerts_phase.ts). `commit`: the cost of a verified commit per batch of 1,000 readings against `sql.begin` alone (bench/commit_cost.ts). `scale` (not in the default): 1, 2 and 3 serve instances in one shared group, stored rate and CPU by process (bench/scale.ts). `hold` (not in the default): VmRSS per message held by serve, with `--count` messages published while `feed_values` is locked (bench/hold.ts). `fleet` (not in the default): serve against the `--fleet-*` fleet, a warm-up pass over every feed then `--count` messages measured warm; feed-cache memory per feed (bench/fleet_phase.ts).",
   }),
   serveArgs: option({
     flag: "serve-args",
@@ -377,6 +379,7 @@ interface Run {
   windows: WindowOnSetting[];
   publishRates: { inflight: Inflight; rate: number }[];
   holds: (HoldResult & { inflight: Inflight })[];
+  alerts: AlertsCount[];
   scales: { inflight: Inflight; results: ScaleResult[] }[];
   /** The fleet phase's database of the last size used, kept for the next run of it. */
   fleet: { key: string; db: FleetDatabase } | null;
@@ -442,6 +445,7 @@ async function main(args: string[]): Promise<void> {
       windows: [],
       publishRates: [],
       holds: [],
+      alerts: [],
       scales: [],
       fleet: null,
       mappings: null,
@@ -536,6 +540,17 @@ async function runSetting(run: Run, inflight: Inflight): Promise<void> {
         servePhase({ ...serveOptions, serveArgs, dbUrl: db.url, sql: db.sql }, pc(rate))
       );
       addRow(run, "rollups", `serve --rollups ${BENCH_ROLLUP_WIDTHS}`, inflight, r, brokerLimit);
+    }
+    if (has("alerts")) {
+      await resetData(db.sql);
+      const { result, alerts } = await withAlertRules(
+        db.sql,
+        cfg.count,
+        inflight,
+        () => withLoad(() => servePhase({ ...serveOptions, dbUrl: db.url, sql: db.sql }, pc(rate))),
+      );
+      addRow(run, "alerts", "serve, alert rules on", inflight, result, brokerLimit);
+      run.alerts.push(alerts);
     }
     if (has("sparkplug")) {
       await resetData(db.sql);
@@ -656,6 +671,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
   printNotes(run.rows, run.windows);
   printMappingsComparison(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
   printRollupsCost(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined));
+  printAlertsCost(run.rows.filter((r): r is PhaseResult => r.perSecond !== undefined), run.alerts);
   for (const s of run.scales) {
     console.log(`\n${phaseName("scale", s.inflight)}:`);
     printScale(s.results);
@@ -676,6 +692,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     [
       ...memoryTargetLines(run.rows, cfg.serveArgList, v8Flags),
       ...cpuTargetLines(run.rows, cfg.qos, isFlatOut(cfg.rate)),
+      ...shareTargetLines(run.rows, cfg.qos, isFlatOut(cfg.rate)),
     ].map((t) => [t.target, t.measured, t.result]),
     3,
   );
@@ -704,6 +721,7 @@ async function report(run: Run, machine: Awaited<ReturnType<typeof machineInfo>>
     targets,
     scale: run.scales,
     hold: run.holds,
+    alerts: run.alerts,
     commit: run.commit,
   };
   await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");

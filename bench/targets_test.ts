@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { SummaryRow } from "./rows.ts";
 import { batchIntervalMs, evaluateTargets } from "./summary.ts";
-import { cpuTargetLines } from "./cpu_target.ts";
+import { cpuTargetLines, shareTargetLines } from "./cpu_target.ts";
 
 function serveRow(inflight: number, over: Partial<SummaryRow> = {}): SummaryRow {
   return {
@@ -110,4 +110,20 @@ Deno.test("serve CPU (issue 26): a verdict per serve row of a QoS 1 flat-out run
   ]);
   assert.deepEqual(cpuTargetLines(rows, 0, true), [], "QoS 0: not this target");
   assert.deepEqual(cpuTargetLines(rows, 1, false), [], "at a rate: not flat out");
+});
+
+Deno.test("the share of the broker limit: QoS 1 flat out, no in-flight cap, 0 lost", () => {
+  const rows = [
+    serveRow(0, { ratioToBroker: 0.97 }),
+    serveRow(0, { ratioToBroker: 1.1, lost: 3 }),
+    serveRow(0, { ratioToBroker: 0.9 }),
+    serveRow(20, { ratioToBroker: 0.5 }),
+  ];
+  assert.deepEqual(shareTargetLines(rows, 1, true).map((l) => [l.measured, l.result]), [
+    ["feedline serve (inflight 0): 97.0 %, 0 lost", "met"],
+    ["feedline serve (inflight 0): 110.0 %, 3 lost", "not met"],
+    ["feedline serve (inflight 0): 90.0 %, 0 lost", "not met"],
+  ]);
+  assert.deepEqual(shareTargetLines(rows, 0, true), [], "QoS 0: not this target");
+  assert.deepEqual(shareTargetLines(rows, 1, false), [], "at a rate: not flat out");
 });
