@@ -124,7 +124,13 @@ Deno.test("a lease that expired and was taken over: its holder takes another lan
   }
 });
 
-Deno.test("a restart after a SIGKILL takes back its lane above every stamp the killed holder committed", async () => {
+Deno.test({
+  name:
+    "a restart after a SIGKILL takes back its lane above every stamp the killed holder committed",
+  // A batch held committing while another lease reads: two backends. The embedded PGlite
+  // is one, and there the lease waits on the held batch for ever.
+  ignore: !Deno.env.get("TEST_DATABASE_URL"),
+}, async () => {
   const db = await createTestDatabase();
   const { log } = logLines();
   // Leases renewed an hour apart: killed ones are never renewed nor released (released
