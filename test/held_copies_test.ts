@@ -8,29 +8,47 @@ import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import type { Qos } from "../src/core/message.ts";
 import { accountingTerms } from "../src/ingest/accounting.ts";
-import { startMosquitto } from "./support/broker.ts";
+import { CAN_USE_MOSQUITTO, mosquittoBroker, startMosquitto } from "./support/broker.ts";
 import { type ServeFixture, startServeFixture } from "./support/fixture.ts";
 import { type HeldLock, lockFeedValues } from "./support/lock.ts";
 import { type LogLine, recordingLogger } from "./support/logs.ts";
 import { endClient, HAVE_MOSQUITTO, publish, type TestServe, waitFor } from "./support/serve.ts";
 import { proxiedUrl, type TcpProxy } from "./support/tcp_proxy.ts";
 
+// These tests need a broker that sends a held message again after a reconnect with its
+// packet id and DUP set (MQTT §4.4), as Mosquitto does; the embedded aedes gives the copies
+// new packet ids.
 /**
- * The broker these tests need sends a held message again after a reconnect with its packet
- * id and DUP set (MQTT §4.4), as Mosquitto does; the embedded test broker (aedes, used
- * without TEST_MQTT_URL) gives the copies new packet ids. So without TEST_MQTT_URL they run
- * on a private Mosquitto, and are skipped where none is installed.
+ * serve with `args`, reaching the broker through a proxy the test can cut (the publisher
+ * does not). `reconnect` cuts serve's connection, waits until serve has noticed, and gives
+ * back the restore, which waits for the reconnect.
  */
-const SHARED_BROKER = Deno.env.get("TEST_MQTT_URL") !== undefined;
-const CAN_REDELIVER = SHARED_BROKER || HAVE_MOSQUITTO;
-
-async function redeliveringBroker(): Promise<{
-  broker?: { url: string; protocolVersion: 5 };
-  close(): Promise<void>;
-}> {
-  if (SHARED_BROKER) return { close: () => Promise.resolve() };
-  const mosquitto = await startMosquitto();
-  return { broker: { url: mosquitto.url, protocolVersion: 5 }, close: () => mosquitto.close() };
+async function serveBehindProxy(args: string[]) {
+  let proxy!: TcpProxy;
+  const logs: LogLine[] = [];
+  const own = await mosquittoBroker();
+  const f = await startServeFixture({
+    ...own,
+    mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
+    args,
+    log: recordingLogger(logs),
+  });
+  const connects = () => logs.filter((l) => l.msg === "connected to broker").length;
+  const reconnect = async () => {
+    const before = connects();
+    proxy.cut();
+    await waitFor("serve to lose the broker", () => !f.serve.source.connected);
+    return () => {
+      proxy.restore();
+      return waitFor("serve to reconnect", () => connects() > before);
+    };
+  };
+  const close = async () => {
+    await f.close();
+    await proxy.close();
+    await own.close();
+  };
+  return { f, proxy: () => proxy, reconnect, close };
 }
 
 function assertBalanced(serve: TestServe) {
@@ -53,30 +71,13 @@ for (const qos of [1, 2] as const) {
   Deno.test({
     name:
       `QoS ${qos}: held messages the broker sends again after a reconnect are written once, before or after their commit`,
-    ignore: !CAN_REDELIVER,
+    ignore: !CAN_USE_MOSQUITTO,
   }, async () => {
-    let proxy!: TcpProxy;
-    const logs: LogLine[] = [];
-    const own = await redeliveringBroker();
-    const f = await startServeFixture({
-      ...own,
-      // serve reaches the broker through a proxy the test can cut; the publisher does not.
-      mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
-      args: ["--qos", String(qos), "--batch-interval-ms", "20"],
-      log: recordingLogger(logs),
-    });
+    const { f, proxy, reconnect, close } = await serveBehindProxy([
+      ...["--qos", String(qos), "--batch-interval-ms", "20"],
+    ]);
     const topic = f.serve.feedTopic(f.user, "d1", "temp");
     const redelivered = () => f.serve.metrics.discarded.get({ reason: "redelivered" });
-    const connects = () => logs.filter((l) => l.msg === "connected to broker").length;
-    const reconnect = async () => {
-      const before = connects();
-      proxy.cut();
-      await waitFor("serve to lose the broker", () => !f.serve.source.connected);
-      return () => {
-        proxy.restore();
-        return waitFor("serve to reconnect", () => connects() > before);
-      };
-    };
     let resumed: mqtt.MqttClient | null = null;
     let lock: HeldLock | null = null;
     try {
@@ -127,7 +128,7 @@ for (const qos of [1, 2] as const) {
       await new Promise<void>((resolve) => f.serve.source.client.end(false, {}, () => resolve()));
       // And through the proxy: until it passed the last bytes on, the acknowledgements may
       // still be on their way, and the session taken over below would lose them.
-      await waitFor("the proxy to pass serve's last bytes on", () => proxy.openSockets() === 0);
+      await waitFor("the proxy to pass serve's last bytes on", () => proxy().openSockets() === 0);
       const arrived: string[] = [];
       resumed = mqtt.connect(f.broker.url, {
         protocolVersion: f.broker.protocolVersion,
@@ -144,9 +145,7 @@ for (const qos of [1, 2] as const) {
     } finally {
       await lock?.release();
       if (resumed) await endClient(resumed, true);
-      await f.close();
-      await proxy.close();
-      await own.close();
+      await close();
     }
   });
 }
@@ -213,20 +212,13 @@ Deno.test({
 Deno.test({
   name:
     "QoS 1: oversized messages held across a reconnect are known again by their digest: one reject each",
-  ignore: !CAN_REDELIVER,
+  ignore: !CAN_USE_MOSQUITTO,
 }, async () => {
-  let proxy!: TcpProxy;
-  const logs: LogLine[] = [];
-  const own = await redeliveringBroker();
-  const f = await startServeFixture({
-    ...own,
-    mqttUrl: (broker) => proxiedUrl(broker.url, (p) => proxy = p),
-    args: ["--qos", "1", "--batch-interval-ms", "20"],
-    log: recordingLogger(logs),
-  });
+  const { f, reconnect, close } = await serveBehindProxy([
+    ...["--qos", "1", "--batch-interval-ms", "20"],
+  ]);
   const topic = f.serve.feedTopic(f.user, "d1", "temp");
   const received = () => f.serve.metrics.received.total();
-  const connects = () => logs.filter((l) => l.msg === "connected to broker").length;
   let lock: HeldLock | null = null;
   try {
     lock = await lockFeedValues(f.db);
@@ -239,11 +231,7 @@ Deno.test({
     const tails = [0x41, 0x42, 0x43, 0x44, 0x45, 0x41];
     for (const t of tails) await publish(f.pub, topic, big(t), { qos: 1 });
     await waitFor("serve to hold them", () => received() === 1 + tails.length);
-    const before = connects();
-    proxy.cut();
-    await waitFor("serve to lose the broker", () => !f.serve.source.connected);
-    proxy.restore();
-    await waitFor("serve to reconnect", () => connects() > before);
+    await (await reconnect())();
     await waitFor("the copies", () => received() === 2 * (1 + tails.length));
     await lock.release();
     await publish(f.pub, topic, "2", { qos: 1 });
@@ -264,8 +252,6 @@ Deno.test({
     assertBalanced(f.serve);
   } finally {
     await lock?.release();
-    await f.close();
-    await proxy.close();
-    await own.close();
+    await close();
   }
 });

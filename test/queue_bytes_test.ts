@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { MESSAGE_OVERHEAD_BYTES } from "../src/ingest/message_bytes.ts";
+import { CAN_USE_MOSQUITTO, mosquittoBroker } from "./support/broker.ts";
 import { startServeFixture } from "./support/fixture.ts";
 import { lockFeedValues } from "./support/lock.ts";
 import { publish, waitFor } from "./support/serve.ts";
@@ -66,7 +67,8 @@ Deno.test("QoS 1: 60 KB readings behind a held writer stop at --queue-bytes, the
     assert.deepEqual(body.queue.full, { queue: "data", by: "bytes" });
     const metrics = await (await fetch(`http://127.0.0.1:${f.serve.httpPort}/metrics`)).text();
     assert.match(metrics, /^feedline_queue_holding_back 1$/m);
-    assert.equal(await f.storedCount(), 0);
+    // serve's own count: a query of the test's would wait on the lock on the embedded PGlite.
+    assert.equal(f.serve.metrics.stored.total(), 0);
     await lock.release();
     await sent;
     await waitFor(`all ${COUNT} readings`, async () => (await f.storedCount()) === COUNT);
@@ -98,74 +100,52 @@ Deno.test("QoS 0 with --qos0-when-full drop: 60 KB readings finding the queue fu
   }
 });
 
-Deno.test("QoS 0: a 1 MB payload rejected as too_large is queued with only what its reject row keeps", async () => {
-  const f = await startServeFixture({ args: args(0) });
-  const lock = await lockFeedValues(f.db);
-  try {
-    const topic = f.serve.feedTopic(f.user, "d1", "temp");
-    // A reading first: its batch waits on the lock, and the rejects queue behind it.
-    await publish(f.pub, topic, "21.5", { qos: 0 });
-    const p = f.serve.pipeline;
-    await waitFor("the reading's batch", () => p.inFlight === 1);
-    const big = new Uint8Array(1024 * 1024).fill(0x31);
-    for (let i = 0; i < 5; i++) await publish(f.pub, topic, big, { qos: 0 });
-    await waitFor("the rejects queued", () => p.dataQueued === 5);
-    assert.ok(
-      p.queuedBytes <= 5 * (MESSAGE_OVERHEAD_BYTES + 1024 + topic.length),
-      `${p.queuedBytes}`,
-    );
-    await lock.release();
-    await waitFor("the rejects", async () => {
-      const [{ n }] = await f.db.sql`select count(*)::int as n from ingest_rejects`;
-      return n === 5;
-    });
-    const rows = await f.db.sql`
-      select payload_size, length(payload) as kept from ingest_rejects where reason = 'too_large'`;
-    assert.equal(rows.length, 5);
-    for (const r of rows) assert.deepEqual([r.payload_size, r.kept], [1024 * 1024, 1024]);
-  } finally {
-    await lock.release();
-    await f.close();
-  }
-});
-
-Deno.test("QoS 1: a 1 MB payload rejected as too_large is read keeping only what its reject row keeps", async () => {
-  const f = await startServeFixture({ args: args(1) });
-  const lock = await lockFeedValues(f.db);
-  try {
-    const topic = f.serve.feedTopic(f.user, "d1", "temp");
-    await publish(f.pub, topic, "21.5", { qos: 1 });
-    const p = f.serve.pipeline;
-    await waitFor("the reading's batch", () => p.inFlight === 1);
-    // The same first kilobyte, five different megabytes.
-    const payloads = Array.from(
-      { length: 5 },
-      (_, i) => new Uint8Array(1024 * 1024).fill(0x31 + i),
-    );
-    for (const big of payloads) big.fill(0x30, 0, 1024);
-    await Promise.all(payloads.map((big) => publish(f.pub, topic, big, { qos: 1 })));
-    await waitFor("the rejects queued", () => p.dataQueued === 5);
-    // Queued and held (the held copy is what is queued): the head, not the megabyte.
-    assert.ok(
-      p.queuedBytes <= 5 * (MESSAGE_OVERHEAD_BYTES + 1024 + topic.length),
-      `${p.queuedBytes}`,
-    );
-    await lock.release();
-    await waitFor("the rejects", async () => {
-      const [{ n }] = await f.db.sql`select count(*)::int as n from ingest_rejects`;
-      return n === 5;
-    });
-    const rows = await f.db.sql`
-      select payload_size, length(payload) as kept, detail from ingest_rejects
-      where reason = 'too_large'`;
-    assert.equal(rows.length, 5);
-    for (const r of rows) {
-      assert.deepEqual([r.payload_size, r.kept], [1024 * 1024, 1024]);
-      assert.match(r.detail, /payload is 1048576 bytes; the limit is 65536/);
+for (const qos of [0, 1] as const) {
+  Deno.test({
+    name:
+      `QoS ${qos}: a 1 MB payload rejected as too_large is read and queued with only what its reject row keeps`,
+    // The embedded aedes does not pass 1 MB payloads on as Mosquitto does.
+    ignore: !CAN_USE_MOSQUITTO,
+  }, async () => {
+    const own = await mosquittoBroker();
+    const f = await startServeFixture({ ...own, args: args(qos) });
+    const lock = await lockFeedValues(f.db);
+    try {
+      const topic = f.serve.feedTopic(f.user, "d1", "temp");
+      // A reading first: its batch waits on the lock, and the rejects queue behind it.
+      await publish(f.pub, topic, "21.5", { qos });
+      const p = f.serve.pipeline;
+      await waitFor("the reading's batch", () => p.inFlight === 1);
+      // The same first kilobyte (all serve keeps), five different megabytes.
+      const payloads = Array.from(
+        { length: 5 },
+        (_, i) => new Uint8Array(1024 * 1024).fill(0x31 + i).fill(0x30, 0, 1024),
+      );
+      for (const big of payloads) await publish(f.pub, topic, big, { qos });
+      await waitFor("the rejects queued", () => p.dataQueued === 5);
+      // Queued, and at QoS 1 held for its ack (the held copy is what is queued): the head.
+      assert.ok(
+        p.queuedBytes <= 5 * (MESSAGE_OVERHEAD_BYTES + 1024 + topic.length),
+        `${p.queuedBytes}`,
+      );
+      await lock.release();
+      await waitFor("the rejects", async () => {
+        const [{ n }] = await f.db.sql`select count(*)::int as n from ingest_rejects`;
+        return n === 5;
+      });
+      const rows = await f.db.sql`
+        select payload_size, length(payload) as kept, detail from ingest_rejects
+        where reason = 'too_large'`;
+      assert.equal(rows.length, 5);
+      for (const r of rows) {
+        assert.deepEqual([r.payload_size, r.kept], [1024 * 1024, 1024]);
+        assert.match(r.detail, /payload is 1048576 bytes; the limit is 65536/);
+      }
+      await waitFor("every ack sent", () => p.unacked === 0);
+    } finally {
+      await lock.release();
+      await f.close();
+      await own.close();
     }
-    await waitFor("every ack sent", () => p.unacked === 0);
-  } finally {
-    await lock.release();
-    await f.close();
-  }
-});
+  });
+}

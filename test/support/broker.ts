@@ -37,6 +37,33 @@ export async function createTestBroker(): Promise<TestBroker> {
 }
 
 /**
+ * Is there a Mosquitto broker for tests that need one: the shared `TEST_MQTT_URL` broker, or
+ * an installed Mosquitto to start privately (`mosquittoBroker`)?
+ */
+export const CAN_USE_MOSQUITTO = Deno.env.get("TEST_MQTT_URL") !== undefined || (() => {
+  try {
+    return Deno.statSync("/usr/sbin/mosquitto").isFile;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * For tests that need what the embedded aedes broker does not do as Mosquitto does (send a
+ * held message again with its packet id after a reconnect; carry 1 MB payloads): the shared
+ * `TEST_MQTT_URL` broker (`broker` absent: the fixture's own choice), or else a private
+ * Mosquitto. Guard such tests with `ignore: !CAN_USE_MOSQUITTO`.
+ */
+export async function mosquittoBroker(): Promise<{
+  broker?: { url: string; protocolVersion: 5 };
+  close(): Promise<void>;
+}> {
+  if (Deno.env.get("TEST_MQTT_URL") !== undefined) return { close: () => Promise.resolve() };
+  const mosquitto = await startMosquitto();
+  return { broker: { url: mosquitto.url, protocolVersion: 5 }, close: () => mosquitto.close() };
+}
+
+/**
  * Runs `fn` with a test broker and stops it afterwards, also when `fn` throws.
  *
  * @example
