@@ -223,11 +223,12 @@ export async function startMqttSource(opts: MqttSourceOptions): Promise<MqttSour
       inbound = {
         topic: packet.topic,
         payload: typeof payload === "string" ? Buffer.from(payload) : payload,
-        ...(payloadSize === undefined ? {} : { payloadSize }),
         qos: packet.qos,
         retain: packet.retain,
         receivedAtUs: nowUs(),
       };
+      // Only an oversized PUBLISH has it: no spread in the literal every message builds.
+      if (payloadSize !== undefined) inbound.payloadSize = payloadSize;
       if (stopping) {
         // QoS 1/2: not acknowledged, so the broker keeps it for our next session.
         if (packet.qos === 0) opts.onDrop(inbound, "shutdown");
